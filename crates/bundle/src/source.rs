@@ -1,0 +1,233 @@
+//! Random-access blob sources and the content-addressed blob store.
+//!
+//! [`BlobSource`] is the one interface every consumer of blobs uses: the bundle writer reads blobs
+//! from it, the registry push streams from it, and the read-only endpoint serves ranges from it.
+//! Positioned reads make it safe to share between threads without seeking.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, HashingWriter};
+
+/// Errors from the blob store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Reading or writing a file of the store failed.
+    #[error("blob store I/O failed at `{path}`")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes written do not hash to the digest they were announced with.
+    #[error("blob content does not match its digest: expected {expected}, got {actual} ({size} bytes)")]
+    DigestMismatch {
+        /// The announced digest.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+        /// How many bytes were written.
+        size: u64,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A source of blobs that supports positioned reads.
+pub trait BlobSource: Send + Sync {
+    /// The blob's size, or `None` when the source does not hold it.
+    fn blob_size(&self, digest: &Digest) -> Option<u64>;
+
+    /// Reads bytes of the blob starting at `offset` into `buf`; returns how many (0 at the end).
+    fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// A sequential reader over the whole blob, or `None` when the source does not hold it.
+    fn blob_reader(&self, digest: &Digest) -> Option<BlobSourceReader<'_, Self>>
+    where
+        Self: Sized,
+    {
+        let size = self.blob_size(digest)?;
+        Some(BlobSourceReader {
+            source: self,
+            digest: digest.clone(),
+            pos: 0,
+            end: size,
+        })
+    }
+}
+
+/// Reads one blob of a [`BlobSource`] sequentially, from a start offset to its end.
+pub struct BlobSourceReader<'a, S: ?Sized> {
+    source: &'a S,
+    digest: Digest,
+    pos: u64,
+    end: u64,
+}
+
+impl<'a, S: BlobSource + ?Sized> BlobSourceReader<'a, S> {
+    /// A reader over `[start, end)` of the blob `digest` of `source`.
+    pub fn range(source: &'a S, digest: Digest, start: u64, end: u64) -> Self {
+        Self {
+            source,
+            digest,
+            pos: start,
+            end,
+        }
+    }
+}
+
+impl<S: BlobSource + ?Sized> Read for BlobSourceReader<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        if left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = self
+            .source
+            .read_blob_at(&self.digest, self.pos, &mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("blob {} ended early at byte {}", self.digest, self.pos),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// A content-addressed blob store on disk: `<root>/sha256/<hex>`. Blobs are written to a temporary
+/// file, hashed while written, and renamed into place only when the digest matches, so the store
+/// never holds a partial or wrong blob. Used as the packager's download cache.
+#[derive(Debug, Clone)]
+pub struct DirBlobStore {
+    root: PathBuf,
+}
+
+impl DirBlobStore {
+    /// Opens (and creates) a store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        let blobs = root.join("sha256");
+        std::fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+        Ok(Self { root })
+    }
+
+    /// The store's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob `digest` lives (whether or not it is there).
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        self.root.join("sha256").join(digest.hex())
+    }
+
+    /// True when the store holds `digest`.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path_of(digest).is_file()
+    }
+
+    /// Starts writing a blob that must hash to `expected`.
+    pub fn writer(&self, expected: &Digest) -> Result<BlobWriter, StoreError> {
+        let dir = self.root.join("sha256");
+        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
+        Ok(BlobWriter {
+            final_path: self.path_of(expected),
+            expected: expected.clone(),
+            out: HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, tmp)),
+        })
+    }
+
+    /// Copies `reader` into the store as `expected`, verifying the digest.
+    pub fn put(&self, expected: &Digest, reader: &mut dyn Read) -> Result<u64, StoreError> {
+        let mut w = self.writer(expected)?;
+        let dir = self.root.clone();
+        io::copy(reader, &mut w).map_err(io_err(&dir))?;
+        w.commit()
+    }
+}
+
+/// A blob being written into a [`DirBlobStore`]; nothing is visible until [`BlobWriter::commit`].
+pub struct BlobWriter {
+    final_path: PathBuf,
+    expected: Digest,
+    out: HashingWriter<io::BufWriter<tempfile::NamedTempFile>>,
+}
+
+impl BlobWriter {
+    /// Checks the digest and moves the blob into place; returns its size.
+    pub fn commit(self) -> Result<u64, StoreError> {
+        let (buf, actual, size) = self.out.finish();
+        if actual != self.expected {
+            return Err(StoreError::DigestMismatch {
+                expected: self.expected,
+                actual,
+                size,
+            });
+        }
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| io_err(&self.final_path)(e.into_error()))?;
+        tmp.as_file().sync_data().map_err(io_err(&self.final_path))?;
+        tmp.persist(&self.final_path)
+            .map_err(|e| io_err(&self.final_path)(e.error))?;
+        Ok(size)
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl BlobSource for DirBlobStore {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        std::fs::metadata(self.path_of(digest)).ok().map(|m| m.len())
+    }
+
+    fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let file = File::open(self.path_of(digest))?;
+        file.read_at(buf, offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_accepts_matching_and_rejects_wrong_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirBlobStore::open(dir.path()).unwrap();
+        let data = b"hello blob".to_vec();
+        let d = Digest::of_bytes(&data);
+        assert_eq!(store.put(&d, &mut &data[..]).unwrap(), data.len() as u64);
+        assert!(store.contains(&d));
+        let mut back = Vec::new();
+        store.blob_reader(&d).unwrap().read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+
+        let wrong = Digest::of_bytes(b"other");
+        let err = store.put(&wrong, &mut &data[..]).unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }));
+        assert!(!store.contains(&wrong));
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path().join("sha256")).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,11 @@
+//! Terminal UI shared by the two Airlift binaries: progress, output format, error reports and
+//! exit codes. Only the binaries depend on this crate; libraries report through
+//! [`airlift_bundle::Progress`].
+
+pub mod exit;
+pub mod output;
+pub mod progress;
+
+pub use exit::{report, CommandError, ExitKind, ResultExt};
+pub use output::OutputFormat;
+pub use progress::{progress_for, BarProgress};

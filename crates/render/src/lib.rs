@@ -1,0 +1,1 @@
+//! Configuration resolution, manifest templating, image discovery and image rewriting.

@@ -1,0 +1,1 @@
+//! Test support: real registries on loopback, a fault proxy and the test cluster.

@@ -1,0 +1,24 @@
+//! Command-line definitions. Each command's arguments live beside its code in `commands/`.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// Build signed, offline Airlift bundles from bundle definitions.
+#[derive(Debug, Parser)]
+#[command(name = "airlift-pack", version, propagate_version = true)]
+pub struct Cli {
+    /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The packager's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a new ECDSA P-256 signing key pair: PREFIX.key (0600) and PREFIX.pub.
+    Keygen(commands::keygen::Args),
+}

@@ -1,0 +1,14 @@
+//! One module per command.
+
+pub mod keygen;
+
+use airlift_cli::CommandError;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<(), CommandError> {
+    match cli.command {
+        Command::Keygen(args) => keygen::run(args),
+    }
+}

@@ -1,0 +1,18 @@
+//! `airlift-pack`: builds a signed, offline bundle from a bundle definition. This file stays thin:
+//! parsing is in `cli`, each command in `commands/`.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    airlift_cli::output::init_colors();
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => airlift_cli::report(&err),
+    }
+}
