@@ -51,6 +51,11 @@ pub struct BuildInfo {
     pub tool: String,
     /// The digest of the definition file the bundle was built from.
     pub definition_digest: Digest,
+    /// The fingerprint of the signing key: sha256 of its public key's SPKI DER encoding. The
+    /// writer sets it when it signs (whatever the caller put here is replaced); it lets a reader
+    /// tell "wrong key" apart from "tampered manifest" when a signature does not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<Digest>,
 }
 
 /// A component as recorded in the bundle.
