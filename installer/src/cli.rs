@@ -21,4 +21,22 @@ pub struct Cli {
 pub enum Command {
     /// Check a bundle's signature and every digest, without side effects.
     Verify(commands::verify::Args),
+    /// Show a bundle's images, platforms, sizes, components, config keys and signature status.
+    Inspect(commands::inspect::Args),
+    /// Verify, configure, push and deploy a bundle: the whole flow, resumable.
+    Install(commands::install::Args),
+    /// Show what upgrading to a bundle would change, changing nothing.
+    Plan(commands::plan::Args),
+    /// Upgrade a release to a bundle; rolls back automatically if it fails.
+    Upgrade(commands::upgrade::Args),
+    /// List the configuration items, their SaaS defaults and the values in effect.
+    Config(commands::config::Args),
+    /// Write the final manifests (images by digest in your registry) to a folder, for GitOps.
+    Render(commands::render::Args),
+    /// Show a release's current revision and history.
+    Status(commands::status::Args),
+    /// Return a release to an earlier revision.
+    Rollback(commands::rollback::Args),
+    /// Delete a release's objects, keeping volumes unless --delete-data.
+    Uninstall(commands::uninstall::Args),
 }

@@ -2,7 +2,14 @@
 //! parsing is in `cli`, each command in `commands/`.
 
 mod cli;
+mod cluster_args;
 mod commands;
+mod configure;
+mod confirm;
+mod deploy;
+mod pushing;
+mod relocation;
+mod rendering;
 
 use std::process::ExitCode;
 

@@ -21,4 +21,6 @@ pub struct Cli {
 pub enum Command {
     /// Write a new ECDSA P-256 signing key pair: PREFIX.key (0600) and PREFIX.pub.
     Keygen(commands::keygen::Args),
+    /// Check a bundle definition folder without network: schema, config defaults, templates, objects, images.
+    Lint(commands::lint::Args),
 }

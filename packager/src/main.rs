@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod local_image;
 
 use std::process::ExitCode;
 

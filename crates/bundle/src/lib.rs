@@ -6,10 +6,28 @@
 //! reads and verifies bundles. It does no network I/O.
 
 pub mod digest;
+pub mod error;
+pub mod oci;
 pub mod progress;
+pub mod proof;
+pub mod reader;
 pub mod schema;
+pub mod sign;
 pub mod source;
+pub mod tar_safety;
+pub mod trust;
+pub mod verify;
+pub mod walk;
+pub mod writer;
 
 pub use digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
+pub use error::{BundleError, IntegrityError};
 pub use progress::{NoProgress, Progress};
+pub use proof::ProofStore;
+pub use reader::Bundle;
+pub use sign::{keygen, KeyError, PrivateKey, PublicKey};
 pub use source::{BlobSource, BlobSourceReader, DirBlobStore, StoreError};
+pub use tar_safety::TarError;
+pub use trust::{SignatureStatus, Trust, TrustError};
+pub use verify::VerifyReport;
+pub use writer::{write_bundle, BundleContents, ComponentFile, WriteError, WrittenBundle};

@@ -24,7 +24,9 @@ pub enum StoreError {
         source: io::Error,
     },
     /// The bytes written do not hash to the digest they were announced with.
-    #[error("blob content does not match its digest: expected {expected}, got {actual} ({size} bytes)")]
+    #[error(
+        "blob content does not match its digest: expected {expected}, got {actual} ({size} bytes)"
+    )]
     DigestMismatch {
         /// The announced digest.
         expected: Digest,
@@ -179,7 +181,9 @@ impl BlobWriter {
         let tmp = buf
             .into_inner()
             .map_err(|e| io_err(&self.final_path)(e.into_error()))?;
-        tmp.as_file().sync_data().map_err(io_err(&self.final_path))?;
+        tmp.as_file()
+            .sync_data()
+            .map_err(io_err(&self.final_path))?;
         tmp.persist(&self.final_path)
             .map_err(|e| io_err(&self.final_path)(e.error))?;
         Ok(size)
@@ -198,7 +202,9 @@ impl Write for BlobWriter {
 
 impl BlobSource for DirBlobStore {
     fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        std::fs::metadata(self.path_of(digest)).ok().map(|m| m.len())
+        std::fs::metadata(self.path_of(digest))
+            .ok()
+            .map(|m| m.len())
     }
 
     fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -220,7 +226,11 @@ mod tests {
         assert_eq!(store.put(&d, &mut &data[..]).unwrap(), data.len() as u64);
         assert!(store.contains(&d));
         let mut back = Vec::new();
-        store.blob_reader(&d).unwrap().read_to_end(&mut back).unwrap();
+        store
+            .blob_reader(&d)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
         assert_eq!(back, data);
 
         let wrong = Digest::of_bytes(b"other");
@@ -228,6 +238,11 @@ mod tests {
         assert!(matches!(err, StoreError::DigestMismatch { .. }));
         assert!(!store.contains(&wrong));
         // No temporary file is left behind.
-        assert_eq!(std::fs::read_dir(dir.path().join("sha256")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sha256"))
+                .unwrap()
+                .count(),
+            1
+        );
     }
 }

@@ -5,7 +5,9 @@
 pub mod exit;
 pub mod output;
 pub mod progress;
+pub mod registry_flags;
 
 pub use exit::{report, CommandError, ExitKind, ResultExt};
 pub use output::OutputFormat;
 pub use progress::{progress_for, BarProgress};
+pub use registry_flags::RegistryFlags;

@@ -1,1 +1,19 @@
-//! The cluster apply engine.
+//! The cluster apply engine: kubeconfig, preflight, ordered server-side apply, readiness,
+//! releases, plan, upgrade, rollback and uninstall, on kube-rs.
+//!
+//! Start with [`Cluster::connect`], then use [`lifecycle`] (install, upgrade, rollback,
+//! uninstall, status), [`plan`] and [`preflight`].
+
+pub mod apply;
+pub mod generated;
+pub mod kubeconfig;
+pub mod lifecycle;
+pub mod object;
+pub mod plan;
+pub mod preflight;
+pub mod readiness;
+pub mod release;
+pub mod resolve;
+
+pub use kubeconfig::{Cluster, ClusterTarget, ConnectError, ConnectOptions};
+pub use object::{ManagedObject, ObjectRef};

@@ -339,13 +339,9 @@ impl RegistryError {
                     }
                 }
             }
-            E::ServerError { code, message, .. } => Self::from_status(
-                target,
-                code,
-                message.as_bytes(),
-                had_credentials,
-                None,
-            ),
+            E::ServerError { code, message, .. } => {
+                Self::from_status(target, code, message.as_bytes(), had_credentials, None)
+            }
             E::ImageManifestNotFoundError(m) => Self::NotFound {
                 target,
                 what: format!("manifest ({m})"),

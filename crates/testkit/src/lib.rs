@@ -1,1 +1,6 @@
 //! Test support: real registries on loopback, a fault proxy and the test cluster.
+
+pub mod cluster;
+pub mod fault_proxy;
+pub mod images;
+pub mod registry;

@@ -1,5 +1,14 @@
 //! One module per command.
 
+pub mod config;
+pub mod inspect;
+pub mod install;
+pub mod plan;
+pub mod render;
+pub mod rollback;
+pub mod status;
+pub mod uninstall;
+pub mod upgrade;
 pub mod verify;
 
 use airlift_cli::CommandError;
@@ -10,5 +19,14 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Verify(args) => verify::run(args, cli.no_progress),
+        Command::Inspect(args) => inspect::run(args, cli.no_progress),
+        Command::Install(args) => install::run(args, cli.no_progress),
+        Command::Plan(args) => plan::run(args, cli.no_progress),
+        Command::Upgrade(args) => upgrade::run(args, cli.no_progress),
+        Command::Config(args) => config::run(args, cli.no_progress),
+        Command::Render(args) => render::run(args, cli.no_progress),
+        Command::Status(args) => status::run(args, cli.no_progress),
+        Command::Rollback(args) => rollback::run(args, cli.no_progress),
+        Command::Uninstall(args) => uninstall::run(args, cli.no_progress),
     }
 }

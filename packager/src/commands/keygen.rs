@@ -1,4 +1,4 @@
-//! `airlift-pack keygen`.
+//! `airlift-pack keygen`: writes a new ECDSA P-256 signing key pair.
 
 use std::path::PathBuf;
 
@@ -7,15 +7,37 @@ use airlift_cli::{CommandError, ExitKind};
 /// Arguments of `keygen`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Writes PREFIX.key and PREFIX.pub.
-    #[arg(long)]
+    /// Writes PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SPKI PEM). Existing files are
+    /// never overwritten.
+    #[arg(long, value_name = "PREFIX")]
     pub out: PathBuf,
 }
 
 /// Runs `keygen`.
 pub fn run(args: Args) -> Result<(), CommandError> {
-    Err(CommandError::new(
-        ExitKind::Failure,
-        anyhow::anyhow!("keygen to `{}` is not implemented yet", args.out.display()),
-    ))
+    let files = airlift_bundle::keygen(&args.out).map_err(|e| {
+        let hint = e.hint();
+        CommandError::new(
+            ExitKind::Failure,
+            anyhow::Error::new(e).context(format!(
+                "failed to write a key pair with prefix `{}`",
+                args.out.display()
+            )),
+        )
+        .with_hint(hint)
+    })?;
+    println!(
+        "wrote private key {} (mode 0600: keep it secret, it signs your bundles)",
+        files.private_key.display()
+    );
+    println!(
+        "wrote public key  {} (give it to customers: `airlift-install verify BUNDLE --key {}`)",
+        files.public_key.display(),
+        files.public_key.file_name().map_or_else(
+            || files.public_key.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    );
+    println!("fingerprint       {}", files.fingerprint);
+    Ok(())
 }

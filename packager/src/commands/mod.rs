@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod keygen;
+pub mod lint;
 
 use airlift_cli::CommandError;
 
@@ -10,5 +11,6 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Keygen(args) => keygen::run(args),
+        Command::Lint(args) => lint::run(args),
     }
 }

@@ -152,7 +152,10 @@ mod tests {
     #[test]
     fn platform_round_trips() {
         for s in ["linux/amd64", "linux/arm/v7"] {
-            assert_eq!(s.parse::<Platform>().map(|p| p.to_string()), Ok(s.to_string()));
+            assert_eq!(
+                s.parse::<Platform>().map(|p| p.to_string()),
+                Ok(s.to_string())
+            );
         }
         assert!("linux".parse::<Platform>().is_err());
         assert!("linux/AMD64".parse::<Platform>().is_err());

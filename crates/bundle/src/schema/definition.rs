@@ -68,7 +68,13 @@ pub struct ImageDefinition {
     /// the bundle, names the image in the OCI index, and keys the relocation map.
     pub reference: String,
     /// Where the bytes come from. Without it, `reference` is pulled from its registry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Written as a one-key map, e.g. `source: {build: {context: images/web}}`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_yaml::with::singleton_map"
+    )]
+    #[schemars(with = "Option<ImageSource>")]
     pub source: Option<ImageSource>,
 }
 

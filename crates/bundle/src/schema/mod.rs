@@ -5,7 +5,9 @@
 pub mod common;
 pub mod config;
 pub mod definition;
+pub mod json_schema;
 pub mod manifest;
+pub mod validate;
 
 /// The `apiVersion` of every Airlift document.
 pub const API_VERSION: &str = "airlift.dev/v1alpha1";

@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# Airlift build/push benchmark: airlift-pack build vs skopeo (docker:// -> oci-archive:) and
+# airlift-install push vs skopeo (oci-archive: -> docker://), in one run, on the same generated
+# ~1 GiB image set served by real docker-registry instances on 127.0.0.1.
+#
+# Usage: bench/run.sh            (see bench/README.md)
+# Env:   BENCH_SIZE_MIB   total unique layer content in MiB (default 1024; small values for a dry run)
+#        BENCH_KEEP=1     keep the temp folder for inspection
+# Writes bench/out/results.md (git-ignored) and prints the same table.
+# Not part of the test suite; nothing here is asserted.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT_DIR="$ROOT/bench/out"
+SIZE_MIB=${BENCH_SIZE_MIB:-1024}
+BIN="$ROOT/target/release"
+PACK="$BIN/airlift-pack"
+INSTALL="$BIN/airlift-install"
+GEN="$BIN/airlift-bench-images"
+REGISTRY_BIN=/usr/bin/docker-registry
+TIME_BIN=/usr/bin/time
+
+for tool in "$REGISTRY_BIN" "$TIME_BIN"; do
+  [[ -x "$tool" ]] || { echo "error: $tool is missing (apt-get install docker-registry time)" >&2; exit 1; }
+done
+for tool in skopeo curl jq cargo awk; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is missing from PATH" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/airlift-bench.XXXXXX")
+declare -A REG_PID=() REG_PORT=()
+
+cleanup() {
+  local name
+  for name in "${!REG_PID[@]}"; do
+    kill "${REG_PID[$name]}" 2>/dev/null || true
+    wait "${REG_PID[$name]}" 2>/dev/null || true
+  done
+  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
+    echo "kept $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# start_registry NAME: a plain-HTTP docker-registry on 127.0.0.1 with fresh storage under
+# $WORK/NAME; sets REG_PID[NAME] and REG_PORT[NAME].
+start_registry() {
+  local name=$1 dir="$WORK/$1" port attempt
+  rm -rf "$dir"
+  mkdir -p "$dir/storage"
+  for attempt in 1 2 3 4 5; do
+    port=$((20000 + RANDOM % 40000))
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
+    cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+EOF
+    "$REGISTRY_BIN" serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+    REG_PID[$name]=$!
+    local i
+    for i in $(seq 1 100); do
+      if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
+        REG_PORT[$name]=$port
+        return 0
+      fi
+      kill -0 "${REG_PID[$name]}" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "${REG_PID[$name]}" 2>/dev/null || true
+    wait "${REG_PID[$name]}" 2>/dev/null || true
+    unset 'REG_PID[$name]'
+  done
+  echo "error: docker-registry '$name' did not start; log:" >&2
+  cat "$dir/registry.log" >&2
+  exit 1
+}
+
+stop_registry() {
+  local name=$1
+  kill "${REG_PID[$name]}" 2>/dev/null || true
+  wait "${REG_PID[$name]}" 2>/dev/null || true
+  unset 'REG_PID[$name]'
+}
+
+# timed NAME CMD...: runs CMD under /usr/bin/time; sets RSS_KIB and SECS; returns CMD's status.
+# stdout goes to $WORK/NAME.out, stderr to $WORK/NAME.err.
+timed() {
+  local name=$1 status=0
+  shift
+  "$TIME_BIN" -f '%M %e' -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || status=$?
+  read -r RSS_KIB SECS < <(tail -n 1 "$WORK/$name.time")
+  return "$status"
+}
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+rate() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", b / 1048576 / s; else print "n/a" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+kib_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+verdict() { awk -v v="$1" -v op="$2" -v g="$3" 'BEGIN {
+  if (v == "n/a" || v == "") { print "not measured"; exit }
+  ok = (op == ">=") ? (v + 0 >= g + 0) : (v + 0 < g + 0)
+  print ok ? "met" : "NOT met" }'; }
+
+# --- 0. binaries ---------------------------------------------------------------------------
+log "building release binaries"
+BUILD_START=$(date +%s)
+(cd "$ROOT" && cargo build --release -p airlift-pack -p airlift-install -p airlift-testkit) >&2
+log "cargo build took $(($(date +%s) - BUILD_START)) s (not counted below)"
+BENCH_START=$(date +%s)
+
+HAVE_BUILD=0 HAVE_PUSH=0
+"$PACK" build --help >/dev/null 2>&1 && HAVE_BUILD=1
+"$INSTALL" push --help >/dev/null 2>&1 && HAVE_PUSH=1
+
+# --- 1. image set, SaaS registry, seeding ----------------------------------------------------
+log "generating the image set (${SIZE_MIB} MiB of layer content)"
+"$GEN" --out "$WORK/images" --size-mib "$SIZE_MIB" --gzip-level 1 >"$WORK/images.json"
+UNIQUE_BYTES=$(jq -r .uniqueBytes "$WORK/images.json")
+UNIQUE_BLOBS=$(jq -r .uniqueBlobs "$WORK/images.json")
+REFERENCED_BYTES=$(jq -r '[.images[].blobBytes] | add' "$WORK/images.json")
+mapfile -t TAGS < <(jq -r '.images[].tag' "$WORK/images.json")
+
+export TMPDIR="$WORK/tmp"   # skopeo's oci-archive temp folders land here and are cleaned up
+mkdir -p "$TMPDIR"
+
+start_registry saas
+SAAS="127.0.0.1:${REG_PORT[saas]}"
+log "seeding the SaaS registry $SAAS with skopeo"
+for tag in "${TAGS[@]}"; do
+  skopeo copy -q --dest-tls-verify=false "oci:$WORK/images:$tag" "docker://$SAAS/acme/$tag:1.0" >&2
+  want=$(jq -r --arg t "$tag" '.images[] | select(.tag == $t) | .digest' "$WORK/images.json")
+  got="sha256:$(skopeo inspect --raw --tls-verify=false "docker://$SAAS/acme/$tag:1.0" | sha256sum | cut -d' ' -f1)"
+  [[ "$got" == "$want" ]] || { echo "error: seeded $tag has digest $got, expected $want" >&2; exit 1; }
+done
+
+# --- 2. build ---------------------------------------------------------------------------------
+DEF="$WORK/def"
+mkdir -p "$DEF/manifests"
+{
+  cat <<EOF
+apiVersion: airlift.dev/v1alpha1
+kind: BundleDefinition
+metadata:
+  name: bench
+  version: 1.0.0
+  channel: stable
+  vendor: Airlift Bench
+requirements:
+  kubernetes: ">=1.28.0"
+  platforms:
+    - linux/amd64
+components:
+  - name: app
+    description: Every benchmark image in one Deployment.
+    mode: required
+    layer: workload
+    manifests:
+      - manifests
+    images:
+EOF
+  for tag in "${TAGS[@]}"; do echo "      - reference: $SAAS/acme/$tag:1.0"; done
+} >"$DEF/airlift.yaml"
+{
+  cat <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: bench
+spec:
+  selector:
+    matchLabels: {app: bench}
+  template:
+    metadata:
+      labels: {app: bench}
+    spec:
+      containers:
+EOF
+  for tag in "${TAGS[@]}"; do
+    printf '        - name: %s\n          image: %s\n' "$tag" "$SAAS/acme/$tag:1.0"
+  done
+} >"$DEF/manifests/app.yaml"
+
+# skopeo: one oci-archive per image (what skopeo users do), from the same registry.
+mkdir -p "$WORK/archives"
+log "build: skopeo copy docker:// -> oci-archive: (${#TAGS[@]} images)"
+SK_BUILD_STATUS=0
+timed skopeo-build bash -c '
+  set -euo pipefail
+  saas=$1 dir=$2; shift 2
+  for tag in "$@"; do
+    skopeo copy -q --src-tls-verify=false "docker://$saas/acme/$tag:1.0" "oci-archive:$dir/$tag.tar:$tag"
+  done' _ "$SAAS" "$WORK/archives" "${TAGS[@]}" || SK_BUILD_STATUS=$?
+SK_BUILD_SECS=$SECS SK_BUILD_RSS=$RSS_KIB
+SK_ARCHIVE_BYTES=$(du -cb "$WORK"/archives/*.tar 2>/dev/null | tail -n 1 | cut -f1)
+[[ $SK_BUILD_STATUS == 0 ]] || { echo "error: skopeo build failed:" >&2; tail -n 20 "$WORK/skopeo-build.err" >&2; exit 1; }
+
+BUILD_NOTE="" B_SECS="" B_RSS="" BW_SECS="" BUNDLE="" BUNDLE_BYTES=""
+if [[ $HAVE_BUILD == 1 ]]; then
+  "$PACK" keygen --out "$WORK/vendor" >/dev/null
+  log "build: airlift-pack build, cold cache"
+  if timed pack-cold "$PACK" --no-progress build "$DEF" --key "$WORK/vendor.key" --out "$WORK/dist" \
+      --cache-dir "$WORK/cache" --insecure-registry "$SAAS" --output json; then
+    B_SECS=$SECS B_RSS=$RSS_KIB
+    BUNDLE=$(ls "$WORK"/dist/*.airlift)
+    BUNDLE_BYTES=$(stat -c %s "$BUNDLE")
+    cp "$BUNDLE" "$WORK/bundle.airlift"
+    BUNDLE="$WORK/bundle.airlift"
+    rm -rf "$WORK/dist"
+    log "build: airlift-pack build, warm cache"
+    if timed pack-warm "$PACK" --no-progress build "$DEF" --key "$WORK/vendor.key" --out "$WORK/dist" \
+        --cache-dir "$WORK/cache" --insecure-registry "$SAAS" --output json; then
+      BW_SECS=$SECS
+      cmp -s "$BUNDLE" "$(ls "$WORK"/dist/*.airlift)" || BUILD_NOTE="the warm rebuild's bundle differs from the cold one's. "
+    else
+      BUILD_NOTE="the warm rebuild failed: $(tail -n 3 "$WORK/pack-warm.err" | tr '\n' ' ') "
+    fi
+    rm -rf "$WORK/dist"
+  else
+    BUILD_NOTE="airlift-pack build failed: $(tail -n 5 "$WORK/pack-cold.err" | tr '\n' ' ') "
+  fi
+else
+  BUILD_NOTE="airlift-pack build does not exist in this tree yet; not measured. "
+fi
+
+# --- 3. push ----------------------------------------------------------------------------------
+PUSH_NOTE="" P_SECS="" P_RSS="" P2_SECS="" P2_RSS=""
+if [[ $HAVE_PUSH == 1 && -n "$BUNDLE" ]]; then
+  start_registry target
+  TARGET="127.0.0.1:${REG_PORT[target]}"
+  log "push: airlift-install push into a fresh registry $TARGET"
+  if timed push-1 "$INSTALL" push "$BUNDLE" --registry "$TARGET/customer" --key "$WORK/vendor.pub" \
+      --insecure-registry "$TARGET" --output json; then
+    P_SECS=$SECS P_RSS=$RSS_KIB
+    for tag in "${TAGS[@]}"; do
+      want=$(jq -r --arg t "$tag" '.images[] | select(.tag == $t) | .digest' "$WORK/images.json")
+      got="sha256:$(skopeo inspect --raw --tls-verify=false "docker://$TARGET/customer/acme/$tag:1.0" | sha256sum | cut -d' ' -f1)"
+      [[ "$got" == "$want" ]] || PUSH_NOTE+="pushed $tag has digest $got, expected $want. "
+    done
+    log "push: second push of the same bundle"
+    if timed push-2 "$INSTALL" push "$BUNDLE" --registry "$TARGET/customer" --key "$WORK/vendor.pub" \
+        --insecure-registry "$TARGET" --output json; then
+      P2_SECS=$SECS P2_RSS=$RSS_KIB
+    else
+      PUSH_NOTE+="the second push failed: $(tail -n 3 "$WORK/push-2.err" | tr '\n' ' ') "
+    fi
+  else
+    PUSH_NOTE+="airlift-install push failed: $(tail -n 5 "$WORK/push-1.err" | tr '\n' ' ') "
+  fi
+  stop_registry target
+elif [[ $HAVE_PUSH == 0 ]]; then
+  PUSH_NOTE="airlift-install push does not exist in this tree yet; not measured. "
+else
+  PUSH_NOTE="no bundle was built, so airlift-install push was not measured. "
+fi
+
+start_registry target   # a freshly wiped registry (new storage) for skopeo
+TARGET="127.0.0.1:${REG_PORT[target]}"
+log "push: skopeo copy oci-archive: -> docker:// into a fresh registry $TARGET"
+SK_PUSH_STATUS=0
+timed skopeo-push bash -c '
+  set -euo pipefail
+  target=$1 dir=$2; shift 2
+  for tag in "$@"; do
+    skopeo copy -q --dest-tls-verify=false "oci-archive:$dir/$tag.tar:$tag" "docker://$target/customer/acme/$tag:1.0"
+  done' _ "$TARGET" "$WORK/archives" "${TAGS[@]}" || SK_PUSH_STATUS=$?
+SK_PUSH_SECS=$SECS SK_PUSH_RSS=$RSS_KIB
+[[ $SK_PUSH_STATUS == 0 ]] || { echo "error: skopeo push failed:" >&2; tail -n 20 "$WORK/skopeo-push.err" >&2; exit 1; }
+stop_registry target
+stop_registry saas
+BENCH_SECS=$(($(date +%s) - BENCH_START))
+
+# --- 4. report --------------------------------------------------------------------------------
+na() { [[ -n "$1" ]] && echo "$1" || echo "n/a"; }
+B_TPUT=$([[ -n "$B_SECS" ]] && rate "$UNIQUE_BYTES" "$B_SECS" || echo n/a)
+SK_B_TPUT=$(rate "$UNIQUE_BYTES" "$SK_BUILD_SECS")
+B_RATIO=$([[ -n "$B_SECS" ]] && ratio "$SK_BUILD_SECS" "$B_SECS" || echo n/a)
+P_TPUT=$([[ -n "$P_SECS" ]] && rate "$UNIQUE_BYTES" "$P_SECS" || echo n/a)
+SK_P_TPUT=$(rate "$UNIQUE_BYTES" "$SK_PUSH_SECS")
+P_RATIO=$([[ -n "$P_SECS" ]] && ratio "$SK_PUSH_SECS" "$P_SECS" || echo n/a)
+B_RSS_MIB=$([[ -n "$B_RSS" ]] && kib_mib "$B_RSS" || echo n/a)
+P_RSS_MIB=$([[ -n "$P_RSS" ]] && kib_mib "$P_RSS" || echo n/a)
+P2_PCT=$([[ -n "$P2_SECS" && -n "$P_SECS" ]] && awk -v a="$P2_SECS" -v b="$P_SECS" 'BEGIN { printf "%.1f", 100 * a / b }' || echo n/a)
+OVERHEAD_PCT=$([[ -n "$BUNDLE_BYTES" ]] && awk -v a="$BUNDLE_BYTES" -v b="$UNIQUE_BYTES" 'BEGIN { printf "%.3f", 100 * (a - b) / b }' || echo n/a)
+OVERHEAD_ABS=$([[ -n "$OVERHEAD_PCT" && "$OVERHEAD_PCT" != n/a ]] && awk -v v="$OVERHEAD_PCT" 'BEGIN { print (v < 0 ? -v : v) }' || echo n/a)
+
+mkdir -p "$OUT_DIR"
+REPORT="$OUT_DIR/results.md"
+{
+  echo "## Build and push benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r)."
+  echo "Versions: $("$PACK" --version 2>/dev/null || echo 'airlift-pack ?'), $("$INSTALL" --version 2>/dev/null || echo 'airlift-install ?'), $(skopeo --version), $("$REGISTRY_BIN" --version | awk '{print "docker-registry " $3}'), $(rustc --version | cut -d' ' -f1-2)."
+  echo "Image set: ${#TAGS[@]} linux/amd64 images (${TAGS[*]}), $UNIQUE_BLOBS unique blobs, $UNIQUE_BYTES unique blob bytes ($(mib "$UNIQUE_BYTES") MiB), $REFERENCED_BYTES bytes referenced by the images together ($(mib "$REFERENCED_BYTES") MiB)."
+  echo "Throughput = unique blob bytes of the set / wall time, for both tools; ratio = skopeo's wall time / ours. Peak RSS from \`/usr/bin/time -f %M\` (skopeo: its largest process)."
+  echo
+  echo "| measure | Airlift | skopeo | ratio | goal | result |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  echo "| build, cold cache: wall time | $(na "$B_SECS") s | $SK_BUILD_SECS s | | | |"
+  echo "| build throughput | $B_TPUT MiB/s | $SK_B_TPUT MiB/s | ${B_RATIO}x | >= 2x | $(verdict "$B_RATIO" '>=' 2) |"
+  echo "| build peak RSS | $B_RSS_MIB MiB | $(kib_mib "$SK_BUILD_RSS") MiB | | < 64 MiB | $(verdict "$B_RSS_MIB" '<' 64) |"
+  echo "| build, warm cache: wall time | $(na "$BW_SECS") s | | | | |"
+  echo "| output size | $(na "$BUNDLE_BYTES") B (bundle) vs $UNIQUE_BYTES B unique blobs: ${OVERHEAD_PCT}% | $SK_ARCHIVE_BYTES B (${#TAGS[@]} archives) | | within 0.5% | $(verdict "$OVERHEAD_ABS" '<' 0.5) |"
+  echo "| push into a fresh registry: wall time | $(na "$P_SECS") s | $SK_PUSH_SECS s | | | |"
+  echo "| push throughput | $P_TPUT MiB/s | $SK_P_TPUT MiB/s | ${P_RATIO}x | >= 1.5x | $(verdict "$P_RATIO" '>=' 1.5) |"
+  echo "| push peak RSS | $P_RSS_MIB MiB | $(kib_mib "$SK_PUSH_RSS") MiB | | < 64 MiB | $(verdict "$P_RSS_MIB" '<' 64) |"
+  echo "| second push of the same bundle | $(na "$P2_SECS") s (${P2_PCT}% of the first), peak RSS $([[ -n "$P2_RSS" ]] && kib_mib "$P2_RSS" || echo n/a) MiB | | | < 5% | $(verdict "$P2_PCT" '<' 5) |"
+  echo
+  echo "Bench run (generation, seeding, all copies) took ${BENCH_SECS} s."
+  [[ -z "$BUILD_NOTE" ]] || echo "Build note: $BUILD_NOTE"
+  [[ -z "$PUSH_NOTE" ]] || echo "Push note: $PUSH_NOTE"
+} >"$REPORT"
+for f in pack-cold pack-warm push-1 push-2; do
+  if [[ -s "$WORK/$f.out" ]]; then cp "$WORK/$f.out" "$OUT_DIR/$f.json"; fi
+done
+cat "$REPORT"
+log "wrote $REPORT"

@@ -1,0 +1,422 @@
+//! The bundle reader: indexes a bundle's members in one pass over the tar headers, then serves any
+//! member or blob with positioned reads. It never extracts anything.
+//!
+//! Opening is cheap (headers only). [`Bundle::open_trusted`] checks the signature before the
+//! manifest is even parsed; [`Bundle::verify`](crate::reader::Bundle::verify) then hashes every
+//! byte once.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{BundleError, IntegrityError};
+use crate::oci::{ImageIndex, Parsed};
+use crate::schema::manifest::{BundleManifest, BUNDLE_KIND, MANIFEST_PATH, SIGNATURE_PATH};
+use crate::schema::API_VERSION;
+use crate::source::BlobSource;
+use crate::tar_safety::{self, MemberEntry};
+use crate::trust::{self, SignatureStatus, Trust};
+
+/// The largest `airlift.yaml` read into memory.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+/// The largest signature read into memory.
+const MAX_SIGNATURE_BYTES: u64 = 4096;
+/// The path of the OCI layout marker.
+pub const OCI_LAYOUT_PATH: &str = "oci-layout";
+/// The path of the OCI index.
+pub const INDEX_PATH: &str = "index.json";
+/// The prefix of blob members.
+pub const BLOBS_PREFIX: &str = "blobs/sha256/";
+
+/// The member path of a blob.
+pub fn blob_member_path(digest: &Digest) -> String {
+    format!("{BLOBS_PREFIX}{}", digest.hex())
+}
+
+/// An open bundle file: the member index, the manifest and the signature. Thread-safe; blobs are
+/// served with positioned reads on one shared file handle.
+#[derive(Debug)]
+pub struct Bundle {
+    path: PathBuf,
+    file: File,
+    entries: Vec<MemberEntry>,
+    by_path: HashMap<String, usize>,
+    blobs: HashMap<Digest, usize>,
+    manifest: BundleManifest,
+    manifest_bytes: Vec<u8>,
+    signature: Option<Vec<u8>>,
+    status: SignatureStatus,
+}
+
+/// A bundle whose headers are indexed and whose manifest bytes are read, but not yet parsed.
+struct Raw {
+    path: PathBuf,
+    file: File,
+    entries: Vec<MemberEntry>,
+    manifest_bytes: Vec<u8>,
+    signature: Option<Vec<u8>>,
+}
+
+fn read_exact_at(file: &File, offset: u64, len: u64, path: &Path) -> Result<Vec<u8>, BundleError> {
+    let n = usize::try_from(len).map_err(|_| BundleError::TooLarge {
+        what: path.display().to_string(),
+        size: len,
+        limit: usize::MAX as u64,
+    })?;
+    let mut buf = vec![0u8; n];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|source| BundleError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(buf)
+}
+
+impl Raw {
+    fn scan(path: &Path) -> Result<Self, BundleError> {
+        let file = File::open(path).map_err(|source| BundleError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let entries = tar_safety::scan(&file).map_err(|source| BundleError::Tar {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let first = entries.first().ok_or(IntegrityError::ManifestNotFirst {
+            found: String::new(),
+        })?;
+        if first.path != MANIFEST_PATH {
+            return Err(IntegrityError::ManifestNotFirst {
+                found: first.path.clone(),
+            }
+            .into());
+        }
+        if first.size > MAX_MANIFEST_BYTES {
+            return Err(BundleError::TooLarge {
+                what: MANIFEST_PATH.into(),
+                size: first.size,
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
+        let manifest_bytes = read_exact_at(&file, first.data_offset, first.size, path)?;
+        let signature = match entries.iter().position(|e| e.path == SIGNATURE_PATH) {
+            None => None,
+            Some(1) => {
+                let e = &entries[1];
+                if e.size > MAX_SIGNATURE_BYTES {
+                    return Err(BundleError::TooLarge {
+                        what: SIGNATURE_PATH.into(),
+                        size: e.size,
+                        limit: MAX_SIGNATURE_BYTES,
+                    });
+                }
+                Some(read_exact_at(&file, e.data_offset, e.size, path)?)
+            }
+            Some(i) => return Err(IntegrityError::SignatureMisplaced { position: i + 1 }.into()),
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            entries,
+            manifest_bytes,
+            signature,
+        })
+    }
+
+    fn into_bundle(self, status: SignatureStatus) -> Result<Bundle, BundleError> {
+        let manifest: BundleManifest =
+            serde_yaml::from_slice(&self.manifest_bytes).map_err(BundleError::ManifestInvalid)?;
+        if manifest.api_version != API_VERSION || manifest.kind != BUNDLE_KIND {
+            return Err(BundleError::ManifestVersion {
+                api_version: manifest.api_version,
+                kind: manifest.kind,
+            });
+        }
+        let by_path: HashMap<String, usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.path.clone(), i))
+            .collect();
+        check_listing(&manifest, &self.entries, &by_path)?;
+        let blobs = manifest
+            .blobs
+            .iter()
+            .filter_map(|b| {
+                by_path
+                    .get(&blob_member_path(&b.digest))
+                    .map(|&i| (b.digest.clone(), i))
+            })
+            .collect();
+        Ok(Bundle {
+            path: self.path,
+            file: self.file,
+            entries: self.entries,
+            by_path,
+            blobs,
+            manifest,
+            manifest_bytes: self.manifest_bytes,
+            signature: self.signature,
+            status,
+        })
+    }
+}
+
+/// Every tar member must be listed, every listed member present, with the listed size.
+fn check_listing(
+    manifest: &BundleManifest,
+    entries: &[MemberEntry],
+    by_path: &HashMap<String, usize>,
+) -> Result<(), IntegrityError> {
+    let members: HashMap<&str, u64> = manifest
+        .members
+        .iter()
+        .map(|m| (m.path.as_str(), m.size))
+        .collect();
+    let blobs: HashMap<&Digest, u64> = manifest.blobs.iter().map(|b| (&b.digest, b.size)).collect();
+    for e in entries {
+        if e.path == MANIFEST_PATH || e.path == SIGNATURE_PATH {
+            continue;
+        }
+        if let Some(hex) = e.path.strip_prefix(BLOBS_PREFIX) {
+            let listed = format!("sha256:{hex}")
+                .parse::<Digest>()
+                .ok()
+                .and_then(|d| blobs.get(&d).map(|s| (d, *s)));
+            match listed {
+                Some((digest, size)) if size != e.size => {
+                    return Err(IntegrityError::BlobSize {
+                        digest,
+                        member: e.path.clone(),
+                        listed: size,
+                        actual: e.size,
+                    })
+                }
+                Some(_) => continue,
+                None => match format!("sha256:{hex}").parse::<Digest>() {
+                    Ok(digest) => {
+                        return Err(IntegrityError::ExtraBlob {
+                            digest,
+                            member: e.path.clone(),
+                        })
+                    }
+                    Err(_) => {
+                        return Err(IntegrityError::ExtraMember {
+                            path: e.path.clone(),
+                        })
+                    }
+                },
+            }
+        }
+        match members.get(e.path.as_str()) {
+            Some(&size) if size != e.size => {
+                return Err(IntegrityError::MemberSize {
+                    path: e.path.clone(),
+                    listed: size,
+                    actual: e.size,
+                })
+            }
+            Some(_) => {}
+            None => {
+                return Err(IntegrityError::ExtraMember {
+                    path: e.path.clone(),
+                })
+            }
+        }
+    }
+    for m in &manifest.members {
+        if !by_path.contains_key(&m.path) {
+            return Err(IntegrityError::MissingMember {
+                path: m.path.clone(),
+            });
+        }
+    }
+    for b in &manifest.blobs {
+        let member = blob_member_path(&b.digest);
+        if !by_path.contains_key(&member) {
+            return Err(IntegrityError::MissingBlob {
+                digest: b.digest.clone(),
+                member,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Bundle {
+    /// Opens a bundle without checking its signature: indexes the tar headers (rejecting hostile
+    /// archives), reads and parses the manifest, and checks that the members match its listing.
+    /// Reads no blob. Use [`Bundle::open_trusted`] before acting on the content.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, BundleError> {
+        let raw = Raw::scan(path.as_ref())?;
+        let status = trust::unchecked_status(&raw.manifest_bytes, raw.signature.as_deref());
+        raw.into_bundle(status)
+    }
+
+    /// Opens a bundle and applies `trust` to its signature before the manifest is parsed. The
+    /// blobs are not hashed yet: call [`Bundle::verify`] for that.
+    pub fn open_trusted(path: impl AsRef<Path>, trust: &Trust) -> Result<Self, BundleError> {
+        let raw = Raw::scan(path.as_ref())?;
+        let status = trust::check_signature(&raw.manifest_bytes, raw.signature.as_deref(), trust)?;
+        raw.into_bundle(status)
+    }
+
+    /// The bundle file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file (for metadata such as the recorded proof).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The parsed manifest. Trust it only after [`Bundle::open_trusted`] or [`Bundle::verify`].
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.manifest
+    }
+
+    /// The manifest exactly as stored (what the signature covers).
+    pub fn manifest_bytes(&self) -> &[u8] {
+        &self.manifest_bytes
+    }
+
+    /// The DER signature, when the bundle is signed.
+    pub fn signature(&self) -> Option<&[u8]> {
+        self.signature.as_deref()
+    }
+
+    /// True when the bundle carries a signature.
+    pub fn is_signed(&self) -> bool {
+        self.signature.is_some()
+    }
+
+    /// What is known about the signature: from [`Bundle::open`], unchecked; from
+    /// [`Bundle::open_trusted`], the outcome of the check.
+    pub fn signature_status(&self) -> &SignatureStatus {
+        &self.status
+    }
+
+    /// Every member in archive order, with its offsets.
+    pub fn members(&self) -> &[MemberEntry] {
+        &self.entries
+    }
+
+    /// The member at `path`, if present.
+    pub fn member(&self, path: &str) -> Option<&MemberEntry> {
+        self.by_path.get(path).map(|&i| &self.entries[i])
+    }
+
+    /// The sum of every blob's size.
+    pub fn blobs_size(&self) -> u64 {
+        self.manifest.blobs.iter().map(|b| b.size).sum()
+    }
+
+    /// Reads a listed member (not a blob) into memory, refusing above `limit` bytes, and checks
+    /// it against the digest the manifest lists.
+    pub fn read_member(&self, path: &str, limit: u64) -> Result<Vec<u8>, BundleError> {
+        let record = self
+            .manifest
+            .members
+            .iter()
+            .find(|m| m.path == path)
+            .ok_or_else(|| BundleError::NotFound { what: path.into() })?;
+        let entry = self
+            .member(path)
+            .ok_or_else(|| BundleError::NotFound { what: path.into() })?;
+        if entry.size > limit {
+            return Err(BundleError::TooLarge {
+                what: path.into(),
+                size: entry.size,
+                limit,
+            });
+        }
+        let bytes = read_exact_at(&self.file, entry.data_offset, entry.size, &self.path)?;
+        let actual = Digest::of_bytes(&bytes);
+        if actual != record.digest {
+            return Err(IntegrityError::TamperedMember {
+                path: path.into(),
+                listed: record.digest.clone(),
+                actual,
+            }
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    /// Reads a blob into memory (manifests, configs), refusing above `limit` bytes, and checks
+    /// its digest.
+    pub fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, BundleError> {
+        let entry = self
+            .blob_member(digest)
+            .ok_or_else(|| BundleError::NotFound {
+                what: digest.to_string(),
+            })?;
+        if entry.size > limit {
+            return Err(BundleError::TooLarge {
+                what: digest.to_string(),
+                size: entry.size,
+                limit,
+            });
+        }
+        let bytes = read_exact_at(&self.file, entry.data_offset, entry.size, &self.path)?;
+        let mut h = Hasher::new();
+        h.update(&bytes);
+        let actual = h.finish();
+        if &actual != digest {
+            return Err(IntegrityError::TamperedBlob {
+                digest: digest.clone(),
+                member: entry.path.clone(),
+                actual,
+            }
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    /// Reads and parses a manifest or index blob.
+    pub fn read_oci(&self, digest: &Digest, media_type: &str) -> Result<Parsed, BundleError> {
+        let bytes = self.read_blob(digest, crate::walk::MAX_MANIFEST_SIZE)?;
+        Parsed::from_slice(media_type, &bytes).map_err(BundleError::IndexInvalid)
+    }
+
+    /// The OCI layout's `index.json`, checked against its listed digest and parsed.
+    pub fn index(&self) -> Result<ImageIndex, BundleError> {
+        let bytes = self.read_member(INDEX_PATH, MAX_MANIFEST_BYTES)?;
+        serde_json::from_slice(&bytes).map_err(BundleError::IndexInvalid)
+    }
+
+    /// The tar member of blob `digest`, with its offsets.
+    pub fn blob_member(&self, digest: &Digest) -> Option<&MemberEntry> {
+        self.blobs.get(digest).map(|&i| &self.entries[i])
+    }
+
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+}
+
+impl BlobSource for Bundle {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.blob_member(digest).map(|e| e.size)
+    }
+
+    fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let entry = self.blob_member(digest).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("blob {digest} is not in bundle `{}`", self.path.display()),
+            )
+        })?;
+        if offset >= entry.size {
+            return Ok(0);
+        }
+        let left = entry.size - offset;
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        self.file
+            .read_at(&mut buf[..want], entry.data_offset + offset)
+    }
+}

@@ -1,0 +1,211 @@
+//! Full verification: the signature, then every member and blob hashed once, in file order,
+//! with 1 MiB positioned reads (memory does not depend on the bundle's size), then every image's
+//! blob graph and `index.json` checked against the manifest.
+
+use std::collections::HashMap;
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{BundleError, IntegrityError};
+use crate::progress::Progress;
+use crate::proof::ProofStore;
+use crate::reader::{Bundle, BLOBS_PREFIX};
+use crate::schema::manifest::{MANIFEST_PATH, SIGNATURE_PATH};
+use crate::trust::{self, SignatureStatus, Trust};
+use crate::walk;
+
+const CHUNK: usize = 1024 * 1024;
+/// The progress label used by [`Bundle::verify`].
+pub const VERIFY_LABEL: &str = "verify";
+
+/// The outcome of a successful verification.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    /// The signature check's outcome.
+    pub signature: SignatureStatus,
+    /// Non-blob members checked (besides the manifest and signature).
+    pub members: usize,
+    /// Blobs checked.
+    pub blobs: usize,
+    /// Images whose blob graph was checked.
+    pub images: usize,
+    /// Bytes hashed (0 when a recorded proof was used).
+    pub bytes_hashed: u64,
+    /// True when a recorded proof for this exact file made hashing unnecessary.
+    pub from_proof: bool,
+}
+
+impl Bundle {
+    /// Checks the signature per `trust`, then hashes every member and blob once and checks every
+    /// image. Progress is reported under the label [`VERIFY_LABEL`] with the total byte count.
+    pub fn verify(
+        &self,
+        trust: &Trust,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, BundleError> {
+        let signature = trust::check_signature(self.manifest_bytes(), self.signature(), trust)?;
+        let bytes_hashed = self.hash_all(progress)?;
+        let images = self.check_images()?;
+        Ok(VerifyReport {
+            signature,
+            members: self.manifest().members.len(),
+            blobs: self.manifest().blobs.len(),
+            images,
+            bytes_hashed,
+            from_proof: false,
+        })
+    }
+
+    /// Like [`Bundle::verify`], but skips hashing when `proofs` holds a proof recorded for this
+    /// exact file (device, inode, size, mtime, ctime), manifest and trust policy; records one after
+    /// a successful full verification. The signature is always checked.
+    pub fn verify_with_proof(
+        &self,
+        trust: &Trust,
+        progress: &dyn Progress,
+        proofs: &ProofStore,
+    ) -> Result<VerifyReport, BundleError> {
+        let signature = trust::check_signature(self.manifest_bytes(), self.signature(), trust)?;
+        let key = proofs
+            .key_for(self, trust)
+            .map_err(|source| BundleError::Io {
+                path: self.path().to_path_buf(),
+                source,
+            })?;
+        if proofs.contains(&key) {
+            progress.message(&format!(
+                "{}: verified before and unchanged since (recorded proof), skipping the hash pass",
+                self.path().display()
+            ));
+            return Ok(VerifyReport {
+                signature,
+                members: self.manifest().members.len(),
+                blobs: self.manifest().blobs.len(),
+                images: self.image_count(),
+                bytes_hashed: 0,
+                from_proof: true,
+            });
+        }
+        let report = self.verify(trust, progress)?;
+        // A proof that cannot be recorded only costs a re-hash next time.
+        if let Err(e) = proofs.record(&key) {
+            progress.message(&format!(
+                "note: could not record the verification proof: {e}"
+            ));
+        }
+        Ok(report)
+    }
+
+    fn image_count(&self) -> usize {
+        let mut refs: Vec<&str> = self
+            .manifest()
+            .components
+            .iter()
+            .flat_map(|c| c.images.iter().map(|i| i.reference.as_str()))
+            .collect();
+        refs.sort_unstable();
+        refs.dedup();
+        refs.len()
+    }
+
+    /// Hashes every member except the manifest and signature, in file order.
+    fn hash_all(&self, progress: &dyn Progress) -> Result<u64, BundleError> {
+        let listed: HashMap<&str, &Digest> = self
+            .manifest()
+            .members
+            .iter()
+            .map(|m| (m.path.as_str(), &m.digest))
+            .collect();
+        let todo: Vec<_> = self
+            .members()
+            .iter()
+            .filter(|e| e.path != MANIFEST_PATH && e.path != SIGNATURE_PATH)
+            .collect();
+        let total: u64 = todo.iter().map(|e| e.size).sum();
+        progress.start(VERIFY_LABEL, Some(total));
+        let mut buf = vec![0u8; CHUNK];
+        for entry in todo {
+            let mut hasher = Hasher::new();
+            let mut pos = 0u64;
+            while pos < entry.size {
+                let want = usize::try_from(entry.size - pos)
+                    .unwrap_or(CHUNK)
+                    .min(CHUNK);
+                let n = self
+                    .read_at(&mut buf[..want], entry.data_offset + pos)
+                    .map_err(|source| BundleError::Io {
+                        path: self.path().to_path_buf(),
+                        source,
+                    })?;
+                if n == 0 {
+                    return Err(BundleError::Io {
+                        path: self.path().to_path_buf(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "the file ended inside member `{}` (it shrank while being read)",
+                                entry.path
+                            ),
+                        ),
+                    });
+                }
+                hasher.update(&buf[..n]);
+                pos += n as u64;
+                progress.advance(VERIFY_LABEL, n as u64);
+            }
+            let actual = hasher.finish();
+            if let Some(hex) = entry.path.strip_prefix(BLOBS_PREFIX) {
+                if actual.hex() != hex {
+                    progress.finish(VERIFY_LABEL);
+                    let digest = format!("sha256:{hex}")
+                        .parse()
+                        .unwrap_or_else(|_| actual.clone());
+                    return Err(IntegrityError::TamperedBlob {
+                        digest,
+                        member: entry.path.clone(),
+                        actual,
+                    }
+                    .into());
+                }
+            } else if let Some(&expected) = listed.get(entry.path.as_str()) {
+                if &actual != expected {
+                    progress.finish(VERIFY_LABEL);
+                    return Err(IntegrityError::TamperedMember {
+                        path: entry.path.clone(),
+                        listed: expected.clone(),
+                        actual,
+                    }
+                    .into());
+                }
+            }
+        }
+        progress.finish(VERIFY_LABEL);
+        Ok(total)
+    }
+
+    /// Every image's blob graph is complete, and `index.json` names every image at its digest.
+    fn check_images(&self) -> Result<usize, BundleError> {
+        let index = self.index()?;
+        let named: HashMap<&str, &Digest> = index
+            .manifests
+            .iter()
+            .filter_map(|d| d.ref_name().map(|r| (r, &d.digest)))
+            .collect();
+        let mut done = std::collections::HashSet::new();
+        for img in self.manifest().components.iter().flat_map(|c| &c.images) {
+            if !done.insert(img.reference.as_str()) {
+                continue;
+            }
+            if named.get(img.reference.as_str()) != Some(&&img.digest) {
+                return Err(IntegrityError::IndexMismatch {
+                    reference: img.reference.clone(),
+                    digest: img.digest.clone(),
+                }
+                .into());
+            }
+            walk::walk_image(self, &img.reference, &img.digest, &img.media_type)
+                .map_err(IntegrityError::Image)?;
+        }
+        Ok(done.len())
+    }
+}

@@ -1,0 +1,405 @@
+//! Release records: one Secret per revision, `airlift-release-<name>-v<N>` of type
+//! `airlift.dev/release` in the release namespace, holding the bundle, the configuration with
+//! secrets hashed, the inventory, the rendered objects (Secret data removed), the status and the
+//! time, as plain JSON under the data key `release`. History is kept to a set depth.
+//!
+//! Why a Secret and not a ConfigMap: the rendered objects and configuration can hold values an
+//! operator considers sensitive (hostnames, internal URLs); Secrets are what RBAC and encryption
+//! at rest already protect. Secret *values* are never stored, whatever the kind of record.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::Client;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::object::{ManagedObject, ObjectRef, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY};
+
+/// The Secret type of release records.
+pub const RELEASE_SECRET_TYPE: &str = "airlift.dev/release";
+/// The label that marks a release record and names its release.
+pub const LABEL_RECORD: &str = "airlift.dev/release-record";
+/// The label holding a record's revision.
+pub const LABEL_REVISION: &str = "airlift.dev/revision";
+/// How many revisions are kept by default.
+pub const DEFAULT_HISTORY: usize = 10;
+const DATA_KEY: &str = "release";
+
+/// Errors from reading or writing release records.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// Listing, reading or writing a record failed.
+    #[error("failed to {action} release records of `{release}` in namespace `{namespace}`")]
+    Api {
+        /// What we tried.
+        action: &'static str,
+        /// The release.
+        release: String,
+        /// The release namespace.
+        namespace: String,
+        /// The server's answer.
+        #[source]
+        source: kube::Error,
+    },
+    /// A record's content is not a release.
+    #[error("release record `{secret}` is corrupt")]
+    Corrupt {
+        /// The record Secret.
+        secret: String,
+        /// What is wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record's data is not base64.
+    #[error("release record `{secret}` is not base64 JSON")]
+    Encoding {
+        /// The record Secret.
+        secret: String,
+    },
+    /// No such revision.
+    #[error("release `{release}` has no revision {revision}")]
+    NoRevision {
+        /// The release.
+        release: String,
+        /// The revision asked for.
+        revision: u32,
+    },
+}
+
+impl ReleaseError {
+    /// How the operator can fix it.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::Api { source, .. } => crate::kubeconfig::api_hint(source),
+            Self::Corrupt { secret, .. } | Self::Encoding { secret } => format!(
+                "the record was edited or written by another tool; delete `{secret}` to drop \
+                 that revision from the history"
+            ),
+            Self::NoRevision { .. } => "`airlift-install status` lists the revisions".into(),
+        }
+    }
+}
+
+/// The state of a revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseStatus {
+    /// Running now.
+    Deployed,
+    /// Replaced by a later upgrade.
+    Superseded,
+    /// Its apply or readiness failed.
+    Failed,
+    /// Was running, then a rollback returned to an earlier revision.
+    RolledBack,
+}
+
+impl std::fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Deployed => "deployed",
+            Self::Superseded => "superseded",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled-back",
+        })
+    }
+}
+
+/// The bundle a release came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleInfo {
+    /// The product name.
+    pub name: String,
+    /// The release version (semver).
+    pub version: String,
+    /// The digest of the bundle manifest.
+    pub digest: String,
+}
+
+/// A rendered object as stored in a record: Secret `data`/`stringData` removed, their keys kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredObject {
+    /// The object, without secret values.
+    pub object: ManagedObject,
+    /// For Secrets: the keys whose values were removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted_keys: Vec<String>,
+}
+
+impl StoredObject {
+    /// Stores `object`, removing the values of a core `Secret`.
+    pub fn redact(object: &ManagedObject) -> Self {
+        let mut object = object.clone();
+        let mut redacted_keys = Vec::new();
+        let is_secret = object.kind() == "Secret"
+            && object.object.get("apiVersion").and_then(Value::as_str) == Some("v1");
+        if is_secret {
+            if let Some(map) = object.object.as_object_mut() {
+                for field in ["data", "stringData"] {
+                    if let Some(Value::Object(values)) = map.remove(field) {
+                        redacted_keys.extend(values.keys().cloned());
+                    }
+                }
+            }
+            redacted_keys.sort();
+            redacted_keys.dedup();
+        }
+        Self {
+            object,
+            redacted_keys,
+        }
+    }
+}
+
+/// One revision of a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    /// The release name.
+    pub name: String,
+    /// The namespace holding the records (and by default the objects).
+    pub namespace: String,
+    /// The revision, from 1.
+    pub revision: u32,
+    /// The bundle.
+    pub bundle: BundleInfo,
+    /// The configuration in effect, secrets replaced by `sha256:` fingerprints.
+    pub config: BTreeMap<String, Value>,
+    /// Every object applied.
+    pub inventory: Vec<ObjectRef>,
+    /// The rendered objects, for rollback; Secret values removed.
+    pub objects: Vec<StoredObject>,
+    /// The state.
+    pub status: ReleaseStatus,
+    /// When the revision was recorded (RFC 3339, UTC).
+    pub time: String,
+    /// What happened, e.g. `install`, `upgrade from 1.0.0`, `rollback to 2`.
+    pub description: String,
+}
+
+impl Release {
+    /// The name of the record Secret.
+    pub fn secret_name(&self) -> String {
+        record_name(&self.name, self.revision)
+    }
+}
+
+/// The record Secret's name for a revision.
+pub fn record_name(release: &str, revision: u32) -> String {
+    format!("airlift-release-{release}-v{revision}")
+}
+
+/// The current time, RFC 3339 in UTC.
+pub fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Reads and writes the records of one release.
+pub struct ReleaseStore {
+    api: Api<Secret>,
+    release: String,
+    namespace: String,
+}
+
+impl ReleaseStore {
+    /// The store of `release` in `namespace`.
+    pub fn new(client: Client, namespace: &str, release: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            release: release.to_string(),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn api_err(&self, action: &'static str) -> impl FnOnce(kube::Error) -> ReleaseError + '_ {
+        move |source| ReleaseError::Api {
+            action,
+            release: self.release.clone(),
+            namespace: self.namespace.clone(),
+            source,
+        }
+    }
+
+    /// Every revision, oldest first.
+    pub async fn history(&self) -> Result<Vec<Release>, ReleaseError> {
+        let selector = format!("{LABEL_RECORD}={}", self.release);
+        let list = match self
+            .api
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(l) => l,
+            // The namespace does not exist yet: no releases.
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+            Err(e) => return Err(self.api_err("list")(e)),
+        };
+        let mut out = Vec::new();
+        for secret in list.items {
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let is_record = secret.type_.as_deref() == Some(RELEASE_SECRET_TYPE)
+                && secret
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_RECORD))
+                    == Some(&self.release);
+            if !is_record {
+                continue;
+            }
+            let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
+                return Err(ReleaseError::Encoding { secret: name });
+            };
+            let release: Release =
+                serde_json::from_slice(&bytes.0).map_err(|source| ReleaseError::Corrupt {
+                    secret: name.clone(),
+                    source,
+                })?;
+            out.push(release);
+        }
+        out.sort_by_key(|r| r.revision);
+        Ok(out)
+    }
+
+    /// The revision currently deployed, if any.
+    pub async fn deployed(&self) -> Result<Option<Release>, ReleaseError> {
+        Ok(self
+            .history()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|r| r.status == ReleaseStatus::Deployed))
+    }
+
+    /// One revision.
+    pub async fn get(&self, revision: u32) -> Result<Release, ReleaseError> {
+        self.history()
+            .await?
+            .into_iter()
+            .find(|r| r.revision == revision)
+            .ok_or(ReleaseError::NoRevision {
+                release: self.release.clone(),
+                revision,
+            })
+    }
+
+    /// Writes (creates or replaces) a revision's record.
+    pub async fn write(&self, release: &Release) -> Result<(), ReleaseError> {
+        let body = serde_json::to_vec(release).map_err(|source| ReleaseError::Corrupt {
+            secret: release.secret_name(),
+            source,
+        })?;
+        let secret = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": RELEASE_SECRET_TYPE,
+            "metadata": {
+                "name": release.secret_name(),
+                "namespace": self.namespace,
+                "labels": {
+                    LABEL_MANAGED_BY: MANAGED_BY,
+                    LABEL_RECORD: self.release,
+                    LABEL_REVISION: release.revision.to_string(),
+                    "airlift.dev/status": release.status.to_string(),
+                },
+            },
+            "data": {DATA_KEY: base64::engine::general_purpose::STANDARD.encode(body)},
+        });
+        self.api
+            .patch(
+                &release.secret_name(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .map_err(self.api_err("write"))?;
+        Ok(())
+    }
+
+    /// Deletes the oldest records beyond `depth`, never the deployed one.
+    pub async fn prune(&self, depth: usize) -> Result<(), ReleaseError> {
+        let history = self.history().await?;
+        let depth = depth.max(1);
+        if history.len() <= depth {
+            return Ok(());
+        }
+        let excess = history.len() - depth;
+        for r in history
+            .iter()
+            .filter(|r| r.status != ReleaseStatus::Deployed)
+            .take(excess)
+        {
+            match self
+                .api
+                .delete(&r.secret_name(), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(self.api_err("prune")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every record of the release (uninstall).
+    pub async fn delete_all(&self) -> Result<(), ReleaseError> {
+        for r in self.history().await? {
+            match self
+                .api
+                .delete(&r.secret_name(), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(self.api_err("delete")(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_removes_values_and_keeps_keys() {
+        let o = ManagedObject::new(
+            "db",
+            0,
+            0,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                   "data": {"password": "aHVudGVyMg=="}, "stringData": {"user": "admin-secret"}}),
+        )
+        .unwrap();
+        let stored = StoredObject::redact(&o);
+        let text = serde_json::to_string(&stored).unwrap();
+        assert!(!text.contains("aHVudGVyMg=="), "{text}");
+        assert!(!text.contains("admin-secret"), "{text}");
+        assert_eq!(stored.redacted_keys, ["password", "user"]);
+
+        let cm = ManagedObject::new(
+            "db",
+            0,
+            0,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                   "data": {"a": "b"}}),
+        )
+        .unwrap();
+        assert_eq!(StoredObject::redact(&cm).object, cm);
+    }
+
+    #[test]
+    fn time_is_rfc3339_utc() {
+        let t = now();
+        assert!(t.ends_with('Z') && t.contains('T'), "{t}");
+    }
+}

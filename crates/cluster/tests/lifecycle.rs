@@ -1,0 +1,686 @@
+//! Install, re-install, upgrade with pruning, failed upgrade with automatic rollback, manual
+//! rollback, uninstall, CRDs and release records, against the test cluster (and a real cluster
+//! when `AIRLIFT_E2E_KUBECONFIG` is set).
+
+mod common;
+
+use airlift_bundle::NoProgress;
+use airlift_cluster::lifecycle::{DeployFailure, Engine, LifecycleError};
+use airlift_cluster::readiness::ReadinessError;
+use airlift_cluster::release::{ReleaseStatus, RELEASE_SECRET_TYPE};
+use airlift_testkit::cluster::ClusterOptions;
+use base64::Engine as _;
+use common::*;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+
+fn image_of(deploy: &serde_json::Value) -> String {
+    deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn ready(deploy: &serde_json::Value) -> bool {
+    deploy["status"]["availableReplicas"].as_i64() == deploy["spec"]["replicas"].as_i64()
+        && deploy["status"]["updatedReplicas"].as_i64() == deploy["spec"]["replicas"].as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_then_idempotent_reinstall() {
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("idem");
+        let req = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw-1"),
+        );
+
+        let first = engine.install(&req, &options()).await.unwrap();
+        assert_eq!(
+            (first.revision, first.recorded),
+            (1, true),
+            "[{}]",
+            env.tier
+        );
+        let deploy = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+        assert!(
+            ready(&deploy),
+            "[{}] deployment not ready: {deploy}",
+            env.tier
+        );
+        let labels = &deploy["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "airlift");
+        assert_eq!(labels["airlift.dev/release"], "demo");
+        assert_eq!(labels["airlift.dev/component"], "web");
+        let managers: Vec<String> = deploy["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["operation"] == "Apply")
+            .map(|m| m["manager"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            managers,
+            ["airlift"],
+            "[{}] server-side apply by `airlift`",
+            env.tier
+        );
+        let cm_before = live(&cluster, "v1", "ConfigMap", Some(&ns), "web-config")
+            .await
+            .unwrap();
+
+        let again = engine.install(&req, &options()).await.unwrap();
+        assert_eq!(
+            (again.revision, again.recorded),
+            (1, false),
+            "[{}]",
+            env.tier
+        );
+        assert!(again.pruned.is_empty());
+        // Nothing changed: the Deployment's spec generation stays (no new rollout), and the
+        // ConfigMap is the same object with the same content. (A real apiserver also keeps the
+        // resourceVersion on a no-op apply; the test cluster bumps it, so it is not compared.)
+        let deploy_after = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+        assert_eq!(
+            deploy["metadata"]["generation"], deploy_after["metadata"]["generation"],
+            "[{}] an identical re-apply must not start a rollout",
+            env.tier
+        );
+        let cm_after = live(&cluster, "v1", "ConfigMap", Some(&ns), "web-config")
+            .await
+            .unwrap();
+        for field in ["uid", "labels", "creationTimestamp"] {
+            assert_eq!(
+                cm_before["metadata"][field], cm_after["metadata"][field],
+                "[{}] {field}",
+                env.tier
+            );
+        }
+        assert_eq!(cm_before["data"], cm_after["data"]);
+        let history = engine.status(&ns, "demo").await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].status, ReleaseStatus::Deployed);
+
+        // A different bundle is refused by install.
+        let other = demo_request(
+            "demo",
+            &ns,
+            "2.0.0",
+            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw-1"),
+        );
+        let err = engine.install(&other, &options()).await.unwrap_err();
+        assert!(
+            matches!(err, LifecycleError::AlreadyInstalled { .. }),
+            "{err}"
+        );
+        assert!(err.hint().contains("upgrade"), "{}", err.hint());
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_prunes_what_the_new_version_dropped() {
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("upg");
+        let v1 = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw-1"),
+        );
+        engine.install(&v1, &options()).await.unwrap();
+        assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "legacy")
+            .await
+            .is_some());
+
+        let v2 = demo_request(
+            "demo",
+            &ns,
+            "2.0.0",
+            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw-1"),
+        );
+        let plan = engine.plan(&v2).await.unwrap();
+        let deletes: Vec<String> = plan.delete.iter().map(|o| o.name.clone()).collect();
+        assert_eq!(deletes, ["legacy"], "[{}] plan: {plan}", env.tier);
+        assert!(
+            plan.change.iter().any(|c| c.object.name == "web"
+                && c.object.kind == "Deployment"
+                && c.fields.iter().any(|f| f.contains("image"))),
+            "[{}] plan: {plan}",
+            env.tier
+        );
+        assert!(
+            plan.images
+                .iter()
+                .any(|i| i.from.as_deref() == Some(GOOD_IMAGE_V1) && i.to == GOOD_IMAGE_V2),
+            "[{}] plan: {plan}",
+            env.tier
+        );
+        assert!(plan.create.is_empty(), "[{}] plan: {plan}", env.tier);
+        // Planning changed nothing.
+        let deploy = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+        assert_eq!(image_of(&deploy), GOOD_IMAGE_V1);
+
+        let out = engine.upgrade(&v2, &options()).await.unwrap();
+        assert_eq!(out.revision, 2);
+        assert_eq!(
+            out.pruned
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>(),
+            ["legacy"]
+        );
+        assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "legacy")
+            .await
+            .is_none());
+        let deploy = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+        assert_eq!(image_of(&deploy), GOOD_IMAGE_V2);
+        assert!(ready(&deploy), "[{}] {deploy}", env.tier);
+        let history = engine.status(&ns, "demo").await.unwrap();
+        let states: Vec<(u32, ReleaseStatus)> =
+            history.iter().map(|r| (r.revision, r.status)).collect();
+        assert_eq!(
+            states,
+            [(1, ReleaseStatus::Superseded), (2, ReleaseStatus::Deployed)]
+        );
+        assert_eq!(history[1].description, "upgrade from 1.0.0");
+
+        // Downgrades are refused unless forced.
+        let err = engine.upgrade(&v1, &options()).await.unwrap_err();
+        assert!(matches!(err, LifecycleError::Downgrade { .. }), "{err}");
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_upgrade_rolls_back_and_the_old_version_keeps_running() {
+    for env in envs(ClusterOptions::default()) {
+        env.break_images();
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("rb");
+        let v1 = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw-old"),
+        );
+        engine.install(&v1, &options()).await.unwrap();
+        let before = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+
+        let mut objects = demo_objects(&ns, 2, BROKEN_IMAGE, "pw-new");
+        objects.push(
+            airlift_cluster::ManagedObject::new(
+                "web",
+                2,
+                0,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra"},
+                       "data": {"new": "yes"}}),
+            )
+            .unwrap(),
+        );
+        let v2 = demo_request("demo", &ns, "2.0.0", objects);
+        let err = engine.upgrade(&v2, &failing_options()).await.unwrap_err();
+        let LifecycleError::RolledBack { running, cause, .. } = &err else {
+            panic!(
+                "[{}] expected a rollback, got {err}: {}",
+                env.tier,
+                err.hint()
+            );
+        };
+        assert_eq!(*running, 1);
+        let DeployFailure::Readiness(ReadinessError::NotReady { not_ready, .. }) = cause else {
+            panic!("[{}] expected a readiness failure, got {cause}", env.tier);
+        };
+        assert_eq!(not_ready[0].object.name, "web");
+        let reasons = not_ready[0].reasons.join("; ");
+        assert!(
+            reasons.contains(&format!("on image {BROKEN_IMAGE}")),
+            "[{}] reasons must name the image: {reasons}",
+            env.tier
+        );
+        assert!(err.to_string().contains("rolled back"), "{err}");
+
+        // The old version runs, unchanged.
+        let after = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+        assert_eq!(image_of(&after), GOOD_IMAGE_V1);
+        assert!(ready(&after), "[{}] {after}", env.tier);
+        assert_eq!(
+            after["spec"], before["spec"],
+            "[{}] spec restored exactly",
+            env.tier
+        );
+        assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "legacy")
+            .await
+            .is_some());
+        assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "extra")
+            .await
+            .is_none());
+        let secret = live(&cluster, "v1", "Secret", Some(&ns), "web-secret")
+            .await
+            .unwrap();
+        let pw = base64::engine::general_purpose::STANDARD
+            .decode(secret["data"]["password"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            pw, b"pw-old",
+            "[{}] the old Secret value is restored",
+            env.tier
+        );
+        let cm = live(&cluster, "v1", "ConfigMap", Some(&ns), "web-config")
+            .await
+            .unwrap();
+        assert_eq!(cm["data"]["version"], "1");
+
+        let history = engine.status(&ns, "demo").await.unwrap();
+        let states: Vec<(u32, ReleaseStatus)> =
+            history.iter().map(|r| (r.revision, r.status)).collect();
+        assert_eq!(
+            states,
+            [(1, ReleaseStatus::Deployed), (2, ReleaseStatus::Failed)]
+        );
+
+        // Once fixed, the upgrade goes through and cleans up the failed attempt's leftovers.
+        let v2_fixed = demo_request(
+            "demo",
+            &ns,
+            "2.0.0",
+            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw-new"),
+        );
+        let out = engine.upgrade(&v2_fixed, &options()).await.unwrap();
+        assert_eq!(out.revision, 3);
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_upgrade_without_rollback_stays_failed() {
+    for env in envs(ClusterOptions::default()) {
+        env.break_images();
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("norb");
+        let v1 = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
+        );
+        engine.install(&v1, &options()).await.unwrap();
+        let v2 = demo_request(
+            "demo",
+            &ns,
+            "2.0.0",
+            demo_objects(&ns, 2, BROKEN_IMAGE, "pw"),
+        );
+        let mut opts = failing_options();
+        opts.no_rollback = true;
+        let err = engine.upgrade(&v2, &opts).await.unwrap_err();
+        assert!(
+            matches!(err, LifecycleError::Failed { revision: 2, .. }),
+            "{err}"
+        );
+        let deploy = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+        assert_eq!(image_of(&deploy), BROKEN_IMAGE);
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_rollback_returns_to_an_earlier_revision() {
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("mrb");
+        let v1 = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
+        );
+        let v2 = demo_request(
+            "demo",
+            &ns,
+            "2.0.0",
+            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw"),
+        );
+        engine.install(&v1, &options()).await.unwrap();
+        engine.upgrade(&v2, &options()).await.unwrap();
+        assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "legacy")
+            .await
+            .is_none());
+
+        let out = engine
+            .rollback(&ns, "demo", None, &options())
+            .await
+            .unwrap();
+        assert_eq!(out.revision, 3);
+        let deploy = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+        assert_eq!(image_of(&deploy), GOOD_IMAGE_V1);
+        assert!(ready(&deploy), "[{}] {deploy}", env.tier);
+        assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "legacy")
+            .await
+            .is_some());
+        let secret = live(&cluster, "v1", "Secret", Some(&ns), "web-secret")
+            .await
+            .unwrap();
+        assert!(
+            secret["data"]["password"].is_string(),
+            "Secret data kept on rollback"
+        );
+
+        let history = engine.status(&ns, "demo").await.unwrap();
+        let states: Vec<(u32, ReleaseStatus, String)> = history
+            .iter()
+            .map(|r| (r.revision, r.status, r.bundle.version.clone()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (1, ReleaseStatus::Superseded, "1.0.0".into()),
+                (2, ReleaseStatus::RolledBack, "2.0.0".into()),
+                (3, ReleaseStatus::Deployed, "1.0.0".into()),
+            ]
+        );
+        assert_eq!(history[2].description, "rollback to 1");
+
+        // Rolling back to revision 2 explicitly works too.
+        engine
+            .rollback(&ns, "demo", Some(2), &options())
+            .await
+            .unwrap();
+        let deploy = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+        assert_eq!(image_of(&deploy), GOOD_IMAGE_V2);
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uninstall_keeps_pvcs_unless_asked() {
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("unin");
+        let v1 = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
+        );
+        engine.install(&v1, &options()).await.unwrap();
+
+        let out = engine.uninstall(&ns, "demo", false).await.unwrap();
+        let kept: Vec<String> = out
+            .kept
+            .iter()
+            .map(|o| format!("{}/{}", o.kind, o.name))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                format!("PersistentVolumeClaim/data"),
+                format!("Namespace/{ns}")
+            ]
+        );
+        assert!(live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .is_none());
+        assert!(live(&cluster, "v1", "Service", Some(&ns), "web")
+            .await
+            .is_none());
+        assert!(
+            live(&cluster, "v1", "PersistentVolumeClaim", Some(&ns), "data")
+                .await
+                .is_some()
+        );
+        assert!(live(&cluster, "v1", "Namespace", None, &ns).await.is_some());
+        assert!(
+            engine.status(&ns, "demo").await.unwrap().is_empty(),
+            "records removed"
+        );
+        let err = engine.uninstall(&ns, "demo", false).await.unwrap_err();
+        assert!(matches!(err, LifecycleError::NotInstalled { .. }), "{err}");
+
+        // Re-install over the kept data, then uninstall with the data.
+        engine.install(&v1, &options()).await.unwrap();
+        let out = engine.uninstall(&ns, "demo", true).await.unwrap();
+        assert!(out.kept.is_empty(), "{:?}", out.kept);
+        assert!(out.pruned.iter().any(|o| o.kind == "PersistentVolumeClaim"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_then_its_custom_resource() {
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("crd");
+        let group = format!("{ns}.airlift.dev");
+        let mk = |component: &str, order, v| {
+            airlift_cluster::ManagedObject::new(component, order, 0, v).unwrap()
+        };
+        // The custom resource comes first in the rendered output: ordering must fix that.
+        let objects = vec![
+            mk(
+                "app",
+                2,
+                json!({"apiVersion": format!("{group}/v1"), "kind": "Widget",
+                "metadata": {"name": "w1"}, "spec": {"size": 3}}),
+            ),
+            mk(
+                "app",
+                2,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            ),
+            mk(
+                "crds",
+                1,
+                json!({
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("widgets.{group}")},
+                "spec": {"group": group, "scope": "Namespaced",
+                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                    "versions": [{"name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object",
+                            "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+            ),
+        ];
+        let req = demo_request("widgets", &ns, "1.0.0", objects);
+        let out = engine.install(&req, &options()).await.unwrap();
+        assert_eq!(out.revision, 1);
+        let w = live(&cluster, &format!("{group}/v1"), "Widget", Some(&ns), "w1")
+            .await
+            .unwrap();
+        assert_eq!(w["spec"]["size"], 3);
+        assert_eq!(w["metadata"]["labels"]["airlift.dev/component"], "app");
+        let record = &engine.status(&ns, "widgets").await.unwrap()[0];
+        let kinds: Vec<&str> = record.inventory.iter().map(|o| o.kind.as_str()).collect();
+        assert_eq!(kinds, ["CustomResourceDefinition", "Namespace", "Widget"]);
+        // uninstall with data removes the CRD too.
+        let out = engine.uninstall(&ns, "widgets", true).await.unwrap();
+        assert!(out
+            .pruned
+            .iter()
+            .any(|o| o.kind == "CustomResourceDefinition"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_reach_release_records() {
+    const PASSWORD: &str = "s3cr3t-Passw0rd-never-recorded";
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("sec");
+        let mut req = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, GOOD_IMAGE_V1, PASSWORD),
+        );
+        let fingerprint = airlift_bundle::Digest::of_bytes(PASSWORD.as_bytes()).to_string();
+        req.config.insert("web.password".into(), json!(fingerprint));
+        engine.install(&req, &options()).await.unwrap();
+
+        let secrets: Api<Secret> = Api::namespaced(cluster.client().clone(), &ns);
+        let records: Vec<Secret> = secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|s| s.type_.as_deref() == Some(RELEASE_SECRET_TYPE))
+            .collect();
+        assert_eq!(records.len(), 1, "[{}] one record per revision", env.tier);
+        assert_eq!(
+            records[0].metadata.name.as_deref(),
+            Some("airlift-release-demo-v1")
+        );
+        let body =
+            String::from_utf8(records[0].data.as_ref().unwrap()["release"].0.clone()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(PASSWORD);
+        assert!(
+            !body.contains(PASSWORD),
+            "[{}] password in clear in the record",
+            env.tier
+        );
+        assert!(
+            !body.contains(&b64),
+            "[{}] password in base64 in the record",
+            env.tier
+        );
+        assert!(
+            body.contains(&fingerprint),
+            "the hashed configuration is recorded"
+        );
+        assert!(body.contains("\"redactedKeys\":[\"password\"]"), "{body}");
+        // The applied Secret itself does hold the value.
+        let live_secret = live(&cluster, "v1", "Secret", Some(&ns), "web-secret")
+            .await
+            .unwrap();
+        assert_eq!(live_secret["data"]["password"], b64);
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_install_names_the_image_and_records_the_failure() {
+    for env in envs(ClusterOptions::default()) {
+        env.break_images();
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("bad");
+        let req = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, BROKEN_IMAGE, "pw"),
+        );
+        let err = engine.install(&req, &failing_options()).await.unwrap_err();
+        let text = format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        assert!(
+            matches!(err, LifecycleError::Failed { revision: 1, .. }),
+            "{text}"
+        );
+        assert!(text.contains("Deployment.apps"), "{text}");
+        assert!(text.contains(BROKEN_IMAGE), "{text}");
+        assert!(
+            err.hint().contains("image could not be pulled"),
+            "{}",
+            err.hint()
+        );
+        let history = engine.status(&ns, "demo").await.unwrap();
+        assert_eq!(history[0].status, ReleaseStatus::Failed);
+        cleanup(&cluster, &ns, "demo").await;
+        assert!(live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_values_survive_upgrades_and_data_keeping_uninstalls() {
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("gen");
+        use airlift_cluster::generated;
+        assert!(generated::load(&cluster, &ns, "demo")
+            .await
+            .unwrap()
+            .is_empty());
+        let first: std::collections::BTreeMap<String, String> =
+            [("db.password".to_string(), "generated-Value-1".to_string())].into();
+        generated::store(&cluster, &ns, "demo", &first)
+            .await
+            .unwrap();
+        // A later store adds keys and keeps the others.
+        let second = [("api.token".to_string(), "generated-Value-2".to_string())].into();
+        generated::store(&cluster, &ns, "demo", &second)
+            .await
+            .unwrap();
+        let all = generated::load(&cluster, &ns, "demo").await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all["db.password"], "generated-Value-1");
+
+        let v1 = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
+        );
+        engine.install(&v1, &options()).await.unwrap();
+        let v2 = demo_request(
+            "demo",
+            &ns,
+            "2.0.0",
+            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw"),
+        );
+        engine.upgrade(&v2, &options()).await.unwrap();
+        assert_eq!(generated::load(&cluster, &ns, "demo").await.unwrap(), all);
+        engine.uninstall(&ns, "demo", false).await.unwrap();
+        assert_eq!(
+            generated::load(&cluster, &ns, "demo").await.unwrap(),
+            all,
+            "[{}] kept with the data",
+            env.tier
+        );
+        engine.install(&v1, &options()).await.unwrap();
+        engine.uninstall(&ns, "demo", true).await.unwrap();
+        generated::delete(&cluster, &ns, "demo").await.unwrap();
+        assert!(generated::load(&cluster, &ns, "demo")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}

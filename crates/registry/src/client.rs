@@ -1,0 +1,628 @@
+//! A small OCI distribution client for pushing: ping, auth (basic and bearer tokens, cached per
+//! scope), blob HEAD, cross-repository mount, streamed monolithic upload, manifest HEAD/PUT with
+//! the exact original bytes, and cancelling an upload (for preflight).
+//!
+//! Every request retries transient failures (5xx, 429, resets, timeouts) with the exponential
+//! backoff of [`RetryPolicy`]; failures come back as a named [`RegistryError`] that carries the
+//! registry and repository. Blob bodies are read from a [`BlobSource`] in chunks by positioned
+//! reads, so a blob is never whole in memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use airlift_bundle::{BlobSource, Digest};
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::StatusCode;
+use url::Url;
+
+use crate::auth::{authorize, resolve_credentials, AuthError, Challenge, Credentials};
+use crate::error::{RegistryError, Target};
+use crate::options::{RegistryOptions, RetryPolicy};
+use crate::tls::{http_client, TlsError};
+
+/// The manifest media types we accept when asking for manifests.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// How many bytes one positioned read of an upload body takes.
+const CHUNK: usize = 512 * 1024;
+
+/// Errors from setting a client up (before any request is sent).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    /// The TLS configuration (CA files) is unusable.
+    #[error("cannot set up TLS for registry `{registry}`")]
+    Tls {
+        /// The registry.
+        registry: String,
+        /// The cause.
+        #[source]
+        source: TlsError,
+    },
+    /// The registry name does not make a URL.
+    #[error("`{registry}` is not a registry host[:port]")]
+    BadRegistry {
+        /// The registry as given.
+        registry: String,
+        /// The cause.
+        #[source]
+        source: url::ParseError,
+    },
+    /// Looking up credentials failed.
+    #[error("cannot find credentials for registry `{registry}`")]
+    Auth {
+        /// The registry.
+        registry: String,
+        /// The cause.
+        #[source]
+        source: AuthError,
+    },
+}
+
+impl ClientSetupError {
+    /// How the operator can fix this.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::Tls { source, .. } => source.hint(),
+            Self::Auth { source, .. } => source.hint(),
+            Self::BadRegistry { .. } => "give the registry as HOST[:PORT], e.g. registry.corp:5000",
+        }
+    }
+}
+
+/// What a started upload turned into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadStart {
+    /// The registry mounted the blob from another repository: nothing to send.
+    Mounted,
+    /// An upload session to PUT the blob to.
+    Session(Url),
+}
+
+/// What a manifest HEAD found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestHead {
+    /// `Docker-Content-Digest`, when the registry sent it.
+    pub digest: Option<Digest>,
+    /// `Content-Type`, when the registry sent it.
+    pub media_type: Option<String>,
+}
+
+#[derive(Default)]
+struct AuthState {
+    /// The registry's challenge, once seen.
+    challenge: Option<Challenge>,
+    /// `Authorization` values by scope.
+    tokens: HashMap<String, String>,
+}
+
+/// A client for one registry.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    registry: String,
+    base: Url,
+    creds: Option<Credentials>,
+    auth: Mutex<AuthState>,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("registry", &self.registry)
+            .field("base", &self.base.as_str())
+            .field("has_credentials", &self.creds.is_some())
+            .finish()
+    }
+}
+
+/// Retry or not, per request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retries {
+    Yes,
+    No,
+}
+
+impl RegistryClient {
+    /// A client for `registry` (`host[:port]`) with the TLS, credentials and retry policy of
+    /// `opts`.
+    pub fn new(registry: &str, opts: &RegistryOptions) -> Result<Self, ClientSetupError> {
+        let http = http_client(opts).map_err(|source| ClientSetupError::Tls {
+            registry: registry.to_string(),
+            source,
+        })?;
+        let creds = resolve_credentials(registry, opts)
+            .map_err(|source| ClientSetupError::Auth {
+                registry: registry.to_string(),
+                source,
+            })?
+            .map(|r| r.credentials);
+        Self::with_http(http, registry, opts, creds)
+    }
+
+    /// A client over a given reqwest client (tests, or a shared connection pool).
+    pub fn with_http(
+        http: reqwest::Client,
+        registry: &str,
+        opts: &RegistryOptions,
+        creds: Option<Credentials>,
+    ) -> Result<Self, ClientSetupError> {
+        let base =
+            Url::parse(&opts.api_base(registry)).map_err(|source| ClientSetupError::BadRegistry {
+                registry: registry.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            registry: registry.to_string(),
+            base,
+            creds,
+            auth: Mutex::new(AuthState::default()),
+            retry: opts.retry,
+        })
+    }
+
+    /// The registry, `host[:port]`.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    fn target(&self, image: impl Into<String>) -> Target {
+        Target::new(self.registry.clone(), image)
+    }
+
+    fn url(&self, path: &str) -> Url {
+        // `path` is built from validated repository names and digests only.
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    fn push_scope(repo: &str) -> String {
+        format!("repository:{repo}:pull,push")
+    }
+
+    /// `GET /v2/`: the registry answers and speaks the distribution API. With credentials, also
+    /// checks that they are accepted. A 404 is reported as [`RegistryError::Status`] 404, whose
+    /// hint asks whether this is a registry at all.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        let target = self.target("/v2/");
+        let url = self.url("");
+        let resp = self
+            .send(&target, None, Retries::Yes, || self.http.get(url.clone()))
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        if status == StatusCode::NOT_FOUND {
+            return Err(RegistryError::Status {
+                target,
+                status: 404,
+                message: "the server has no /v2/ API".to_string(),
+            });
+        }
+        Err(RegistryError::from_status(
+            target,
+            status.as_u16(),
+            &body,
+            self.creds.is_some(),
+            None,
+        ))
+    }
+
+    /// `HEAD /v2/<repo>/blobs/<digest>`: the blob's size when the repository holds it.
+    pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        let target = self.target(format!("{repo}@{digest}"));
+        let url = self.url(&format!("{repo}/blobs/{digest}"));
+        let scope = Self::push_scope(repo);
+        let resp = self
+            .send(&target, Some(&scope), Retries::Yes, || self.http.head(url.clone()))
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(Some(
+                resp.headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            )),
+            StatusCode::NOT_FOUND => Ok(None),
+            s => Err(self.status_error(target, s, resp).await),
+        }
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/`, with `?mount=<digest>&from=<repo>` when `mount_from` is
+    /// given: either the registry mounts the blob (201) or it opens an upload session (202).
+    pub async fn start_upload(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        mount_from: Option<&str>,
+    ) -> Result<UploadStart, RegistryError> {
+        let target = self.target(format!("{repo}@{digest}"));
+        let mut url = self.url(&format!("{repo}/blobs/uploads/"));
+        if let Some(from) = mount_from {
+            url.query_pairs_mut()
+                .append_pair("mount", &digest.to_string())
+                .append_pair("from", from);
+        }
+        let scope = Self::push_scope(repo);
+        let resp = self
+            .send(&target, Some(&scope), Retries::Yes, || {
+                self.http.post(url.clone()).header(CONTENT_LENGTH, "0")
+            })
+            .await?;
+        let status = resp.status();
+        if status == StatusCode::CREATED && mount_from.is_some() {
+            let _ = resp.bytes().await;
+            return Ok(UploadStart::Mounted);
+        }
+        if status != StatusCode::ACCEPTED {
+            return Err(self.status_error(target, status, resp).await);
+        }
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let base = resp.url().clone();
+        let _ = resp.bytes().await;
+        let location = location.ok_or_else(|| RegistryError::Protocol {
+            target: target.clone(),
+            detail: "upload started (202) without a Location header".to_string(),
+        })?;
+        let session = base.join(&location).map_err(|e| RegistryError::Protocol {
+            target,
+            detail: format!("upload Location `{location}` is not a URL: {e}"),
+        })?;
+        Ok(UploadStart::Session(session))
+    }
+
+    /// `DELETE` an upload session (preflight starts one to prove push rights, then cancels it).
+    pub async fn cancel_upload(&self, repo: &str, session: &Url) -> Result<(), RegistryError> {
+        let target = self.target(repo.to_string());
+        let scope = Self::push_scope(repo);
+        let resp = self
+            .send(&target, Some(&scope), Retries::Yes, || {
+                self.http.delete(session.clone())
+            })
+            .await?;
+        let status = resp.status();
+        // 404: the session is already gone, which is what we wanted.
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            let _ = resp.bytes().await;
+            return Ok(());
+        }
+        Err(self.status_error(target, status, resp).await)
+    }
+
+    /// Uploads a blob to `repo`: mounts it from `mount_from` when the registry can, otherwise
+    /// streams it from `source` with a monolithic PUT. A failed transfer restarts from a fresh
+    /// upload session, with backoff. `on_bytes` is called with bytes sent for the first time (a
+    /// retry does not count the same bytes twice). Returns whether the blob was mounted.
+    pub async fn push_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        source: Arc<dyn BlobSource>,
+        mount_from: Option<&str>,
+        on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<bool, RegistryError> {
+        let high_water = Arc::new(AtomicU64::new(0));
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result: Result<bool, RegistryError> = async {
+                let session = match self.start_upload(repo, digest, mount_from).await? {
+                    UploadStart::Mounted => return Ok(true),
+                    UploadStart::Session(url) => url,
+                };
+                self.put_blob(repo, &session, digest, size, &source, &high_water, &on_bytes)
+                    .await?;
+                Ok(false)
+            }
+            .await;
+            match result {
+                Ok(mounted) => return Ok(mounted),
+                Err(e) if e.is_transient() && self.retry.should_retry(attempt) => {
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn put_blob(
+        &self,
+        repo: &str,
+        session: &Url,
+        digest: &Digest,
+        size: u64,
+        source: &Arc<dyn BlobSource>,
+        high_water: &Arc<AtomicU64>,
+        on_bytes: &Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(), RegistryError> {
+        let target = self.target(format!("{repo}@{digest}"));
+        let mut url = session.clone();
+        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        let scope = Self::push_scope(repo);
+        let resp = self
+            .send(&target, Some(&scope), Retries::No, || {
+                let body = blob_body(
+                    source.clone(),
+                    digest.clone(),
+                    size,
+                    high_water.clone(),
+                    on_bytes.clone(),
+                );
+                self.http
+                    .put(url.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, size.to_string())
+                    .body(body)
+            })
+            .await?;
+        let status = resp.status();
+        if status == StatusCode::CREATED || status.is_success() {
+            let _ = resp.bytes().await;
+            return Ok(());
+        }
+        Err(self.status_error(target, status, resp).await)
+    }
+
+    /// `HEAD /v2/<repo>/manifests/<reference>` (a tag or a digest).
+    pub async fn manifest_head(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>, RegistryError> {
+        let target = self.target(format!("{repo}:{reference}"));
+        let url = self.url(&format!("{repo}/manifests/{reference}"));
+        let scope = Self::push_scope(repo);
+        let resp = self
+            .send(&target, Some(&scope), Retries::Yes, || {
+                self.http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => {
+                let header = |name: &str| {
+                    resp.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                Ok(Some(ManifestHead {
+                    digest: header("docker-content-digest").and_then(|d| d.parse().ok()),
+                    media_type: header("content-type"),
+                }))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            s => Err(self.status_error(target, s, resp).await),
+        }
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` with the exact original bytes and media type.
+    /// Checks that the registry computed the same digest.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<(), RegistryError> {
+        let target = self.target(format!("{repo}:{reference}"));
+        let url = self.url(&format!("{repo}/manifests/{reference}"));
+        let scope = Self::push_scope(repo);
+        let resp = self
+            .send(&target, Some(&scope), Retries::Yes, || {
+                self.http
+                    .put(url.clone())
+                    .header(CONTENT_TYPE, media_type)
+                    .body(bytes.clone())
+            })
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.status_error(target, status, resp).await);
+        }
+        let expected = Digest::of_bytes(&bytes);
+        let got = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let _ = resp.bytes().await;
+        match got {
+            Some(d) if d != expected => Err(RegistryError::Protocol {
+                target,
+                detail: format!("the registry stored the manifest as {d}, expected {expected}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Credentials never leave the registry's own origin (upload sessions may live elsewhere).
+    fn same_origin(&self, url: &Url) -> bool {
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+    }
+
+    async fn status_error(&self, target: Target, status: StatusCode, resp: reqwest::Response) -> RegistryError {
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_secs);
+        let body = resp.bytes().await.unwrap_or_default();
+        let body = &body[..body.len().min(4096)];
+        RegistryError::from_status(target, status.as_u16(), body, self.creds.is_some(), retry_after)
+    }
+
+    /// The `Authorization` value cached for `scope`, or fetched when the challenge is known.
+    async fn auth_header(&self, target: &Target, scope: Option<&str>, refresh: bool) -> Result<Option<String>, RegistryError> {
+        let key = scope.unwrap_or("").to_string();
+        let challenge = {
+            let mut state = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+            if refresh {
+                state.tokens.remove(&key);
+            } else if let Some(h) = state.tokens.get(&key) {
+                return Ok(Some(h.clone()));
+            }
+            state.challenge.clone()
+        };
+        let Some(challenge) = challenge else {
+            return Ok(None);
+        };
+        let header = authorize(&self.http, target, &challenge, scope, self.creds.as_ref()).await?;
+        if let Some(h) = &header {
+            let mut state = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+            state.tokens.insert(key, h.clone());
+        }
+        Ok(header)
+    }
+
+    /// Sends a request built by `build`, answering auth challenges and retrying transient
+    /// failures. Returns the final response whatever its status, except that a 401 after
+    /// authenticating becomes [`RegistryError::AuthRefused`] and transient statuses that outlast
+    /// the retries become their classified error.
+    async fn send(
+        &self,
+        target: &Target,
+        scope: Option<&str>,
+        retries: Retries,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            let header = self.auth_header(target, scope, false).await?;
+            let mut req = build();
+            if let Some(h) = &header {
+                let built = req.try_clone().and_then(|r| r.build().ok());
+                let on_origin = built.as_ref().map_or(true, |r| self.same_origin(r.url()));
+                if on_origin {
+                    req = req.header(AUTHORIZATION, h);
+                }
+            }
+            let outcome = req.send().await;
+            let retry_allowed = retries == Retries::Yes && self.retry.should_retry(attempt);
+            let resp = match outcome {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = RegistryError::from_reqwest(target.clone(), e);
+                    if err.is_transient() && retry_allowed {
+                        tokio::time::sleep(self.retry.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED {
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Challenge::parse);
+                let known = {
+                    let mut state = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+                    let known = state.challenge.is_some();
+                    if let Some(c) = challenge {
+                        state.challenge = Some(c);
+                    }
+                    known
+                };
+                let can_answer = self.creds.is_some() || !known;
+                if !refreshed && can_answer && scope.is_some() {
+                    refreshed = true;
+                    let _ = resp.bytes().await;
+                    if self.auth_header(target, scope, true).await?.is_some() {
+                        attempt -= 1;
+                        continue;
+                    }
+                    return Err(RegistryError::AuthRefused {
+                        target: target.clone(),
+                        status: 401,
+                        had_credentials: self.creds.is_some(),
+                    });
+                }
+                if scope.is_none() && !refreshed && self.creds.is_some() {
+                    // Ping: log in once with no scope to check the credentials.
+                    refreshed = true;
+                    if self.auth_header(target, None, true).await?.is_some() {
+                        attempt -= 1;
+                        continue;
+                    }
+                }
+                return Ok(resp);
+            }
+            let transient = status.is_server_error()
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::REQUEST_TIMEOUT;
+            if transient && retry_allowed {
+                let _ = resp.bytes().await;
+                tokio::time::sleep(self.retry.backoff(attempt)).await;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+}
+
+/// A request body that streams `[0, size)` of a blob by positioned reads, one chunk at a time.
+fn blob_body(
+    source: Arc<dyn BlobSource>,
+    digest: Digest,
+    size: u64,
+    high_water: Arc<AtomicU64>,
+    on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
+) -> reqwest::Body {
+    let stream = futures::stream::try_unfold(0u64, move |offset| {
+        let source = source.clone();
+        let digest = digest.clone();
+        let high_water = high_water.clone();
+        let on_bytes = on_bytes.clone();
+        async move {
+            if offset >= size {
+                return Ok::<_, std::io::Error>(None);
+            }
+            let want = usize::try_from(size - offset).unwrap_or(CHUNK).min(CHUNK);
+            let chunk = tokio::task::spawn_blocking(move || read_exact_at(&*source, &digest, offset, want))
+                .await
+                .map_err(std::io::Error::other)??;
+            let end = offset + chunk.len() as u64;
+            let before = high_water.fetch_max(end, Ordering::Relaxed);
+            if end > before {
+                on_bytes(end - before);
+            }
+            Ok(Some((chunk, end)))
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+fn read_exact_at(source: &dyn BlobSource, digest: &Digest, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let n = source.read_blob_at(digest, offset + filled as u64, &mut buf[filled..])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("blob {digest} ended at byte {} of the source", offset + filled as u64),
+            ));
+        }
+        filled += n;
+    }
+    Ok(Bytes::from(buf))
+}

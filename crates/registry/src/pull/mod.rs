@@ -1,0 +1,389 @@
+//! Pulling images into the content-addressed [`DirBlobStore`]: from a registry
+//! ([`RegistryPuller`]), an OCI layout folder ([`pull_layout`]) or an OCI archive file
+//! ([`pull_archive`]).
+//!
+//! Every source follows the same rules:
+//! - tags resolve to digests, and the result records the pinned digest;
+//! - manifests and configs (small, capped at [`select::MAX_DOCUMENT`]) are verified and stored
+//!   by digest; blobs stream into the store, hashed while written, never whole in memory;
+//! - a blob already in the store is not transferred again;
+//! - exactly the required platforms are kept: an index with more is rewritten (same media type,
+//!   the source digest recorded apart); a missing platform is [`PullError::PlatformMissing`],
+//!   naming the image and the platform. A single-platform image is checked through its config.
+
+mod local;
+mod remote;
+pub mod select;
+
+use std::path::PathBuf;
+
+use airlift_bundle::schema::common::Platform;
+use airlift_bundle::{Digest, DirBlobStore, StoreError};
+use futures::future::BoxFuture;
+
+pub use local::{pull_archive, pull_layout, ArchiveSource};
+pub use remote::RegistryPuller;
+
+use crate::auth::AuthError;
+use crate::error::RegistryError;
+use crate::tls::TlsError;
+use select::{Descriptor, Document};
+
+/// A blob (or manifest) of a pulled image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its media type.
+    pub media_type: String,
+}
+
+/// What a pull produced. Everything listed is in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    /// The reference as given (`registry/repo:tag`, `oci:DIR:TAG`, `oci-archive:FILE:TAG`).
+    pub reference: String,
+    /// The pinned source: `host/repo@sha256:…` (for local sources `oci:DIR@sha256:…`), with
+    /// the source's own top-level digest.
+    pub pinned: String,
+    /// The top-level manifest or index kept: its digest, size and media type. When the source
+    /// index had more platforms than required this is the rewritten index.
+    pub top: BlobRef,
+    /// The source's top-level digest (equal to `top.digest` unless the index was filtered).
+    pub source_digest: Digest,
+    /// The platforms the image carries, in manifest order.
+    pub platforms: Vec<Platform>,
+    /// Every manifest kept: the top-level one first, then per-platform manifests.
+    pub manifests: Vec<BlobRef>,
+    /// Every config and layer blob, once each, in manifest order.
+    pub blobs: Vec<BlobRef>,
+    /// Bytes actually transferred for this image (0 when everything was cached).
+    pub bytes_transferred: u64,
+    /// Blobs that were already in the store.
+    pub blobs_cached: usize,
+}
+
+/// Errors from pulling an image.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// Talking to the registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The image does not provide a required platform.
+    #[error("image `{image}` has no `{platform}` variant (it has: {available})")]
+    PlatformMissing {
+        /// The image reference.
+        image: String,
+        /// The missing platform.
+        platform: Platform,
+        /// The platforms it has.
+        available: String,
+    },
+    /// The image reference does not parse.
+    #[error("invalid image reference `{reference}`")]
+    Reference {
+        /// What was given.
+        reference: String,
+        /// The parse failure.
+        #[source]
+        source: oci_client::ParseError,
+    },
+    /// TLS could not be set up.
+    #[error("cannot set up TLS for pulling")]
+    Tls(#[from] TlsError),
+    /// Credentials could not be read.
+    #[error("cannot find credentials for registry `{registry}`")]
+    Auth {
+        /// The registry.
+        registry: String,
+        /// The cause.
+        #[source]
+        source: AuthError,
+    },
+    /// A manifest, index or config is invalid or unsupported.
+    #[error("image `{image}` has an invalid or unsupported manifest: {detail}")]
+    BadManifest {
+        /// The image reference.
+        image: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Writing into the blob store failed (including a digest mismatch of the received bytes).
+    #[error("storing blob {digest} of image `{image}` failed")]
+    Store {
+        /// The image reference.
+        image: String,
+        /// The blob.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// A local file could not be read.
+    #[error("cannot read `{path}`")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An OCI layout or archive is malformed or lacks the requested tag or a blob.
+    #[error("OCI layout `{path}`: {detail}")]
+    Layout {
+        /// The folder or archive.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl PullError {
+    /// How the operator can fix this.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::Registry(e) => e.hint(),
+            Self::PlatformMissing { platform, .. } => format!(
+                "publish a `{platform}` build of the image (e.g. `docker buildx build \
+                 --platform {platform}`), or drop `{platform}` from requirements.platforms"
+            ),
+            Self::Reference { .. } => {
+                "write references as `registry[:port]/repository:tag` or `…@sha256:<64 hex>`"
+                    .to_string()
+            }
+            Self::Tls(e) => e.hint().to_string(),
+            Self::Auth { source, .. } => source.hint().to_string(),
+            Self::BadManifest { .. } => {
+                "rebuild or re-push the image with a current tool (OCI or docker schema 2)"
+                    .to_string()
+            }
+            Self::Store { .. } => "check free disk space and permissions of the cache \
+                                   folder; a digest mismatch means the source sent corrupt \
+                                   data: re-run to retry"
+                .to_string(),
+            Self::Io { .. } => "check that the path exists and is readable".to_string(),
+            Self::Layout { .. } => "check the layout with `skopeo inspect oci:DIR:TAG`; \
+                                    archives must be uncompressed OCI archives \
+                                    (`skopeo copy … oci-archive:FILE:TAG`)"
+                .to_string(),
+        }
+    }
+
+    /// True when retrying the whole operation may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Registry(e) if e.is_transient())
+    }
+}
+
+/// Which kind of small document is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DocKind {
+    /// A manifest or index (fetched from `/manifests/` on a registry).
+    Manifest,
+    /// An image config (a blob).
+    Config,
+}
+
+/// Fetches small documents (manifests, configs) from a source, by digest.
+pub(crate) trait FetchDoc: Sync {
+    /// Fetches the document; the caller verifies its digest and size.
+    fn fetch_doc<'a>(
+        &'a self,
+        desc: &'a Descriptor,
+        kind: DocKind,
+    ) -> BoxFuture<'a, Result<Vec<u8>, PullError>>;
+}
+
+/// What to store and transfer for one image, once its manifests are known.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub top: BlobRef,
+    pub platforms: Vec<Platform>,
+    pub manifests: Vec<BlobRef>,
+    /// Configs and layers in manifest order, unique.
+    pub blobs: Vec<BlobRef>,
+}
+
+fn bad(image: &str, detail: impl Into<String>) -> PullError {
+    PullError::BadManifest {
+        image: image.to_string(),
+        detail: detail.into(),
+    }
+}
+
+fn store_doc(store: &DirBlobStore, image: &str, d: &Digest, bytes: &[u8]) -> Result<(), PullError> {
+    if store.contains(d) {
+        return Ok(());
+    }
+    store
+        .put(d, &mut &bytes[..])
+        .map(|_| ())
+        .map_err(|source| PullError::Store {
+            image: image.to_string(),
+            digest: d.clone(),
+            source,
+        })
+}
+
+/// Reads a document from the store when cached, otherwise fetches, verifies and stores it.
+async fn get_doc(
+    fetch: &dyn FetchDoc,
+    store: &DirBlobStore,
+    image: &str,
+    desc: &Descriptor,
+    kind: DocKind,
+) -> Result<Vec<u8>, PullError> {
+    let digest = desc.digest().map_err(|e| bad(image, e))?;
+    if desc.size > select::MAX_DOCUMENT {
+        return Err(bad(
+            image,
+            format!(
+                "{digest} is {} bytes, more than the {} allowed for a manifest or config",
+                desc.size,
+                select::MAX_DOCUMENT
+            ),
+        ));
+    }
+    if store.contains(&digest) {
+        if let Ok(bytes) = std::fs::read(store.path_of(&digest)) {
+            return Ok(bytes);
+        }
+    }
+    let bytes = fetch.fetch_doc(desc, kind).await?;
+    let actual = Digest::of_bytes(&bytes);
+    if actual != digest {
+        return Err(bad(
+            image,
+            format!("document {digest} hashes to {actual}: the source sent the wrong content"),
+        ));
+    }
+    store_doc(store, image, &digest, &bytes)?;
+    Ok(bytes)
+}
+
+/// Works out what an image consists of, from its top-level document, keeping exactly
+/// `required` platforms. Stores every manifest (and, for single-platform images, the config).
+pub(crate) async fn plan(
+    fetch: &dyn FetchDoc,
+    store: &DirBlobStore,
+    image: &str,
+    top_bytes: Vec<u8>,
+    top_hint: Option<&str>,
+    required: &[Platform],
+) -> Result<Plan, PullError> {
+    if top_bytes.len() as u64 > select::MAX_DOCUMENT {
+        return Err(bad(image, "top-level manifest larger than 4 MiB"));
+    }
+    let source_digest = Digest::of_bytes(&top_bytes);
+    let doc = select::parse_document(&top_bytes, top_hint).map_err(|e| bad(image, e))?;
+    let mut manifests = Vec::new();
+    let mut blobs: Vec<BlobRef> = Vec::new();
+    let push_blob = |blobs: &mut Vec<BlobRef>, d: &Descriptor| -> Result<(), PullError> {
+        let digest = d.digest().map_err(|e| bad(image, e))?;
+        if !blobs.iter().any(|b| b.digest == digest) {
+            blobs.push(BlobRef {
+                digest,
+                size: d.size,
+                media_type: d.media_type.clone(),
+            });
+        }
+        Ok(())
+    };
+    match doc {
+        Document::Manifest {
+            media_type,
+            config,
+            layers,
+        } => {
+            let cfg = get_doc(fetch, store, image, &config, DocKind::Config).await?;
+            let have = select::config_platform(&cfg).map_err(|e| bad(image, e))?;
+            if let Err(platform) = select::check_single(&have, required) {
+                return Err(PullError::PlatformMissing {
+                    image: image.to_string(),
+                    platform,
+                    available: format!("only {have}"),
+                });
+            }
+            store_doc(store, image, &source_digest, &top_bytes)?;
+            let top = BlobRef {
+                digest: source_digest.clone(),
+                size: top_bytes.len() as u64,
+                media_type,
+            };
+            manifests.push(top.clone());
+            push_blob(&mut blobs, &config)?;
+            for l in &layers {
+                push_blob(&mut blobs, l)?;
+            }
+            Ok(Plan {
+                top,
+                platforms: vec![have],
+                manifests,
+                blobs,
+            })
+        }
+        Document::Index {
+            media_type,
+            manifests: entries,
+        } => {
+            let sel =
+                select::select_platforms(&entries, required).map_err(|(platform, available)| {
+                    PullError::PlatformMissing {
+                        image: image.to_string(),
+                        platform,
+                        available,
+                    }
+                })?;
+            let top_kept = if sel.filtered {
+                select::filtered_index(&top_bytes, &sel.kept).map_err(|e| bad(image, e))?
+            } else {
+                top_bytes
+            };
+            let top_digest = Digest::of_bytes(&top_kept);
+            store_doc(store, image, &top_digest, &top_kept)?;
+            let top = BlobRef {
+                digest: top_digest,
+                size: top_kept.len() as u64,
+                media_type,
+            };
+            manifests.push(top.clone());
+            let mut platforms = Vec::new();
+            for entry in &sel.kept {
+                if select::is_index(&entry.media_type) {
+                    return Err(bad(image, "nested indexes are not supported"));
+                }
+                let bytes = get_doc(fetch, store, image, entry, DocKind::Manifest).await?;
+                let child = select::parse_document(&bytes, Some(&entry.media_type))
+                    .map_err(|e| bad(image, e))?;
+                let Document::Manifest {
+                    media_type,
+                    config,
+                    layers,
+                } = child
+                else {
+                    return Err(bad(image, "nested indexes are not supported"));
+                };
+                manifests.push(BlobRef {
+                    digest: entry.digest().map_err(|e| bad(image, e))?,
+                    size: bytes.len() as u64,
+                    media_type,
+                });
+                if let Some(p) = &entry.platform {
+                    platforms.push(p.to_platform());
+                }
+                push_blob(&mut blobs, &config)?;
+                for l in &layers {
+                    push_blob(&mut blobs, l)?;
+                }
+            }
+            Ok(Plan {
+                top,
+                platforms,
+                manifests,
+                blobs,
+            })
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! Pulling from a registry with oci-client: tag resolution, parallel blob downloads with
+//! bounded concurrency, retries with backoff, and resume with `Range` after a reset.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use airlift_bundle::schema::common::Platform;
+use airlift_bundle::{Digest, DirBlobStore, Progress};
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use oci_client::client::BlobResponse;
+use oci_client::secrets::RegistryAuth;
+use oci_client::Reference;
+
+use super::select::{self, Descriptor};
+use super::{plan, BlobRef, DocKind, FetchDoc, PullError, PulledImage};
+use crate::auth::{resolve_credentials, Credentials};
+use crate::error::{RegistryError, Target};
+use crate::options::RegistryOptions;
+use crate::tls;
+
+/// Pulls images from registries into a [`DirBlobStore`]. Cheap to share: one per build.
+pub struct RegistryPuller {
+    client: oci_client::Client,
+    opts: RegistryOptions,
+    store: DirBlobStore,
+    creds: Mutex<HashMap<String, Option<Credentials>>>,
+    /// Bounds blob downloads across every pull running on this puller.
+    slots: tokio::sync::Semaphore,
+    /// One lock per blob being downloaded, so concurrent pulls of images that share a layer
+    /// download it once.
+    in_flight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for RegistryPuller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryPuller")
+            .field("store", &self.store.root())
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+impl RegistryPuller {
+    /// A puller writing into `store`, configured by `opts` (trust, auth, concurrency, retries).
+    pub fn new(store: DirBlobStore, opts: RegistryOptions) -> Result<Self, PullError> {
+        Ok(Self {
+            client: tls::oci_client(&opts)?,
+            slots: tokio::sync::Semaphore::new(opts.concurrency.max(1)),
+            in_flight: Mutex::new(HashMap::new()),
+            opts,
+            store,
+            creds: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The store blobs go into.
+    pub fn store(&self) -> &DirBlobStore {
+        &self.store
+    }
+
+    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, PullError> {
+        let mut cache = self.creds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(registry) {
+            return Ok(c.clone());
+        }
+        let found = resolve_credentials(registry, &self.opts)
+            .map_err(|source| PullError::Auth {
+                registry: registry.to_string(),
+                source,
+            })?
+            .map(|r| r.credentials);
+        cache.insert(registry.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// Runs `op` until it succeeds, fails permanently, or the retry policy gives up.
+    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, PullError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, PullError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && self.opts.retry.should_retry(attempt) => {
+                    let wait = match &e {
+                        PullError::Registry(RegistryError::RateLimited {
+                            retry_after: Some(d),
+                            ..
+                        }) => (*d).min(self.opts.retry.max_backoff * 4),
+                        _ => self.opts.retry.backoff(attempt),
+                    };
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Pulls `reference` (`host[:port]/repo:tag` or `…@sha256:…`) keeping exactly `platforms`
+    /// (all when empty). Reports bytes under the label `reference`.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        platforms: &[Platform],
+        progress: &dyn Progress,
+    ) -> Result<PulledImage, PullError> {
+        let r: Reference = reference.parse().map_err(|source| PullError::Reference {
+            reference: reference.to_string(),
+            source,
+        })?;
+        let registry = r.resolve_registry().to_string();
+        let creds = self.credentials(r.registry())?;
+        let had_credentials = creds.is_some();
+        let auth = creds
+            .as_ref()
+            .map(Credentials::to_oci)
+            .unwrap_or(RegistryAuth::Anonymous);
+        self.client.store_auth_if_needed(&registry, &auth).await;
+        let ctx = Ctx {
+            puller: self,
+            reference: r.clone(),
+            auth,
+            target: Target::new(&registry, image_name(&r)),
+            had_credentials,
+        };
+
+        progress.message(&format!("resolving {reference}"));
+        let top = self
+            .retry(|| async {
+                ctx.client_call(|c| {
+                    c.pull_manifest_raw(&ctx.reference, &ctx.auth, select::ACCEPTED)
+                })
+                .await
+            })
+            .await?
+            .0;
+        let image = reference.to_string();
+        let source_digest = Digest::of_bytes(&top);
+        if let Some(want) = r.digest() {
+            if want != source_digest.to_string() {
+                return Err(PullError::BadManifest {
+                    image,
+                    detail: format!("registry sent manifest {source_digest} for {want}"),
+                });
+            }
+        }
+        let plan = plan(&ctx, &self.store, &image, top, None, platforms).await?;
+
+        let missing: Vec<BlobRef> = plan
+            .blobs
+            .iter()
+            .filter(|b| !self.store.contains(&b.digest))
+            .cloned()
+            .collect();
+        let blobs_cached = plan.blobs.len() - missing.len();
+        progress.start(&image, Some(missing.iter().map(|b| b.size).sum()));
+        let transferred: Vec<u64> = futures::stream::iter(missing.iter())
+            .map(|b| ctx.download(b, &image, progress))
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await?;
+        progress.finish(&image);
+
+        Ok(PulledImage {
+            reference: image,
+            pinned: format!("{}/{}@{}", r.registry(), r.repository(), source_digest),
+            top: plan.top,
+            source_digest,
+            platforms: plan.platforms,
+            manifests: plan.manifests,
+            blobs: plan.blobs,
+            bytes_transferred: transferred.iter().sum(),
+            blobs_cached,
+        })
+    }
+}
+
+fn image_name(r: &Reference) -> String {
+    match (r.tag(), r.digest()) {
+        (_, Some(d)) => format!("{}@{d}", r.repository()),
+        (Some(t), None) => format!("{}:{t}", r.repository()),
+        (None, None) => r.repository().to_string(),
+    }
+}
+
+/// One image pull in progress.
+struct Ctx<'a> {
+    puller: &'a RegistryPuller,
+    reference: Reference,
+    auth: RegistryAuth,
+    target: Target,
+    had_credentials: bool,
+}
+
+impl Ctx<'_> {
+    fn err(&self, e: oci_client::errors::OciDistributionError) -> PullError {
+        if let oci_client::errors::OciDistributionError::DigestError(d) = &e {
+            return PullError::BadManifest {
+                image: self.target.image.clone(),
+                detail: d.to_string(),
+            };
+        }
+        RegistryError::from_oci(self.target.clone(), e, self.had_credentials).into()
+    }
+
+    async fn client_call<'c, T, Fut>(
+        &'c self,
+        f: impl FnOnce(&'c oci_client::Client) -> Fut,
+    ) -> Result<T, PullError>
+    where
+        Fut: Future<Output = oci_client::errors::Result<T>>,
+    {
+        f(&self.puller.client).await.map_err(|e| self.err(e))
+    }
+
+    fn stream_err(&self, e: std::io::Error) -> PullError {
+        let digest_problem = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<oci_client::errors::DigestError>())
+            .map(|d| d.to_string());
+        match digest_problem {
+            Some(detail) => PullError::BadManifest {
+                image: self.target.image.clone(),
+                detail,
+            },
+            None => RegistryError::from_transport(self.target.clone(), Box::new(e)).into(),
+        }
+    }
+
+    /// Downloads one blob into the store, resuming with `Range` after transient failures.
+    async fn download(
+        &self,
+        blob: &BlobRef,
+        image: &str,
+        progress: &dyn Progress,
+    ) -> Result<u64, PullError> {
+        let lock = {
+            let mut map = self
+                .puller
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            map.entry(blob.digest.clone()).or_default().clone()
+        };
+        let _blob_guard = lock.lock().await;
+        if self.puller.store.contains(&blob.digest) {
+            // Another pull fetched it meanwhile.
+            progress.advance(image, blob.size);
+            return Ok(0);
+        }
+        let _slot = self.puller.slots.acquire().await.map_err(|_| PullError::Io {
+            path: self.puller.store.root().to_path_buf(),
+            source: std::io::Error::other("download slots closed"),
+        })?;
+        let store = &self.puller.store;
+        let store_err = |source| PullError::Store {
+            image: image.to_string(),
+            digest: blob.digest.clone(),
+            source,
+        };
+        let mut writer = store.writer(&blob.digest).map_err(store_err)?;
+        let mut written = 0u64;
+        let mut transferred = 0u64;
+        let mut attempt = 1;
+        loop {
+            let res = self
+                .stream_into(
+                    blob,
+                    &mut writer,
+                    &mut written,
+                    &mut transferred,
+                    progress,
+                    image,
+                )
+                .await;
+            match res {
+                Ok(()) => break,
+                Err(e) if e.is_transient() && self.puller.opts.retry.should_retry(attempt) => {
+                    progress.message(&format!(
+                        "retrying {} of {image} at byte {written} (attempt {}): {e}",
+                        blob.digest,
+                        attempt + 1
+                    ));
+                    tokio::time::sleep(self.puller.opts.retry.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if written != blob.size {
+            return Err(RegistryError::Protocol {
+                target: self.target.clone(),
+                detail: format!(
+                    "blob {} is {written} bytes, the manifest says {}",
+                    blob.digest, blob.size
+                ),
+            }
+            .into());
+        }
+        writer.commit().map_err(store_err)?;
+        Ok(transferred)
+    }
+
+    async fn stream_into(
+        &self,
+        blob: &BlobRef,
+        writer: &mut airlift_bundle::source::BlobWriter,
+        written: &mut u64,
+        transferred: &mut u64,
+        progress: &dyn Progress,
+        image: &str,
+    ) -> Result<(), PullError> {
+        let client = &self.puller.client;
+        let digest = blob.digest.to_string();
+        let mut stream = if *written == 0 {
+            self.client_call(|c| c.pull_blob_stream(&self.reference, digest.as_str()))
+                .await?
+        } else {
+            let offset = *written;
+            match self
+                .client_call(|c| {
+                    c.pull_blob_stream_partial(&self.reference, digest.as_str(), offset, None)
+                })
+                .await?
+            {
+                BlobResponse::Partial(s) => s,
+                BlobResponse::Full(s) => {
+                    // The registry ignored the range: start over.
+                    *writer = self.puller.store.writer(&blob.digest).map_err(|source| {
+                        PullError::Store {
+                            image: image.to_string(),
+                            digest: blob.digest.clone(),
+                            source,
+                        }
+                    })?;
+                    *written = 0;
+                    s
+                }
+            }
+        };
+        let _ = client;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.stream_err(e))?;
+            let n = chunk.len() as u64;
+            if *written + n > blob.size {
+                return Err(RegistryError::Protocol {
+                    target: self.target.clone(),
+                    detail: format!(
+                        "blob {} is longer than the {} bytes the manifest says",
+                        blob.digest, blob.size
+                    ),
+                }
+                .into());
+            }
+            writer.write_all(&chunk).map_err(|e| PullError::Io {
+                path: self.puller.store.root().to_path_buf(),
+                source: e,
+            })?;
+            *written += n;
+            *transferred += n;
+            progress.advance(image, n);
+        }
+        Ok(())
+    }
+}
+
+impl FetchDoc for Ctx<'_> {
+    fn fetch_doc<'a>(
+        &'a self,
+        desc: &'a Descriptor,
+        kind: DocKind,
+    ) -> BoxFuture<'a, Result<Vec<u8>, PullError>> {
+        Box::pin(async move {
+            match kind {
+                DocKind::Manifest => {
+                    let r = self.reference.clone_with_digest(desc.digest_str.clone());
+                    self.puller
+                        .retry(|| async {
+                            self.client_call(|c| {
+                                c.pull_manifest_raw(&r, &self.auth, select::ACCEPTED)
+                            })
+                            .await
+                        })
+                        .await
+                        .map(|(bytes, _)| bytes)
+                }
+                DocKind::Config => {
+                    self.puller
+                        .retry(|| async {
+                            let mut s = self
+                                .client_call(|c| {
+                                    c.pull_blob_stream(&self.reference, desc.digest_str.as_str())
+                                })
+                                .await?;
+                            let mut out = Vec::new();
+                            while let Some(chunk) = s.next().await {
+                                let chunk = chunk.map_err(|e| self.stream_err(e))?;
+                                if out.len() as u64 + chunk.len() as u64 > select::MAX_DOCUMENT {
+                                    return Err(PullError::BadManifest {
+                                        image: self.target.image.clone(),
+                                        detail: "config larger than 4 MiB".to_string(),
+                                    });
+                                }
+                                out.extend_from_slice(&chunk);
+                            }
+                            Ok(out)
+                        })
+                        .await
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,612 @@
+//! Push a set of images from any [`BlobSource`] into a registry, resumably.
+//!
+//! For each image (original reference, top-level digest, media type) the manifest graph is read
+//! from the source first (manifests are small and size-capped; layers are never read into
+//! memory). Then, per image and in parallel, with at most `concurrency` transfers at a time:
+//!
+//! 1. if the target tag already points at the image's digest, nothing is sent;
+//! 2. for every manifest, children first: when the registry already holds the manifest by digest,
+//!    its whole subtree is complete (a registry accepts a manifest only when its blobs are there)
+//!    and is skipped; otherwise every blob is ensured: skipped when a `HEAD` finds it, mounted
+//!    from another repository of this push that holds it, or streamed from the source;
+//! 3. a manifest is `PUT` by digest only after all its blobs, an index only after all its
+//!    manifests, with the exact original bytes and media type;
+//! 4. the tag is set last, so a tag never points at something incomplete.
+//!
+//! Killing the process at any point leaves only complete, untagged content and whole blobs
+//! behind; running the push again skips everything the registry holds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use airlift_bundle::oci::Parsed;
+use airlift_bundle::walk::{read_small, SmallReadError, MAX_MANIFEST_SIZE};
+use airlift_bundle::{BlobSource, Digest, Progress};
+use bytes::Bytes;
+use futures::future::{try_join_all, BoxFuture};
+use futures::FutureExt;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::client::{ManifestHead, RegistryClient};
+use crate::error::RegistryError;
+use crate::mapping::{Destination, ImageReference, MappingError, Relocated, RelocationMap};
+
+/// The progress label of the overall byte count.
+pub const OVERALL_LABEL: &str = "push";
+/// Indexes may nest this deep.
+const MAX_DEPTH: usize = 4;
+
+/// One image to push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushImage {
+    /// The reference the bundle records (and the workloads use).
+    pub reference: String,
+    /// The digest of the top-level manifest or index.
+    pub digest: Digest,
+    /// The media type of that manifest or index.
+    pub media_type: String,
+}
+
+impl From<&airlift_bundle::schema::manifest::ImageRecord> for PushImage {
+    fn from(r: &airlift_bundle::schema::manifest::ImageRecord) -> Self {
+        Self {
+            reference: r.reference.clone(),
+            digest: r.digest.clone(),
+            media_type: r.media_type.clone(),
+        }
+    }
+}
+
+/// Errors from a push.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// An image reference does not parse.
+    #[error("cannot map image to the target registry")]
+    Mapping(#[source] MappingError),
+    /// A manifest of an image could not be read from the source.
+    #[error("cannot read manifest {digest} of image `{image}` from the bundle")]
+    ReadManifest {
+        /// The image.
+        image: String,
+        /// The manifest.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: SmallReadError,
+    },
+    /// A manifest of an image is not a valid OCI / Docker manifest or index.
+    #[error("manifest {digest} of image `{image}` is not a valid manifest or index")]
+    BadManifest {
+        /// The image.
+        image: String,
+        /// The manifest.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A blob an image references is not in the source.
+    #[error("image `{image}` references blob {digest}, which the bundle does not hold")]
+    MissingBlob {
+        /// The image.
+        image: String,
+        /// The blob.
+        digest: Digest,
+    },
+    /// Indexes nest deeper than allowed.
+    #[error("image `{image}`: indexes nest deeper than {MAX_DEPTH} levels")]
+    TooDeep {
+        /// The image.
+        image: String,
+    },
+    /// The registry refused or failed; the image is left untagged.
+    #[error("failed to push image `{image}` to `{destination}`")]
+    Registry {
+        /// The original reference.
+        image: String,
+        /// The target repository.
+        destination: String,
+        /// The registry failure.
+        #[source]
+        source: RegistryError,
+    },
+}
+
+impl PushError {
+    /// How the operator can fix this.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::Registry { source, .. } => source.hint(),
+            Self::Mapping(_) => "check the image references the bundle records".to_string(),
+            _ => "the bundle is incomplete or damaged: run `airlift-install verify` on it, \
+                  or ask the vendor for a new copy"
+                .to_string(),
+        }
+    }
+}
+
+/// A manifest or index to push, with everything under it.
+#[derive(Debug, Clone)]
+struct Node {
+    digest: Digest,
+    media_type: String,
+    bytes: Bytes,
+    kind: NodeKind,
+}
+
+#[derive(Debug, Clone)]
+enum NodeKind {
+    Index(Vec<Node>),
+    Manifest(Vec<(Digest, u64)>),
+}
+
+impl Node {
+    /// Every blob (not manifest) under this node, each once.
+    fn blobs(&self, out: &mut Vec<(Digest, u64)>, seen: &mut HashSet<Digest>) {
+        match &self.kind {
+            NodeKind::Index(children) => children.iter().for_each(|c| c.blobs(out, seen)),
+            NodeKind::Manifest(blobs) => {
+                for (d, s) in blobs {
+                    if seen.insert(d.clone()) {
+                        out.push((d.clone(), *s));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One image and where it goes.
+#[derive(Debug, Clone)]
+struct Planned {
+    image: PushImage,
+    repository: String,
+    tag: Option<String>,
+    root: Node,
+    blob_bytes: u64,
+}
+
+fn read_node(
+    source: &dyn BlobSource,
+    image: &str,
+    digest: &Digest,
+    media_type: &str,
+    depth: usize,
+) -> Result<Node, PushError> {
+    if depth > MAX_DEPTH {
+        return Err(PushError::TooDeep {
+            image: image.to_string(),
+        });
+    }
+    let bytes = read_small(source, digest, MAX_MANIFEST_SIZE).map_err(|e| match e {
+        SmallReadError::Missing(d) => PushError::MissingBlob {
+            image: image.to_string(),
+            digest: d,
+        },
+        other => PushError::ReadManifest {
+            image: image.to_string(),
+            digest: digest.clone(),
+            source: other,
+        },
+    })?;
+    let parsed = Parsed::from_slice(media_type, &bytes).map_err(|source| PushError::BadManifest {
+        image: image.to_string(),
+        digest: digest.clone(),
+        source,
+    })?;
+    let kind = match parsed {
+        Parsed::Index(index) => NodeKind::Index(
+            index
+                .manifests
+                .iter()
+                .map(|d| read_node(source, image, &d.digest, &d.media_type, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        Parsed::Manifest(m) => {
+            let mut blobs = Vec::with_capacity(m.layers.len() + 1);
+            for d in std::iter::once(&m.config).chain(m.layers.iter()) {
+                if source.blob_size(&d.digest).is_none() {
+                    return Err(PushError::MissingBlob {
+                        image: image.to_string(),
+                        digest: d.digest.clone(),
+                    });
+                }
+                blobs.push((d.digest.clone(), d.size));
+            }
+            NodeKind::Manifest(blobs)
+        }
+    };
+    Ok(Node {
+        digest: digest.clone(),
+        media_type: media_type.to_string(),
+        bytes: Bytes::from(bytes),
+        kind,
+    })
+}
+
+fn plan(
+    source: &dyn BlobSource,
+    images: &[PushImage],
+    destination: &Destination,
+) -> Result<Vec<Planned>, PushError> {
+    let mut seen_refs = HashSet::new();
+    let mut parsed = Vec::new();
+    for img in images {
+        if !seen_refs.insert(img.reference.clone()) {
+            continue;
+        }
+        let r = ImageReference::parse(&img.reference).map_err(PushError::Mapping)?;
+        parsed.push((img.clone(), r));
+    }
+    let repos = destination.map_repositories(parsed.iter().map(|(_, r)| r));
+    let mut out = Vec::new();
+    for (image, r) in parsed {
+        let root = read_node(source, &image.reference, &image.digest, &image.media_type, 0)?;
+        let mut blobs = Vec::new();
+        root.blobs(&mut blobs, &mut HashSet::new());
+        let repository = repos
+            .get(&r.repository())
+            .cloned()
+            .unwrap_or_else(|| r.path.clone());
+        out.push(Planned {
+            blob_bytes: blobs.iter().map(|(_, s)| s).sum(),
+            image,
+            repository,
+            tag: r.tag,
+            root,
+        });
+    }
+    Ok(out)
+}
+
+/// What happened to one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageReport {
+    /// The original reference.
+    pub reference: String,
+    /// Where it went, by digest.
+    pub relocated: String,
+    /// The bytes of all its blobs.
+    pub bytes: u64,
+    /// True when the registry already held the whole image under its tag (nothing was sent).
+    pub already_present: bool,
+}
+
+/// The outcome of a push.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushReport {
+    /// The registry, `host[:port]`.
+    pub registry: String,
+    /// Blob bytes sent.
+    pub bytes_pushed: u64,
+    /// Blob bytes the registry already held in the target repository.
+    pub bytes_skipped: u64,
+    /// Blob bytes mounted from another repository (not sent).
+    pub bytes_mounted: u64,
+    /// Blobs sent.
+    pub blobs_pushed: u64,
+    /// Blobs the registry already held.
+    pub blobs_skipped: u64,
+    /// Blobs mounted from another repository.
+    pub blobs_mounted: u64,
+    /// Manifests and indexes written (by digest and by tag).
+    pub manifests_pushed: u64,
+    /// Per image.
+    pub images: Vec<ImageReport>,
+    /// Original reference to relocated `repository@digest`.
+    pub relocation_map: RelocationMap,
+}
+
+#[derive(Default)]
+struct Counters {
+    bytes_pushed: AtomicU64,
+    bytes_skipped: AtomicU64,
+    bytes_mounted: AtomicU64,
+    blobs_pushed: AtomicU64,
+    blobs_skipped: AtomicU64,
+    blobs_mounted: AtomicU64,
+    manifests_pushed: AtomicU64,
+}
+
+/// Shared state of one push.
+struct Ctx<'a> {
+    client: &'a RegistryClient,
+    source: Arc<dyn BlobSource>,
+    progress: Arc<dyn Progress>,
+    permits: Semaphore,
+    /// Per blob: the repositories known to hold it. The async lock serialises work on one blob,
+    /// so a second repository waits for the first upload and then mounts instead of re-sending.
+    holders: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<HashSet<String>>>>>,
+    /// Per blob: every repository of this push whose images use it (mount candidates).
+    users: HashMap<Digest, Vec<String>>,
+    /// `(image, blob)` pairs already counted in the image's progress (an index's manifests
+    /// often share layers).
+    accounted: Mutex<HashSet<(String, Digest)>>,
+    counters: Counters,
+}
+
+impl Ctx<'_> {
+    fn holder(&self, digest: &Digest) -> Arc<tokio::sync::Mutex<HashSet<String>>> {
+        let mut map = self.holders.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(digest.clone()).or_default().clone()
+    }
+
+    fn advance(&self, label: &str, bytes: u64) {
+        self.progress.advance(label, bytes);
+        self.progress.advance(OVERALL_LABEL, bytes);
+    }
+
+    /// True the first time `digest` is counted for image `label`.
+    fn first_for_image(&self, label: &str, digest: &Digest) -> bool {
+        let mut set = self.accounted.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert((label.to_string(), digest.clone()))
+    }
+
+    /// Advances the image's and the overall progress by `size` once per (image, blob).
+    fn account(&self, label: &str, digest: &Digest, size: u64) {
+        if self.first_for_image(label, digest) {
+            self.advance(label, size);
+        }
+    }
+
+    fn registry_err(&self, p: &Planned, source: RegistryError) -> PushError {
+        PushError::Registry {
+            image: p.image.reference.clone(),
+            destination: format!("{}/{}", self.client.registry(), p.repository),
+            source,
+        }
+    }
+
+    /// Makes sure `repo` holds the blob; counts and reports it once per repository.
+    async fn ensure_blob(&self, p: &Planned, digest: &Digest, size: u64) -> Result<(), PushError> {
+        let repo = p.repository.as_str();
+        let label = p.image.reference.as_str();
+        let holder = self.holder(digest);
+        let mut held = holder.lock().await;
+        if held.contains(repo) {
+            self.account(label, digest, size);
+            return Ok(());
+        }
+        let _permit = self.permits.acquire().await.ok();
+        if self
+            .client
+            .blob_exists(repo, digest)
+            .await
+            .map_err(|e| self.registry_err(p, e))?
+            .is_some()
+        {
+            held.insert(repo.to_string());
+            self.counters.bytes_skipped.fetch_add(size, Ordering::Relaxed);
+            self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
+            self.account(label, digest, size);
+            return Ok(());
+        }
+        // Prefer a repository known to hold it; otherwise one this push also fills (it may hold
+        // it from an earlier run; if not, the registry just opens a normal upload).
+        let from = held
+            .iter()
+            .find(|r| r.as_str() != repo)
+            .cloned()
+            .or_else(|| {
+                self.users
+                    .get(digest)
+                    .and_then(|u| u.iter().find(|r| r.as_str() != repo).cloned())
+            });
+        self.first_for_image(label, digest);
+        let progress = self.progress.clone();
+        let label_owned = label.to_string();
+        let on_bytes: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |n| {
+            progress.advance(&label_owned, n);
+            progress.advance(OVERALL_LABEL, n);
+        });
+        let sent = Arc::new(AtomicU64::new(0));
+        let sent_in = sent.clone();
+        let counting: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |n| {
+            sent_in.fetch_add(n, Ordering::Relaxed);
+            on_bytes(n);
+        });
+        let mounted = self
+            .client
+            .push_blob(repo, digest, size, self.source.clone(), from.as_deref(), counting)
+            .await
+            .map_err(|e| self.registry_err(p, e))?;
+        held.insert(repo.to_string());
+        if mounted {
+            self.counters.bytes_mounted.fetch_add(size, Ordering::Relaxed);
+            self.counters.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            self.advance(label, size.saturating_sub(sent.load(Ordering::Relaxed)));
+        } else {
+            self.counters.bytes_pushed.fetch_add(size, Ordering::Relaxed);
+            self.counters.blobs_pushed.fetch_add(1, Ordering::Relaxed);
+            // Bytes already reported while streaming; report any remainder (a zero-byte blob).
+            let streamed = sent.load(Ordering::Relaxed);
+            if size > streamed {
+                self.advance(label, size - streamed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks every blob under `node` as held by the image's repository (the registry holds the
+    /// manifest, so it holds them), counting newly known ones as skipped.
+    async fn mark_present(&self, p: &Planned, node: &Node) {
+        let mut blobs = Vec::new();
+        node.blobs(&mut blobs, &mut HashSet::new());
+        for (digest, size) in blobs {
+            let holder = self.holder(&digest);
+            let mut held = holder.lock().await;
+            if held.insert(p.repository.clone()) {
+                self.counters.bytes_skipped.fetch_add(size, Ordering::Relaxed);
+                self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            self.account(&p.image.reference, &digest, size);
+        }
+    }
+
+    async fn manifest_head(&self, p: &Planned, reference: &str) -> Result<Option<ManifestHead>, PushError> {
+        let _permit = self.permits.acquire().await.ok();
+        self.client
+            .manifest_head(&p.repository, reference)
+            .await
+            .map_err(|e| self.registry_err(p, e))
+    }
+
+    async fn put_manifest(&self, p: &Planned, node: &Node, reference: &str) -> Result<(), PushError> {
+        let _permit = self.permits.acquire().await.ok();
+        self.client
+            .put_manifest(&p.repository, reference, &node.media_type, node.bytes.clone())
+            .await
+            .map_err(|e| self.registry_err(p, e))?;
+        self.counters.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Pushes `node` and everything under it, children first, and `PUT`s it by digest.
+    fn push_node<'s>(&'s self, p: &'s Planned, node: &'s Node) -> BoxFuture<'s, Result<(), PushError>> {
+        async move {
+            if self.manifest_head(p, &node.digest.to_string()).await?.is_some() {
+                self.mark_present(p, node).await;
+                return Ok(());
+            }
+            match &node.kind {
+                NodeKind::Index(children) => {
+                    try_join_all(children.iter().map(|c| self.push_node(p, c))).await?;
+                }
+                NodeKind::Manifest(blobs) => {
+                    try_join_all(blobs.iter().map(|(d, s)| self.ensure_blob(p, d, *s))).await?;
+                }
+            }
+            self.put_manifest(p, node, &node.digest.to_string()).await
+        }
+        .boxed()
+    }
+
+    async fn push_image(&self, p: &Planned) -> Result<bool, PushError> {
+        let label = p.image.reference.as_str();
+        self.progress.start(label, Some(p.blob_bytes));
+        // Tagged: the tag already names this digest. By digest only: the registry has it.
+        let probe = p.tag.clone().unwrap_or_else(|| p.image.digest.to_string());
+        let head = self.manifest_head(p, &probe).await?;
+        let done = match (&p.tag, head) {
+            (Some(_), Some(h)) => h.digest.as_ref() == Some(&p.image.digest),
+            (None, found) => found.is_some(),
+            (Some(_), None) => false,
+        };
+        if done {
+            self.mark_present(p, &p.root).await;
+            self.progress.finish(label);
+            return Ok(true);
+        }
+        self.push_node(p, &p.root).await?;
+        if let Some(tag) = &p.tag {
+            self.put_manifest(p, &p.root, tag).await?;
+        }
+        self.progress.finish(label);
+        Ok(false)
+    }
+}
+
+/// Pushes `images` from `source` to `destination` through `client`, with at most `concurrency`
+/// transfers at once. See the module docs for the order and the resume rules.
+pub async fn push(
+    client: &RegistryClient,
+    source: Arc<dyn BlobSource>,
+    images: &[PushImage],
+    destination: &Destination,
+    concurrency: usize,
+    progress: Arc<dyn Progress>,
+) -> Result<PushReport, PushError> {
+    let planned = {
+        let source = source.clone();
+        let images = images.to_vec();
+        let destination = destination.clone();
+        tokio::task::spawn_blocking(move || plan(&*source, &images, &destination))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+    };
+    let mut users: HashMap<Digest, Vec<String>> = HashMap::new();
+    for p in &planned {
+        let mut blobs = Vec::new();
+        p.root.blobs(&mut blobs, &mut HashSet::new());
+        for (d, _) in blobs {
+            let u = users.entry(d).or_default();
+            if !u.contains(&p.repository) {
+                u.push(p.repository.clone());
+            }
+        }
+    }
+    let ctx = Ctx {
+        client,
+        source,
+        progress: progress.clone(),
+        permits: Semaphore::new(concurrency.max(1)),
+        holders: Mutex::new(HashMap::new()),
+        users,
+        accounted: Mutex::new(HashSet::new()),
+        counters: Counters::default(),
+    };
+    let total: u64 = planned.iter().map(|p| p.blob_bytes).sum();
+    progress.start(OVERALL_LABEL, Some(total));
+    let present = try_join_all(planned.iter().map(|p| ctx.push_image(p))).await?;
+    progress.finish(OVERALL_LABEL);
+
+    let registry = client.registry().to_string();
+    let mut relocation_map = RelocationMap::default();
+    let mut reports = Vec::new();
+    for (p, already_present) in planned.iter().zip(present) {
+        let repository = format!("{registry}/{}", p.repository);
+        let reference = format!("{repository}@{}", p.image.digest);
+        relocation_map.images.insert(
+            p.image.reference.clone(),
+            Relocated {
+                reference: reference.clone(),
+                repository,
+                tag: p.tag.clone(),
+                digest: p.image.digest.clone(),
+            },
+        );
+        reports.push(ImageReport {
+            reference: p.image.reference.clone(),
+            relocated: reference,
+            bytes: p.blob_bytes,
+            already_present,
+        });
+    }
+    let c = &ctx.counters;
+    Ok(PushReport {
+        registry,
+        bytes_pushed: c.bytes_pushed.load(Ordering::Relaxed),
+        bytes_skipped: c.bytes_skipped.load(Ordering::Relaxed),
+        bytes_mounted: c.bytes_mounted.load(Ordering::Relaxed),
+        blobs_pushed: c.blobs_pushed.load(Ordering::Relaxed),
+        blobs_skipped: c.blobs_skipped.load(Ordering::Relaxed),
+        blobs_mounted: c.blobs_mounted.load(Ordering::Relaxed),
+        manifests_pushed: c.manifests_pushed.load(Ordering::Relaxed),
+        images: reports,
+        relocation_map,
+    })
+}
+
+/// The repository each image goes to, without pushing (for `--dry-run` style displays).
+pub fn plan_repositories(
+    images: &[PushImage],
+    destination: &Destination,
+) -> Result<BTreeMap<String, String>, PushError> {
+    let refs = images
+        .iter()
+        .map(|i| ImageReference::parse(&i.reference).map(|r| (i.reference.clone(), r)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PushError::Mapping)?;
+    let repos = destination.map_repositories(refs.iter().map(|(_, r)| r));
+    Ok(refs
+        .into_iter()
+        .map(|(orig, r)| {
+            let repo = repos.get(&r.repository()).cloned().unwrap_or(r.path);
+            (orig, format!("{}/{repo}", destination.registry))
+        })
+        .collect())
+}

@@ -1,0 +1,179 @@
+//! Manifest templating with minijinja.
+//!
+//! Templates see three objects: `config` (`config.group.item`), `bundle` (`name`, `version`) and
+//! `release` (`name`, `namespace`, `revision`). Undefined names are errors (a typo'd key fails
+//! with the file and line), output is never auto-escaped, and two filters help write YAML:
+//! `tojson` (a value as a JSON/YAML scalar, quoted) and `b64encode` (for a Secret's `data`).
+
+use base64::Engine as _;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::values::Config;
+
+/// What templates see as `bundle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundleInfo {
+    /// The product name.
+    pub name: String,
+    /// The release version.
+    pub version: String,
+}
+
+/// What templates see as `release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseInfo {
+    /// The release name, usually the bundle name.
+    pub name: String,
+    /// The namespace the install targets.
+    pub namespace: String,
+    /// The revision being installed, from 1.
+    pub revision: u64,
+}
+
+/// A template that failed to render.
+#[derive(Debug, thiserror::Error)]
+#[error("template `{file}` failed to render{}", .line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+pub struct TemplateError {
+    /// The template's path, as given to [`Renderer::render`].
+    pub file: String,
+    /// The line, when known.
+    pub line: Option<usize>,
+    /// minijinja's error, with its detail (e.g. `undefined value`).
+    #[source]
+    pub source: minijinja::Error,
+}
+
+/// Renders manifest templates against one configuration.
+pub struct Renderer {
+    env: Environment<'static>,
+    ctx: minijinja::Value,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The context holds secrets: never print it.
+        f.debug_struct("Renderer").finish_non_exhaustive()
+    }
+}
+
+fn b64encode(value: String) -> String {
+    base64::engine::general_purpose::STANDARD.encode(value.as_bytes())
+}
+
+impl Renderer {
+    /// A renderer whose templates see `config`, `bundle` and `release`.
+    pub fn new(config: &Config, bundle: &BundleInfo, release: &ReleaseInfo) -> Self {
+        Self::with_context(config.template_context(), bundle, release)
+    }
+
+    /// A renderer over an already built `config` object (`{group: {item: value}}`).
+    pub fn with_context(
+        config: serde_json::Value,
+        bundle: &BundleInfo,
+        release: &ReleaseInfo,
+    ) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_keep_trailing_newline(true);
+        env.add_filter("b64encode", b64encode);
+        let ctx = minijinja::context! {
+            config => minijinja::Value::from_serialize(&config),
+            bundle => minijinja::Value::from_serialize(bundle),
+            release => minijinja::Value::from_serialize(release),
+        };
+        Self { env, ctx }
+    }
+
+    /// Renders one template; `file` names it in errors.
+    pub fn render(&self, file: &str, source: &str) -> Result<String, TemplateError> {
+        self.env
+            .render_named_str(file, source, &self.ctx)
+            .map_err(|source| TemplateError {
+                file: file.to_string(),
+                line: source.line(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn renderer() -> Renderer {
+        Renderer::with_context(
+            json!({"web": {"replicas": 3, "title": "Acme: \"quoted\"", "origins": ["a", "b"], "token": "s3cr3t"}}),
+            &BundleInfo {
+                name: "demo".into(),
+                version: "1.2.3".into(),
+            },
+            &ReleaseInfo {
+                name: "demo".into(),
+                namespace: "demo-ns".into(),
+                revision: 4,
+            },
+        )
+    }
+
+    #[test]
+    fn renders_config_bundle_and_release() {
+        let out = renderer()
+            .render(
+                "deploy.yaml",
+                "replicas: {{ config.web.replicas }}\nversion: {{ bundle.version }}\nns: {{ release.namespace }}/{{ release.revision }}\n",
+            )
+            .unwrap();
+        assert_eq!(out, "replicas: 3\nversion: 1.2.3\nns: demo-ns/4\n");
+    }
+
+    #[test]
+    fn tojson_quotes_for_yaml_and_b64encode_encodes() {
+        let r = renderer();
+        let out = r
+            .render("x.yaml", "title: {{ config.web.title | tojson }}\norigins: {{ config.web.origins | tojson }}\ntoken: {{ config.web.token | b64encode }}")
+            .unwrap();
+        let doc: serde_json::Value = serde_yaml::from_str(&out).unwrap();
+        assert_eq!(doc["title"], json!("Acme: \"quoted\""));
+        assert_eq!(doc["origins"], json!(["a", "b"]));
+        assert_eq!(doc["token"], json!("czNjcjN0"));
+    }
+
+    #[test]
+    fn no_auto_escaping_in_yaml_files() {
+        let out = renderer()
+            .render("x.yaml", "{{ config.web.title }}")
+            .unwrap();
+        assert_eq!(out, "Acme: \"quoted\"");
+    }
+
+    #[test]
+    fn a_typo_names_the_file_and_line() {
+        let err = renderer()
+            .render(
+                "components/web/deploy.yaml",
+                "a: 1\nb: 2\nreplicas: {{ config.web.replcas }}\n",
+            )
+            .unwrap_err();
+        assert_eq!(err.line, Some(3));
+        let text = format!("{err}: {}", err.source);
+        assert!(
+            text.starts_with("template `components/web/deploy.yaml` failed to render at line 3"),
+            "{text}"
+        );
+        assert!(text.contains("undefined"), "{text}");
+        let err = renderer()
+            .render("t.yaml", "{{ config.nogroup.x }}")
+            .unwrap_err();
+        assert!(err.to_string().contains("`t.yaml`"));
+        let err = renderer().render("s.yaml", "{% if %}").unwrap_err();
+        assert_eq!(err.line, Some(1));
+    }
+
+    #[test]
+    fn debug_never_prints_the_context() {
+        assert!(!format!("{:?}", renderer()).contains("s3cr3t"));
+    }
+}

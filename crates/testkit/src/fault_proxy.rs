@@ -1,0 +1,386 @@
+//! A fault-injecting HTTP/1.1 proxy on `127.0.0.1:0`, put in front of a real registry to prove
+//! that clients survive connection resets mid-body, 500s and slow bodies.
+//!
+//! ```no_run
+//! # async fn demo(upstream: std::net::SocketAddr) {
+//! use airlift_testkit::fault_proxy::{Fault, FaultProxy, Rule, Schedule};
+//!
+//! let proxy = FaultProxy::start(upstream, vec![
+//!     // Every 3rd blob upload is cut after 64 KiB of its body, at most 4 times.
+//!     Rule::new(Fault::ResetRequestBody { after: 64 << 10 }, Schedule::EveryNth(3))
+//!         .method("PUT").path_contains("/blobs/uploads/").max(4),
+//!     // The first two requests of any kind get a 500.
+//!     Rule::new(Fault::Status(500), Schedule::FirstN(2)),
+//! ]).await;
+//! let host = proxy.host(); // push to this instead of the registry
+//! # let _ = (host, proxy.injected());
+//! # }
+//! ```
+//!
+//! Each rule counts the requests it matches and fires on its schedule, never more than its
+//! `max` (so a test always finishes). The proxy forwards the `Host` header unchanged, so the
+//! registry's `Location` headers point back at the proxy. [`FaultProxy::injected`] tells a test
+//! that faults really happened (a fault test that injected nothing proves nothing).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, BodyStream, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// What to do to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status (and an OCI error body) without forwarding.
+    Status(u16),
+    /// Forward the request, but cut the connection once `after` bytes of the request body have
+    /// gone through (an upload dies mid-body).
+    ResetRequestBody {
+        /// Request body bytes forwarded before the cut.
+        after: u64,
+    },
+    /// Forward the request, but cut the connection once `after` bytes of the response body have
+    /// gone back (a download dies mid-body).
+    ResetResponseBody {
+        /// Response body bytes forwarded before the cut.
+        after: u64,
+    },
+    /// Forward, pausing `delay` before every body chunk in both directions.
+    Slow {
+        /// The pause per chunk.
+        delay: Duration,
+    },
+}
+
+/// When a rule fires, counting the requests it matches from 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// Requests number n, 2n, 3n, …
+    EveryNth(u64),
+    /// Requests number 1 to n.
+    FirstN(u64),
+    /// Exactly these request numbers.
+    Nth(Vec<u64>),
+    /// Every matching request (bounded by the rule's `max`).
+    Always,
+}
+
+impl Schedule {
+    fn fires(&self, n: u64) -> bool {
+        match self {
+            Schedule::EveryNth(k) => *k > 0 && n % k == 0,
+            Schedule::FirstN(k) => n <= *k,
+            Schedule::Nth(list) => list.contains(&n),
+            Schedule::Always => true,
+        }
+    }
+}
+
+/// A fault, when it fires, and which requests it applies to.
+#[derive(Debug)]
+pub struct Rule {
+    fault: Fault,
+    schedule: Schedule,
+    method: Option<String>,
+    path_contains: Option<String>,
+    max: u64,
+    seen: AtomicU64,
+    fired: AtomicU64,
+}
+
+impl Rule {
+    /// A rule for every request, firing at most 1000 times.
+    pub fn new(fault: Fault, schedule: Schedule) -> Self {
+        Self {
+            fault,
+            schedule,
+            method: None,
+            path_contains: None,
+            max: 1000,
+            seen: AtomicU64::new(0),
+            fired: AtomicU64::new(0),
+        }
+    }
+
+    /// Only requests with this method (`PUT`, `GET`, …).
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_ascii_uppercase());
+        self
+    }
+
+    /// Only requests whose path contains `s`.
+    pub fn path_contains(mut self, s: &str) -> Self {
+        self.path_contains = Some(s.to_string());
+        self
+    }
+
+    /// Fire at most `n` times.
+    pub fn max(mut self, n: u64) -> Self {
+        self.max = n;
+        self
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m == method)
+            && self
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path.contains(p))
+    }
+
+    /// Counts a matching request; returns the fault when it fires.
+    fn check(&self) -> Option<Fault> {
+        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if !self.schedule.fires(n) {
+            return None;
+        }
+        let fired = self.fired.fetch_add(1, Ordering::SeqCst);
+        if fired >= self.max {
+            self.fired.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(self.fault.clone())
+    }
+}
+
+struct Shared {
+    upstream: SocketAddr,
+    rules: Vec<Rule>,
+    requests: AtomicU64,
+    injected: AtomicU64,
+    log: Mutex<Vec<String>>,
+}
+
+/// A running fault proxy; stopped on drop.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultProxy")
+            .field("addr", &self.addr)
+            .field("upstream", &self.shared.upstream)
+            .field("injected", &self.injected())
+            .finish()
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy on `127.0.0.1:0` forwarding to `upstream` (a plain-HTTP server), applying
+    /// `rules` in order (the first that fires wins). Must run inside a tokio runtime.
+    pub async fn start(upstream: SocketAddr, rules: Vec<Rule>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fault proxy on loopback");
+        let addr = listener.local_addr().expect("fault proxy address");
+        let shared = Arc::new(Shared {
+            upstream,
+            rules,
+            requests: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+            log: Mutex::new(Vec::new()),
+        });
+        let accept_shared = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = accept_shared.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| handle(shared.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, shared, task }
+    }
+
+    /// `127.0.0.1:PORT`, to use as the registry host.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many faults were injected so far.
+    pub fn injected(&self) -> u64 {
+        self.shared.injected.load(Ordering::SeqCst)
+    }
+
+    /// How many requests arrived so far.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// One line per injected fault: `METHOD PATH -> fault`, for failure messages.
+    pub fn fault_log(&self) -> Vec<String> {
+        self.shared
+            .log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn io_error(msg: &str) -> BoxError {
+    Box::new(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        msg.to_string(),
+    ))
+}
+
+/// Wraps a body: an optional pause before each frame, and an optional cut (an error frame, which
+/// aborts the connection) once `cut_after` data bytes have passed.
+fn wrap<B>(body: B, delay: Option<Duration>, cut_after: Option<u64>) -> Body
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    struct State<S> {
+        frames: S,
+        passed: u64,
+        cut_next: bool,
+        done: bool,
+    }
+    let init = State {
+        frames: BodyStream::new(body),
+        passed: 0,
+        cut_next: false,
+        done: false,
+    };
+    let stream = futures::stream::unfold(init, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        if st.cut_next {
+            st.done = true;
+            return Some((Err(io_error("fault proxy: connection reset mid-body")), st));
+        }
+        let next = st.frames.next().await?;
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let frame = match next {
+            Ok(f) => f,
+            Err(e) => {
+                st.done = true;
+                return Some((Err(e.into()), st));
+            }
+        };
+        let (Some(limit), Some(data)) = (cut_after, frame.data_ref()) else {
+            return Some((Ok(frame), st));
+        };
+        let len = data.len() as u64;
+        if st.passed + len < limit {
+            st.passed += len;
+            return Some((Ok(frame), st));
+        }
+        let keep = usize::try_from(limit.saturating_sub(st.passed)).unwrap_or(0);
+        st.passed = limit;
+        if keep == 0 {
+            st.done = true;
+            return Some((Err(io_error("fault proxy: connection reset mid-body")), st));
+        }
+        st.cut_next = true;
+        let part = data.slice(..keep);
+        Some((Ok(Frame::data(part)), st))
+    });
+    UnsyncBoxBody::new(StreamBody::new(stream))
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+}
+
+fn status_response(status: u16) -> Response<Body> {
+    let body = format!(
+        r#"{{"errors":[{{"code":"UNKNOWN","message":"fault proxy: injected {status}"}}]}}"#
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("connection", "close")
+        .body(full(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, BoxError> {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let fault = shared
+        .rules
+        .iter()
+        .filter(|r| r.matches(&method, &path))
+        .find_map(Rule::check);
+    if let Some(f) = &fault {
+        shared.injected.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut log) = shared.log.lock() {
+            log.push(format!("{method} {path} -> {f:?}"));
+        }
+    }
+    let (req_delay, req_cut, resp_cut) = match &fault {
+        Some(Fault::Status(s)) => return Ok(status_response(*s)),
+        Some(Fault::ResetRequestBody { after }) => (None, Some(*after), None),
+        Some(Fault::ResetResponseBody { after }) => (None, None, Some(*after)),
+        Some(Fault::Slow { delay }) => (Some(*delay), None, None),
+        None => (None, None, None),
+    };
+    // A body shorter than the cut point is still cut: one byte before its end.
+    let req_cut = req_cut.map(|after| cut_point(after, content_length(req.headers())));
+    let (parts, body) = req.into_parts();
+    let upstream_req = Request::from_parts(parts, wrap(body, req_delay, req_cut));
+
+    let stream = TcpStream::connect(shared.upstream).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let resp = sender.send_request(upstream_req).await?;
+    let resp_cut = resp_cut.map(|after| cut_point(after, content_length(resp.headers())));
+    let (parts, body) = resp.into_parts();
+    Ok(Response::from_parts(parts, wrap(body, req_delay, resp_cut)))
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Where to cut a body of `len` bytes (when known) for a fault asking for `after`.
+fn cut_point(after: u64, len: Option<u64>) -> u64 {
+    match len {
+        Some(n) if n > 0 => after.min(n - 1),
+        _ => after,
+    }
+}

@@ -1,0 +1,81 @@
+//! `airlift-install plan BUNDLE`: what upgrading to BUNDLE would change, changing nothing.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use airlift_cli::output::print_json;
+use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_cluster::lifecycle::Engine;
+use airlift_cluster::release::ReleaseStatus;
+
+use crate::cluster_args::{lifecycle_error, runtime};
+use crate::commands::verify::open_verified;
+use crate::deploy::{prepare, DeployArgs, Intent};
+
+/// Arguments of `plan`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The new bundle and where it would go.
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+}
+
+/// Runs `plan`.
+pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
+    let a = &args.deploy;
+    let trust = a.trust.trust()?;
+    let quiet = no_progress || a.output == OutputFormat::Json;
+    let (bundle, _) = open_verified(&a.bundle, &trust, quiet, false)?;
+    let bundle = Arc::new(bundle);
+    let progress = progress_for(quiet);
+    let (prepared, plan, current) = runtime()?.block_on(async {
+        let cluster = a.cluster.connect().await?;
+        let engine = Engine::new(&cluster, progress.as_ref());
+        let prepared = prepare(a, bundle, &cluster, progress.as_ref(), Intent::Upgrade).await?;
+        let plan = engine.plan(&prepared.request).await.map_err(lifecycle_error)?;
+        let history = engine
+            .status(&prepared.request.namespace, &prepared.request.release)
+            .await
+            .map_err(lifecycle_error)?;
+        let current = history
+            .into_iter()
+            .rev()
+            .find(|r| r.status == ReleaseStatus::Deployed);
+        Ok::<_, CommandError>((prepared, plan, current))
+    })?;
+    let new_keys: BTreeSet<&String> = prepared.request.config.keys().collect();
+    let old_keys: BTreeSet<&String> = current.as_ref().map(|r| r.config.keys().collect()).unwrap_or_default();
+    let added: Vec<&&String> = new_keys.difference(&old_keys).collect();
+    let removed: Vec<&&String> = old_keys.difference(&new_keys).collect();
+    let m = prepared.bundle.manifest();
+    match a.output {
+        OutputFormat::Json => print_json(&serde_json::json!({
+            "release": prepared.request.release,
+            "namespace": prepared.request.namespace,
+            "from": current.as_ref().map(|r| &r.bundle),
+            "to": {"name": m.metadata.name, "version": m.metadata.version},
+            "plan": plan,
+            "config": {"added": added, "removed": removed},
+        }))?,
+        OutputFormat::Text => {
+            match &current {
+                Some(r) => println!(
+                    "Plan for release {}: {} {} -> {} {}",
+                    prepared.request.release, r.bundle.name, r.bundle.version, m.metadata.name, m.metadata.version
+                ),
+                None => println!(
+                    "Plan for release {} (not installed yet): {} {}",
+                    prepared.request.release, m.metadata.name, m.metadata.version
+                ),
+            }
+            println!("{plan}");
+            for k in &added {
+                println!("config key added:   {k}");
+            }
+            for k in &removed {
+                println!("config key removed: {k}");
+            }
+        }
+    }
+    Ok(())
+}

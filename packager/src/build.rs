@@ -1,0 +1,418 @@
+//! The build: definition -> images in the blob cache -> one signed bundle file.
+//!
+//! Images are acquired in parallel (bounded) into the content-addressed cache, so a rebuild with
+//! unchanged layers downloads nothing; the bundle writer then streams every blob from the cache
+//! into the tar. Nothing here draws progress: it reports through [`Progress`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlift_bundle::schema::common::Platform;
+use airlift_bundle::schema::definition::{ImageDefinition, ImageSource};
+use airlift_bundle::schema::manifest::{
+    BuildInfo, BundleManifest, Component, ImageRecord, BUNDLE_KIND,
+};
+use airlift_bundle::schema::API_VERSION;
+use airlift_bundle::sign::PrivateKey;
+use airlift_bundle::writer::{write_bundle, BundleContents, ComponentFile, WrittenBundle};
+use airlift_bundle::{Digest, DirBlobStore, Progress};
+use airlift_registry::pull::{pull_archive, pull_layout, PulledImage, RegistryPuller};
+use airlift_registry::RegistryOptions;
+use airlift_render::LoadedDefinition;
+use anyhow::{Context, Result};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::local_image::build_local_image;
+
+/// Everything a build needs.
+pub struct BuildRequest {
+    /// The loaded, validated definition.
+    pub definition: LoadedDefinition,
+    /// The signing key; `None` builds an unsigned bundle (only with an explicit flag).
+    pub key: Option<PrivateKey>,
+    /// The folder the bundle is written to.
+    pub out_dir: PathBuf,
+    /// The content-addressed blob cache.
+    pub cache: DirBlobStore,
+    /// How to reach source registries.
+    pub registry: RegistryOptions,
+    /// How many images are acquired at the same time (blobs within one image are parallel too).
+    pub image_concurrency: usize,
+    /// Seconds since the epoch for `build.created` (from `SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: Option<u64>,
+}
+
+/// One image of the built bundle.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSummary {
+    /// The reference the manifests use.
+    pub reference: String,
+    /// The pinned source.
+    pub source: String,
+    /// The digest kept in the bundle.
+    pub digest: String,
+    /// Its platforms.
+    pub platforms: Vec<String>,
+    /// The bytes of its blobs (configs and layers), counting shared ones.
+    pub bytes: u64,
+    /// Bytes downloaded for it in this build (0 when cached or built locally).
+    pub downloaded: u64,
+}
+
+/// What a build produced, for the summary and `--output json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildSummary {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Its size.
+    pub size: u64,
+    /// The digest of its signed manifest.
+    pub manifest_digest: String,
+    /// Whether it is signed.
+    pub signed: bool,
+    /// The images.
+    pub images: Vec<ImageSummary>,
+    /// Distinct blobs stored.
+    pub unique_blobs: usize,
+    /// Bytes of distinct blobs stored.
+    pub unique_bytes: u64,
+    /// Bytes the images reference in total, counting shared blobs once per image.
+    pub referenced_bytes: u64,
+    /// Bytes saved by storing shared blobs once.
+    pub dedup_saved_bytes: u64,
+    /// Bytes downloaded from registries in this build.
+    pub downloaded_bytes: u64,
+    /// Seconds the build took.
+    pub seconds: f64,
+}
+
+/// An image once it is in the cache.
+struct Acquired {
+    component: usize,
+    record: ImageRecord,
+    /// Every config and layer blob with its size (manifests are small and not counted).
+    blobs: Vec<(Digest, u64)>,
+    downloaded: u64,
+}
+
+/// Runs the build.
+pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<BuildSummary> {
+    let started = Instant::now();
+    let def = &req.definition.definition;
+    let platforms = def.requirements.platforms.clone();
+    let puller = Arc::new(
+        RegistryPuller::new(req.cache.clone(), req.registry.clone())
+            .context("cannot set up the registry client")?,
+    );
+
+    let jobs: Vec<(usize, ImageDefinition)> = def
+        .components
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.images.iter().cloned().map(move |img| (i, img)))
+        .collect();
+    let dir = req.definition.dir.clone();
+    let acquired: Vec<Acquired> = stream::iter(jobs)
+        .map(|(component, image)| {
+            let puller = puller.clone();
+            let cache = req.cache.clone();
+            let platforms = platforms.clone();
+            let progress = progress.clone();
+            let dir = dir.clone();
+            async move {
+                acquire(
+                    &dir,
+                    component,
+                    &image,
+                    &platforms,
+                    &puller,
+                    &cache,
+                    progress.as_ref(),
+                )
+                .await
+                .with_context(|| format!("cannot get image `{}`", image.reference))
+            }
+        })
+        .buffered(req.image_concurrency.max(1))
+        .try_collect()
+        .await?;
+
+    let manifest = bundle_manifest(&req, &acquired)?;
+    let files = component_files(&req.definition)?;
+    let out = req.out_dir.join(format!(
+        "{}-{}.airlift",
+        def.metadata.name, def.metadata.version
+    ));
+    fs_err::create_dir_all(&req.out_dir)?;
+    let cache = req.cache.clone();
+    let key = req.key;
+    let signed = key.is_some();
+    let writer_progress = progress.clone();
+    let out_for_writer = out.clone();
+    let written: WrittenBundle = tokio::task::spawn_blocking(move || {
+        write_bundle(
+            BundleContents { manifest, files },
+            &cache,
+            key.as_ref(),
+            &out_for_writer,
+            writer_progress.as_ref(),
+        )
+        .map_err(|e| {
+            let hint = e.hint();
+            anyhow::Error::new(e).context(format!("hint: {hint}"))
+        })
+    })
+    .await
+    .context("the bundle writer stopped unexpectedly")?
+    .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
+
+    Ok(summarize(
+        &written,
+        &acquired,
+        signed,
+        started.elapsed(),
+    ))
+}
+
+/// Gets one image into the cache, from wherever its definition says.
+async fn acquire(
+    dir: &Path,
+    component: usize,
+    image: &ImageDefinition,
+    platforms: &[Platform],
+    puller: &RegistryPuller,
+    cache: &DirBlobStore,
+    progress: &dyn Progress,
+) -> Result<Acquired> {
+    let (record, blobs, downloaded) = match &image.source {
+        Some(ImageSource::Build(spec)) => {
+            let dir = dir.to_path_buf();
+            let spec = spec.clone();
+            let platforms_owned = platforms.to_vec();
+            let cache = cache.clone();
+            let built = tokio::task::spawn_blocking(move || {
+                build_local_image(&dir, &spec, &platforms_owned, &cache)
+            })
+            .await
+            .context("the image builder stopped unexpectedly")??;
+            let blobs = built
+                .blobs
+                .iter()
+                .filter(|b| !is_manifest_type(b.media_type))
+                .map(|b| (b.digest.clone(), b.size))
+                .collect();
+            let source = match &image.source {
+                Some(ImageSource::Build(s)) => format!("build:{}", s.context.display()),
+                _ => String::new(),
+            };
+            let record = ImageRecord {
+                reference: image.reference.clone(),
+                source,
+                digest: built.digest,
+                media_type: built.media_type.to_string(),
+                platforms: built.platforms,
+            };
+            (record, blobs, 0)
+        }
+        Some(ImageSource::OciLayout(local)) => {
+            let pulled = pull_layout(
+                &dir.join(&local.path),
+                local.tag.as_deref(),
+                cache,
+                platforms,
+                progress,
+            )
+            .await?;
+            from_pulled(image, pulled)
+        }
+        Some(ImageSource::OciArchive(local)) => {
+            let pulled = pull_archive(
+                &dir.join(&local.path),
+                local.tag.as_deref(),
+                cache,
+                platforms,
+                progress,
+            )
+            .await?;
+            from_pulled(image, pulled)
+        }
+        Some(ImageSource::Registry(source)) => {
+            from_pulled(image, puller.pull(source, platforms, progress).await?)
+        }
+        None => from_pulled(
+            image,
+            puller.pull(&image.reference, platforms, progress).await?,
+        ),
+    };
+    Ok(Acquired {
+        component,
+        record,
+        blobs,
+        downloaded,
+    })
+}
+
+fn is_manifest_type(media_type: &str) -> bool {
+    media_type.contains("manifest") || media_type.contains("image.index")
+}
+
+fn from_pulled(image: &ImageDefinition, pulled: PulledImage) -> (ImageRecord, Vec<(Digest, u64)>, u64) {
+    let record = ImageRecord {
+        reference: image.reference.clone(),
+        source: pulled.pinned.clone(),
+        digest: pulled.top.digest.clone(),
+        media_type: pulled.top.media_type.clone(),
+        platforms: pulled.platforms.clone(),
+    };
+    let blobs = pulled
+        .blobs
+        .iter()
+        .map(|b| (b.digest.clone(), b.size))
+        .collect();
+    (record, blobs, pulled.bytes_transferred)
+}
+
+/// The manifest before the writer fills in members and blobs.
+fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleManifest> {
+    let def = &req.definition.definition;
+    let definition_file = req.definition.dir.join(airlift_render::definition::DEFINITION_FILE);
+    let definition_bytes = fs_err::read(&definition_file)?;
+    let mut components: Vec<Component> = def
+        .components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Component {
+            name: c.name.clone(),
+            description: c.description.clone(),
+            mode: c.mode,
+            layer: c.layer,
+            order: c.order,
+            images: acquired
+                .iter()
+                .filter(|a| a.component == i)
+                .map(|a| a.record.clone())
+                .collect(),
+            manifests: req.definition.components[i]
+                .manifests
+                .iter()
+                .map(|m| member_path(&c.name, &m.rel_path))
+                .collect(),
+        })
+        .collect();
+    components.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
+    Ok(BundleManifest {
+        api_version: API_VERSION.to_string(),
+        kind: BUNDLE_KIND.to_string(),
+        metadata: def.metadata.clone(),
+        build: BuildInfo {
+            created: rfc3339(req.source_date_epoch.unwrap_or(0)),
+            tool: format!("airlift-pack {}", env!("CARGO_PKG_VERSION")),
+            definition_digest: Digest::of_bytes(&definition_bytes),
+        },
+        requirements: def.requirements.clone(),
+        components,
+        config: def.config.clone(),
+        members: Vec::new(),
+        blobs: Vec::new(),
+    })
+}
+
+/// `components/<component>/<path relative to the definition>`.
+fn member_path(component: &str, rel_path: &str) -> String {
+    format!("components/{component}/{rel_path}")
+}
+
+/// Every manifest template, read as it is (templates are rendered at install time).
+fn component_files(def: &LoadedDefinition) -> Result<Vec<ComponentFile>> {
+    let mut files = Vec::new();
+    for c in &def.components {
+        for m in &c.manifests {
+            files.push(ComponentFile {
+                path: member_path(&c.name, &m.rel_path),
+                data: fs_err::read(&m.path)?,
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn summarize(
+    written: &WrittenBundle,
+    acquired: &[Acquired],
+    signed: bool,
+    elapsed: Duration,
+) -> BuildSummary {
+    let mut unique: BTreeMap<&Digest, u64> = BTreeMap::new();
+    let mut referenced = 0;
+    let images = acquired
+        .iter()
+        .map(|a| {
+            let bytes: u64 = a.blobs.iter().map(|(_, s)| s).sum();
+            referenced += bytes;
+            for (d, s) in &a.blobs {
+                unique.insert(d, *s);
+            }
+            ImageSummary {
+                reference: a.record.reference.clone(),
+                source: a.record.source.clone(),
+                digest: a.record.digest.to_string(),
+                platforms: a.record.platforms.iter().map(ToString::to_string).collect(),
+                bytes,
+                downloaded: a.downloaded,
+            }
+        })
+        .collect();
+    let unique_bytes: u64 = unique.values().sum();
+    BuildSummary {
+        bundle: written.path.clone(),
+        size: written.size,
+        manifest_digest: written.manifest_digest.to_string(),
+        signed,
+        images,
+        unique_blobs: written.manifest.blobs.len(),
+        unique_bytes,
+        referenced_bytes: referenced,
+        dedup_saved_bytes: referenced.saturating_sub(unique_bytes),
+        downloaded_bytes: acquired.iter().map(|a| a.downloaded).sum(),
+        seconds: elapsed.as_secs_f64(),
+    }
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
+pub fn rfc3339(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm), valid for all dates after 1970.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+}

@@ -1,0 +1,154 @@
+//! `airlift-pack build`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use airlift_bundle::sign::PrivateKey;
+use airlift_bundle::DirBlobStore;
+use airlift_cli::output::{human_bytes, print_json};
+use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, RegistryFlags, ResultExt};
+use anyhow::Context;
+
+use crate::build::{build, BuildRequest, BuildSummary};
+
+/// Arguments of `build`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The bundle definition folder (holding airlift.yaml).
+    pub dir: PathBuf,
+    /// The vendor's private signing key (PEM, from `airlift-pack keygen`).
+    #[arg(long, value_name = "FILE", required_unless_present = "unsigned")]
+    pub key: Option<PathBuf>,
+    /// Build an unsigned bundle. Installers refuse it unless told --insecure-skip-verify.
+    #[arg(long, conflicts_with = "key")]
+    pub unsigned: bool,
+    /// The folder the bundle is written to, as NAME-VERSION.airlift.
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    pub out: PathBuf,
+    /// The blob cache [default: $XDG_CACHE_HOME/airlift/blobs].
+    #[arg(long, value_name = "DIR", env = "AIRLIFT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Apply --registry-user to this registry (`host[:port]`).
+    #[arg(long, value_name = "HOST", requires = "registry_user")]
+    pub registry_login: Option<String>,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+    /// How many images are fetched at the same time.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub image_concurrency: u16,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Runs `build`.
+pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
+    let definition = airlift_render::load_definition(&args.dir)
+        .map_err(|e| {
+            let hint = e.hint();
+            CommandError::new(ExitKind::Config, e).with_hint(hint)
+        })?;
+    crate::commands::lint::check_images(&definition).kind(ExitKind::Config)?;
+    let key = match &args.key {
+        Some(path) => Some(PrivateKey::load(path).map_err(|e| {
+            let hint = e.hint();
+            CommandError::new(ExitKind::Trust, e).with_hint(hint)
+        })?),
+        None => None,
+    };
+    let cache_dir = match &args.cache_dir {
+        Some(d) => d.clone(),
+        None => dirs_cache()?.join("airlift").join("blobs"),
+    };
+    let cache = DirBlobStore::open(&cache_dir)
+        .with_context(|| format!("cannot open the blob cache `{}`", cache_dir.display()))?;
+    let registry = args
+        .registry
+        .options(args.registry_login.as_deref())
+        .kind(ExitKind::Config)?;
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => Some(s.trim().parse::<u64>().map_err(|_| {
+            CommandError::new(
+                ExitKind::Config,
+                anyhow::anyhow!("SOURCE_DATE_EPOCH `{s}` is not a whole number of seconds"),
+            )
+        })?),
+        Err(_) => None,
+    };
+    let req = BuildRequest {
+        definition,
+        key,
+        out_dir: args.out.clone(),
+        cache,
+        registry,
+        image_concurrency: usize::from(args.image_concurrency),
+        source_date_epoch,
+    };
+    let progress: Arc<dyn airlift_bundle::Progress> =
+        Arc::from(progress_for(no_progress || args.output == OutputFormat::Json));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let summary = runtime
+        .block_on(build(req, progress))
+        .map_err(classify)?;
+    match args.output {
+        OutputFormat::Json => print_json(&summary)?,
+        OutputFormat::Text => print_summary(&summary),
+    }
+    Ok(())
+}
+
+/// Registry failures exit 4, everything else 1; the hint comes from the registry error.
+fn classify(err: anyhow::Error) -> CommandError {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<airlift_registry::pull::PullError>() {
+            let hint = e.hint();
+            return CommandError::new(ExitKind::Registry, err).with_hint(hint);
+        }
+    }
+    CommandError::new(ExitKind::Failure, err)
+}
+
+fn dirs_cache() -> Result<PathBuf, CommandError> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".cache")),
+        None => Err(CommandError::new(
+            ExitKind::Config,
+            anyhow::anyhow!("cannot find a cache folder: neither XDG_CACHE_HOME nor HOME is set"),
+        )
+        .with_hint("pass --cache-dir DIR")),
+    }
+}
+
+fn print_summary(s: &BuildSummary) {
+    println!("Built {}", s.bundle.display());
+    println!(
+        "  {} images, {} unique blobs, {} stored ({} referenced, {} saved by deduplication)",
+        s.images.len(),
+        s.unique_blobs,
+        human_bytes(s.unique_bytes),
+        human_bytes(s.referenced_bytes),
+        human_bytes(s.dedup_saved_bytes)
+    );
+    println!(
+        "  bundle {} , {} downloaded, {:.1}s, {}",
+        human_bytes(s.size),
+        human_bytes(s.downloaded_bytes),
+        s.seconds,
+        if s.signed { "signed" } else { "UNSIGNED" }
+    );
+    for img in &s.images {
+        println!(
+            "  {:<50} {} [{}]",
+            img.reference,
+            &img.digest[..19.min(img.digest.len())],
+            img.platforms.join(", ")
+        );
+    }
+}

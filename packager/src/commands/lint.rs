@@ -1,0 +1,299 @@
+//! `airlift-pack lint DIR`: checks a bundle definition with no network.
+//!
+//! Checks, collecting every problem rather than stopping at the first:
+//! - `schema`: `airlift.yaml` parses and passes validation; manifest paths exist and stay inside;
+//! - `config`: the SaaS defaults meet their rules (required items without a default get a
+//!   placeholder of their type, so templates can still be rendered);
+//! - `templates`: every manifest renders with the defaults (errors name the file and line);
+//! - `objects`: every rendered document is a Kubernetes object with apiVersion, kind and name;
+//! - `images`: every image reference parses, every image built from local files builds (into a
+//!   scratch store that is removed afterwards; its reproducible digest is reported), and every
+//!   image a manifest uses is carried by the bundle.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use airlift_bundle::schema::config::{ConfigItem, ConfigType};
+use airlift_bundle::schema::definition::ImageSource;
+use airlift_cli::{CommandError, ExitKind, OutputFormat};
+use airlift_render::images::{carried_set, check_carried, discover_images, ImageUse};
+use airlift_render::values::ConfigError;
+use airlift_render::{load_definition, BundleInfo, ConfigBuilder, ImageRef, ReleaseInfo, Renderer};
+use serde::Serialize;
+
+use crate::local_image::build_local_image;
+
+/// Arguments of `lint`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The bundle definition folder (holding `airlift.yaml`).
+    pub dir: PathBuf,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// One problem found.
+#[derive(Debug, Serialize)]
+struct Problem {
+    check: &'static str,
+    message: String,
+}
+
+/// What `--output json` prints.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    definition: String,
+    ok: bool,
+    components: usize,
+    manifests: usize,
+    objects: usize,
+    images: Vec<String>,
+    placeholders: Vec<String>,
+    /// Images built from local files: reference -> index digest (reproducible).
+    built: BTreeMap<String, String>,
+    problems: Vec<Problem>,
+}
+
+impl Report {
+    fn push(&mut self, check: &'static str, message: String) {
+        self.problems.push(Problem { check, message });
+    }
+}
+
+/// An error and its causes on one line: `top: cause: cause`.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cur = c.source();
+    }
+    text
+}
+
+/// A value of the item's type that meets its simplest rules, for required items without a default.
+fn placeholder(item: &ConfigItem) -> String {
+    let v = &item.validation;
+    match item.kind {
+        ConfigType::Bool => "false".into(),
+        ConfigType::Int => v
+            .min
+            .unwrap_or(0)
+            .min(v.max.unwrap_or(i64::MAX))
+            .to_string(),
+        ConfigType::Enum => v.allowed.first().cloned().unwrap_or_default(),
+        ConfigType::Hostname => "placeholder.example.com".into(),
+        ConfigType::List => String::new(),
+        ConfigType::String | ConfigType::Secret => "x".repeat(v.min_length.unwrap_or(1).max(1)),
+    }
+}
+
+fn lint(args: &Args) -> Report {
+    let mut report = Report {
+        definition: args.dir.display().to_string(),
+        ..Report::default()
+    };
+    let loaded = match load_definition(&args.dir) {
+        Ok(l) => l,
+        Err(e) => {
+            report.push("schema", chain(&e));
+            return report;
+        }
+    };
+    let def = &loaded.definition;
+    report.components = def.components.len();
+
+    let mut builder = match ConfigBuilder::new(&def.config) {
+        Ok(b) => b,
+        Err(e) => {
+            report.push("config", chain(&e));
+            return report;
+        }
+    };
+    let missing: Vec<(String, String)> = builder
+        .missing()
+        .into_iter()
+        .map(|(k, item)| (k.to_string(), placeholder(item)))
+        .collect();
+    for (key, value) in &missing {
+        if let Err(p) = builder.answer(key, value) {
+            report.push("config", format!("cannot find a placeholder for {p}"));
+        }
+        report.placeholders.push(key.clone());
+    }
+    let config = match builder.finish(&BTreeMap::new()) {
+        Ok(c) => c,
+        Err(ConfigError::Invalid { problems }) => {
+            for p in problems {
+                report.push("config", format!("the SaaS default of {p}"));
+            }
+            return report;
+        }
+        Err(e) => {
+            report.push("config", chain(&e));
+            return report;
+        }
+    };
+
+    // Images built from local files are built into a scratch store that is removed afterwards.
+    let scratch_dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            report.push("images", format!("cannot create a scratch folder: {e}"));
+            return report;
+        }
+    };
+    let scratch = match airlift_bundle::DirBlobStore::open(scratch_dir.path()) {
+        Ok(s) => s,
+        Err(e) => {
+            report.push("images", chain(&e));
+            return report;
+        }
+    };
+    let mut carried_refs = Vec::new();
+    for c in &def.components {
+        for img in &c.images {
+            match ImageRef::parse(&img.reference) {
+                Ok(_) => carried_refs.push(img.reference.as_str()),
+                Err(e) => report.push("images", format!("component `{}`: {}", c.name, chain(&e))),
+            }
+            if let Some(ImageSource::Registry(r)) = &img.source {
+                if let Err(e) = ImageRef::parse(r) {
+                    report.push(
+                        "images",
+                        format!(
+                            "component `{}`: source of `{}`: {}",
+                            c.name,
+                            img.reference,
+                            chain(&e)
+                        ),
+                    );
+                }
+            }
+            if let Some(ImageSource::Build(b)) = &img.source {
+                match build_local_image(&loaded.dir, b, &def.requirements.platforms, &scratch) {
+                    Ok(built) => {
+                        report
+                            .built
+                            .insert(img.reference.clone(), built.digest.to_string());
+                    }
+                    Err(e) => report.push(
+                        "images",
+                        format!(
+                            "component `{}`, image `{}`: {}",
+                            c.name,
+                            img.reference,
+                            chain(&e)
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+    let carried = carried_set(carried_refs).unwrap_or_default();
+
+    let renderer = Renderer::new(
+        &config,
+        &BundleInfo {
+            name: def.metadata.name.clone(),
+            version: def.metadata.version.clone(),
+        },
+        &ReleaseInfo {
+            name: def.metadata.name.clone(),
+            namespace: def.metadata.name.clone(),
+            revision: 1,
+        },
+    );
+    let mut uses: Vec<(String, ImageUse)> = Vec::new();
+    for component in &loaded.components {
+        for file in &component.manifests {
+            report.manifests += 1;
+            let source = match fs_err::read_to_string(&file.path) {
+                Ok(s) => s,
+                Err(e) => {
+                    report.push("templates", chain(&e));
+                    continue;
+                }
+            };
+            let text = match renderer.render(&file.rel_path, &source) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.push("templates", chain(&e));
+                    continue;
+                }
+            };
+            let objects = match airlift_render::parse_objects(&file.rel_path, &text) {
+                Ok(o) => o,
+                Err(e) => {
+                    report.push("objects", chain(&e));
+                    continue;
+                }
+            };
+            report.objects += objects.len();
+            // Object by object, so one bad reference does not hide the others.
+            for obj in &objects {
+                match discover_images(std::slice::from_ref(obj)) {
+                    Ok(found) => {
+                        uses.extend(found.into_iter().map(|u| (component.name.clone(), u)))
+                    }
+                    Err(e) => report.push("images", chain(&e)),
+                }
+            }
+        }
+    }
+    if let Err(e) = check_carried(&uses, &carried) {
+        report.push("images", chain(&e));
+    }
+    let mut images: Vec<String> = uses.iter().map(|(_, u)| u.parsed.to_string()).collect();
+    images.sort();
+    images.dedup();
+    report.images = images;
+    report.ok = report.problems.is_empty();
+    report
+}
+
+/// Runs `lint`.
+pub fn run(args: Args) -> Result<(), CommandError> {
+    let report = lint(&args);
+    match args.output {
+        OutputFormat::Json => airlift_cli::output::print_json(&report)?,
+        OutputFormat::Text if report.ok => {
+            println!(
+                "ok: `{}` passes lint: {} components, {} manifests, {} objects, {} images",
+                report.definition,
+                report.components,
+                report.manifests,
+                report.objects,
+                report.images.len()
+            );
+            if !report.placeholders.is_empty() {
+                println!(
+                    "note: required items without a SaaS default were rendered with placeholders: {}",
+                    report.placeholders.join(", ")
+                );
+            }
+        }
+        OutputFormat::Text => {}
+    }
+    if report.ok {
+        return Ok(());
+    }
+    let list = report
+        .problems
+        .iter()
+        .map(|p| format!("  - [{}] {}", p.check, p.message.replace('\n', "\n    ")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(CommandError::new(
+        ExitKind::Config,
+        anyhow::anyhow!(
+            "`{}` failed lint with {} problem(s):\n{list}",
+            report.definition,
+            report.problems.len()
+        ),
+    )
+    .with_hint("fix each problem above, then run `airlift-pack lint` again"))
+}

@@ -1,0 +1,514 @@
+//! Images built from local files, with no registry and no container engine.
+//!
+//! The build context folder becomes ONE layer: a tar with entries sorted by path, mtime 0, uid and
+//! gid 0, no user or group names, modes kept; gzip with mtime 0 and no file name. A config
+//! (entrypoint, cmd, env, ports, workdir, user) and a manifest are written per required platform,
+//! all sharing the layer, under one OCI image index. The same inputs always give the same bytes,
+//! so the index digest is reproducible.
+//!
+//! The layer streams through a temporary file beside the blob store, hashed while written (the
+//! uncompressed digest for `rootfs.diff_ids`, the compressed one for the blob); it is never whole
+//! in memory. Symlinks are kept as symlinks, and one whose target leaves the context (absolute or
+//! climbing with `..`) is rejected, as are sockets, FIFOs and devices.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use airlift_bundle::schema::common::Platform;
+use airlift_bundle::schema::definition::BuildSpec;
+use airlift_bundle::{Digest, DirBlobStore, HashingWriter, StoreError};
+use serde::Serialize;
+
+/// OCI image index media type.
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// OCI image manifest media type.
+pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image config media type.
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// OCI gzip layer media type.
+pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// The fixed time stamped on everything: the Unix epoch.
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+/// Errors from building a local image.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalImageError {
+    /// The context is not a folder inside the definition's folder.
+    #[error("build context `{path}` is not a folder inside the definition's folder")]
+    Context {
+        /// The context as written.
+        path: PathBuf,
+    },
+    /// A file of the context could not be read, or the layer could not be written.
+    #[error("cannot read or write `{path}` while building the image")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A symlink points outside the context.
+    #[error("symlink `{path}` points to `{target}`, outside the build context; make it relative and inside the folder, or copy the file in")]
+    SymlinkEscapes {
+        /// The symlink, relative to the context.
+        path: String,
+        /// Its target.
+        target: PathBuf,
+    },
+    /// A socket, FIFO or device file.
+    #[error("`{path}` is not a regular file, folder or symlink; remove it from the build context")]
+    SpecialFile {
+        /// The file, relative to the context.
+        path: String,
+    },
+    /// No platform was given.
+    #[error("no platform to build for: the definition must list at least one")]
+    NoPlatform,
+    /// The blob store refused a blob.
+    #[error("cannot store a blob of the image")]
+    Store(#[from] StoreError),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LocalImageError + '_ {
+    move |source| LocalImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A blob written to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its media type.
+    pub media_type: &'static str,
+}
+
+/// The result of a build: the index and every blob it references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// The digest of the OCI image index.
+    pub digest: Digest,
+    /// Always [`INDEX_MEDIA_TYPE`].
+    pub media_type: &'static str,
+    /// The index's size in bytes.
+    pub size: u64,
+    /// The platforms, one manifest each.
+    pub platforms: Vec<Platform>,
+    /// Every blob: the layer, then per platform the config and manifest, then the index.
+    pub blobs: Vec<BlobRef>,
+}
+
+/// One entry of the layer, in tar order.
+enum Entry {
+    Dir {
+        rel: String,
+        mode: u32,
+    },
+    File {
+        rel: String,
+        mode: u32,
+        path: PathBuf,
+        size: u64,
+    },
+    Symlink {
+        rel: String,
+        target: PathBuf,
+    },
+}
+
+/// Resolves `spec.context` under `definition_dir` (it must stay inside) and builds the image.
+pub fn build_local_image(
+    definition_dir: &Path,
+    spec: &BuildSpec,
+    platforms: &[Platform],
+    store: &DirBlobStore,
+) -> Result<BuiltImage, LocalImageError> {
+    let context = resolve_context(definition_dir, &spec.context)?;
+    if platforms.is_empty() {
+        return Err(LocalImageError::NoPlatform);
+    }
+    let entries = scan_context(&context)?;
+    let (layer, diff_id) = write_layer(&entries, store)?;
+    let mut blobs = vec![layer.clone()];
+    let mut manifests = Vec::new();
+    for platform in platforms {
+        let config = image_config(spec, platform, &diff_id);
+        let config_ref = put_json(store, &config, CONFIG_MEDIA_TYPE)?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: MANIFEST_MEDIA_TYPE,
+            config: Descriptor::of(&config_ref, None),
+            layers: vec![Descriptor::of(&layer, None)],
+        };
+        let manifest_ref = put_json(store, &manifest, MANIFEST_MEDIA_TYPE)?;
+        manifests.push(Descriptor::of(&manifest_ref, Some(platform)));
+        blobs.push(config_ref);
+        blobs.push(manifest_ref);
+    }
+    let index = Index {
+        schema_version: 2,
+        media_type: INDEX_MEDIA_TYPE,
+        manifests,
+    };
+    let index_ref = put_json(store, &index, INDEX_MEDIA_TYPE)?;
+    blobs.push(index_ref.clone());
+    Ok(BuiltImage {
+        digest: index_ref.digest,
+        media_type: INDEX_MEDIA_TYPE,
+        size: index_ref.size,
+        platforms: platforms.to_vec(),
+        blobs,
+    })
+}
+
+fn resolve_context(definition_dir: &Path, context: &Path) -> Result<PathBuf, LocalImageError> {
+    let bad = || LocalImageError::Context {
+        path: context.to_path_buf(),
+    };
+    if context.is_absolute() || context.components().any(|c| c == Component::ParentDir) {
+        return Err(bad());
+    }
+    let root = fs_err::canonicalize(definition_dir).map_err(io_at(definition_dir))?;
+    let real = std::fs::canonicalize(root.join(context)).map_err(|_| bad())?;
+    if !real.starts_with(&root) || !real.is_dir() {
+        return Err(bad());
+    }
+    Ok(real)
+}
+
+fn scan_context(root: &Path) -> Result<Vec<Entry>, LocalImageError> {
+    let mut out = Vec::new();
+    scan_dir(root, "", &mut out)?;
+    out.sort_by(|a, b| rel_of(a).cmp(rel_of(b)));
+    Ok(out)
+}
+
+fn rel_of(e: &Entry) -> &str {
+    match e {
+        Entry::Dir { rel, .. } | Entry::File { rel, .. } | Entry::Symlink { rel, .. } => rel,
+    }
+}
+
+fn scan_dir(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> Result<(), LocalImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    for item in fs_err::read_dir(dir).map_err(io_at(dir))? {
+        let item = item.map_err(io_at(dir))?;
+        let path = item.path();
+        let name = item.file_name().to_string_lossy().into_owned();
+        let rel = format!("{prefix}{name}");
+        let meta = fs_err::symlink_metadata(&path).map_err(io_at(&path))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            out.push(Entry::Dir {
+                rel: rel.clone(),
+                mode,
+            });
+            scan_dir(&path, &format!("{rel}/"), out)?;
+        } else if ft.is_file() {
+            out.push(Entry::File {
+                rel,
+                mode,
+                path,
+                size: meta.len(),
+            });
+        } else if ft.is_symlink() {
+            let target = fs_err::read_link(&path).map_err(io_at(&path))?;
+            if !symlink_stays_inside(&rel, &target) {
+                return Err(LocalImageError::SymlinkEscapes { path: rel, target });
+            }
+            out.push(Entry::Symlink { rel, target });
+        } else {
+            return Err(LocalImageError::SpecialFile { path: rel });
+        }
+    }
+    Ok(())
+}
+
+/// True when a relative target, resolved from the link's folder, never climbs above the root.
+fn symlink_stays_inside(rel: &str, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: i64 = rel.matches('/').count() as i64;
+    for c in target.components() {
+        match c {
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// A reader that fails unless it yields exactly `remaining` bytes: a file that shrinks during the
+/// build must not produce a corrupt tar.
+struct Exact<R> {
+    inner: R,
+    remaining: u64,
+    path: PathBuf,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("`{}` changed size during the build", self.path.display()),
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+/// Writes the layer; returns the stored compressed blob and the uncompressed digest.
+fn write_layer(
+    entries: &[Entry],
+    store: &DirBlobStore,
+) -> Result<(BlobRef, Digest), LocalImageError> {
+    let root = store.root().to_path_buf();
+    let tmp = tempfile::NamedTempFile::new_in(&root).map_err(io_at(&root))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let file = tmp.reopen().map_err(io_at(&tmp_path))?;
+    let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(compressed, flate2::Compression::default());
+    let mut tar = tar::Builder::new(HashingWriter::new(gz));
+    for e in entries {
+        match e {
+            Entry::Dir { rel, mode } => {
+                let mut h = header(tar::EntryType::Directory, *mode, 0);
+                tar.append_data(&mut h, format!("{rel}/"), io::empty())
+                    .map_err(io_at(&tmp_path))?;
+            }
+            Entry::File {
+                rel,
+                mode,
+                path,
+                size,
+            } => {
+                let f = fs_err::File::open(path).map_err(io_at(path))?;
+                let reader = Exact {
+                    inner: f,
+                    remaining: *size,
+                    path: path.clone(),
+                };
+                let mut h = header(tar::EntryType::Regular, *mode, *size);
+                tar.append_data(&mut h, rel, reader).map_err(io_at(path))?;
+            }
+            Entry::Symlink { rel, target } => {
+                let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+                tar.append_link(&mut h, rel, target)
+                    .map_err(io_at(&tmp_path))?;
+            }
+        }
+    }
+    let uncompressed = tar.into_inner().map_err(io_at(&tmp_path))?;
+    let (gz, diff_id, _) = uncompressed.finish();
+    let compressed = gz.finish().map_err(io_at(&tmp_path))?;
+    let (mut buf, digest, size) = compressed.finish();
+    buf.flush().map_err(io_at(&tmp_path))?;
+    drop(buf);
+    if !store.contains(&digest) {
+        let mut f = fs_err::File::open(&tmp_path).map_err(io_at(&tmp_path))?;
+        store.put(&digest, &mut f)?;
+    }
+    drop(tmp);
+    Ok((
+        BlobRef {
+            digest,
+            size,
+            media_type: LAYER_MEDIA_TYPE,
+        },
+        diff_id,
+    ))
+}
+
+fn put_json<T: Serialize>(
+    store: &DirBlobStore,
+    doc: &T,
+    media_type: &'static str,
+) -> Result<BlobRef, LocalImageError> {
+    let bytes = serde_json::to_vec(doc).map_err(|e| LocalImageError::Io {
+        path: store.root().to_path_buf(),
+        source: io::Error::other(e),
+    })?;
+    let digest = Digest::of_bytes(&bytes);
+    let size = store.put(&digest, &mut &bytes[..])?;
+    Ok(BlobRef {
+        digest,
+        size,
+        media_type,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    media_type: &'static str,
+    digest: String,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<OciPlatform>,
+}
+
+impl Descriptor {
+    fn of(blob: &BlobRef, platform: Option<&Platform>) -> Self {
+        Self {
+            media_type: blob.media_type,
+            digest: blob.digest.to_string(),
+            size: blob.size,
+            platform: platform.map(OciPlatform::from),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OciPlatform {
+    architecture: String,
+    os: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<String>,
+}
+
+impl From<&Platform> for OciPlatform {
+    fn from(p: &Platform) -> Self {
+        Self {
+            architecture: p.architecture.clone(),
+            os: p.os.clone(),
+            variant: p.variant.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    schema_version: u32,
+    media_type: &'static str,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Index {
+    schema_version: u32,
+    media_type: &'static str,
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Serialize)]
+struct ImageConfig {
+    created: &'static str,
+    architecture: String,
+    os: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<String>,
+    config: RunConfig,
+    rootfs: RootFs,
+    history: Vec<History>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RunConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    exposed_ports: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    env: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entrypoint: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cmd: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    working_dir: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RootFs {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    diff_ids: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct History {
+    created: &'static str,
+    created_by: String,
+}
+
+fn image_config(spec: &BuildSpec, platform: &Platform, diff_id: &Digest) -> ImageConfig {
+    ImageConfig {
+        created: EPOCH,
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        config: RunConfig {
+            user: spec.user.clone(),
+            exposed_ports: spec
+                .ports
+                .iter()
+                .map(|p| {
+                    let p = if p.contains('/') {
+                        p.clone()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    (p, serde_json::Map::new())
+                })
+                .collect(),
+            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.cmd.clone(),
+            working_dir: spec.workdir.clone(),
+        },
+        rootfs: RootFs {
+            kind: "layers",
+            diff_ids: vec![diff_id.to_string()],
+        },
+        history: vec![History {
+            created: EPOCH,
+            created_by: format!("airlift-pack: files of {}", spec.context.display()),
+        }],
+    }
+}
+
+#[cfg(test)]
+#[path = "local_image_tests.rs"]
+mod tests;

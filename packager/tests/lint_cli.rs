@@ -1,0 +1,150 @@
+//! `airlift-pack lint` run as a real process on `bundles/demo` and on hostile fixtures.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn lint(dir: &Path, json: bool) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlift-pack"));
+    cmd.arg("lint").arg(dir).env("NO_COLOR", "1");
+    if json {
+        cmd.args(["--output", "json"]);
+    }
+    cmd.output().expect("run airlift-pack")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn demo_bundle_passes_lint() {
+    let out = lint(&repo().join("bundles/demo"), false);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("passes lint: 2 components, 7 manifests, 11 objects, 2 images"),
+        "{text}"
+    );
+}
+
+#[test]
+fn demo_bundle_json_report_is_reproducible() {
+    let run = || {
+        let out = lint(&repo().join("bundles/demo"), true);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json report")
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a["ok"], true);
+    assert_eq!(a["problems"], serde_json::json!([]));
+    assert_eq!(
+        a["images"],
+        serde_json::json!([
+            "registry.example.com/airlift-demo/web:0.1.0",
+            "registry.example.com/airlift-demo/worker:0.1.0"
+        ])
+    );
+    let built = a["built"].as_object().expect("built images");
+    assert_eq!(built.len(), 2);
+    assert_eq!(
+        a["built"], b["built"],
+        "local images build to the same digests"
+    );
+}
+
+#[test]
+fn uncarried_and_unparsable_images_are_named() {
+    let out = lint(&fixture("10-uncarried-image"), false);
+    assert_eq!(out.status.code(), Some(6), "exit 6 = invalid definition");
+    let err = stderr(&out);
+    for expected in [
+        "failed lint with 2 problem(s)",
+        "`registry.example.com/fixture/migrate:1.0` in `manifests/api.yaml` (Deployment/api) of component `app`",
+        "`busybox:1.36` in `manifests/cron.yaml` (CronJob/report) of component `app`",
+        "`manifests/cron.yaml` Pod/debug: `spec.containers[0].image` holds an invalid image reference",
+        "repository part `Fixture` must be lowercase",
+        "hint: ",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+    }
+    assert!(
+        !err.contains("fixture/api:1.0` in"),
+        "a carried image is not reported:\n{err}"
+    );
+}
+
+#[test]
+fn template_typo_names_file_and_line() {
+    let out = lint(&fixture("11-template-typo"), true);
+    assert_eq!(out.status.code(), Some(6));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["placeholders"], serde_json::json!(["web.license"]));
+    let problems = report["problems"].as_array().expect("problems");
+    let find = |check: &str| {
+        problems
+            .iter()
+            .find(|p| p["check"] == check)
+            .and_then(|p| p["message"].as_str())
+            .unwrap_or_else(|| panic!("no {check} problem in {problems:?}"))
+            .to_string()
+    };
+    let t = find("templates");
+    assert!(
+        t.starts_with("template `manifests/b-deploy.yaml` failed to render at line 6"),
+        "{t}"
+    );
+    assert!(t.contains("undefined"), "{t}");
+    let o = find("objects");
+    assert!(
+        o.contains("`manifests/a-config.yaml` document 2 (ConfigMap): `metadata.name` is missing"),
+        "{o}"
+    );
+}
+
+#[test]
+fn invalid_definition_lists_every_problem() {
+    let out = lint(&fixture("12-invalid-definition"), false);
+    assert_eq!(out.status.code(), Some(6));
+    let err = stderr(&out);
+    for expected in [
+        "has 10 problem(s)",
+        "metadata.name: `Invalid_Name` is not a valid name",
+        "metadata.version: `1.0` is not a semver version",
+        "requirements.kubernetes: `newest please` is not a semver range",
+        "requirements.platforms: must list at least one platform",
+        "components[0].manifests[0]: `../../../../etc` must be a relative path inside",
+        "components[1].name: component `app` is defined twice",
+        "`db.password` is a secret and must not have a default",
+        "`db.mode`: the default `fast` is not one of the allowed values: safe, slow",
+        "`db.port` is not a secret: only `secret` items can be generated",
+        "`db.port`: the default `\"5432\"` is not an int",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+    }
+    assert!(
+        !err.contains("hunter2"),
+        "a secret default is never echoed:\n{err}"
+    );
+}
+
+#[test]
+fn missing_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let out = lint(&missing, false);
+    assert_eq!(out.status.code(), Some(6));
+    let err = stderr(&out);
+    assert!(err.contains("nope/airlift.yaml"), "{err}");
+}
