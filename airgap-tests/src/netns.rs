@@ -43,24 +43,41 @@ pub fn run_customer(bins: &Binaries, input: &CustomerInput) -> CustomerReport {
     let mut cmd = Command::new("unshare");
     cmd.args(&args);
     let label = label_of(Path::new("unshare"), &args);
-    let out = run(cmd, &label, &input.workdir.join("runner-logs"), CUSTOMER_LIMIT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let out = run(
+        cmd,
+        &label,
+        &input.workdir.join("runner-logs"),
+        CUSTOMER_LIMIT,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
         out.success(),
         "the customer side (scenario `{}`) failed:\n{}",
         input.scenario,
         out.stderr.trim_end()
     );
-    let report: CustomerReport = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("the customer report is not valid JSON ({e}):\n{}", out.describe()));
+    let report: CustomerReport = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the customer report is not valid JSON ({e}):\n{}",
+            out.describe()
+        )
+    });
     assert_isolated(&report.isolation);
     report
 }
 
 /// Asserts the namespace proof the runner recorded.
 pub fn assert_isolated(iso: &Isolation) {
-    assert_eq!(iso.interfaces, vec!["lo".to_string()], "the customer namespace has other interfaces");
-    assert!(iso.ipv4_routes.is_empty(), "the customer namespace has IPv4 routes: {:?}", iso.ipv4_routes);
+    assert_eq!(
+        iso.interfaces,
+        vec!["lo".to_string()],
+        "the customer namespace has other interfaces"
+    );
+    assert!(
+        iso.ipv4_routes.is_empty(),
+        "the customer namespace has IPv4 routes: {:?}",
+        iso.ipv4_routes
+    );
     assert!(
         iso.ipv6_routes_off_loopback.is_empty(),
         "the customer namespace has IPv6 routes off loopback: {:?}",
@@ -84,9 +101,13 @@ pub fn isolate_and_prove(vendor_registry: &str) -> anyhow::Result<Isolation> {
         "`ip link set lo up` failed: {}",
         String::from_utf8_lossy(&up.stderr).trim()
     );
-    let mut interfaces: Vec<String> = fs_err::read_dir("/sys/class/net")?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_, _>>()?;
+    // /proc/net is per network namespace (/sys/class/net shows the namespace sysfs was
+    // mounted in).
+    let mut interfaces: Vec<String> = fs_err::read_to_string("/proc/net/dev")?
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_string()))
+        .collect();
     interfaces.sort();
     let ipv4_routes = fs_err::read_to_string("/proc/net/route")?
         .lines()
@@ -104,14 +125,33 @@ pub fn isolate_and_prove(vendor_registry: &str) -> anyhow::Result<Isolation> {
     let vendor: SocketAddr = vendor_registry
         .parse()
         .with_context(|| format!("the vendor registry `{vendor_registry}` is not IP:PORT"))?;
-    let vendor_registry_connect_error = match TcpStream::connect_timeout(&vendor, Duration::from_secs(2)) {
-        Ok(_) => None,
-        Err(e) => Some(e.to_string()),
-    };
+    let vendor_registry_connect_error =
+        match TcpStream::connect_timeout(&vendor, Duration::from_secs(2)) {
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
     Ok(Isolation {
         interfaces,
         ipv4_routes,
         ipv6_routes_off_loopback,
         vendor_registry_connect_error,
     })
+}
+
+/// Runs `scenario` on the customer side with everything `vendor` built; the customer's files
+/// go under the vendor's temp folder.
+pub fn run_scenario(
+    bins: &Binaries,
+    vendor: &crate::vendor::VendorSide,
+    scenario: &str,
+) -> CustomerReport {
+    let input = CustomerInput {
+        scenario: scenario.to_string(),
+        workdir: vendor.dir().join(format!("customer-{scenario}")),
+        install_bin: bins.install.clone(),
+        vendor_registry: vendor.registry.host(),
+        vendor_pub: vendor.vendor_pub.clone(),
+        bundles: vendor.bundles.clone(),
+    };
+    run_customer(bins, &input)
 }

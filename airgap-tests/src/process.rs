@@ -31,7 +31,12 @@ impl Outcome {
 
     /// Fails unless the command exited 0.
     pub fn ensure_success(&self) -> anyhow::Result<&Self> {
-        anyhow::ensure!(self.success(), "{} failed:\n{}", self.label, self.describe());
+        anyhow::ensure!(
+            self.success(),
+            "{} failed:\n{}",
+            self.label,
+            self.describe()
+        );
         Ok(self)
     }
 
@@ -70,8 +75,13 @@ impl Outcome {
     pub fn describe(&self) -> String {
         format!(
             "exit: {}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code.map_or_else(|| "signal".to_string(), |c| c.to_string()),
-            if self.killed { " (killed by the suite)" } else { "" },
+            self.code
+                .map_or_else(|| "signal".to_string(), |c| c.to_string()),
+            if self.killed {
+                " (killed by the suite)"
+            } else {
+                ""
+            },
             self.stdout.trim_end(),
             self.stderr.trim_end()
         )
@@ -121,14 +131,22 @@ impl Running {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 let o = self.finish(None, true)?;
-                anyhow::bail!("{} did not finish within {limit:?}:\n{}", o.label, o.describe());
+                anyhow::bail!(
+                    "{} did not finish within {limit:?}:\n{}",
+                    o.label,
+                    o.describe()
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
     }
 
     /// Polls `ready` until it holds (true), the command exits (false), or `limit` passes (error).
-    pub fn wait_for(&mut self, limit: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<bool> {
+    pub fn wait_for(
+        &mut self,
+        limit: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> anyhow::Result<bool> {
         loop {
             if ready() {
                 return Ok(true);
@@ -174,8 +192,9 @@ pub fn run(cmd: Command, label: &str, log_dir: &Path, limit: Duration) -> anyhow
 
 /// A short label for a command line: the program's file name and the arguments.
 pub fn label_of(program: &Path, args: &[String]) -> String {
-    let name = program
-        .file_name()
-        .map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = program.file_name().map_or_else(
+        || program.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     format!("`{name} {}`", args.join(" "))
 }

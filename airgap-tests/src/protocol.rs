@@ -42,7 +42,7 @@ pub struct CustomerInput {
 /// What the runner found about its network namespace.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Isolation {
-    /// Network interfaces (`/sys/class/net`).
+    /// Network interfaces (`/proc/net/dev`).
     pub interfaces: Vec<String>,
     /// IPv4 routes of the main table (`/proc/net/route`), as `iface dest/mask`.
     pub ipv4_routes: Vec<String>,

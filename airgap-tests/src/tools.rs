@@ -31,7 +31,9 @@ fn check_prerequisites() -> Result<(), String> {
     let mut missing = Vec::new();
     for (tool, package) in TOOLS {
         if find_in_path(tool).is_none() {
-            missing.push(format!("`{tool}` is not on PATH (install the `{package}` package)"));
+            missing.push(format!(
+                "`{tool}` is not on PATH (install the `{package}` package)"
+            ));
         }
     }
     if !Path::new(DOCKER_REGISTRY).is_file() {
@@ -90,9 +92,14 @@ impl Binaries {
     /// `CARGO_BIN_EXE_airgap-customer` of the calling test), building them first.
     ///
     /// Cargo cannot make another package's binaries a dependency of these tests, and
-    /// `cargo test -p airlift-airgap-tests` alone does not build them, so this runs
-    /// `cargo build -p airlift-pack -p airlift-install` (a no-op when they are up to date) once
-    /// per test process: the suite never runs a stale binary.
+    /// `cargo test -p airlift-airgap-tests` alone does not build them. So when either binary is
+    /// missing or older than any source it is built from (`*.rs` and `Cargo.toml` of the
+    /// packages they depend on, and `Cargo.lock`), this runs `cargo build -p airlift-pack -p airlift-install` once per
+    /// test process: the suite never runs a stale binary, and under `cargo test --workspace`
+    /// (which already built them) it adds nothing.
+    ///
+    /// `AIRGAP_BIN_DIR=DIR` runs the `airlift-pack` and `airlift-install` found in `DIR`
+    /// instead, without building (e.g. release builds).
     pub fn get(customer: &str) -> Binaries {
         static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
         let customer = PathBuf::from(customer);
@@ -100,7 +107,29 @@ impl Binaries {
             .parent()
             .expect("the customer binary lives in the target profile folder")
             .to_path_buf();
-        if let Err(msg) = BUILT.get_or_init(|| build_binaries(&profile_dir)) {
+        if let Some(dir) = std::env::var_os("AIRGAP_BIN_DIR") {
+            let dir = PathBuf::from(dir);
+            let bins = Binaries {
+                pack: dir.join("airlift-pack"),
+                install: dir.join("airlift-install"),
+                customer,
+            };
+            for b in [&bins.pack, &bins.install] {
+                assert!(b.is_file(), "AIRGAP_BIN_DIR: `{}` is missing", b.display());
+            }
+            return bins;
+        }
+        let wanted = [
+            profile_dir.join("airlift-pack"),
+            profile_dir.join("airlift-install"),
+        ];
+        if let Err(msg) = BUILT.get_or_init(|| {
+            if wanted.iter().all(|b| is_fresh(b)) {
+                Ok(())
+            } else {
+                build_binaries(&profile_dir)
+            }
+        }) {
             panic!("{msg}");
         }
         let bins = Binaries {
@@ -115,12 +144,63 @@ impl Binaries {
     }
 }
 
+/// True when `bin` exists and is newer than every workspace source file.
+fn is_fresh(bin: &Path) -> bool {
+    let Ok(built) = fs_err::metadata(bin).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let root = workspace_root();
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for top in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "crates",
+        "packager",
+        "installer",
+    ] {
+        newest_source(&root.join(top), &mut newest);
+    }
+    newest <= built
+}
+
+fn newest_source(path: &Path, newest: &mut std::time::SystemTime) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        let skip = path
+            .file_name()
+            .is_some_and(|n| n == "target" || n == "tests");
+        if skip {
+            return;
+        }
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            newest_source(&entry.path(), newest);
+        }
+    } else if path.extension().is_some_and(|e| e == "rs")
+        || path
+            .file_name()
+            .is_some_and(|n| n == "Cargo.toml" || n == "Cargo.lock")
+    {
+        if let Ok(m) = meta.modified() {
+            *newest = (*newest).max(m);
+        }
+    }
+}
+
 fn build_binaries(profile_dir: &Path) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let workspace = workspace_root();
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "--quiet", "-p", "airlift-pack", "-p", "airlift-install"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "airlift-pack",
+            "-p",
+            "airlift-install",
+        ])
         .stdin(Stdio::null());
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
@@ -129,9 +209,12 @@ fn build_binaries(profile_dir: &Path) -> Result<(), String> {
     if let Some(target) = profile_dir.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
     }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run `{}` to build the binaries: {e}", Path::new(&cargo).display()))?;
+    let out = cmd.output().map_err(|e| {
+        format!(
+            "cannot run `{}` to build the binaries: {e}",
+            Path::new(&cargo).display()
+        )
+    })?;
     if out.status.success() {
         Ok(())
     } else {

@@ -23,6 +23,8 @@ const BUILD_LIMIT: Duration = Duration::from_secs(180);
 /// The bundles a test needs from the vendor side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
+    /// Only the seeded SaaS registry (no bundle).
+    SaasImages,
     /// `bundles/demo`, signed.
     Demo,
     /// `bundles/demo` signed by another key (`demo-other-key`), and unsigned (`demo-unsigned`).
@@ -46,7 +48,23 @@ pub struct VendorSide {
     pub seeded: BTreeMap<String, String>,
     /// Size of the largest blob seeded, in bytes.
     pub largest_blob: u64,
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+}
+
+impl Drop for VendorSide {
+    /// Keeps the temp folder (bundles, logs, the customer's workdir) when the test failed or
+    /// `AIRGAP_KEEP` is set, and says where it is.
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("AIRGAP_KEEP").is_some() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!(
+                    "airgap: kept the test's files in `{}`",
+                    dir.keep().display()
+                );
+            }
+        }
+    }
 }
 
 impl VendorSide {
@@ -63,11 +81,17 @@ impl VendorSide {
             bundles: BTreeMap::new(),
             seeded: BTreeMap::new(),
             largest_blob: 0,
-            dir,
+            root: dir.path().to_path_buf(),
+            dir: Some(dir),
         };
         v.keygen(bins, "vendor");
-        if want.contains(&Want::SaasV1) || want.contains(&Want::SaasV2) {
-            v.seed_saas_registry();
+        if [Want::SaasImages, Want::SaasV1, Want::SaasV2]
+            .iter()
+            .any(|w| want.contains(w))
+        {
+            let t = std::time::Instant::now();
+            v.seed_saas_registry(bins);
+            eprintln!("airgap: SaaS registry seeded in {:?}", t.elapsed());
         }
         if want.contains(&Want::SaasV1) {
             let def = v.fixture("saas-v1");
@@ -91,15 +115,15 @@ impl VendorSide {
 
     /// The vendor's temp folder.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     fn logs(&self) -> PathBuf {
-        self.dir.path().join("logs")
+        self.root.join("logs")
     }
 
     fn keygen(&self, bins: &Binaries, name: &str) {
-        let prefix = self.dir.path().join(name);
+        let prefix = self.root.join(name);
         let args = vec![
             "keygen".to_string(),
             "--out".to_string(),
@@ -107,77 +131,59 @@ impl VendorSide {
         ];
         let mut cmd = Command::new(&bins.pack);
         cmd.args(&args);
-        ok(run(cmd, &label_of(&bins.pack, &args), &self.logs(), BUILD_LIMIT));
+        ok(run(
+            cmd,
+            &label_of(&bins.pack, &args),
+            &self.logs(),
+            BUILD_LIMIT,
+        ));
     }
 
-    /// Generates the SaaS images as an OCI layout and copies them into the SaaS registry with
-    /// skopeo. Every image is a linux/amd64 + linux/arm64 index (the bundle requires both, so
-    /// the packager keeps each index byte for byte). Per architecture, all images share one
-    /// base layer; `analytics` carries a 100 MiB layer shared by both architectures.
-    fn seed_saas_registry(&mut self) {
-        let layout = self.dir.path().join("saas-images");
-        let mut b = LayoutBuilder::create(&layout).expect("create the image layout");
-        let base = [
-            ("linux/amd64", LayerSpec::new(1000, 3 << 20)),
-            ("linux/arm64", LayerSpec::new(2000, 3 << 20)),
-        ];
-        let big = LayerSpec::new(3000, BIG_LAYER).with_level(0);
-        let mut images = Vec::new();
-        for (tag, seed) in [("api-1.0", 1), ("api-2.0", 2), ("worker-1.0", 3), ("analytics-1.0", 4)] {
-            let mut per_arch = Vec::new();
-            for (i, (platform, base_layer)) in base.iter().enumerate() {
-                let own = if tag.starts_with("analytics") {
-                    big
-                } else {
-                    LayerSpec::new(100 * (i as u64 + 1) + seed, 256 << 10)
-                };
-                per_arch.push(
-                    b.image(platform, &[*base_layer, own])
-                        .expect("generate an image"),
-                );
-            }
-            let index = b.index(&per_arch).expect("generate an index");
-            b.tag(tag, &index.descriptor());
-            for img in &index.images {
-                for l in &img.layers {
-                    self.largest_blob = self.largest_blob.max(l.blob.size);
-                }
-            }
-            images.push((tag, index));
-        }
-        b.finish().expect("write index.json");
-        for (tag, index) in images {
+    /// Copies the SaaS images into the SaaS registry with skopeo and reads their digests back.
+    fn seed_saas_registry(&mut self, bins: &Binaries) {
+        let cache = bins
+            .customer
+            .parent()
+            .and_then(Path::parent)
+            .expect("the customer binary sits in TARGET/PROFILE/")
+            .join("airgap-cache");
+        let (layout, generated) = saas_layout(&cache);
+        self.largest_blob = generated.largest_blob;
+        for (tag, digest) in &generated.tags {
             let (name, version) = tag.split_once('-').expect("tags are NAME-VERSION");
             let repo_tag = format!("acme/{name}:{version}");
-            let digest = self.registry.seed(&layout, tag, &repo_tag);
+            let seeded = self.registry.seed(&layout, tag, &repo_tag).to_string();
             assert_eq!(
-                digest, index.index.digest,
+                &seeded, digest,
                 "the SaaS registry serves `{repo_tag}` under another digest than generated"
             );
-            self.seeded.insert(repo_tag, digest.to_string());
+            self.seeded.insert(repo_tag, seeded);
         }
     }
 
     /// Copies the fixture `name` and points its image sources at the SaaS registry.
     fn fixture(&self, name: &str) -> PathBuf {
-        let to = self.dir.path().join("definitions").join(name);
+        let to = self.root.join("definitions").join(name);
         copy_dir(&fixtures_dir().join(name), &to);
         let def = to.join("airlift.yaml");
         let text = fs_err::read_to_string(&def).expect("read the fixture definition");
-        fs_err::write(&def, text.replace(FIXTURE_REGISTRY_HOST, &self.registry.host()))
-            .expect("write the fixture definition");
+        fs_err::write(
+            &def,
+            text.replace(FIXTURE_REGISTRY_HOST, &self.registry.host()),
+        )
+        .expect("write the fixture definition");
         to
     }
 
     fn build(&mut self, bins: &Binaries, role: &str, def: &Path, key: BuildKey) {
-        let out = self.dir.path().join("dist").join(role);
+        let out = self.root.join("dist").join(role);
         let mut args = vec![
             "build".to_string(),
             def.display().to_string(),
             "--out".to_string(),
             out.display().to_string(),
             "--cache-dir".to_string(),
-            self.dir.path().join("cache").display().to_string(),
+            self.root.join("cache").display().to_string(),
             "--insecure-registry".to_string(),
             self.registry.host(),
             "--no-progress".to_string(),
@@ -189,14 +195,21 @@ impl VendorSide {
         }
         let mut cmd = Command::new(&bins.pack);
         cmd.args(&args)
-            .env("DOCKER_CONFIG", self.dir.path().join("docker"))
-            .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"))
+            .env("DOCKER_CONFIG", self.root.join("docker"))
+            .env("XDG_CACHE_HOME", self.root.join("xdg-cache"))
             .env("NO_COLOR", "1")
             .env_remove("REGISTRY_AUTH_FILE");
-        ok(run(cmd, &label_of(&bins.pack, &args), &self.logs(), BUILD_LIMIT));
+        let t = std::time::Instant::now();
+        ok(run(
+            cmd,
+            &label_of(&bins.pack, &args),
+            &self.logs(),
+            BUILD_LIMIT,
+        ));
+        eprintln!("airgap: built `{role}` in {:?}", t.elapsed());
         let path = single_bundle(&out);
         let bundle = self.inspect(bins, &path, key);
-        if def.starts_with(self.dir.path()) {
+        if def.starts_with(&self.root) {
             // Registry-sourced: every image keeps the digest the SaaS registry serves.
             for (reference, digest) in &bundle.images {
                 let repo_tag = reference
@@ -214,7 +227,7 @@ impl VendorSide {
     }
 
     fn key_path(&self, name: &str) -> String {
-        self.dir.path().join(format!("{name}.key")).display().to_string()
+        self.root.join(format!("{name}.key")).display().to_string()
     }
 
     /// Reads a bundle's name, version and image digests with `airlift-install inspect`.
@@ -230,15 +243,20 @@ impl VendorSide {
                 args.extend(["--key".to_string(), self.vendor_pub.display().to_string()]);
             }
             BuildKey::Other => {
-                let other = self.dir.path().join("other.pub");
+                let other = self.root.join("other.pub");
                 args.extend(["--key".to_string(), other.display().to_string()]);
             }
             BuildKey::Unsigned => args.push("--insecure-skip-verify".to_string()),
         }
         let mut cmd = Command::new(&bins.install);
         cmd.args(&args)
-            .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"));
-        let out = ok(run(cmd, &label_of(&bins.install, &args), &self.logs(), BUILD_LIMIT));
+            .env("XDG_CACHE_HOME", self.root.join("xdg-cache"));
+        let out = ok(run(
+            cmd,
+            &label_of(&bins.install, &args),
+            &self.logs(),
+            BUILD_LIMIT,
+        ));
         let doc = out.json().expect("inspect prints JSON");
         let images = doc["images"]
             .as_array()
@@ -246,7 +264,10 @@ impl VendorSide {
             .iter()
             .map(|i| {
                 (
-                    i["reference"].as_str().expect("image reference").to_string(),
+                    i["reference"]
+                        .as_str()
+                        .expect("image reference")
+                        .to_string(),
                     i["digest"].as_str().expect("image digest").to_string(),
                 )
             })
@@ -302,4 +323,86 @@ fn copy_dir(from: &Path, to: &Path) {
             fs_err::copy(entry.path(), &target).expect("copy a fixture file");
         }
     }
+}
+
+/// What [`saas_layout`] generated.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct GeneratedImages {
+    /// Layout tag (`NAME-VERSION`) → index digest.
+    tags: BTreeMap<String, String>,
+    /// The largest layer, in bytes.
+    largest_blob: u64,
+}
+
+/// The SaaS images as an OCI layout, generated once into `cache` (generation is deterministic,
+/// and a debug build takes a while over 100 MiB) and reused by later test processes.
+///
+/// Every image is a linux/amd64 + linux/arm64 index (the bundle requires both, so the packager
+/// keeps each index byte for byte). Per architecture, all images share one base layer;
+/// `analytics` carries a 100 MiB layer shared by both architectures.
+fn saas_layout(cache: &Path) -> (PathBuf, GeneratedImages) {
+    const NAME: &str = "saas-images-1";
+    let dir = cache.join(NAME);
+    let record = dir.join("generated.json");
+    if let Ok(bytes) = fs_err::read(&record) {
+        if let Ok(g) = serde_json::from_slice(&bytes) {
+            return (dir, g);
+        }
+    }
+    fs_err::create_dir_all(cache).expect("create the image cache");
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{NAME}.tmp-"))
+        .tempdir_in(cache)
+        .expect("create a temp dir in the image cache");
+    let mut b = LayoutBuilder::create(tmp.path()).expect("create the image layout");
+    let base = [
+        ("linux/amd64", LayerSpec::new(1000, 3 << 20)),
+        ("linux/arm64", LayerSpec::new(2000, 3 << 20)),
+    ];
+    let big = LayerSpec::new(3000, BIG_LAYER).with_level(0);
+    let mut generated = GeneratedImages {
+        tags: BTreeMap::new(),
+        largest_blob: 0,
+    };
+    for (tag, seed) in [
+        ("api-1.0", 1),
+        ("api-2.0", 2),
+        ("worker-1.0", 3),
+        ("analytics-1.0", 4),
+    ] {
+        let mut per_arch = Vec::new();
+        for (i, (platform, base_layer)) in base.iter().enumerate() {
+            let own = if tag.starts_with("analytics") {
+                big
+            } else {
+                LayerSpec::new(100 * (i as u64 + 1) + seed, 256 << 10)
+            };
+            per_arch.push(
+                b.image(platform, &[*base_layer, own])
+                    .expect("generate an image"),
+            );
+        }
+        let index = b.index(&per_arch).expect("generate an index");
+        b.tag(tag, &index.descriptor());
+        for img in &index.images {
+            for l in &img.layers {
+                generated.largest_blob = generated.largest_blob.max(l.blob.size);
+            }
+        }
+        generated
+            .tags
+            .insert(tag.to_string(), index.index.digest.to_string());
+    }
+    b.finish().expect("write index.json");
+    fs_err::write(
+        tmp.path().join("generated.json"),
+        serde_json::to_vec_pretty(&generated).expect("serialize the record"),
+    )
+    .expect("write the record");
+    let tmp = tmp.keep();
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Another test process won the race: use its copy.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    (dir, generated)
 }

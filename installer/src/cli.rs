@@ -21,6 +21,10 @@ pub struct Cli {
 pub enum Command {
     /// Check a bundle's signature and every digest, without side effects.
     Verify(commands::verify::Args),
+    /// Verify a bundle, then relocate its images into your registry (resumable).
+    Push(commands::push::Args),
+    /// Serve a bundle's images read-only over the OCI distribution API.
+    Serve(commands::serve::Args),
     /// Show a bundle's images, platforms, sizes, components, config keys and signature status.
     Inspect(commands::inspect::Args),
     /// Verify, configure, push and deploy a bundle: the whole flow, resumable.

@@ -30,7 +30,12 @@ fn record(reference: &str, digest: &Digest, media_type: &str, platforms: &[&str]
 }
 
 fn single(reference: &str, i: &ImageInfo) -> ImageRecord {
-    record(reference, &i.manifest.digest, OCI_MANIFEST, &[i.platform.as_str()])
+    record(
+        reference,
+        &i.manifest.digest,
+        OCI_MANIFEST,
+        &[i.platform.as_str()],
+    )
 }
 
 /// A signed bundle of the testkit sample set (4 images, one multi-arch), plus its public key.
@@ -156,7 +161,17 @@ fn verify_with_the_right_key_succeeds() {
 #[test]
 fn verify_json_output_and_recorded_proof() {
     let e = env(true);
-    let o = run(&e, &["verify", s(&e.bundle), "--key", s(&e.key), "--output", "json"]);
+    let o = run(
+        &e,
+        &[
+            "verify",
+            s(&e.bundle),
+            "--key",
+            s(&e.key),
+            "--output",
+            "json",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verified"], true);
@@ -165,11 +180,32 @@ fn verify_json_output_and_recorded_proof() {
     assert_eq!(v["signature"]["status"], "verified");
     assert!(v["bytesHashed"].as_u64().unwrap() > 256 << 10);
     // The second run uses the recorded proof; --no-cache hashes again.
-    let o = run(&e, &["verify", s(&e.bundle), "--key", s(&e.key), "--output", "json"]);
+    let o = run(
+        &e,
+        &[
+            "verify",
+            s(&e.bundle),
+            "--key",
+            s(&e.key),
+            "--output",
+            "json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["fromProof"], true);
     assert_eq!(v["bytesHashed"], 0);
-    let o = run(&e, &["verify", s(&e.bundle), "--key", s(&e.key), "--output", "json", "--no-cache"]);
+    let o = run(
+        &e,
+        &[
+            "verify",
+            s(&e.bundle),
+            "--key",
+            s(&e.key),
+            "--output",
+            "json",
+            "--no-cache",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["fromProof"], false);
 }
@@ -178,11 +214,17 @@ fn verify_json_output_and_recorded_proof() {
 fn verify_tampered_layer_exits_3_naming_the_blob_with_a_hint() {
     let e = env(true);
     // Record a proof first: the tamper must still be caught.
-    assert!(run(&e, &["verify", s(&e.bundle), "--key", s(&e.key)]).status.success());
+    assert!(run(&e, &["verify", s(&e.bundle), "--key", s(&e.key)])
+        .status
+        .success());
     let b = airlift_bundle::Bundle::open(&e.bundle).unwrap();
     let at = b.blob_member(&e.layer).unwrap().data_offset + 100;
     drop(b);
-    let f = std::fs::File::options().read(true).write(true).open(&e.bundle).unwrap();
+    let f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&e.bundle)
+        .unwrap();
     let mut byte = [0u8; 1];
     f.read_exact_at(&mut byte, at).unwrap();
     byte[0] ^= 0x80;
@@ -192,7 +234,14 @@ fn verify_tampered_layer_exits_3_naming_the_blob_with_a_hint() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("failed verification"), "{err}");
-    assert!(err.contains(&format!("blob {} (member `blobs/sha256/{}`) was tampered with", e.layer, e.layer.hex())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "blob {} (member `blobs/sha256/{}`) was tampered with",
+            e.layer,
+            e.layer.hex()
+        )),
+        "{err}"
+    );
     assert!(err.contains("hint: do not install this bundle"), "{err}");
 }
 
@@ -203,7 +252,10 @@ fn verify_signed_bundle_without_key_exits_3_asking_for_the_key() {
     assert_eq!(o.status.code(), Some(3));
     let err = stderr(&o);
     assert!(err.contains("the bundle is signed"), "{err}");
-    assert!(err.contains("hint: pass the vendor's public key with --key"), "{err}");
+    assert!(
+        err.contains("hint: pass the vendor's public key with --key"),
+        "{err}"
+    );
     // Explicit skip is accepted and says so.
     let o = run(&e, &["verify", s(&e.bundle), "--insecure-skip-verify"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -214,12 +266,19 @@ fn verify_signed_bundle_without_key_exits_3_asking_for_the_key() {
 fn verify_with_wrong_key_exits_3_naming_the_signer() {
     let e = env(true);
     let other = e.dir.path().join("other.pub");
-    std::fs::write(&other, PrivateKey::generate().public_key().to_pem().unwrap()).unwrap();
+    std::fs::write(
+        &other,
+        PrivateKey::generate().public_key().to_pem().unwrap(),
+    )
+    .unwrap();
     let o = run(&e, &["verify", s(&e.bundle), "--key", s(&other)]);
     assert_eq!(o.status.code(), Some(3));
     let err = stderr(&o);
     assert!(err.contains("was signed by key sha256:"), "{err}");
-    assert!(err.contains("hint: pass the public key whose fingerprint is sha256:"), "{err}");
+    assert!(
+        err.contains("hint: pass the public key whose fingerprint is sha256:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -228,7 +287,10 @@ fn verify_unsigned_bundle_with_key_exits_3() {
     let o = run(&e, &["verify", s(&e.bundle), "--key", s(&e.key)]);
     assert_eq!(o.status.code(), Some(3));
     let err = stderr(&o);
-    assert!(err.contains("was given but the bundle is unsigned"), "{err}");
+    assert!(
+        err.contains("was given but the bundle is unsigned"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -267,7 +329,17 @@ fn inspect_shows_images_platforms_components_config_and_signature() {
     ] {
         assert!(out.contains(want), "missing `{want}` in:\n{out}");
     }
-    let o = run(&e, &["inspect", s(&e.bundle), "--key", s(&e.key), "--output", "json"]);
+    let o = run(
+        &e,
+        &[
+            "inspect",
+            s(&e.bundle),
+            "--key",
+            s(&e.key),
+            "--output",
+            "json",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["signature"]["status"], "verified");
@@ -278,7 +350,10 @@ fn inspect_shows_images_platforms_components_config_and_signature() {
         .iter()
         .find(|i| i["reference"] == "registry.example.com/acme/multi:1.0")
         .unwrap();
-    assert_eq!(multi["platforms"], serde_json::json!(["linux/amd64", "linux/arm64"]));
+    assert_eq!(
+        multi["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
     assert!(multi["size"].as_u64().unwrap() > 256 << 10);
     assert_eq!(v["config"][0]["key"], "ingress.hostname");
     assert_eq!(v["components"][0]["name"], "api");

@@ -313,6 +313,7 @@ fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleMa
             created: rfc3339(req.source_date_epoch.unwrap_or(0)),
             tool: format!("airlift-pack {}", env!("CARGO_PKG_VERSION")),
             definition_digest: Digest::of_bytes(&definition_bytes),
+            signer: None,
         },
         requirements: def.requirements.clone(),
         components,

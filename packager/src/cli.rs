@@ -19,6 +19,8 @@ pub struct Cli {
 /// The packager's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build the signed bundle NAME-VERSION.airlift from a bundle definition folder.
+    Build(commands::build::Args),
     /// Write a new ECDSA P-256 signing key pair: PREFIX.key (0600) and PREFIX.pub.
     Keygen(commands::keygen::Args),
     /// Check a bundle definition folder without network: schema, config defaults, templates, objects, images.

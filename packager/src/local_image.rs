@@ -63,6 +63,12 @@ pub enum LocalImageError {
         /// The file, relative to the context.
         path: String,
     },
+    /// A file name that is not UTF-8 (it could not be written faithfully into the layer).
+    #[error("`{path}` has a name that is not UTF-8; rename it")]
+    NonUtf8Name {
+        /// The file.
+        path: PathBuf,
+    },
     /// No platform was given.
     #[error("no platform to build for: the definition must list at least one")]
     NoPlatform,
@@ -200,7 +206,9 @@ fn scan_dir(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> Result<(), LocalI
     for item in fs_err::read_dir(dir).map_err(io_at(dir))? {
         let item = item.map_err(io_at(dir))?;
         let path = item.path();
-        let name = item.file_name().to_string_lossy().into_owned();
+        let Some(name) = item.file_name().to_str().map(str::to_string) else {
+            return Err(LocalImageError::NonUtf8Name { path });
+        };
         let rel = format!("{prefix}{name}");
         let meta = fs_err::symlink_metadata(&path).map_err(io_at(&path))?;
         let mode = meta.permissions().mode() & 0o7777;

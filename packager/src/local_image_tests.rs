@@ -1,3 +1,4 @@
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
@@ -187,6 +188,22 @@ fn escaping_symlinks_and_contexts_are_rejected() {
         ));
     }
     std::fs::remove_file(ctx.join("app/abs")).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"app/\xff.txt");
+    std::fs::write(ctx.join(odd), "x").unwrap();
+    assert!(matches!(
+        build_local_image(def.path(), &spec("images/web"), &platforms(), &store),
+        Err(LocalImageError::NonUtf8Name { .. })
+    ));
+    std::fs::remove_file(ctx.join(odd)).unwrap();
+    let fifo = ctx.join("app/pipe");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success(), "mkfifo is needed for this test");
+    let e = build_local_image(def.path(), &spec("images/web"), &platforms(), &store).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`app/pipe` is not a regular file, folder or symlink; remove it from the build context"
+    );
+    std::fs::remove_file(&fifo).unwrap();
     assert!(matches!(
         build_local_image(def.path(), &spec("images/web"), &[], &store),
         Err(LocalImageError::NoPlatform)

@@ -48,6 +48,7 @@ fn demo_bundle_json_report_is_reproducible() {
     let (a, b) = (run(), run());
     assert_eq!(a["ok"], true);
     assert_eq!(a["problems"], serde_json::json!([]));
+    assert_eq!(a["warnings"], serde_json::json!([]));
     assert_eq!(
         a["images"],
         serde_json::json!([
@@ -82,6 +83,10 @@ fn uncarried_and_unparsable_images_are_named() {
         !err.contains("fixture/api:1.0` in"),
         "a carried image is not reported:\n{err}"
     );
+    assert!(
+        !err.contains("warning:"),
+        "every carried image is used:\n{err}"
+    );
 }
 
 #[test]
@@ -100,15 +105,27 @@ fn template_typo_names_file_and_line() {
             .unwrap_or_else(|| panic!("no {check} problem in {problems:?}"))
             .to_string()
     };
+    assert_eq!(report["warnings"], serde_json::json!([]));
     let t = find("templates");
     assert!(
-        t.starts_with("template `manifests/b-deploy.yaml` failed to render at line 6"),
+        t.starts_with(
+            "template `manifests/b-deploy.yaml` failed to render at line 6: `config.web.replcas` is not defined"
+        ),
         "{t}"
     );
     assert!(t.contains("undefined"), "{t}");
+    let dup = problems
+        .iter()
+        .filter_map(|p| p["message"].as_str())
+        .find(|m| m.contains("defined twice"))
+        .unwrap_or_else(|| panic!("no duplicate reported in {problems:?}"));
+    assert_eq!(
+        dup,
+        "ConfigMap/typo/web-config is defined twice: in `manifests/a-config.yaml` document 1 and in `manifests/d-duplicate.yaml` document 1"
+    );
     let o = find("objects");
     assert!(
-        o.contains("`manifests/a-config.yaml` document 2 (ConfigMap): `metadata.name` is missing"),
+        o.contains("`manifests/c-broken.yaml` document 2 (ConfigMap): `metadata.name` is missing"),
         "{o}"
     );
 }
@@ -147,4 +164,16 @@ fn missing_folder_is_named() {
     assert_eq!(out.status.code(), Some(6));
     let err = stderr(&out);
     assert!(err.contains("nope/airlift.yaml"), "{err}");
+}
+
+#[test]
+fn unused_carried_image_is_a_warning_not_a_failure() {
+    let out = lint(&fixture("13-unused-image"), false);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: component `app` carries image `registry.example.com/fixture/old-sidecar:0.9` but no manifest uses it"),
+        "{err}"
+    );
+    assert!(!err.contains("fixture/api:1.0"), "{err}");
 }

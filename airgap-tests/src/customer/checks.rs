@@ -60,7 +60,10 @@ fn walk_repositories(
         if !path.is_dir() {
             continue;
         }
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name == "_manifests" {
             let repo = dir
                 .strip_prefix(root)
@@ -96,7 +99,10 @@ pub fn relocated_reference(site: &Site, original: &str) -> anyhow::Result<String
 /// skopeo, run independently inside the namespace, copies every image of `bundle` from its
 /// relocated reference (by tag, then by digest); each digest must equal the vendor side's.
 /// Returns relocated reference → digest.
-pub fn check_relocated(site: &Site, bundle: &BundleFile) -> anyhow::Result<BTreeMap<String, String>> {
+pub fn check_relocated(
+    site: &Site,
+    bundle: &BundleFile,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let layout = site.scratch("skopeo-check")?;
     let mut seen = BTreeMap::new();
     for (i, (original, digest)) in bundle.images.iter().enumerate() {
@@ -112,9 +118,14 @@ pub fn check_relocated(site: &Site, bundle: &BundleFile) -> anyhow::Result<BTree
             &got == digest,
             "`{relocated}` has digest {got} in the customer registry, but the vendor side had {digest}"
         );
-        let repo = in_registry.rsplit_once(':').map_or(in_registry.as_str(), |(r, _)| r);
-        site.registry
-            .skopeo_pull_to_layout(&format!("{repo}@{digest}"), &layout, &format!("img{i}-by-digest"));
+        let repo = in_registry
+            .rsplit_once(':')
+            .map_or(in_registry.as_str(), |(r, _)| r);
+        site.registry.skopeo_pull_to_layout(
+            &format!("{repo}@{digest}"),
+            &layout,
+            &format!("img{i}-by-digest"),
+        );
         seen.insert(relocated, got);
     }
     Ok(seen)
@@ -128,8 +139,11 @@ pub fn check_tags_complete(site: &Site) -> anyhow::Result<usize> {
     let mut n = 0;
     for (repo, tags) in &state.tags {
         for tag in tags {
-            site.registry
-                .skopeo_pull_to_layout(&format!("{repo}:{tag}"), &layout, &format!("t{n}"));
+            site.registry.skopeo_pull_to_layout(
+                &format!("{repo}:{tag}"),
+                &layout,
+                &format!("t{n}"),
+            );
             n += 1;
         }
     }
@@ -167,7 +181,12 @@ pub fn kubectl_get(site: &Site, kinds: &str) -> anyhow::Result<Vec<Value>> {
     cmd.args(&args)
         .env("HOME", site.input.workdir.join("home"))
         .env("KUBECACHEDIR", site.input.workdir.join("kube-cache"));
-    let out = run(cmd, &label_of(Path::new("kubectl"), &args), &site.logs(), super::COMMAND_LIMIT)?;
+    let out = run(
+        cmd,
+        &label_of(Path::new("kubectl"), &args),
+        &site.logs(),
+        super::COMMAND_LIMIT,
+    )?;
     out.ensure_success()?;
     let list = out.json()?;
     Ok(list["items"].as_array().cloned().unwrap_or_default())
@@ -179,7 +198,10 @@ pub fn app_objects(site: &Site) -> anyhow::Result<BTreeMap<String, Value>> {
     let mut out = BTreeMap::new();
     for item in kubectl_get(site, "deployments,services,configmaps")? {
         let kind = item["kind"].as_str().unwrap_or_default().to_string();
-        let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = item["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if is_bookkeeping(&item) {
             continue;
         }
@@ -194,9 +216,10 @@ fn is_bookkeeping(item: &Value) -> bool {
     let name = item["metadata"]["name"].as_str().unwrap_or_default();
     let labels = &item["metadata"]["labels"];
     name == "kube-root-ca.crt"
-        || labels
-            .as_object()
-            .is_some_and(|m| m.keys().any(|k| k.contains("airlift") && k.contains("release")))
+        || labels.as_object().is_some_and(|m| {
+            m.keys()
+                .any(|k| k.contains("airlift") && k.contains("release"))
+        })
         || labels["owner"] == "airlift"
 }
 
@@ -227,12 +250,18 @@ pub fn check_images_by_digest(
     bundle: &BundleFile,
     images: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(!images.is_empty(), "no Deployment containers found in the cluster");
+    anyhow::ensure!(
+        !images.is_empty(),
+        "no Deployment containers found in the cluster"
+    );
     for (container, image) in images {
         let matched = bundle.images.iter().find_map(|(original, digest)| {
             let relocated = relocated_reference(site, original).ok()?;
-            let repo = relocated.rsplit_once(':').map_or(relocated.as_str(), |(r, _)| r);
-            let tagged = image.starts_with(&format!("{repo}@")) || image.starts_with(&format!("{relocated}@"));
+            let repo = relocated
+                .rsplit_once(':')
+                .map_or(relocated.as_str(), |(r, _)| r);
+            let tagged = image.starts_with(&format!("{repo}@"))
+                || image.starts_with(&format!("{relocated}@"));
             (tagged && image.ends_with(&format!("@{digest}"))).then_some(original)
         });
         anyhow::ensure!(
@@ -256,8 +285,9 @@ pub fn contains(have: &Value, want: &Value) -> bool {
         (Value::Array(h), Value::Array(w)) => {
             h.len() == w.len() && h.iter().zip(w).all(|(hv, wv)| contains(hv, wv))
         }
-        // YAML ints vs JSON ints, or `"80"` vs `80` (targetPort) are compared as text.
-        (h, w) => h == w || (h.is_number() && h.to_string() == w.to_string()),
+        // `80` against `"80"` (e.g. a port written as a string) compares as text.
+        (Value::Number(h), Value::String(w)) => h.to_string() == *w,
+        (h, w) => h == w,
     }
 }
 

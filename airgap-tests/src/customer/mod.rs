@@ -117,7 +117,10 @@ impl Site {
 
     /// `--key vendor.pub`.
     pub fn key_args(&self) -> Vec<String> {
-        vec!["--key".to_string(), self.input.vendor_pub.display().to_string()]
+        vec![
+            "--key".to_string(),
+            self.input.vendor_pub.display().to_string(),
+        ]
     }
 
     /// The installer command with `args`, an isolated home, the registry password in its
@@ -167,7 +170,11 @@ impl Site {
         a.extend(self.registry_args());
         a.extend(self.cluster_args());
         if command != "plan" {
-            a.extend(["--yes".to_string(), "--timeout".to_string(), READY_TIMEOUT.to_string()]);
+            a.extend([
+                "--yes".to_string(),
+                "--timeout".to_string(),
+                READY_TIMEOUT.to_string(),
+            ]);
         }
         a
     }

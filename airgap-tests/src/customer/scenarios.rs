@@ -2,10 +2,10 @@
 //! registry and the cluster independently afterwards; a failed check is an error naming what
 //! was expected and what was found.
 
-use std::collections::BTreeMap;
 use airlift_testkit::cluster::FailureMode;
 use anyhow::Context;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 use super::checks::{
     app_objects, check_images_by_digest, check_relocated, check_tags_complete, cluster_writes,
@@ -16,6 +16,7 @@ use crate::protocol::BundleFile;
 
 /// The scenario names `airgap-customer` accepts.
 pub const SCENARIOS: &[&str] = &[
+    "harness",
     "relocate",
     "lifecycle",
     "crash-recovery",
@@ -27,14 +28,75 @@ pub const SCENARIOS: &[&str] = &[
 /// Runs the scenario called `name`.
 pub fn run(site: &mut Site, name: &str) -> anyhow::Result<()> {
     match name {
+        "harness" => harness(site),
         "relocate" => relocate(site),
         "lifecycle" => lifecycle(site),
         "crash-recovery" => crash_recovery(site),
         "untrusted-bundles" => untrusted_bundles(site),
         "registry-faults" => registry_faults(site),
         "failed-upgrade" => failed_upgrade(site),
-        other => anyhow::bail!("unknown scenario `{other}`; known: {}", SCENARIOS.join(", ")),
+        other => anyhow::bail!(
+            "unknown scenario `{other}`; known: {}",
+            SCENARIOS.join(", ")
+        ),
     }
+}
+
+/// The harness itself: inside the namespace the test cluster answers kubectl, the customer
+/// registry takes a skopeo push over TLS with its password, and skopeo cannot reach the
+/// vendor registry.
+fn harness(site: &mut Site) -> anyhow::Result<()> {
+    let nodes = super::checks::kubectl_get(site, "nodes")?;
+    let arches: Vec<&str> = nodes
+        .iter()
+        .filter_map(|n| n["status"]["nodeInfo"]["architecture"].as_str())
+        .collect();
+    anyhow::ensure!(
+        arches == ["amd64", "arm64"],
+        "kubectl sees nodes {arches:?}"
+    );
+
+    let layout = site.scratch("harness-image")?;
+    let set = airlift_testkit::images::sample_set(&layout, 9, 64 << 10)?;
+    let digest = site.registry.seed(&layout, "multi", "probe/multi:1");
+    anyhow::ensure!(
+        digest == set.multi.index.digest,
+        "skopeo pushed {} but the registry serves {digest}",
+        set.multi.index.digest
+    );
+    let state = registry_state(site)?;
+    anyhow::ensure!(
+        state
+            .tags
+            .get("probe/multi")
+            .is_some_and(|t| t.contains("1")),
+        "the registry's storage does not show probe/multi:1: {state:?}"
+    );
+
+    let vendor_ref = format!("docker://{}/acme/api:1.0", site.input.vendor_registry);
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--retry-times=0",
+            &vendor_ref,
+        ])
+        .output()?;
+    anyhow::ensure!(
+        !out.status.success(),
+        "skopeo reached the vendor registry from the air gap"
+    );
+    site.step(
+        "harness",
+        json!({
+            "nodes": arches,
+            "pushed": digest.to_string(),
+            "registry": state,
+            "vendor_skopeo_error": String::from_utf8_lossy(&out.stderr).trim(),
+        }),
+    );
+    Ok(())
 }
 
 /// Verify inside the air gap, push both bundles, check every relocated image with skopeo, and
@@ -52,14 +114,20 @@ fn relocate(site: &mut Site) -> anyhow::Result<()> {
         let out = site.run_installer(&site.push_args(&bundle.path))?;
         out.ensure_success()?;
         let relocated = check_relocated(site, &bundle)?;
-        site.step(&format!("push {role}"), json!({ "relocated": relocated, "report": out.json()? }));
+        site.step(
+            &format!("push {role}"),
+            json!({ "relocated": relocated, "report": out.json()? }),
+        );
     }
     let bundle = site.bundle("saas-v1")?;
     let before = registry_state(site)?;
     let out = site.run_installer(&site.push_args(&bundle.path))?;
     out.ensure_success()?;
     let after = registry_state(site)?;
-    anyhow::ensure!(before == after, "a second push changed the registry: {before:?} -> {after:?}");
+    anyhow::ensure!(
+        before == after,
+        "a second push changed the registry: {before:?} -> {after:?}"
+    );
     site.step("push saas-v1 again", json!({ "report": out.json()? }));
     anyhow::ensure!(cluster_writes(site).is_empty(), "push wrote to the cluster");
     Ok(())
@@ -75,7 +143,10 @@ fn lifecycle(site: &mut Site) -> anyhow::Result<()> {
     let relocated = check_relocated(site, &v1)?;
     let objects = check_deployed(site, &v1, "install-v1-render")?;
     expect_version(&objects, "1.0.0", "info", true)?;
-    site.step("install saas-v1", json!({ "relocated": relocated, "images": live_images(&objects) }));
+    site.step(
+        "install saas-v1",
+        json!({ "relocated": relocated, "images": live_images(&objects) }),
+    );
 
     let writes = cluster_writes(site).len();
     let mut args = site.bundle_command_args("plan", &v2.path);
@@ -95,7 +166,10 @@ fn lifecycle(site: &mut Site) -> anyhow::Result<()> {
     check_relocated(site, &v2)?;
     let objects = check_deployed(site, &v2, "upgrade-v2-render")?;
     expect_version(&objects, "2.0.0", "warn", false)?;
-    site.step("upgrade saas-v2", json!({ "images": live_images(&objects) }));
+    site.step(
+        "upgrade saas-v2",
+        json!({ "images": live_images(&objects) }),
+    );
 
     let mut args = vec!["rollback".to_string(), v1.name.clone()];
     args.extend(site.cluster_args());
@@ -111,20 +185,35 @@ fn lifecycle(site: &mut Site) -> anyhow::Result<()> {
     args.push("--yes".to_string());
     site.run_installer(&args)?.ensure_success()?;
     let left = app_objects(site)?;
-    anyhow::ensure!(left.is_empty(), "uninstall left objects behind: {:?}", left.keys());
-    site.step("uninstall", json!({ "left": left.keys().collect::<Vec<_>>() }));
+    anyhow::ensure!(
+        left.is_empty(),
+        "uninstall left objects behind: {:?}",
+        left.keys()
+    );
+    site.step(
+        "uninstall",
+        json!({ "left": left.keys().collect::<Vec<_>>() }),
+    );
     Ok(())
 }
 
 /// The live objects match `airlift-install render` for the same bundle and registry, and run
 /// the bundle's images by digest from the customer registry. Returns the live objects.
-fn check_deployed(site: &Site, bundle: &BundleFile, scratch: &str) -> anyhow::Result<BTreeMap<String, Value>> {
+fn check_deployed(
+    site: &Site,
+    bundle: &BundleFile,
+    scratch: &str,
+) -> anyhow::Result<BTreeMap<String, Value>> {
     let out_dir = site.scratch(scratch)?.join("manifests");
     let mut args = vec!["render".to_string(), bundle.path.display().to_string()];
     args.extend(site.key_args());
     args.extend(["--registry".to_string(), site.target()]);
     args.extend(["--namespace".to_string(), NAMESPACE.to_string()]);
-    args.extend(["--yes".to_string(), "--out".to_string(), out_dir.display().to_string()]);
+    args.extend([
+        "--yes".to_string(),
+        "--out".to_string(),
+        out_dir.display().to_string(),
+    ]);
     site.run_installer(&args)?.ensure_success()?;
     let rendered = rendered_objects(&out_dir)?;
     let live = app_objects(site)?;
@@ -134,9 +223,12 @@ fn check_deployed(site: &Site, bundle: &BundleFile, scratch: &str) -> anyhow::Re
         if !matches!(kind, "Deployment" | "Service" | "ConfigMap") {
             continue;
         }
-        let have = live
-            .get(key)
-            .with_context(|| format!("rendered {key} is not in the cluster (live: {:?})", live.keys()))?;
+        let have = live.get(key).with_context(|| {
+            format!(
+                "rendered {key} is not in the cluster (live: {:?})",
+                live.keys()
+            )
+        })?;
         for field in ["spec", "data"] {
             if let Some(w) = want.get(field) {
                 anyhow::ensure!(
@@ -148,7 +240,10 @@ fn check_deployed(site: &Site, bundle: &BundleFile, scratch: &str) -> anyhow::Re
         }
         compared += 1;
     }
-    anyhow::ensure!(compared >= 5, "only {compared} rendered objects were compared");
+    anyhow::ensure!(
+        compared >= 5,
+        "only {compared} rendered objects were compared"
+    );
     check_images_by_digest(site, bundle, &live_images(&live))?;
     Ok(live)
 }
@@ -197,11 +292,18 @@ fn crash_recovery(site: &mut Site) -> anyhow::Result<()> {
     let registry_dir = site.registry.storage_dir();
     let hit = running.wait_for(super::COMMAND_LIMIT, || blob_count(&registry_dir) >= 2)?;
     let killed = running.kill9()?;
-    anyhow::ensure!(hit && killed.killed, "install finished before the kill during push:\n{}", killed.describe());
+    anyhow::ensure!(
+        hit && killed.killed,
+        "install finished before the kill during push:\n{}",
+        killed.describe()
+    );
     let partial = registry_state(site)?;
     let complete_tags = check_tags_complete(site)?;
     let writes = cluster_writes(site);
-    anyhow::ensure!(writes.is_empty(), "a push killed midway already wrote to the cluster: {writes:?}");
+    anyhow::ensure!(
+        writes.is_empty(),
+        "a push killed midway already wrote to the cluster: {writes:?}"
+    );
     site.run_installer(&args)?.ensure_success()?;
     check_relocated(site, &v1)?;
     let objects = check_deployed(site, &v1, "crash-push-render")?;
@@ -219,21 +321,33 @@ fn crash_recovery(site: &mut Site) -> anyhow::Result<()> {
     let base = cluster_writes(site).len();
     let mut running = site.spawn_installer(&args)?;
     let hit = running.wait_for(super::COMMAND_LIMIT, || {
-        cluster_writes(site).iter().skip(base).any(|w| w.starts_with("PATCH") || w.starts_with("POST"))
+        cluster_writes(site)
+            .iter()
+            .skip(base)
+            .any(|w| w.starts_with("PATCH") || w.starts_with("POST"))
     })?;
     let killed = running.kill9()?;
-    anyhow::ensure!(hit && killed.killed, "install finished before the kill during apply:\n{}", killed.describe());
+    anyhow::ensure!(
+        hit && killed.killed,
+        "install finished before the kill during apply:\n{}",
+        killed.describe()
+    );
     let writes_at_kill = cluster_writes(site).len() - base;
     site.run_installer(&args)?.ensure_success()?;
     let objects = check_deployed(site, &v1, "crash-apply-render")?;
     expect_version(&objects, "1.0.0", "info", true)?;
-    site.step("kill -9 during apply, then install", json!({ "writes_at_kill": writes_at_kill }));
+    site.step(
+        "kill -9 during apply, then install",
+        json!({ "writes_at_kill": writes_at_kill }),
+    );
     Ok(())
 }
 
 fn blob_count(storage: &std::path::Path) -> usize {
     let dir = storage.join("docker/registry/v2/blobs/sha256");
-    let Ok(prefixes) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(prefixes) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     prefixes
         .flatten()
         .filter_map(|p| std::fs::read_dir(p.path()).ok())
@@ -255,8 +369,16 @@ fn untrusted_bundles(site: &mut Site) -> anyhow::Result<()> {
     let offset = flip_bit(&copy)?;
 
     let cases = [
-        ("bit flipped", copy.clone(), vec!["digest", "acme-saas-1.0.0.airlift"]),
-        ("signed by another key", site.bundle("demo-other-key")?.path, vec!["signature"]),
+        (
+            "bit flipped",
+            copy.clone(),
+            vec!["digest", "acme-saas-1.0.0.airlift"],
+        ),
+        (
+            "signed by another key",
+            site.bundle("demo-other-key")?.path,
+            vec!["signature"],
+        ),
         ("unsigned", site.bundle("demo-unsigned")?.path, vec!["sign"]),
     ];
     for (what, path, mentions) in cases {
@@ -264,10 +386,19 @@ fn untrusted_bundles(site: &mut Site) -> anyhow::Result<()> {
         out.ensure_code(3)?;
         out.ensure_stderr_mentions(&mentions)?;
         let state = registry_state(site)?;
-        anyhow::ensure!(state.is_empty(), "the registry changed after a refused bundle ({what}): {state:?}");
+        anyhow::ensure!(
+            state.is_empty(),
+            "the registry changed after a refused bundle ({what}): {state:?}"
+        );
         let writes = cluster_writes(site);
-        anyhow::ensure!(writes.is_empty(), "the cluster changed after a refused bundle ({what}): {writes:?}");
-        site.step(&format!("refused: {what}"), json!({ "stderr": out.stderr, "flipped_offset": offset }));
+        anyhow::ensure!(
+            writes.is_empty(),
+            "the cluster changed after a refused bundle ({what}): {writes:?}"
+        );
+        site.step(
+            &format!("refused: {what}"),
+            json!({ "stderr": out.stderr, "flipped_offset": offset }),
+        );
     }
     Ok(())
 }
@@ -275,7 +406,10 @@ fn untrusted_bundles(site: &mut Site) -> anyhow::Result<()> {
 /// Flips the lowest bit of the byte in the middle of `path`; returns its offset.
 fn flip_bit(path: &std::path::Path) -> anyhow::Result<u64> {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let mut f = fs_err::OpenOptions::new().read(true).write(true).open(path)?;
+    let mut f = fs_err::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
     let offset = f.metadata()?.len() / 2;
     let mut b = [0u8; 1];
     f.seek(SeekFrom::Start(offset))?;
@@ -301,7 +435,10 @@ fn registry_faults(site: &mut Site) -> anyhow::Result<()> {
 
     // Unknown CA: the same command without --registry-ca.
     let mut args = site.bundle_command_args("install", &v1.path);
-    let ca = args.iter().position(|a| a == "--registry-ca").context("--registry-ca")?;
+    let ca = args
+        .iter()
+        .position(|a| a == "--registry-ca")
+        .context("--registry-ca")?;
     args.drain(ca..ca + 2);
     let out = site.run_installer(&args)?;
     assert_registry_refusal(site, "unknown CA", &out, &[&host, "--registry-ca"])?;
@@ -328,7 +465,10 @@ fn assert_registry_refusal(
         out.describe()
     );
     let state = registry_state(site)?;
-    anyhow::ensure!(state.tags.is_empty(), "{what}: the registry holds tags afterwards: {state:?}");
+    anyhow::ensure!(
+        state.tags.is_empty(),
+        "{what}: the registry holds tags afterwards: {state:?}"
+    );
     let writes = cluster_writes(site);
     anyhow::ensure!(writes.is_empty(), "{what}: the cluster changed: {writes:?}");
     site.step(&format!("refused: {what}"), json!({ "stderr": out.stderr }));
@@ -340,7 +480,8 @@ fn assert_registry_refusal(
 fn failed_upgrade(site: &mut Site) -> anyhow::Result<()> {
     let v1 = site.bundle("saas-v1")?;
     let v2 = site.bundle("saas-v2")?;
-    site.run_installer(&site.bundle_command_args("install", &v1.path))?.ensure_success()?;
+    site.run_installer(&site.bundle_command_args("install", &v1.path))?
+        .ensure_success()?;
     let before = app_objects(site)?;
     let images_before = live_images(&before);
 
@@ -353,7 +494,10 @@ fn failed_upgrade(site: &mut Site) -> anyhow::Result<()> {
     let hex = new_api.trim_start_matches("sha256:").to_string();
     site.cluster.fail_image(&hex, FailureMode::ImagePullBackOff);
     let mut args = site.bundle_command_args("upgrade", &v2.path);
-    let t = args.iter().position(|a| a == "--timeout").context("--timeout")?;
+    let t = args
+        .iter()
+        .position(|a| a == "--timeout")
+        .context("--timeout")?;
     args[t + 1] = "10".to_string();
     let out = site.run_installer(&args)?;
     out.ensure_code(8)?;
@@ -367,6 +511,9 @@ fn failed_upgrade(site: &mut Site) -> anyhow::Result<()> {
     );
     check_images_by_digest(site, &v1, &live_images(&after))?;
     expect_version(&after, "1.0.0", "info", true)?;
-    site.step("failed upgrade rolled back", json!({ "stderr": out.stderr, "images": live_images(&after) }));
+    site.step(
+        "failed upgrade rolled back",
+        json!({ "stderr": out.stderr, "images": live_images(&after) }),
+    );
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 
 use tar::EntryType;
 
@@ -93,6 +93,15 @@ pub enum TarError {
         /// The member path.
         path: String,
     },
+    /// A GNU long-name/long-link or PAX extension record larger than [`MAX_EXTENSION`]: such a
+    /// record is read into memory, so a hostile one could exhaust it.
+    #[error("tar extension record at byte {offset} declares {size} bytes, over the {MAX_EXTENSION}-byte limit")]
+    ExtensionTooLarge {
+        /// Where its header is.
+        offset: u64,
+        /// Its declared size.
+        size: u64,
+    },
     /// A member's declared size runs past the end of the file.
     #[error("member `{path}` declares {size} bytes at offset {offset}, past the end of the {file_len}-byte file")]
     PastEof {
@@ -117,6 +126,42 @@ impl TarError {
             _ => "this file was not written by airlift-pack and may be hostile: do not extract it; ask the vendor for a fresh copy",
         }
     }
+}
+
+/// Both passes read through the shared file position: start each at the beginning.
+fn rewind(mut file: &File) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0)).map(|_| ())
+}
+
+/// The largest GNU long-name/long-link or PAX extension record accepted.
+pub const MAX_EXTENSION: u64 = 64 * 1024;
+
+/// First pass, raw: extension records are read into memory by the second pass, so their size is
+/// bounded here before any of them is read.
+fn check_extensions(file: &File) -> Result<(), TarError> {
+    let malformed = |offset: u64| move |source: io::Error| TarError::Malformed { offset, source };
+    rewind(file).map_err(malformed(0))?;
+    let mut archive = tar::Archive::new(file);
+    let mut last = 0;
+    for entry in archive.entries_with_seek().map_err(malformed(0))?.raw(true) {
+        let entry = entry.map_err(|e| malformed(last)(e))?;
+        last = entry.raw_header_position();
+        let kind = entry.header().entry_type();
+        let extension = matches!(
+            kind,
+            EntryType::GNULongName
+                | EntryType::GNULongLink
+                | EntryType::XHeader
+                | EntryType::XGlobalHeader
+        );
+        if extension && entry.size() > MAX_EXTENSION {
+            return Err(TarError::ExtensionTooLarge {
+                offset: last,
+                size: entry.size(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_path(raw: &[u8]) -> Result<String, TarError> {
@@ -152,6 +197,8 @@ fn link_target(entry: &tar::Entry<'_, &File>) -> String {
 pub fn scan(file: &File) -> Result<Vec<MemberEntry>, TarError> {
     let malformed = |offset: u64| move |source: io::Error| TarError::Malformed { offset, source };
     let file_len = file.metadata().map_err(malformed(0))?.len();
+    check_extensions(file)?;
+    rewind(file).map_err(malformed(0))?;
     let mut archive = tar::Archive::new(file);
     let mut seen = HashSet::new();
     let mut out: Vec<MemberEntry> = Vec::new();

@@ -93,6 +93,14 @@ pub enum WriteError {
         #[source]
         source: Option<TarError>,
     },
+    /// A component lists a manifest file that was not given.
+    #[error("component `{component}` lists `{path}` but no such component file was given")]
+    MissingComponentFile {
+        /// The component.
+        component: String,
+        /// The listed path.
+        path: String,
+    },
     /// Two component files with the same path.
     #[error("component file `{path}` is given twice")]
     DuplicateFile {
@@ -124,6 +132,7 @@ impl WriteError {
             WriteError::Io { path, .. } => format!("check free space and permissions at `{}`", path.display()),
             WriteError::Image(_) | WriteError::SourceCorrupt { .. } => "the blob cache is incomplete or corrupt: pull the images again (delete the cache entry named above)".into(),
             WriteError::BadPath { .. } | WriteError::DuplicateFile { .. } => "rename the component file so each has one safe relative path".into(),
+            WriteError::MissingComponentFile { .. } => "add the file to the component's folder, or remove it from the component's manifests list".into(),
             WriteError::ConflictingReference { .. } => "give each image one digest: pin the reference by digest in the definition".into(),
             WriteError::Serialize(_) | WriteError::SerializeIndex(_) => "report this as a bug".into(),
         }
@@ -328,6 +337,15 @@ pub fn write_bundle(
         }
     }
 
+    for c in &manifest.components {
+        if let Some(path) = c.manifests.iter().find(|p| !seen.contains(p.as_str())) {
+            return Err(WriteError::MissingComponentFile {
+                component: c.name.clone(),
+                path: path.clone(),
+            });
+        }
+    }
+
     let record = |path: &str, data: &[u8]| MemberRecord {
         path: path.to_string(),
         digest: Digest::of_bytes(data),
@@ -403,4 +421,17 @@ pub fn write_bundle(
         manifest_digest: Digest::of_bytes(&manifest_bytes),
         manifest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_time_parses_to_epoch_seconds() {
+        assert_eq!(rfc3339_to_epoch("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(rfc3339_to_epoch("2026-01-02T03:04:05Z"), 1_767_323_045);
+        assert_eq!(rfc3339_to_epoch("2000-02-29T12:00:00.5+00:00"), 951_825_600);
+        assert_eq!(rfc3339_to_epoch("yesterday"), 0);
+    }
 }

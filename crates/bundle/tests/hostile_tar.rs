@@ -270,3 +270,31 @@ fn corrupt_header_checksum_is_malformed() {
     let p = f.write(d.path(), "corrupt-header-checksum");
     assert!(matches!(rejected(&p), TarError::Malformed { .. }));
 }
+
+#[test]
+fn hostile_huge_pax_header_is_rejected_before_it_is_read() {
+    // A PAX record declaring 1 GiB would be read into memory by a naive reader.
+    let d = tempfile::tempdir().unwrap();
+    let mut f = Fixture::new();
+    f.header(b"PaxHeader", tar::EntryType::XHeader, 1 << 30, b"");
+    f.data(&[b'a'; 512]);
+    let p = f.write(d.path(), "hostile-huge-pax-header");
+    assert!(matches!(rejected(&p), TarError::ExtensionTooLarge { size, .. } if size == 1 << 30));
+}
+
+#[test]
+fn hostile_huge_gnu_longname_is_rejected() {
+    let d = tempfile::tempdir().unwrap();
+    let mut f = Fixture::new();
+    let long = vec![b'a'; 200 * 1024];
+    f.header(
+        b"././@LongLink",
+        tar::EntryType::GNULongName,
+        long.len() as u64,
+        b"",
+    );
+    f.data(&long);
+    f.file("innocent", b"x");
+    let p = f.write(d.path(), "hostile-huge-gnu-longname");
+    assert!(matches!(rejected(&p), TarError::ExtensionTooLarge { .. }));
+}

@@ -49,6 +49,14 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    /// An object being replaced was not gone in time.
+    #[error("{object} was still being deleted after {waited:?}")]
+    StillDeleting {
+        /// The object.
+        object: String,
+        /// How long we waited.
+        waited: Duration,
+    },
     /// Reading a live object failed.
     #[error("failed to read {object} from the cluster")]
     Read {
@@ -95,6 +103,9 @@ impl ApplyError {
                 clash with another CRD"
                 .into(),
             Self::CrdStatus { source, .. } => crate::kubeconfig::api_hint(source),
+            Self::StillDeleting { .. } => "check the object's finalizers \
+                (`kubectl get -o yaml`) and run the command again"
+                .into(),
             Self::NoIdentity { .. } => "every manifest needs apiVersion, kind and metadata.name; \
                 ask the vendor for a fixed bundle"
                 .into(),
@@ -199,7 +210,18 @@ pub async fn apply_all(
     progress.start(label, Some(objects.len() as u64));
     for o in objects {
         let Some(id) = o.id() else { continue };
-        apply_one(resolver, &o.object, false).await?;
+        match apply_one(resolver, &o.object, false).await {
+            Ok(_) => {}
+            Err(ApplyError::Apply {
+                source: kube::Error::Api(s),
+                ..
+            }) if s.code == 422 && is_replaceable_job(&id) && s.message.contains("immutable") => {
+                // A Job's pod template cannot change: replace the Job, as an upgrade must.
+                progress.message(&format!("{id} has an immutable template; replacing it"));
+                replace_job(resolver, &id, &o.object, crd_timeout).await?;
+            }
+            Err(e) => return Err(e),
+        }
         if !applied.contains(&id) {
             applied.push(id.clone());
         }
@@ -211,6 +233,48 @@ pub async fn apply_all(
         progress.advance(label, 1);
     }
     progress.finish(label);
+    Ok(())
+}
+
+fn is_replaceable_job(id: &ObjectRef) -> bool {
+    id.group == "batch" && id.kind == "Job"
+}
+
+/// Deletes a Job (and its Pods), waits until it is gone, and applies it anew.
+async fn replace_job(
+    resolver: &Resolver,
+    id: &ObjectRef,
+    object: &Value,
+    timeout: Duration,
+) -> Result<(), ApplyError> {
+    let (api, _) = resolver
+        .api_for(id, "default")
+        .await
+        .map_err(|source| ApplyError::Resolve {
+            object: id.to_string(),
+            source,
+        })?;
+    match api.delete(&id.name, &DeleteParams::foreground()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(source) => {
+            return Err(ApplyError::Delete {
+                object: id.to_string(),
+                source,
+            })
+        }
+    }
+    let start = tokio::time::Instant::now();
+    while get_live(resolver, id).await?.is_some() {
+        if start.elapsed() >= timeout {
+            return Err(ApplyError::StillDeleting {
+                object: id.to_string(),
+                waited: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    apply_one(resolver, object, false).await?;
     Ok(())
 }
 

@@ -369,4 +369,23 @@ users:
             "{err}"
         );
     }
+
+    #[tokio::test]
+    async fn unreachable_server_names_context_and_server() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, TWO_CONTEXTS).unwrap();
+        let err = Cluster::connect(&ConnectOptions {
+            kubeconfig: Some(path),
+            context: Some("two".into()),
+        })
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ConnectError::Unreachable { .. }), "{text}");
+        assert!(text.contains("context `two`"), "{text}");
+        assert!(text.contains("https://127.0.0.1:1"), "{text}");
+        assert!(err.hint().contains("reachable"), "{}", err.hint());
+    }
 }

@@ -47,6 +47,42 @@ pub struct Plan {
     pub unchanged: Vec<ObjectRef>,
     /// New and changed container images.
     pub images: Vec<ImageChange>,
+    /// Configuration keys added, removed and changed since the deployed release (keys only).
+    pub config: ConfigDiff,
+}
+
+/// How the configuration differs from the deployed release's: keys only, never values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConfigDiff {
+    /// Keys the new configuration has and the deployed one lacks.
+    pub added: Vec<String>,
+    /// Keys the deployed configuration has and the new one lacks.
+    pub removed: Vec<String>,
+    /// Keys whose value (or, for secrets, fingerprint) changes.
+    pub changed: Vec<String>,
+}
+
+impl ConfigDiff {
+    /// Compares two recorded configurations (secrets already fingerprinted).
+    pub fn between(old: &BTreeMap<String, Value>, new: &BTreeMap<String, Value>) -> Self {
+        Self {
+            added: new
+                .keys()
+                .filter(|k| !old.contains_key(*k))
+                .cloned()
+                .collect(),
+            removed: old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect(),
+            changed: new
+                .iter()
+                .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
+                .map(|(k, _)| k.clone())
+                .collect(),
+        }
+    }
 }
 
 impl Plan {
@@ -79,6 +115,15 @@ impl fmt::Display for Plan {
                     "  image {} container {}: new {}",
                     i.workload, i.container, i.to
                 )?,
+            }
+        }
+        for (label, keys) in [
+            ("added", &self.config.added),
+            ("removed", &self.config.removed),
+            ("changed", &self.config.changed),
+        ] {
+            if !keys.is_empty() {
+                writeln!(f, "  config keys {label}: {}", keys.join(", "))?;
             }
         }
         write!(
@@ -273,6 +318,29 @@ mod tests {
         let dry = json!({"metadata": {"name": "a"}, "spec": {"x": 2}});
         diff_paths(&normalize(&live), &normalize(&dry), "", &mut out, 10);
         assert_eq!(out, ["metadata.labels", "spec.x"]);
+    }
+
+    #[test]
+    fn config_diff_names_keys_only() {
+        let old = [
+            ("a".to_string(), json!(1)),
+            ("b".to_string(), json!("sha256:1")),
+        ]
+        .into();
+        let new = [
+            ("b".to_string(), json!("sha256:2")),
+            ("c".to_string(), json!(true)),
+        ]
+        .into();
+        let d = ConfigDiff::between(&old, &new);
+        assert_eq!(
+            (d.added, d.removed, d.changed),
+            (
+                vec!["c".to_string()],
+                vec!["a".to_string()],
+                vec!["b".to_string()]
+            )
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl fmt::Display for NotReady {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadinessError {
     /// Workloads were not ready in time (or failed for good, like a failed Job).
-    #[error("{} not ready after {waited:?}: {}", plural(.not_ready.len()), join(.not_ready))]
+    #[error("{} not ready after {waited:.0?}: {}", plural(.not_ready.len()), join(.not_ready))]
     NotReady {
         /// How long we waited.
         waited: Duration,
@@ -169,9 +169,14 @@ pub fn evaluate(kind: &str, live: &Value) -> State {
             if updated >= want && available >= want && total <= updated {
                 State::Ready
             } else {
-                State::Progressing(format!(
-                    "{available}/{want} replicas available, {updated} updated"
-                ))
+                let mut text = format!("{updated}/{want} replicas updated, {available} available");
+                if total > updated {
+                    text.push_str(&format!(
+                        ", {} old replica(s) still running",
+                        total - updated
+                    ));
+                }
+                State::Progressing(text)
             }
         }
         "StatefulSet" => {

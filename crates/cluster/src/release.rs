@@ -120,7 +120,9 @@ pub struct BundleInfo {
     pub digest: String,
 }
 
-/// A rendered object as stored in a record: Secret `data`/`stringData` removed, their keys kept.
+/// A rendered object as stored in a record: Secret `data`/`stringData` removed (their keys
+/// kept), and in every other object each string holding a known secret value blanked (its JSON
+/// pointer kept), so a rollback can put the live values back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredObject {
@@ -129,11 +131,24 @@ pub struct StoredObject {
     /// For Secrets: the keys whose values were removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redacted_keys: Vec<String>,
+    /// For other objects: JSON pointers of strings that held a secret value, now empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted_paths: Vec<String>,
 }
+
+/// Secret values shorter than this are only scrubbed where a string equals them exactly;
+/// longer ones wherever a string contains them.
+const MIN_CONTAINED_SECRET: usize = 6;
 
 impl StoredObject {
     /// Stores `object`, removing the values of a core `Secret`.
     pub fn redact(object: &ManagedObject) -> Self {
+        Self::redact_with(object, &[])
+    }
+
+    /// Stores `object`, removing the values of a core `Secret` and blanking, anywhere else,
+    /// every string that holds one of `secrets` (e.g. a password rendered into an env var).
+    pub fn redact_with(object: &ManagedObject, secrets: &[String]) -> Self {
         let mut object = object.clone();
         let mut redacted_keys = Vec::new();
         let is_secret = object.kind() == "Secret"
@@ -149,10 +164,46 @@ impl StoredObject {
             redacted_keys.sort();
             redacted_keys.dedup();
         }
+        let mut redacted_paths = Vec::new();
+        let secrets: Vec<&str> = secrets
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if !secrets.is_empty() {
+            scrub(&mut object.object, "", &secrets, &mut redacted_paths);
+        }
         Self {
             object,
             redacted_keys,
+            redacted_paths,
         }
+    }
+}
+
+fn scrub(v: &mut Value, pointer: &str, secrets: &[&str], found: &mut Vec<String>) {
+    match v {
+        Value::String(s) => {
+            let hit = secrets.iter().any(|secret| {
+                s == secret || (secret.len() >= MIN_CONTAINED_SECRET && s.contains(secret))
+            });
+            if hit {
+                s.clear();
+                found.push(pointer.to_string());
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                scrub(item, &format!("{pointer}/{i}"), secrets, found);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                let key = k.replace('~', "~0").replace('/', "~1");
+                scrub(item, &format!("{pointer}/{key}"), secrets, found);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -385,6 +436,25 @@ mod tests {
         assert!(!text.contains("aHVudGVyMg=="), "{text}");
         assert!(!text.contains("admin-secret"), "{text}");
         assert_eq!(stored.redacted_keys, ["password", "user"]);
+
+        let d = ManagedObject::new(
+            "web",
+            0,
+            0,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "w", "env": [
+                       {"name": "DSN", "value": "postgres://app:hunter2-long@db/app"},
+                       {"name": "MODE", "value": "prod"}]}]}}}}),
+        )
+        .unwrap();
+        let stored = StoredObject::redact_with(&d, &["hunter2-long".to_string()]);
+        let text = serde_json::to_string(&stored).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(
+            stored.redacted_paths,
+            ["/spec/template/spec/containers/0/env/0/value"]
+        );
+        assert!(text.contains("prod"));
 
         let cm = ManagedObject::new(
             "db",

@@ -144,13 +144,21 @@ async fn upgrade_prunes_what_the_new_version_dropped() {
             .await
             .is_some());
 
-        let v2 = demo_request(
+        let mut v2 = demo_request(
             "demo",
             &ns,
             "2.0.0",
             demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw-1"),
         );
+        v2.config.insert("web.tls".into(), json!(true));
         let plan = engine.plan(&v2).await.unwrap();
+        assert_eq!(
+            plan.config.added,
+            ["web.tls"],
+            "[{}] plan: {plan}",
+            env.tier
+        );
+        assert!(plan.config.removed.is_empty() && plan.config.changed.is_empty());
         let deletes: Vec<String> = plan.delete.iter().map(|o| o.name.clone()).collect();
         assert_eq!(deletes, ["legacy"], "[{}] plan: {plan}", env.tier);
         assert!(
@@ -214,6 +222,7 @@ async fn failed_upgrade_rolls_back_and_the_old_version_keeps_running() {
         let cluster = env.connect().await;
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("rb");
+        let engine = engine.redacting_values(["pw-old".to_string(), "pw-new".to_string()]);
         let v1 = demo_request(
             "demo",
             &ns,
@@ -443,7 +452,7 @@ async fn uninstall_keeps_pvcs_unless_asked() {
         assert_eq!(
             kept,
             [
-                format!("PersistentVolumeClaim/data"),
+                "PersistentVolumeClaim/data".to_string(),
                 format!("Namespace/{ns}")
             ]
         );
@@ -537,6 +546,7 @@ async fn secrets_never_reach_release_records() {
         let cluster = env.connect().await;
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("sec");
+        let engine = engine.redacting_values([PASSWORD.to_string()]);
         let mut req = demo_request(
             "demo",
             &ns,
@@ -579,6 +589,17 @@ async fn secrets_never_reach_release_records() {
             "the hashed configuration is recorded"
         );
         assert!(body.contains("\"redactedKeys\":[\"password\"]"), "{body}");
+        assert!(
+            body.contains("/spec/template/spec/containers/0/env/0/value"),
+            "the env var holding the password is scrubbed: {body}"
+        );
+        let deploy = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .unwrap();
+        assert_eq!(
+            deploy["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], PASSWORD,
+            "the cluster gets the real value"
+        );
         // The applied Secret itself does hold the value.
         let live_secret = live(&cluster, "v1", "Secret", Some(&ns), "web-secret")
             .await
@@ -682,5 +703,92 @@ async fn generated_values_survive_upgrades_and_data_keeping_uninstalls() {
             .await
             .unwrap()
             .is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_changes_a_completed_jobs_template() {
+    // A real apiserver refuses a new pod template on an existing Job (immutable): the engine
+    // replaces the Job. The test cluster accepts the change in place (and keeps the completed
+    // status), so only the real tier exercises the replacement.
+    const JOB_V1: &str = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1";
+    const JOB_V2: &str = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1";
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("job");
+        let job = |image: &str| {
+            airlift_cluster::ManagedObject::new(
+                "migrate",
+                1,
+                0,
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+                       "spec": {"backoffLimit": 1, "template": {"spec": {
+                           "restartPolicy": "Never",
+                           "containers": [{"name": "m", "image": image, "command": ["true"]}]}}}}),
+            )
+            .unwrap()
+        };
+        let mut v1 = demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw");
+        v1.push(job(JOB_V1));
+        engine
+            .install(&demo_request("demo", &ns, "1.0.0", v1), &options())
+            .await
+            .unwrap();
+        let mut v2 = demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw");
+        v2.push(job(JOB_V2));
+        engine
+            .upgrade(&demo_request("demo", &ns, "2.0.0", v2), &options())
+            .await
+            .unwrap_or_else(|e| panic!("[{}] {e}: {}", env.tier, e.hint()));
+        let live_job = live(&cluster, "batch/v1", "Job", Some(&ns), "migrate")
+            .await
+            .unwrap();
+        assert_eq!(image_of(&live_job), JOB_V2, "[{}]", env.tier);
+        let complete = live_job["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Complete" && c["status"] == "True");
+        assert!(complete, "[{}] the new Job ran: {live_job}", env.tier);
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_is_kept_to_its_depth() {
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("hist");
+        let mut opts = options();
+        opts.history = 2;
+        for (i, version) in ["1.0.0", "1.1.0", "1.2.0"].iter().enumerate() {
+            let req = demo_request(
+                "demo",
+                &ns,
+                version,
+                demo_objects(&ns, 2, GOOD_IMAGE_V1, "pw"),
+            );
+            if i == 0 {
+                engine.install(&req, &opts).await.unwrap();
+            } else {
+                engine.upgrade(&req, &opts).await.unwrap();
+            }
+        }
+        let revisions: Vec<(u32, ReleaseStatus)> = engine
+            .status(&ns, "demo")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.revision, r.status))
+            .collect();
+        assert_eq!(
+            revisions,
+            [(2, ReleaseStatus::Superseded), (3, ReleaseStatus::Deployed)],
+            "[{}]",
+            env.tier
+        );
+        cleanup(&cluster, &ns, "demo").await;
     }
 }

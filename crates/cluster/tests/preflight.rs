@@ -15,7 +15,10 @@ use serde_json::json;
 fn requirements(kubernetes: &str, platforms: &[&str]) -> Requirements {
     Requirements {
         kubernetes: kubernetes.into(),
-        platforms: platforms.iter().map(|p| p.parse().unwrap()).collect(),
+        platforms: platforms
+            .iter()
+            .map(|p| p.parse().expect("a platform"))
+            .collect(),
         storage_classes: vec![],
         crds: vec![],
     }
@@ -32,7 +35,7 @@ fn with_cluster_role(ns: &str) -> Vec<ManagedObject> {
                    "metadata": {"name": format!("{ns}-reader")},
                    "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
         )
-        .unwrap(),
+        .expect("a valid object"),
     );
     objects
 }

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use airlift_bundle::{BlobSource, Digest};
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+};
 use http::StatusCode;
 use url::Url;
 
@@ -151,11 +153,12 @@ impl RegistryClient {
         opts: &RegistryOptions,
         creds: Option<Credentials>,
     ) -> Result<Self, ClientSetupError> {
-        let base =
-            Url::parse(&opts.api_base(registry)).map_err(|source| ClientSetupError::BadRegistry {
+        let base = Url::parse(&opts.api_base(registry)).map_err(|source| {
+            ClientSetupError::BadRegistry {
                 registry: registry.to_string(),
                 source,
-            })?;
+            }
+        })?;
         Ok(Self {
             http,
             registry: registry.to_string(),
@@ -215,12 +218,18 @@ impl RegistryClient {
     }
 
     /// `HEAD /v2/<repo>/blobs/<digest>`: the blob's size when the repository holds it.
-    pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+    pub async fn blob_exists(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
         let target = self.target(format!("{repo}@{digest}"));
         let url = self.url(&format!("{repo}/blobs/{digest}"));
         let scope = Self::push_scope(repo);
         let resp = self
-            .send(&target, Some(&scope), Retries::Yes, || self.http.head(url.clone()))
+            .send(&target, Some(&scope), Retries::Yes, || {
+                self.http.head(url.clone())
+            })
             .await?;
         match resp.status() {
             s if s.is_success() => Ok(Some(
@@ -322,8 +331,16 @@ impl RegistryClient {
                     UploadStart::Mounted => return Ok(true),
                     UploadStart::Session(url) => url,
                 };
-                self.put_blob(repo, &session, digest, size, &source, &high_water, &on_bytes)
-                    .await?;
+                self.put_blob(
+                    repo,
+                    &session,
+                    digest,
+                    size,
+                    &source,
+                    &high_water,
+                    &on_bytes,
+                )
+                .await?;
                 Ok(false)
             }
             .await;
@@ -350,7 +367,8 @@ impl RegistryClient {
     ) -> Result<(), RegistryError> {
         let target = self.target(format!("{repo}@{digest}"));
         let mut url = session.clone();
-        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
         let scope = Self::push_scope(repo);
         let resp = self
             .send(&target, Some(&scope), Retries::No, || {
@@ -455,7 +473,12 @@ impl RegistryClient {
             && url.port_or_known_default() == self.base.port_or_known_default()
     }
 
-    async fn status_error(&self, target: Target, status: StatusCode, resp: reqwest::Response) -> RegistryError {
+    async fn status_error(
+        &self,
+        target: Target,
+        status: StatusCode,
+        resp: reqwest::Response,
+    ) -> RegistryError {
         let retry_after = resp
             .headers()
             .get("retry-after")
@@ -464,11 +487,22 @@ impl RegistryClient {
             .map(std::time::Duration::from_secs);
         let body = resp.bytes().await.unwrap_or_default();
         let body = &body[..body.len().min(4096)];
-        RegistryError::from_status(target, status.as_u16(), body, self.creds.is_some(), retry_after)
+        RegistryError::from_status(
+            target,
+            status.as_u16(),
+            body,
+            self.creds.is_some(),
+            retry_after,
+        )
     }
 
     /// The `Authorization` value cached for `scope`, or fetched when the challenge is known.
-    async fn auth_header(&self, target: &Target, scope: Option<&str>, refresh: bool) -> Result<Option<String>, RegistryError> {
+    async fn auth_header(
+        &self,
+        target: &Target,
+        scope: Option<&str>,
+        refresh: bool,
+    ) -> Result<Option<String>, RegistryError> {
         let key = scope.unwrap_or("").to_string();
         let challenge = {
             let mut state = self.auth.lock().unwrap_or_else(|p| p.into_inner());
@@ -509,7 +543,7 @@ impl RegistryClient {
             let mut req = build();
             if let Some(h) = &header {
                 let built = req.try_clone().and_then(|r| r.build().ok());
-                let on_origin = built.as_ref().map_or(true, |r| self.same_origin(r.url()));
+                let on_origin = built.as_ref().is_none_or(|r| self.same_origin(r.url()));
                 if on_origin {
                     req = req.header(AUTHORIZATION, h);
                 }
@@ -597,9 +631,10 @@ fn blob_body(
                 return Ok::<_, std::io::Error>(None);
             }
             let want = usize::try_from(size - offset).unwrap_or(CHUNK).min(CHUNK);
-            let chunk = tokio::task::spawn_blocking(move || read_exact_at(&*source, &digest, offset, want))
-                .await
-                .map_err(std::io::Error::other)??;
+            let chunk =
+                tokio::task::spawn_blocking(move || read_exact_at(&*source, &digest, offset, want))
+                    .await
+                    .map_err(std::io::Error::other)??;
             let end = offset + chunk.len() as u64;
             let before = high_water.fetch_max(end, Ordering::Relaxed);
             if end > before {
@@ -611,7 +646,12 @@ fn blob_body(
     reqwest::Body::wrap_stream(stream)
 }
 
-fn read_exact_at(source: &dyn BlobSource, digest: &Digest, offset: u64, len: usize) -> std::io::Result<Bytes> {
+fn read_exact_at(
+    source: &dyn BlobSource,
+    digest: &Digest,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<Bytes> {
     let mut buf = vec![0u8; len];
     let mut filled = 0;
     while filled < len {
@@ -619,7 +659,10 @@ fn read_exact_at(source: &dyn BlobSource, digest: &Digest, offset: u64, len: usi
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("blob {digest} ended at byte {} of the source", offset + filled as u64),
+                format!(
+                    "blob {digest} ended at byte {} of the source",
+                    offset + filled as u64
+                ),
             ));
         }
         filled += n;

@@ -83,7 +83,10 @@ impl ImageReference {
         let (name_tag, digest) = match reference.split_once('@') {
             Some((n, d)) => (
                 n,
-                Some(d.parse::<Digest>().map_err(|_| bad("the digest is not sha256:<64 hex>"))?),
+                Some(
+                    d.parse::<Digest>()
+                        .map_err(|_| bad("the digest is not sha256:<64 hex>"))?,
+                ),
             ),
             None => (reference, None),
         };
@@ -98,7 +101,9 @@ impl ImageReference {
         };
         if let Some(t) = &tag {
             if !valid_tag(t) {
-                return Err(bad("the tag must be 1-128 characters of [A-Za-z0-9_.-], not starting with . or -"));
+                return Err(bad(
+                    "the tag must be 1-128 characters of [A-Za-z0-9_.-], not starting with . or -",
+                ));
             }
         }
         let (host, path) = match name.split_once('/') {
@@ -224,15 +229,22 @@ impl Destination {
             None => (trimmed, None),
         };
         if registry.is_empty()
-            || !registry
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':' || b == b'[' || b == b']')
+            || !registry.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || b == b'.'
+                    || b == b'-'
+                    || b == b':'
+                    || b == b'['
+                    || b == b']'
+            })
         {
             return Err(bad("the host is empty or holds characters a host cannot"));
         }
         if let Some(p) = prefix {
             if !valid_path(p) {
-                return Err(bad("the prefix must be lowercase path segments of [a-z0-9._-]"));
+                return Err(bad(
+                    "the prefix must be lowercase path segments of [a-z0-9._-]",
+                ));
             }
         }
         Ok(Self {
@@ -322,10 +334,16 @@ mod tests {
     #[test]
     fn parses_references_like_docker() {
         let n = r("nginx:1.25");
-        assert_eq!((n.host.as_str(), n.path.as_str()), ("docker.io", "library/nginx"));
+        assert_eq!(
+            (n.host.as_str(), n.path.as_str()),
+            ("docker.io", "library/nginx")
+        );
         assert_eq!(n.tag.as_deref(), Some("1.25"));
         let l = r("localhost:5000/a/b");
-        assert_eq!((l.host.as_str(), l.path.as_str()), ("localhost:5000", "a/b"));
+        assert_eq!(
+            (l.host.as_str(), l.path.as_str()),
+            ("localhost:5000", "a/b")
+        );
         assert_eq!(l.tag.as_deref(), Some("latest"));
         let d = format!("ghcr.io/acme/api:1.0@sha256:{}", "a".repeat(64));
         let d = r(&d);
@@ -333,8 +351,18 @@ mod tests {
         assert!(d.digest.is_some());
         assert_eq!(r("acme/api").host, "docker.io");
         assert_eq!(r("acme/api").path, "acme/api");
-        for bad in ["UPPER/case", "a//b", "a:", "ghcr.io/x@sha256:12", "ghcr.io/", "a/-b"] {
-            assert!(ImageReference::parse(bad).is_err(), "{bad} should not parse");
+        for bad in [
+            "UPPER/case",
+            "a//b",
+            "a:",
+            "ghcr.io/x@sha256:12",
+            "ghcr.io/",
+            "a/-b",
+        ] {
+            assert!(
+                ImageReference::parse(bad).is_err(),
+                "{bad} should not parse"
+            );
         }
     }
 
@@ -343,7 +371,10 @@ mod tests {
         let t = Destination::parse("registry.corp:5000/vendor/team", false).unwrap();
         assert_eq!(t.registry, "registry.corp:5000");
         assert_eq!(t.prefix.as_deref(), Some("vendor/team"));
-        assert_eq!(Destination::parse("127.0.0.1:5000", false).unwrap().prefix, None);
+        assert_eq!(
+            Destination::parse("127.0.0.1:5000", false).unwrap().prefix,
+            None
+        );
         assert!(Destination::parse("https://r.corp", false).is_err());
         assert!(Destination::parse("r.corp/Bad", false).is_err());
         assert!(Destination::parse("", false).is_err());
@@ -373,7 +404,11 @@ mod tests {
         assert_eq!(m["ghcr.io/acme/db"], "v/acme-db", "no collision, no suffix");
         let targets: BTreeSet<&String> = m.values().collect();
         assert_eq!(targets.len(), 4, "every source has its own target: {m:?}");
-        for src in ["ghcr.io/acme/web-api", "ghcr.io/acme-web/api", "quay.io/acme/web-api"] {
+        for src in [
+            "ghcr.io/acme/web-api",
+            "ghcr.io/acme-web/api",
+            "quay.io/acme/web-api",
+        ] {
             let got = &m[src];
             assert!(got.starts_with("v/acme-web-api-"), "{got}");
             assert_eq!(got.len(), "v/acme-web-api-".len() + 8);
@@ -406,7 +441,10 @@ mod tests {
             },
         );
         let json = serde_json::to_value(&map).unwrap();
-        assert_eq!(json["ghcr.io/acme/api:1"]["reference"], format!("reg/acme/api@{d}"));
+        assert_eq!(
+            json["ghcr.io/acme/api:1"]["reference"],
+            format!("reg/acme/api@{d}")
+        );
         let back: RelocationMap = serde_json::from_value(json).unwrap();
         assert_eq!(back, map);
     }

@@ -110,7 +110,7 @@ pub enum PushError {
         destination: String,
         /// The registry failure.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
 }
 
@@ -191,11 +191,12 @@ fn read_node(
             source: other,
         },
     })?;
-    let parsed = Parsed::from_slice(media_type, &bytes).map_err(|source| PushError::BadManifest {
-        image: image.to_string(),
-        digest: digest.clone(),
-        source,
-    })?;
+    let parsed =
+        Parsed::from_slice(media_type, &bytes).map_err(|source| PushError::BadManifest {
+            image: image.to_string(),
+            digest: digest.clone(),
+            source,
+        })?;
     let kind = match parsed {
         Parsed::Index(index) => NodeKind::Index(
             index
@@ -243,7 +244,13 @@ fn plan(
     let repos = destination.map_repositories(parsed.iter().map(|(_, r)| r));
     let mut out = Vec::new();
     for (image, r) in parsed {
-        let root = read_node(source, &image.reference, &image.digest, &image.media_type, 0)?;
+        let root = read_node(
+            source,
+            &image.reference,
+            &image.digest,
+            &image.media_type,
+            0,
+        )?;
         let mut blobs = Vec::new();
         root.blobs(&mut blobs, &mut HashSet::new());
         let repository = repos
@@ -357,7 +364,7 @@ impl Ctx<'_> {
         PushError::Registry {
             image: p.image.reference.clone(),
             destination: format!("{}/{}", self.client.registry(), p.repository),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -380,7 +387,9 @@ impl Ctx<'_> {
             .is_some()
         {
             held.insert(repo.to_string());
-            self.counters.bytes_skipped.fetch_add(size, Ordering::Relaxed);
+            self.counters
+                .bytes_skipped
+                .fetch_add(size, Ordering::Relaxed);
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             self.account(label, digest, size);
             return Ok(());
@@ -411,16 +420,27 @@ impl Ctx<'_> {
         });
         let mounted = self
             .client
-            .push_blob(repo, digest, size, self.source.clone(), from.as_deref(), counting)
+            .push_blob(
+                repo,
+                digest,
+                size,
+                self.source.clone(),
+                from.as_deref(),
+                counting,
+            )
             .await
             .map_err(|e| self.registry_err(p, e))?;
         held.insert(repo.to_string());
         if mounted {
-            self.counters.bytes_mounted.fetch_add(size, Ordering::Relaxed);
+            self.counters
+                .bytes_mounted
+                .fetch_add(size, Ordering::Relaxed);
             self.counters.blobs_mounted.fetch_add(1, Ordering::Relaxed);
             self.advance(label, size.saturating_sub(sent.load(Ordering::Relaxed)));
         } else {
-            self.counters.bytes_pushed.fetch_add(size, Ordering::Relaxed);
+            self.counters
+                .bytes_pushed
+                .fetch_add(size, Ordering::Relaxed);
             self.counters.blobs_pushed.fetch_add(1, Ordering::Relaxed);
             // Bytes already reported while streaming; report any remainder (a zero-byte blob).
             let streamed = sent.load(Ordering::Relaxed);
@@ -440,14 +460,20 @@ impl Ctx<'_> {
             let holder = self.holder(&digest);
             let mut held = holder.lock().await;
             if held.insert(p.repository.clone()) {
-                self.counters.bytes_skipped.fetch_add(size, Ordering::Relaxed);
+                self.counters
+                    .bytes_skipped
+                    .fetch_add(size, Ordering::Relaxed);
                 self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             }
             self.account(&p.image.reference, &digest, size);
         }
     }
 
-    async fn manifest_head(&self, p: &Planned, reference: &str) -> Result<Option<ManifestHead>, PushError> {
+    async fn manifest_head(
+        &self,
+        p: &Planned,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>, PushError> {
         let _permit = self.permits.acquire().await.ok();
         self.client
             .manifest_head(&p.repository, reference)
@@ -455,20 +481,40 @@ impl Ctx<'_> {
             .map_err(|e| self.registry_err(p, e))
     }
 
-    async fn put_manifest(&self, p: &Planned, node: &Node, reference: &str) -> Result<(), PushError> {
+    async fn put_manifest(
+        &self,
+        p: &Planned,
+        node: &Node,
+        reference: &str,
+    ) -> Result<(), PushError> {
         let _permit = self.permits.acquire().await.ok();
         self.client
-            .put_manifest(&p.repository, reference, &node.media_type, node.bytes.clone())
+            .put_manifest(
+                &p.repository,
+                reference,
+                &node.media_type,
+                node.bytes.clone(),
+            )
             .await
             .map_err(|e| self.registry_err(p, e))?;
-        self.counters.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .manifests_pushed
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Pushes `node` and everything under it, children first, and `PUT`s it by digest.
-    fn push_node<'s>(&'s self, p: &'s Planned, node: &'s Node) -> BoxFuture<'s, Result<(), PushError>> {
+    fn push_node<'s>(
+        &'s self,
+        p: &'s Planned,
+        node: &'s Node,
+    ) -> BoxFuture<'s, Result<(), PushError>> {
         async move {
-            if self.manifest_head(p, &node.digest.to_string()).await?.is_some() {
+            if self
+                .manifest_head(p, &node.digest.to_string())
+                .await?
+                .is_some()
+            {
                 self.mark_present(p, node).await;
                 return Ok(());
             }

@@ -103,9 +103,19 @@ impl Catalog {
         let names = dest.map_repositories(refs.iter().map(|(_, r)| r));
         let mut catalog = Self::default();
         for (img, r) in refs {
-            let repo_name = names.get(&r.repository()).cloned().unwrap_or(r.path.clone());
+            let repo_name = names
+                .get(&r.repository())
+                .cloned()
+                .unwrap_or(r.path.clone());
             let repo = catalog.repos.entry(repo_name).or_default();
-            add_graph(source, &img.reference, &img.digest, &img.media_type, 0, repo)?;
+            add_graph(
+                source,
+                &img.reference,
+                &img.digest,
+                &img.media_type,
+                0,
+                repo,
+            )?;
             if let Some(tag) = r.tag {
                 repo.tags.insert(tag, img.digest.clone());
             }
@@ -147,17 +157,21 @@ fn add_graph(
     if repo.manifests.contains_key(digest) {
         return Ok(());
     }
-    let bytes = read_small(source, digest, MAX_MANIFEST_SIZE).map_err(|source| ServeError::ReadManifest {
-        image: image.to_string(),
-        digest: digest.clone(),
-        source,
+    let bytes = read_small(source, digest, MAX_MANIFEST_SIZE).map_err(|source| {
+        ServeError::ReadManifest {
+            image: image.to_string(),
+            digest: digest.clone(),
+            source,
+        }
     })?;
-    let parsed = Parsed::from_slice(media_type, &bytes).map_err(|source| ServeError::BadManifest {
-        image: image.to_string(),
-        digest: digest.clone(),
-        source,
-    })?;
-    repo.manifests.insert(digest.clone(), media_type.to_string());
+    let parsed =
+        Parsed::from_slice(media_type, &bytes).map_err(|source| ServeError::BadManifest {
+            image: image.to_string(),
+            digest: digest.clone(),
+            source,
+        })?;
+    repo.manifests
+        .insert(digest.clone(), media_type.to_string());
     repo.blobs.insert(digest.clone());
     match parsed {
         Parsed::Index(index) => {
@@ -211,7 +225,9 @@ pub async fn serve(
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn api_response(status: StatusCode) -> http::response::Builder {
@@ -226,7 +242,11 @@ fn json(status: StatusCode, value: &serde_json::Value, head: bool) -> Response<B
     api_response(status)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CONTENT_LENGTH, len)
-        .body(if head { full(Bytes::new()) } else { full(bytes) })
+        .body(if head {
+            full(Bytes::new())
+        } else {
+            full(bytes)
+        })
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
@@ -253,7 +273,12 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     }
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/v2") else {
-        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "not an OCI distribution path", head);
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "not an OCI distribution path",
+            head,
+        );
     };
     let rest = rest.trim_start_matches('/');
     if rest.is_empty() {
@@ -261,13 +286,21 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     }
     if rest == "_catalog" {
         let repos: Vec<&str> = state.catalog.repositories().collect();
-        return json(StatusCode::OK, &serde_json::json!({ "repositories": repos }), head);
+        return json(
+            StatusCode::OK,
+            &serde_json::json!({ "repositories": repos }),
+            head,
+        );
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return match state.catalog.repos.get(name) {
             Some(repo) => {
                 let tags: Vec<&String> = repo.tags.keys().collect();
-                json(StatusCode::OK, &serde_json::json!({"name": name, "tags": tags}), head)
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({"name": name, "tags": tags}),
+                    head,
+                )
             }
             None => name_unknown(name, head),
         };
@@ -316,7 +349,8 @@ async fn manifest(state: &State, name: &str, reference: &str, head: bool) -> Res
     let media_type = repo.manifests.get(&digest).cloned().unwrap_or_default();
     let source = state.source.clone();
     let d = digest.clone();
-    let read = tokio::task::spawn_blocking(move || read_small(&*source, &d, MAX_MANIFEST_SIZE)).await;
+    let read =
+        tokio::task::spawn_blocking(move || read_small(&*source, &d, MAX_MANIFEST_SIZE)).await;
     let bytes = match read {
         Ok(Ok(b)) => b,
         _ => {
@@ -333,7 +367,11 @@ async fn manifest(state: &State, name: &str, reference: &str, head: bool) -> Res
         .header(header::CONTENT_LENGTH, bytes.len())
         .header("Docker-Content-Digest", digest.to_string())
         .header(header::ETAG, format!("\"{digest}\""))
-        .body(if head { full(Bytes::new()) } else { full(bytes) })
+        .body(if head {
+            full(Bytes::new())
+        } else {
+            full(bytes)
+        })
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
@@ -359,7 +397,9 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
         let end = if b.is_empty() {
             size.saturating_sub(1)
         } else {
-            b.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1))
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
         };
         (start, end)
     };
@@ -369,7 +409,13 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some((start, end)))
 }
 
-fn blob(state: &State, name: &str, digest: &str, range: Option<&str>, head: bool) -> Response<Body> {
+fn blob(
+    state: &State,
+    name: &str,
+    digest: &str,
+    range: Option<&str>,
+    head: bool,
+) -> Response<Body> {
     let Some(repo) = state.catalog.repos.get(name) else {
         return name_unknown(name, head);
     };
@@ -413,14 +459,18 @@ fn blob(state: &State, name: &str, digest: &str, range: Option<&str>, head: bool
         .header("Docker-Content-Digest", digest.to_string())
         .header(header::ETAG, format!("\"{digest}\""));
     if status == StatusCode::PARTIAL_CONTENT {
-        b = b.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1));
+        b = b.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{size}", end - 1),
+        );
     }
     let body = if head {
         full(Bytes::new())
     } else {
         stream_blob(state.source.clone(), digest, start, end)
     };
-    b.body(body).unwrap_or_else(|_| Response::new(full(Bytes::new())))
+    b.body(body)
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
 /// Streams `[start, end)` of a blob by positioned reads.
@@ -437,7 +487,8 @@ fn stream_blob(source: Arc<dyn BlobSource>, digest: Digest, start: u64, end: u64
                 let mut buf = vec![0u8; want];
                 let mut filled = 0;
                 while filled < want {
-                    let n = source.read_blob_at(&digest, offset + filled as u64, &mut buf[filled..])?;
+                    let n =
+                        source.read_blob_at(&digest, offset + filled as u64, &mut buf[filled..])?;
                     if n == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,

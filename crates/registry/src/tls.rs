@@ -2,7 +2,7 @@
 //! certificate failures so they can be reported as [`crate::RegistryError::UnknownCa`] with a
 //! hint instead of a bare "connection error".
 //!
-//! [`http_client`] builds the reqwest client used by push and preflight; [`oci_client`] builds
+//! [`http_client`] builds the reqwest client used by push and preflight; [`oci_client()`] builds
 //! the oci-client used by pull, from the same [`RegistryOptions`].
 
 use std::error::Error as StdError;

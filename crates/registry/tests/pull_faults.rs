@@ -1,5 +1,6 @@
 //! Pulling through a loopback proxy: a connection reset mid-blob is retried and resumed, and a
 //! rebuild downloads no blob at all.
+#![allow(clippy::unwrap_used)]
 
 mod pull_support;
 
@@ -26,8 +27,11 @@ async fn reset_mid_blob_is_retried_and_resumed_with_a_range() {
     .await;
 
     let store = store(tmp.path());
-    let puller =
-        RegistryPuller::new(store.clone(), options_for(&reg, &[proxy.host.clone()])).unwrap();
+    let puller = RegistryPuller::new(
+        store.clone(),
+        options_for(&reg, std::slice::from_ref(&proxy.host)),
+    )
+    .unwrap();
     let img = puller
         .pull(
             &format!("{}/acme/api:1.0", proxy.host),
@@ -73,8 +77,11 @@ async fn rebuild_hits_the_cache_and_downloads_no_blob() {
         format!("{}/acme/api:1.0", proxy.host),
     ];
 
-    let first =
-        RegistryPuller::new(store.clone(), options_for(&reg, &[proxy.host.clone()])).unwrap();
+    let first = RegistryPuller::new(
+        store.clone(),
+        options_for(&reg, std::slice::from_ref(&proxy.host)),
+    )
+    .unwrap();
     for r in &refs {
         let plats = if r.contains("api") { &p[..1] } else { &p[..] };
         first.pull(r, plats, &NoProgress).await.unwrap();
@@ -84,8 +91,11 @@ async fn rebuild_hits_the_cache_and_downloads_no_blob() {
     let bytes_first = proxy.stats.bytes_down.load(Ordering::SeqCst);
 
     // A new puller over the same cache: the tags are resolved again, no blob is fetched.
-    let second =
-        RegistryPuller::new(store.clone(), options_for(&reg, &[proxy.host.clone()])).unwrap();
+    let second = RegistryPuller::new(
+        store.clone(),
+        options_for(&reg, std::slice::from_ref(&proxy.host)),
+    )
+    .unwrap();
     for r in &refs {
         let plats = if r.contains("api") { &p[..1] } else { &p[..] };
         let img = second.pull(r, plats, &NoProgress).await.unwrap();
@@ -113,12 +123,19 @@ async fn concurrent_pulls_download_a_shared_layer_once() {
     reg.seed(&set.dir, "worker", "acme/worker:1.0");
     let proxy = start_proxy(reg.host(), None).await;
     let store = store(tmp.path());
-    let puller =
-        RegistryPuller::new(store.clone(), options_for(&reg, &[proxy.host.clone()])).unwrap();
+    let puller = RegistryPuller::new(
+        store.clone(),
+        options_for(&reg, std::slice::from_ref(&proxy.host)),
+    )
+    .unwrap();
     let p = platforms(&["linux/amd64"]);
+    let (ra, rw) = (
+        format!("{}/acme/api:1.0", proxy.host),
+        format!("{}/acme/worker:1.0", proxy.host),
+    );
     let (a, w) = tokio::join!(
-        puller.pull(&format!("{}/acme/api:1.0", proxy.host), &p, &NoProgress),
-        puller.pull(&format!("{}/acme/worker:1.0", proxy.host), &p, &NoProgress),
+        puller.pull(&ra, &p, &NoProgress),
+        puller.pull(&rw, &p, &NoProgress),
     );
     let (a, w) = (a.unwrap(), w.unwrap());
     let base = &set.api.layers[0].blob;
@@ -129,7 +146,10 @@ async fn concurrent_pulls_download_a_shared_layer_once() {
         .iter()
         .filter(|(l, _)| l.contains(base.digest.hex()))
         .count();
-    assert_eq!(base_gets, 1, "the shared layer was downloaded {base_gets} times");
+    assert_eq!(
+        base_gets, 1,
+        "the shared layer was downloaded {base_gets} times"
+    );
     assert_eq!(a.bytes_transferred + w.bytes_transferred, {
         let own: u64 = set.api.layers[1].blob.size + set.worker.layers[1].blob.size;
         own + base.size

@@ -1,4 +1,5 @@
 //! Pulling from local sources: an OCI layout folder and an OCI archive written by skopeo.
+#![allow(clippy::unwrap_used)]
 
 mod pull_support;
 

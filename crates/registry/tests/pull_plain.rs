@@ -1,4 +1,5 @@
 //! Pulling from a real plain-HTTP docker-registry seeded with skopeo.
+#![allow(clippy::unwrap_used)]
 
 mod pull_support;
 
@@ -248,4 +249,50 @@ async fn unreachable_registry_is_named() {
         "{err:?}"
     );
     assert!(err.hint().contains(&host));
+}
+
+#[tokio::test]
+async fn plain_http_registry_is_not_used_without_the_insecure_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let set = sample_set(&tmp.path().join("layout"), 57, 10_000).unwrap();
+    let reg = TestRegistry::plain();
+    reg.seed(&set.dir, "api", "acme/api:1.0");
+    let opts = airlift_registry::RegistryOptions::default()
+        .without_auth_files()
+        .with_retry(airlift_registry::RetryPolicy::none());
+    let puller = RegistryPuller::new(store(tmp.path()), opts).unwrap();
+    let err = puller
+        .pull(&format!("{}/acme/api:1.0", reg.host()), &[], &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PullError::Registry(RegistryError::Unreachable { .. })),
+        "{err:?}"
+    );
+    assert!(err.hint().contains("--insecure"), "{}", err.hint());
+}
+
+#[tokio::test]
+async fn blob_missing_from_the_registry_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let set = sample_set(&tmp.path().join("layout"), 59, 10_000).unwrap();
+    let reg = TestRegistry::plain();
+    reg.seed(&set.dir, "api", "acme/api:1.0");
+    let layer = &set.api.layers[1].blob.digest;
+    let data = reg
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&layer.hex()[..2])
+        .join(layer.hex())
+        .join("data");
+    std::fs::remove_file(&data).unwrap();
+    let puller = RegistryPuller::new(store(tmp.path()), options_for(&reg, &[])).unwrap();
+    let err = puller
+        .pull(&format!("{}/acme/api:1.0", reg.host()), &[], &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PullError::Registry(RegistryError::NotFound { what, .. }) if what.contains(layer.hex())),
+        "{err:?}"
+    );
 }

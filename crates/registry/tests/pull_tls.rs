@@ -1,4 +1,5 @@
 //! Pulling from a real docker-registry with TLS (its own CA) and htpasswd auth.
+#![allow(clippy::unwrap_used)]
 
 mod pull_support;
 

@@ -2,6 +2,8 @@
 //! mid-upload, 500s and slow bodies. The push completes, and skopeo verifies the result against
 //! the registry itself. Every test checks that faults really were injected.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -32,16 +34,30 @@ async fn push_completes_through_resets_mid_upload() {
     let reg = TestRegistry::plain();
     let proxy = FaultProxy::start(
         upstream(&reg),
-        vec![Rule::new(Fault::ResetRequestBody { after: 96 << 10 }, Schedule::EveryNth(2))
-            .method("PUT")
-            .path_contains("/blobs/uploads/")
-            .max(6)],
+        vec![Rule::new(
+            Fault::ResetRequestBody { after: 96 << 10 },
+            Schedule::EveryNth(2),
+        )
+        .method("PUT")
+        .path_contains("/blobs/uploads/")
+        .max(6)],
     )
     .await;
-    let report = push_to(&via_proxy(&proxy), &proxy.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
-    assert!(proxy.injected() >= 2, "resets were injected: {:?}", proxy.fault_log());
+    let report = push_to(
+        &via_proxy(&proxy),
+        &proxy.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
+    assert!(
+        proxy.injected() >= 2,
+        "resets were injected: {:?}",
+        proxy.fault_log()
+    );
     verify_with_skopeo(&reg, &report, tmp.path());
     // The resets cost re-sends, but the counted payload is each unique blob once.
     assert_eq!(report.bytes_pushed, unique_blob_bytes(&s));
@@ -55,18 +71,34 @@ async fn push_completes_through_500s_on_every_kind_of_request() {
     let proxy = FaultProxy::start(
         upstream(&reg),
         vec![
-            Rule::new(Fault::Status(503), Schedule::FirstN(2)).method("PUT").path_contains("/manifests/"),
+            Rule::new(Fault::Status(503), Schedule::FirstN(2))
+                .method("PUT")
+                .path_contains("/manifests/"),
             Rule::new(Fault::Status(500), Schedule::EveryNth(3)).max(12),
         ],
     )
     .await;
-    let report = push_to(&via_proxy(&proxy), &proxy.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
+    let report = push_to(
+        &via_proxy(&proxy),
+        &proxy.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
     let log = proxy.fault_log();
     assert!(proxy.injected() >= 5, "{log:?}");
-    assert!(log.iter().any(|l| l.starts_with("HEAD")), "HEADs hit: {log:?}");
-    assert!(log.iter().any(|l| l.starts_with("PUT") && l.contains("/manifests/")), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.starts_with("HEAD")),
+        "HEADs hit: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("PUT") && l.contains("/manifests/")),
+        "{log:?}"
+    );
     verify_with_skopeo(&reg, &report, tmp.path());
 }
 
@@ -77,14 +109,26 @@ async fn push_completes_with_slow_bodies() {
     let reg = TestRegistry::plain();
     let proxy = FaultProxy::start(
         upstream(&reg),
-        vec![Rule::new(Fault::Slow { delay: Duration::from_millis(3) }, Schedule::Always)
-            .method("PUT")
-            .max(40)],
+        vec![Rule::new(
+            Fault::Slow {
+                delay: Duration::from_millis(3),
+            },
+            Schedule::Always,
+        )
+        .method("PUT")
+        .max(40)],
     )
     .await;
-    let report = push_to(&via_proxy(&proxy), &proxy.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    let report = push_to(
+        &via_proxy(&proxy),
+        &proxy.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     assert!(proxy.injected() >= 5, "{:?}", proxy.fault_log());
     verify_with_skopeo(&reg, &report, tmp.path());
 }
@@ -97,15 +141,27 @@ async fn push_killed_by_a_reset_without_retries_fails_named_and_resumes() {
     // Cut the connection on the 4th blob upload; with no retries, the push dies there.
     let proxy = FaultProxy::start(
         upstream(&reg),
-        vec![Rule::new(Fault::ResetRequestBody { after: 32 << 10 }, Schedule::Nth(vec![4]))
-            .method("PUT")
-            .path_contains("/blobs/uploads/")],
+        vec![Rule::new(
+            Fault::ResetRequestBody { after: 32 << 10 },
+            Schedule::Nth(vec![4]),
+        )
+        .method("PUT")
+        .path_contains("/blobs/uploads/")],
     )
     .await;
-    let no_retry = via_proxy(&proxy).with_retry(RetryPolicy::none()).with_concurrency(1);
-    let err = push_to(&no_retry, &proxy.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap_err();
+    let no_retry = via_proxy(&proxy)
+        .with_retry(RetryPolicy::none())
+        .with_concurrency(1);
+    let err = push_to(
+        &no_retry,
+        &proxy.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(proxy.injected(), 1);
     match &err {
         PushError::Registry { source, .. } => {
@@ -117,14 +173,25 @@ async fn push_killed_by_a_reset_without_retries_fails_named_and_resumes() {
     // Whatever is tagged is complete.
     for repo_tag in ["acme/api:1.0", "acme/worker:1.0", "acme/multi:2.0"] {
         if tag_exists(&reg, repo_tag) {
-            reg.skopeo_pull_to_layout(repo_tag, &tmp.path().join(repo_tag.replace([':', '/'], "-")), "x");
+            reg.skopeo_pull_to_layout(
+                repo_tag,
+                &tmp.path().join(repo_tag.replace([':', '/'], "-")),
+                "x",
+            );
         }
     }
     // Resume directly against the registry: blobs that made it are not sent again.
     let opts = options_for(&reg);
-    let again = push_to(&opts, &reg.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    let again = push_to(
+        &opts,
+        &reg.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     assert!(again.blobs_skipped + again.blobs_mounted >= 1, "{again:?}");
     assert!(again.bytes_pushed < unique_blob_bytes(&s), "{again:?}");
     verify_with_skopeo(&reg, &again, tmp.path());

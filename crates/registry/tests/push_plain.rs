@@ -1,5 +1,7 @@
 //! Push into a real plain-HTTP docker-registry, checked with skopeo.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -16,9 +18,16 @@ async fn push_relocates_every_image_and_skopeo_copies_each() {
     let opts = options_for(&reg);
     let rec = Arc::new(Recorder::default());
     let target = format!("{}/vendor", reg.host());
-    let report = push_to(&opts, &target, false, s.store.clone(), &s.images, rec.clone())
-        .await
-        .unwrap();
+    let report = push_to(
+        &opts,
+        &target,
+        false,
+        s.store.clone(),
+        &s.images,
+        rec.clone(),
+    )
+    .await
+    .unwrap();
 
     // Every image is in, under the mapped name, with the original tag, and digests match.
     let map = &report.relocation_map.images;
@@ -27,16 +36,34 @@ async fn push_relocates_every_image_and_skopeo_copies_each() {
     assert_eq!(api.repository, format!("{}/vendor/acme/api", reg.host()));
     assert_eq!(api.tag.as_deref(), Some("1.0"));
     assert_eq!(api.digest, s.set.api.manifest.digest);
-    assert_eq!(api.reference, format!("{}/vendor/acme/api@{}", reg.host(), api.digest));
-    assert_eq!(map["acme/multi:2.0"].repository, format!("{}/vendor/acme/multi", reg.host()));
-    let arm = map.values().find(|r| r.repository.ends_with("/arm-only")).unwrap();
-    assert_eq!(arm.tag, None, "an image given by digest is pushed by digest only");
+    assert_eq!(
+        api.reference,
+        format!("{}/vendor/acme/api@{}", reg.host(), api.digest)
+    );
+    assert_eq!(
+        map["acme/multi:2.0"].repository,
+        format!("{}/vendor/acme/multi", reg.host())
+    );
+    let arm = map
+        .values()
+        .find(|r| r.repository.ends_with("/arm-only"))
+        .unwrap();
+    assert_eq!(
+        arm.tag, None,
+        "an image given by digest is pushed by digest only"
+    );
     verify_with_skopeo(&reg, &report, tmp.path());
 
     // The shared base layer went over the wire once and was mounted into the other repositories.
     let unique = unique_blob_bytes(&s);
-    assert!(report.blobs_mounted >= 2, "base mounted into worker and multi: {report:?}");
-    assert_eq!(report.bytes_pushed, unique, "each unique blob sent exactly once: {report:?}");
+    assert!(
+        report.blobs_mounted >= 2,
+        "base mounted into worker and multi: {report:?}"
+    );
+    assert_eq!(
+        report.bytes_pushed, unique,
+        "each unique blob sent exactly once: {report:?}"
+    );
     assert_eq!(report.bytes_skipped, 0);
     let base = s.set.api.layers[0].blob.size;
     assert_eq!(report.bytes_mounted, 2 * base, "{report:?}");
@@ -58,13 +85,27 @@ async fn second_push_sends_no_blob_bytes() {
     let s = sample(tmp.path(), 200, 1 << 20);
     let reg = TestRegistry::plain();
     let opts = options_for(&reg);
-    let first = push_to(&opts, &reg.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    let first = push_to(
+        &opts,
+        &reg.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     assert!(first.bytes_pushed > 0);
-    let second = push_to(&opts, &reg.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    let second = push_to(
+        &opts,
+        &reg.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     assert_eq!(second.bytes_pushed, 0, "{second:?}");
     assert_eq!(second.blobs_pushed, 0);
     assert_eq!(second.blobs_mounted, 0);
@@ -81,11 +122,21 @@ async fn flatten_puts_every_image_in_a_single_segment_repository() {
     let reg = TestRegistry::plain();
     let opts = options_for(&reg);
     let target = format!("{}/vendor", reg.host());
-    let report = push_to(&opts, &target, true, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    let report = push_to(
+        &opts,
+        &target,
+        true,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     for rel in report.relocation_map.images.values() {
-        let repo = rel.repository.strip_prefix(&format!("{}/vendor/", reg.host())).unwrap();
+        let repo = rel
+            .repository
+            .strip_prefix(&format!("{}/vendor/", reg.host()))
+            .unwrap();
         assert!(!repo.contains('/'), "{repo} is flat");
     }
     assert_eq!(
@@ -123,10 +174,20 @@ async fn push_dropped_midway_resumes_without_resending_held_blobs() {
         }
     }
 
-    let again = push_to(&opts, &reg.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap();
-    assert!(again.bytes_skipped + again.bytes_mounted > 0, "something was kept: {again:?}");
+    let again = push_to(
+        &opts,
+        &reg.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    assert!(
+        again.bytes_skipped + again.bytes_mounted > 0,
+        "something was kept: {again:?}"
+    );
     assert!(
         again.bytes_pushed < unique,
         "the re-run sent {} of {unique} bytes: it must not start over",

@@ -1,6 +1,8 @@
 //! Push into a real TLS + htpasswd docker-registry with its own CA, and the named failures:
 //! wrong password, missing or wrong CA, unreachable registry. A failed push tags nothing.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use common::*;
 
 fn registry_error(e: PushError) -> RegistryError {
     match e {
-        PushError::Registry { source, .. } => source,
+        PushError::Registry { source, .. } => *source,
         other => panic!("expected a registry error, got {other:?}"),
     }
 }
@@ -23,7 +25,10 @@ fn registry_error(e: PushError) -> RegistryError {
 /// No tag of the sample exists in `reg` (checked with skopeo, with the right credentials).
 fn assert_nothing_tagged(reg: &TestRegistry) {
     for repo_tag in ["acme/api:1.0", "acme/worker:1.0", "acme/multi:2.0"] {
-        assert!(!tag_exists(reg, repo_tag), "{repo_tag} must not be tagged after a failed push");
+        assert!(
+            !tag_exists(reg, repo_tag),
+            "{repo_tag} must not be tagged after a failed push"
+        );
     }
 }
 
@@ -33,15 +38,32 @@ async fn push_over_tls_with_htpasswd_and_custom_ca() {
     let s = sample(tmp.path(), 500, 1 << 20);
     let reg = TestRegistry::tls_with_auth("alice", "correct horse");
     let opts = options_for(&reg);
-    let report = push_to(&opts, &reg.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    let report = push_to(
+        &opts,
+        &reg.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     assert!(report.bytes_pushed > 0);
-    assert!(report.blobs_mounted > 0, "mounts work with basic auth: {report:?}");
+    assert!(
+        report.blobs_mounted > 0,
+        "mounts work with basic auth: {report:?}"
+    );
     verify_with_skopeo(&reg, &report, tmp.path());
-    let again = push_to(&opts, &reg.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    let again = push_to(
+        &opts,
+        &reg.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.bytes_pushed, 0);
 }
 
@@ -50,21 +72,43 @@ async fn wrong_password_is_named_and_tags_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let s = sample(tmp.path(), 510, 64 << 10);
     let reg = TestRegistry::tls_with_auth("alice", "correct horse");
-    let opts = options_for(&reg)
-        .with_credentials(reg.host(), Credentials::basic("alice", Secret::new("wrong")));
-    let err = push_to(&opts, &reg.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-        .await
-        .unwrap_err();
+    let opts = options_for(&reg).with_credentials(
+        reg.host(),
+        Credentials::basic("alice", Secret::new("wrong")),
+    );
+    let err = push_to(
+        &opts,
+        &reg.host(),
+        false,
+        s.store.clone(),
+        &s.images,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
     let text = format!("{err}");
     assert!(text.contains("failed to push image"), "{text}");
     let e = registry_error(err);
     assert!(
-        matches!(e, RegistryError::AuthRefused { status: 401, had_credentials: true, .. }),
+        matches!(
+            e,
+            RegistryError::AuthRefused {
+                status: 401,
+                had_credentials: true,
+                ..
+            }
+        ),
         "{e:?}"
     );
-    assert!(e.to_string().contains(&reg.host()), "names the registry: {e}");
+    assert!(
+        e.to_string().contains(&reg.host()),
+        "names the registry: {e}"
+    );
     assert!(e.hint().contains("check the user"), "{}", e.hint());
-    assert!(!format!("{e:?}").contains("wrong"), "the password never shows");
+    assert!(
+        !format!("{e:?}").contains("wrong"),
+        "the password never shows"
+    );
     assert_nothing_tagged(&reg);
 
     // No credentials at all: the same error, with a hint to log in.
@@ -73,11 +117,27 @@ async fn wrong_password_is_named_and_tags_nothing() {
         .with_ca_file(reg.ca_pem().unwrap())
         .with_retry(fast_retry());
     let e = registry_error(
-        push_to(&anon, &reg.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-            .await
-            .unwrap_err(),
+        push_to(
+            &anon,
+            &reg.host(),
+            false,
+            s.store.clone(),
+            &s.images,
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap_err(),
     );
-    assert!(matches!(e, RegistryError::AuthRefused { had_credentials: false, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            RegistryError::AuthRefused {
+                had_credentials: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_nothing_tagged(&reg);
 }
 
@@ -94,21 +154,37 @@ async fn missing_or_wrong_ca_is_unknown_issuer_and_tags_nothing() {
         .with_credentials(reg.host(), Credentials::basic(u, Secret::new(p)));
     for (what, opts) in [
         ("no CA", base.clone()),
-        ("another registry's CA", base.clone().with_ca_file(other.ca_pem().unwrap())),
+        (
+            "another registry's CA",
+            base.clone().with_ca_file(other.ca_pem().unwrap()),
+        ),
     ] {
         let e = registry_error(
-            push_to(&opts, &reg.host(), false, s.store.clone(), &s.images, Arc::new(NoProgress))
-                .await
-                .unwrap_err(),
+            push_to(
+                &opts,
+                &reg.host(),
+                false,
+                s.store.clone(),
+                &s.images,
+                Arc::new(NoProgress),
+            )
+            .await
+            .unwrap_err(),
         );
         if what == "no CA" {
-            assert!(matches!(e, RegistryError::UnknownCa { .. }), "{what}: {e:?}");
+            assert!(
+                matches!(e, RegistryError::UnknownCa { .. }),
+                "{what}: {e:?}"
+            );
             assert!(e.hint().contains("--registry-ca"), "{what}: {}", e.hint());
         } else {
             // Both test CAs share a subject name, so rustls finds an issuer by name and then
             // rejects the signature: still a named certificate failure, never a generic one.
             assert!(
-                matches!(e, RegistryError::UnknownCa { .. } | RegistryError::BadCertificate { .. }),
+                matches!(
+                    e,
+                    RegistryError::UnknownCa { .. } | RegistryError::BadCertificate { .. }
+                ),
                 "{what}: {e:?}"
             );
         }
@@ -127,9 +203,16 @@ async fn unreachable_registry_is_named() {
         .with_insecure(host.clone())
         .with_retry(fast_retry());
     let e = registry_error(
-        push_to(&opts, &host, false, s.store.clone(), &s.images, Arc::new(NoProgress))
-            .await
-            .unwrap_err(),
+        push_to(
+            &opts,
+            &host,
+            false,
+            s.store.clone(),
+            &s.images,
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap_err(),
     );
     assert!(matches!(e, RegistryError::Unreachable { .. }), "{e:?}");
     assert!(e.to_string().contains(&host), "{e}");

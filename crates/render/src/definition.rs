@@ -8,8 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use airlift_bundle::schema::definition::BundleDefinition;
-use airlift_bundle::schema::validate::{validate_definition, DefinitionInvalid};
+use airlift_bundle::schema::definition::{BundleDefinition, ImageSource};
+use airlift_bundle::schema::validate::{validate_definition, DefinitionInvalid, Problem};
+
+use crate::reference::ImageRef;
 
 /// The definition's file name inside its folder.
 pub const DEFINITION_FILE: &str = "airlift.yaml";
@@ -115,11 +117,43 @@ pub fn parse_definition(path: &Path, text: &str) -> Result<BundleDefinition, Def
             path: path.to_path_buf(),
             source,
         })?;
-    validate_definition(&def).map_err(|source| DefinitionError::Invalid {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut problems = match validate_definition(&def) {
+        Ok(()) => Vec::new(),
+        Err(e) => e.problems,
+    };
+    problems.extend(reference_problems(&def));
+    if !problems.is_empty() {
+        return Err(DefinitionError::Invalid {
+            path: path.to_path_buf(),
+            source: DefinitionInvalid { problems },
+        });
+    }
     Ok(def)
+}
+
+/// Image references (and registry sources) that do not parse.
+fn reference_problems(def: &BundleDefinition) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (i, c) in def.components.iter().enumerate() {
+        for (j, img) in c.images.iter().enumerate() {
+            let at = format!("components[{i}].images[{j}]");
+            if let Err(e) = ImageRef::parse(&img.reference) {
+                out.push(Problem {
+                    path: format!("{at}.reference"),
+                    message: e.to_string(),
+                });
+            }
+            if let Some(ImageSource::Registry(r)) = &img.source {
+                if let Err(e) = ImageRef::parse(r) {
+                    out.push(Problem {
+                        path: format!("{at}.source.registry"),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Loads `DIR/airlift.yaml`, validates it and lists every component's manifest files.
@@ -316,10 +350,22 @@ components:
         assert!(matches!(e, DefinitionError::Parse { .. }));
         let src = std::error::Error::source(&e).unwrap().to_string();
         assert!(src.contains("extra"), "{src}");
-        write(d.path(), "airlift.yaml", &DEF.replace("0.1.0", "one"));
+        let bad = DEF.replace("0.1.0", "one").replace(
+            "manifests: [base.yaml, more]",
+            "manifests: [base.yaml, more], images: [{reference: \"Acme/App:1\", source: {registry: \"x@md5:1\"}}]",
+        );
+        write(d.path(), "airlift.yaml", &bad);
         let e = load_definition(d.path()).unwrap_err();
         assert!(e.to_string().ends_with("airlift.yaml` is invalid"));
         let src = std::error::Error::source(&e).unwrap().to_string();
         assert!(src.contains("metadata.version"), "{src}");
+        assert!(
+            src.contains("components[0].images[0].reference: image `Acme/App:1`"),
+            "{src}"
+        );
+        assert!(
+            src.contains("components[0].images[0].source.registry: image `x@md5:1`"),
+            "{src}"
+        );
     }
 }

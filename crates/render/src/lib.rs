@@ -14,6 +14,7 @@ pub mod definition;
 pub mod images;
 pub mod objects;
 pub mod reference;
+mod rules;
 pub mod secret;
 pub mod template;
 pub mod values;

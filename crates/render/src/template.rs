@@ -5,8 +5,11 @@
 //! with the file and line), output is never auto-escaped, and two filters help write YAML:
 //! `tojson` (a value as a JSON/YAML scalar, quoted) and `b64encode` (for a Secret's `data`).
 
+use std::sync::LazyLock;
+
 use base64::Engine as _;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use regex::Regex;
 use serde::Serialize;
 
 use crate::values::Config;
@@ -33,12 +36,15 @@ pub struct ReleaseInfo {
 
 /// A template that failed to render.
 #[derive(Debug, thiserror::Error)]
-#[error("template `{file}` failed to render{}", .line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+#[error("template `{file}` failed to render{}{}", .line.map(|l| format!(" at line {l}")).unwrap_or_default(), .undefined.as_ref().map(|u| format!(": `{u}` is not defined")).unwrap_or_default())]
 pub struct TemplateError {
     /// The template's path, as given to [`Renderer::render`].
     pub file: String,
     /// The line, when known.
     pub line: Option<usize>,
+    /// For an undefined value: the first `config.…`, `bundle.…` or `release.…` path on that line
+    /// that does not exist, e.g. `config.web.replcas`.
+    pub undefined: Option<String>,
     /// minijinja's error, with its detail (e.g. `undefined value`).
     #[source]
     pub source: minijinja::Error,
@@ -48,6 +54,8 @@ pub struct TemplateError {
 pub struct Renderer {
     env: Environment<'static>,
     ctx: minijinja::Value,
+    /// The same context as JSON, to name an undefined path in errors. Holds secrets: never print.
+    json: serde_json::Value,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -78,22 +86,49 @@ impl Renderer {
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_keep_trailing_newline(true);
         env.add_filter("b64encode", b64encode);
-        let ctx = minijinja::context! {
-            config => minijinja::Value::from_serialize(&config),
-            bundle => minijinja::Value::from_serialize(bundle),
-            release => minijinja::Value::from_serialize(release),
-        };
-        Self { env, ctx }
+        let json = serde_json::json!({
+            "config": config,
+            "bundle": bundle,
+            "release": release,
+        });
+        let ctx = minijinja::Value::from_serialize(&json);
+        Self { env, ctx, json }
+    }
+
+    /// The first context path on `line` of `source` that does not resolve.
+    fn find_undefined(&self, source: &str, line: Option<usize>) -> Option<String> {
+        static PATH: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(r"\b(?:config|bundle|release)(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+                .unwrap_or_else(|_| unreachable!())
+        });
+        let text = source.lines().nth(line?.checked_sub(1)?)?;
+        PATH.find_iter(text).map(|m| m.as_str()).find_map(|path| {
+            let mut cur = &self.json;
+            let mut walked = Vec::new();
+            for part in path.split('.') {
+                walked.push(part);
+                match cur.get(part) {
+                    Some(next) => cur = next,
+                    None => return Some(walked.join(".")),
+                }
+            }
+            None
+        })
     }
 
     /// Renders one template; `file` names it in errors.
     pub fn render(&self, file: &str, source: &str) -> Result<String, TemplateError> {
         self.env
             .render_named_str(file, source, &self.ctx)
-            .map_err(|source| TemplateError {
+            .map_err(|err| TemplateError {
                 file: file.to_string(),
-                line: source.line(),
-                source,
+                line: err.line(),
+                undefined: if err.kind() == minijinja::ErrorKind::UndefinedError {
+                    self.find_undefined(source, err.line())
+                } else {
+                    None
+                },
+                source: err,
             })
     }
 }
@@ -160,14 +195,17 @@ mod tests {
         assert_eq!(err.line, Some(3));
         let text = format!("{err}: {}", err.source);
         assert!(
-            text.starts_with("template `components/web/deploy.yaml` failed to render at line 3"),
+            text.starts_with("template `components/web/deploy.yaml` failed to render at line 3: `config.web.replcas` is not defined"),
             "{text}"
         );
         assert!(text.contains("undefined"), "{text}");
         let err = renderer()
-            .render("t.yaml", "{{ config.nogroup.x }}")
+            .render("t.yaml", "x: {{ release.name }}-{{ config.nogroup.x }}")
             .unwrap_err();
-        assert!(err.to_string().contains("`t.yaml`"));
+        assert_eq!(
+            err.to_string(),
+            "template `t.yaml` failed to render at line 1: `config.nogroup` is not defined"
+        );
         let err = renderer().render("s.yaml", "{% if %}").unwrap_err();
         assert_eq!(err.line, Some(1));
     }

@@ -22,11 +22,13 @@
 //! registry's `Location` headers point back at the proxy. [`FaultProxy::injected`] tells a test
 //! that faults really happened (a fault test that injected nothing proves nothing).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -158,6 +160,7 @@ impl Rule {
 struct Shared {
     upstream: SocketAddr,
     rules: Vec<Rule>,
+    gate: Option<TokenGate>,
     requests: AtomicU64,
     injected: AtomicU64,
     log: Mutex<Vec<String>>,
@@ -184,6 +187,41 @@ impl FaultProxy {
     /// Starts a proxy on `127.0.0.1:0` forwarding to `upstream` (a plain-HTTP server), applying
     /// `rules` in order (the first that fires wins). Must run inside a tokio runtime.
     pub async fn start(upstream: SocketAddr, rules: Vec<Rule>) -> Self {
+        Self::launch(upstream, rules, None).await
+    }
+
+    /// Like [`FaultProxy::start`], and also puts the registry behind bearer-token auth, the way
+    /// Harbor, GHCR or Docker Hub do: every `/v2/` request needs `Authorization: Bearer` with a
+    /// token whose scope covers the repository and action (pull for GET/HEAD, push otherwise),
+    /// else it gets `401` with `WWW-Authenticate: Bearer realm="http://PROXY/token",
+    /// service="airlift-test",scope="repository:NAME:pull,push"`. `GET /token` hands out tokens
+    /// for the requested `scope`s to `user`/`password` (HTTP basic); wrong credentials get `401`.
+    pub async fn start_with_token_auth(
+        upstream: SocketAddr,
+        rules: Vec<Rule>,
+        user: &str,
+        password: &str,
+    ) -> Self {
+        let gate = TokenGate {
+            basic: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+            tokens: Mutex::new(HashMap::new()),
+            issued: AtomicU64::new(0),
+        };
+        Self::launch(upstream, rules, Some(gate)).await
+    }
+
+    /// How many tokens the token endpoint issued (0 without token auth).
+    pub fn tokens_issued(&self) -> u64 {
+        self.shared
+            .gate
+            .as_ref()
+            .map_or(0, |g| g.issued.load(Ordering::SeqCst))
+    }
+
+    async fn launch(upstream: SocketAddr, rules: Vec<Rule>, gate: Option<TokenGate>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the fault proxy on loopback");
@@ -191,6 +229,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream,
             rules,
+            gate,
             requests: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
@@ -336,6 +375,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     shared.requests.fetch_add(1, Ordering::SeqCst);
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
+    if let Some(gate) = &shared.gate {
+        if path == "/token" {
+            return Ok(gate.issue(&req));
+        }
+        if let Some(denied) = gate.check(&req) {
+            return Ok(denied);
+        }
+    }
     let fault = shared
         .rules
         .iter()
@@ -368,6 +415,95 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let resp_cut = resp_cut.map(|after| cut_point(after, content_length(resp.headers())));
     let (parts, body) = resp.into_parts();
     Ok(Response::from_parts(parts, wrap(body, req_delay, resp_cut)))
+}
+
+/// Bearer-token auth in front of the registry (see [`FaultProxy::start_with_token_auth`]).
+struct TokenGate {
+    /// The `Authorization` value the token endpoint accepts.
+    basic: String,
+    /// Issued tokens and the scopes each grants.
+    tokens: Mutex<HashMap<String, Vec<String>>>,
+    issued: AtomicU64,
+}
+
+impl TokenGate {
+    /// `GET /token?service=…&scope=…`: a token for the scopes asked for, to the right user.
+    fn issue(&self, req: &Request<Incoming>) -> Response<Body> {
+        let authorized = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            == Some(self.basic.as_str());
+        if !authorized {
+            return status_response(401);
+        }
+        let query = req.uri().query().unwrap_or("");
+        let scopes: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k == "scope")
+            .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        let n = self.issued.fetch_add(1, Ordering::SeqCst);
+        let token = format!("tok-{n}-{}", rand::random::<u64>());
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(token.clone(), scopes);
+        }
+        let body = serde_json::json!({ "token": token, "expires_in": 300 }).to_string();
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(full(Bytes::from(body)))
+            .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+    }
+
+    /// `None` when the request carries a token that covers it; otherwise the 401 challenge.
+    fn check(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
+        let path = req.uri().path();
+        let rest = path.strip_prefix("/v2/").unwrap_or("");
+        let name = ["/blobs/", "/manifests/", "/tags/"]
+            .iter()
+            .filter_map(|m| rest.find(m).map(|i| &rest[..i]))
+            .next();
+        let action = match req.method().as_str() {
+            "GET" | "HEAD" => "pull",
+            _ => "push",
+        };
+        let token = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let granted = token.and_then(|t| self.tokens.lock().ok()?.get(t).cloned());
+        let ok = match (&granted, name) {
+            (Some(_), None) => true,
+            (Some(scopes), Some(name)) => scopes.iter().any(|s| {
+                let mut parts = s.splitn(3, ':');
+                parts.next() == Some("repository")
+                    && parts.next() == Some(name)
+                    && parts
+                        .next()
+                        .is_some_and(|a| a.split(',').any(|x| x == action || x == "*"))
+            }),
+            (None, _) => false,
+        };
+        if ok {
+            return None;
+        }
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        let mut challenge = format!(r#"Bearer realm="http://{host}/token",service="airlift-test""#);
+        if let Some(name) = name {
+            challenge.push_str(&format!(r#",scope="repository:{name}:pull,push""#));
+        }
+        let mut resp = status_response(401);
+        if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+        resp.headers_mut().remove(http::header::CONNECTION);
+        Some(resp)
+    }
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -174,7 +174,7 @@ impl TestRegistry {
         y
     }
 
-    /// Polls `GET /v2/` (plain) or the TCP port (TLS) until the registry answers.
+    /// Polls `GET /v2/` (over TLS with the test CA for a TLS registry) until the registry answers.
     fn wait_ready(&mut self, timeout: Duration) -> bool {
         let start = Instant::now();
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
@@ -184,20 +184,20 @@ impl TestRegistry {
                     return false;
                 }
             }
-            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                if self.tls.is_some() {
-                    return true;
-                }
+            if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let req = format!(
-                    "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-                    self.port
-                );
-                if s.write_all(req.as_bytes()).is_ok() {
-                    let mut buf = [0u8; 12];
-                    if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1") {
-                        return true;
+                let answered = match &self.tls {
+                    Some(t) => match tls_stream(s, &t.ca_pem) {
+                        Some(mut tls) => get_v2(&mut tls, self.port),
+                        None => false,
+                    },
+                    None => {
+                        let mut s = s;
+                        get_v2(&mut s, self.port)
                     }
+                };
+                if answered {
+                    return true;
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -384,6 +384,41 @@ pub fn run_skopeo(args: &[String]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// Sends `GET /v2/` and checks that an HTTP response starts.
+fn get_v2(s: &mut impl ReadWrite, port: u16) -> bool {
+    let req = format!("GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() || s.flush().is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.")
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// A TLS client stream to 127.0.0.1 trusting only `ca_pem`.
+fn tls_stream(
+    tcp: TcpStream,
+    ca_pem: &Path,
+) -> Option<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let pem = std::fs::read(ca_pem).ok()?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.ok()?).ok()?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    Some(rustls::StreamOwned::new(conn, tcp))
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

@@ -539,3 +539,87 @@ async fn tables_and_partial_metadata_are_negotiated() {
     let t: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(t["kind"], "APIGroupList");
 }
+
+#[tokio::test]
+async fn orphan_deletion_keeps_dependents_and_finalizers_delay_deletion() {
+    let (_cluster, api) = start();
+    api.create_namespace("gc").await;
+    let (_, owner) = api
+        .post(
+            "/api/v1/namespaces/gc/configmaps",
+            &json!({"metadata": {"name": "owner"}}),
+        )
+        .await;
+    let dependent = |name: &str| {
+        json!({"metadata": {"name": name, "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+            "name": "owner", "uid": owner["metadata"]["uid"]}]}})
+    };
+    api.post("/api/v1/namespaces/gc/configmaps", &dependent("dep"))
+        .await;
+    let (code, _) = api
+        .req(
+            reqwest::Method::DELETE,
+            "/api/v1/namespaces/gc/configmaps/owner",
+        )
+        .json(&json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan"}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(code, 200);
+    let (code, dep) = api.get("/api/v1/namespaces/gc/configmaps/dep").await;
+    assert_eq!(code, 200);
+    assert!(
+        dep["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{dep}"
+    );
+
+    let (_, held) = api
+        .post(
+            "/api/v1/namespaces/gc/configmaps",
+            &json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+        )
+        .await;
+    assert_eq!(held["metadata"]["finalizers"][0], "example.com/hold");
+    let (code, v) = api.delete("/api/v1/namespaces/gc/configmaps/held").await;
+    assert_eq!(code, 200);
+    assert!(v["metadata"]["deletionTimestamp"].is_string(), "{v}");
+    assert_eq!(
+        api.get("/api/v1/namespaces/gc/configmaps/held").await.0,
+        200
+    );
+    let (code, _) = api
+        .patch(
+            "/api/v1/namespaces/gc/configmaps/held",
+            "application/json-patch+json",
+            &json!([{"op": "remove", "path": "/metadata/finalizers"}]),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        api.get("/api/v1/namespaces/gc/configmaps/held").await.0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn http2_is_negotiated_and_requests_are_recorded() {
+    let (cluster, api) = start();
+    let resp = api
+        .req(reqwest::Method::GET, "/version")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    api.delete("/api/v1/namespaces/default/configmaps/none")
+        .await;
+    let recorded = cluster.requests();
+    assert!(recorded
+        .iter()
+        .any(|r| r.method == "GET" && r.path == "/version" && r.status == 200));
+    assert!(recorded
+        .iter()
+        .any(|r| r.method == "DELETE" && r.status == 404));
+}

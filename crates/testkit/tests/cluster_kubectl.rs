@@ -316,3 +316,73 @@ fn kubectl_rejects_a_kubeconfig_with_a_wrong_token() {
         "{stderr}"
     );
 }
+
+/// Kills the child process when the test ends, even if it panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_binary_serves_a_cluster_until_it_is_killed() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_airlift-test-cluster"))
+            .args([
+                "--kubeconfig-out",
+                kc.to_str().unwrap(),
+                "--version",
+                "1.31.1",
+                "--nodes",
+                "arm64",
+            ])
+            .args(["--fail-image", "broken=CrashLoopBackOff"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut url = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let run = |args: &[&str]| {
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[*].status.nodeInfo.architecture}",
+    ]);
+    let version = run(&["version", "-o", "json"]);
+    drop(child);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "arm64");
+    let v: Value = serde_json::from_slice(&version.stdout).unwrap();
+    assert_eq!(v["serverVersion"]["gitVersion"], "v1.31.1");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_airlift-test-cluster"))
+        .args([
+            "--kubeconfig-out",
+            kc.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a loopback address"));
+}

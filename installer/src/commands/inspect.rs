@@ -140,7 +140,12 @@ fn collect(bundle: &Bundle, path: &std::path::Path) -> Output {
         tool: m.build.tool.clone(),
         signature: bundle.signature_status().clone(),
         kubernetes: m.requirements.kubernetes.clone(),
-        platforms: m.requirements.platforms.iter().map(ToString::to_string).collect(),
+        platforms: m
+            .requirements
+            .platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         file_size: std::fs::metadata(path).map(|md| md.len()).unwrap_or(0),
         blobs: m.blobs.len(),
         blobs_size: bundle.blobs_size(),
@@ -176,11 +181,16 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 fn short(digest: &str) -> String {
-    digest.get(..19).map_or_else(|| digest.to_string(), |s| format!("{s}…"))
+    digest
+        .get(..19)
+        .map_or_else(|| digest.to_string(), |s| format!("{s}…"))
 }
 
 fn print_text(o: &Output) {
-    println!("Bundle     {} {} ({}) by {}", o.name, o.version, o.channel, o.vendor);
+    println!(
+        "Bundle     {} {} ({}) by {}",
+        o.name, o.version, o.channel, o.vendor
+    );
     println!("Built      {} with {}", o.created, o.tool);
     println!("Signature  {}", describe_signature(&o.signature));
     println!(
@@ -189,7 +199,11 @@ fn print_text(o: &Output) {
         human_bytes(o.blobs_size),
         o.blobs
     );
-    println!("Requires   Kubernetes {}, platforms {}", o.kubernetes, o.platforms.join(", "));
+    println!(
+        "Requires   Kubernetes {}, platforms {}",
+        o.kubernetes,
+        o.platforms.join(", ")
+    );
     println!();
     table(
         &["COMPONENT", "MODE", "LAYER", "ORDER", "IMAGES", "MANIFESTS"],
@@ -236,7 +250,9 @@ fn print_text(o: &Output) {
                         c.key.clone(),
                         c.kind.clone(),
                         if c.required { "yes" } else { "no" }.into(),
-                        c.default.as_ref().map_or_else(|| "-".into(), ToString::to_string),
+                        c.default
+                            .as_ref()
+                            .map_or_else(|| "-".into(), ToString::to_string),
                     ]
                 })
                 .collect::<Vec<_>>(),

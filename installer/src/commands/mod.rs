@@ -4,8 +4,10 @@ pub mod config;
 pub mod inspect;
 pub mod install;
 pub mod plan;
+pub mod push;
 pub mod render;
 pub mod rollback;
+pub mod serve;
 pub mod status;
 pub mod uninstall;
 pub mod upgrade;
@@ -19,6 +21,8 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Verify(args) => verify::run(args, cli.no_progress),
+        Command::Push(args) => push::run(args, cli.no_progress),
+        Command::Serve(args) => serve::run(args, cli.no_progress),
         Command::Inspect(args) => inspect::run(args, cli.no_progress),
         Command::Install(args) => install::run(args, cli.no_progress),
         Command::Plan(args) => plan::run(args, cli.no_progress),

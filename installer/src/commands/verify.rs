@@ -26,8 +26,11 @@ impl TrustArgs {
     pub fn trust(&self) -> Result<Trust, CommandError> {
         Trust::from_flags(self.key.as_deref(), self.insecure_skip_verify).map_err(|e| {
             let hint = e.hint();
-            CommandError::new(ExitKind::Usage, anyhow::Error::new(e).context("cannot load the vendor key"))
-                .with_hint(hint)
+            CommandError::new(
+                ExitKind::Usage,
+                anyhow::Error::new(e).context("cannot load the vendor key"),
+            )
+            .with_hint(hint)
         })
     }
 }
@@ -140,7 +143,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 );
             } else {
                 let rate = if seconds > 0.0 {
-                    format!(" at {}/s", human_bytes((report.bytes_hashed as f64 / seconds) as u64))
+                    format!(
+                        " at {}/s",
+                        human_bytes((report.bytes_hashed as f64 / seconds) as u64)
+                    )
                 } else {
                     String::new()
                 };

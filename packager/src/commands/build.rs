@@ -44,12 +44,8 @@ pub struct Args {
 
 /// Runs `build`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
-    let definition = airlift_render::load_definition(&args.dir)
-        .map_err(|e| {
-            let hint = e.hint();
-            CommandError::new(ExitKind::Config, e).with_hint(hint)
-        })?;
-    crate::commands::lint::check_images(&definition).kind(ExitKind::Config)?;
+    crate::commands::lint::check(&args.dir)?;
+    let definition = airlift_render::load_definition(&args.dir).kind(ExitKind::Config)?;
     let key = match &args.key {
         Some(path) => Some(PrivateKey::load(path).map_err(|e| {
             let hint = e.hint();

@@ -5,7 +5,8 @@
 //! - `config`: the SaaS defaults meet their rules (required items without a default get a
 //!   placeholder of their type, so templates can still be rendered);
 //! - `templates`: every manifest renders with the defaults (errors name the file and line);
-//! - `objects`: every rendered document is a Kubernetes object with apiVersion, kind and name;
+//! - `objects`: every rendered document is a Kubernetes object with apiVersion, kind and name,
+//!   and no object (kind, namespace, name) is defined twice;
 //! - `images`: every image reference parses, every image built from local files builds (into a
 //!   scratch store that is removed afterwards; its reproducible digest is reported), and every
 //!   image a manifest uses is carried by the bundle.
@@ -18,7 +19,7 @@ use airlift_bundle::schema::definition::ImageSource;
 use airlift_cli::{CommandError, ExitKind, OutputFormat};
 use airlift_render::images::{carried_set, check_carried, discover_images, ImageUse};
 use airlift_render::values::ConfigError;
-use airlift_render::{load_definition, BundleInfo, ConfigBuilder, ImageRef, ReleaseInfo, Renderer};
+use airlift_render::{load_definition, BundleInfo, ConfigBuilder, ReleaseInfo, Renderer};
 use serde::Serialize;
 
 use crate::local_image::build_local_image;
@@ -54,6 +55,8 @@ struct Report {
     /// Images built from local files: reference -> index digest (reproducible).
     built: BTreeMap<String, String>,
     problems: Vec<Problem>,
+    /// Findings that do not fail lint.
+    warnings: Vec<String>,
 }
 
 impl Report {
@@ -156,23 +159,8 @@ fn lint(args: &Args) -> Report {
     let mut carried_refs = Vec::new();
     for c in &def.components {
         for img in &c.images {
-            match ImageRef::parse(&img.reference) {
-                Ok(_) => carried_refs.push(img.reference.as_str()),
-                Err(e) => report.push("images", format!("component `{}`: {}", c.name, chain(&e))),
-            }
-            if let Some(ImageSource::Registry(r)) = &img.source {
-                if let Err(e) = ImageRef::parse(r) {
-                    report.push(
-                        "images",
-                        format!(
-                            "component `{}`: source of `{}`: {}",
-                            c.name,
-                            img.reference,
-                            chain(&e)
-                        ),
-                    );
-                }
-            }
+            // `load_definition` has already checked that every reference parses.
+            carried_refs.push(img.reference.as_str());
             if let Some(ImageSource::Build(b)) = &img.source {
                 match build_local_image(&loaded.dir, b, &def.requirements.platforms, &scratch) {
                     Ok(built) => {
@@ -193,7 +181,13 @@ fn lint(args: &Args) -> Report {
             }
         }
     }
-    let carried = carried_set(carried_refs).unwrap_or_default();
+    let carried = match carried_set(carried_refs) {
+        Ok(c) => c,
+        Err(e) => {
+            report.push("images", chain(&e));
+            return report;
+        }
+    };
 
     let renderer = Renderer::new(
         &config,
@@ -208,6 +202,8 @@ fn lint(args: &Args) -> Report {
         },
     );
     let mut uses: Vec<(String, ImageUse)> = Vec::new();
+    // Kind/namespace/name -> where it was first defined.
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for component in &loaded.components {
         for file in &component.manifests {
             report.manifests += 1;
@@ -233,6 +229,17 @@ fn lint(args: &Args) -> Report {
                 }
             };
             report.objects += objects.len();
+            for obj in &objects {
+                let ns = obj.namespace().unwrap_or(&def.metadata.name);
+                let id = format!("{}/{ns}/{}", obj.kind(), obj.name());
+                let at = format!("`{}` document {}", obj.file, obj.index);
+                if let Some(first) = seen.insert(id.clone(), at.clone()) {
+                    report.push(
+                        "objects",
+                        format!("{id} is defined twice: in {first} and in {at}"),
+                    );
+                }
+            }
             // Object by object, so one bad reference does not hide the others.
             for obj in &objects {
                 match discover_images(std::slice::from_ref(obj)) {
@@ -247,6 +254,18 @@ fn lint(args: &Args) -> Report {
     if let Err(e) = check_carried(&uses, &carried) {
         report.push("images", chain(&e));
     }
+    for c in &def.components {
+        for img in &c.images {
+            let used = airlift_render::ImageRef::parse(&img.reference)
+                .is_ok_and(|r| uses.iter().any(|(_, u)| u.parsed == r));
+            if !used {
+                report.warnings.push(format!(
+                    "component `{}` carries image `{}` but no manifest uses it (rendered with the defaults): it makes the bundle bigger",
+                    c.name, img.reference
+                ));
+            }
+        }
+    }
     let mut images: Vec<String> = uses.iter().map(|(_, u)| u.parsed.to_string()).collect();
     images.sort();
     images.dedup();
@@ -258,6 +277,11 @@ fn lint(args: &Args) -> Report {
 /// Runs `lint`.
 pub fn run(args: Args) -> Result<(), CommandError> {
     let report = lint(&args);
+    if args.output == OutputFormat::Text {
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     match args.output {
         OutputFormat::Json => airlift_cli::output::print_json(&report)?,
         OutputFormat::Text if report.ok => {
@@ -278,6 +302,18 @@ pub fn run(args: Args) -> Result<(), CommandError> {
         }
         OutputFormat::Text => {}
     }
+    verdict(&report)
+}
+
+/// The checks `build` runs before it fetches anything: `Err` lists every problem.
+pub fn check(dir: &std::path::Path) -> Result<(), CommandError> {
+    verdict(&lint(&Args {
+        dir: dir.to_path_buf(),
+        output: OutputFormat::Text,
+    }))
+}
+
+fn verdict(report: &Report) -> Result<(), CommandError> {
     if report.ok {
         return Ok(());
     }

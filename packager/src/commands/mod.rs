@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod build;
 pub mod keygen;
 pub mod lint;
 
@@ -10,6 +11,7 @@ use crate::cli::{Cli, Command};
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
+        Command::Build(args) => build::run(args, cli.no_progress),
         Command::Keygen(args) => keygen::run(args),
         Command::Lint(args) => lint::run(args),
     }

@@ -119,7 +119,8 @@ fn obj(component: &str, order: i32, v: Value) -> ManagedObject {
 }
 
 /// The demo product at `version`: namespace, config, secret, RBAC, service, PVC and a
-/// Deployment running `image`. Version 1 also has a ConfigMap `legacy` that version 2 drops.
+/// Deployment running `image` (with `password` rendered into an env var, as careless
+/// templates do). Version 1 also has a ConfigMap `legacy` that version 2 drops.
 pub fn demo_objects(ns: &str, version: u32, image: &str, password: &str) -> Vec<ManagedObject> {
     let mut out = vec![
         obj(
@@ -130,7 +131,8 @@ pub fn demo_objects(ns: &str, version: u32, image: &str, password: &str) -> Vec<
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
                 "template": {"metadata": {"labels": {"app": "web"}},
                     "spec": {"serviceAccountName": "web",
-                        "containers": [{"name": "web", "image": image}]}}}}),
+                        "containers": [{"name": "web", "image": image,
+                            "env": [{"name": "APP_PASSWORD", "value": password}]}]}}}}),
         ),
         obj(
             "web",

@@ -29,6 +29,12 @@ use crate::error::RegistryError;
 use crate::tls::TlsError;
 use select::{Descriptor, Document};
 
+/// The default blob cache: `$XDG_CACHE_HOME/airlift/blobs` (`~/.cache/airlift/blobs`), or
+/// `None` when the platform has no cache folder. Open it with [`DirBlobStore::open`].
+pub fn default_cache_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("airlift").join("blobs"))
+}
+
 /// A blob (or manifest) of a pulled image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobRef {

@@ -21,7 +21,9 @@ use crate::error::{RegistryError, Target};
 use crate::options::RegistryOptions;
 use crate::tls;
 
-/// Pulls images from registries into a [`DirBlobStore`]. Cheap to share: one per build.
+/// Pulls images from registries into a [`DirBlobStore`]. Use one per build and run pulls on it
+/// concurrently: all downloads share one concurrency limit ([`RegistryOptions::concurrency`]),
+/// and a blob shared by several images is downloaded once.
 pub struct RegistryPuller {
     client: oci_client::Client,
     opts: RegistryOptions,
@@ -320,7 +322,16 @@ impl Ctx<'_> {
         let digest = blob.digest.to_string();
         let mut stream = if *written == 0 {
             self.client_call(|c| c.pull_blob_stream(&self.reference, digest.as_str()))
-                .await?
+                .await
+                .map_err(|e| match e {
+                    PullError::Registry(RegistryError::NotFound { target, .. }) => {
+                        PullError::Registry(RegistryError::NotFound {
+                            target,
+                            what: format!("blob {}", blob.digest),
+                        })
+                    }
+                    other => other,
+                })?
         } else {
             let offset = *written;
             match self

@@ -1,5 +1,5 @@
 //! Shared helpers of the registry integration tests.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -116,9 +116,17 @@ pub fn verify_with_skopeo(reg: &TestRegistry, report: &PushReport, scratch: &Pat
         // The push may have gone through a proxy; skopeo reads the registry itself.
         let repo = rel.repository.split_once('/').unwrap().1;
         let by_digest = format!("{repo}@{}", rel.digest);
-        assert_eq!(reg.manifest_digest(&by_digest), rel.digest, "{orig} by digest");
+        assert_eq!(
+            reg.manifest_digest(&by_digest),
+            rel.digest,
+            "{orig} by digest"
+        );
         if let Some(tag) = &rel.tag {
-            assert_eq!(reg.manifest_digest(&format!("{repo}:{tag}")), rel.digest, "{orig} by tag");
+            assert_eq!(
+                reg.manifest_digest(&format!("{repo}:{tag}")),
+                rel.digest,
+                "{orig} by tag"
+            );
         }
         let out = scratch.join(format!("pulled-{i}"));
         reg.skopeo_pull_to_layout(&by_digest, &out, "x");
@@ -134,12 +142,22 @@ pub fn verify_with_skopeo(reg: &TestRegistry, report: &PushReport, scratch: &Pat
 
 /// True when `repo:tag` exists (checked with skopeo, which fails on a missing tag).
 pub fn tag_exists(reg: &TestRegistry, repo_tag: &str) -> bool {
-    let mut args = vec!["--insecure-policy".to_string(), "inspect".into(), "--raw".into(), "--retry-times=0".into()];
+    let mut args = vec![
+        "--insecure-policy".to_string(),
+        "inspect".into(),
+        "--raw".into(),
+        "--retry-times=0".into(),
+    ];
     for f in reg.skopeo_flags("src") {
         args.push(f.replacen("--src-", "--", 1));
     }
     args.push(format!("docker://{}/{repo_tag}", reg.host()));
-    std::process::Command::new("skopeo").args(&args).output().unwrap().status.success()
+    std::process::Command::new("skopeo")
+        .args(&args)
+        .output()
+        .unwrap()
+        .status
+        .success()
 }
 
 /// Records progress: bytes per label, and fires a callback once the overall count passes a mark.
@@ -167,7 +185,12 @@ impl Progress for Recorder {
         self.totals.lock().unwrap().insert(label.to_string(), total);
     }
     fn advance(&self, label: &str, bytes: u64) {
-        *self.bytes.lock().unwrap().entry(label.to_string()).or_default() += bytes;
+        *self
+            .bytes
+            .lock()
+            .unwrap()
+            .entry(label.to_string())
+            .or_default() += bytes;
         if label == airlift_registry::push::OVERALL_LABEL {
             let now = self.overall.fetch_add(bytes, Ordering::SeqCst) + bytes;
             if let (Some(at), Some(n)) = (self.trip_at, &self.trip) {

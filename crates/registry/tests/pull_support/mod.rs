@@ -1,6 +1,6 @@
 //! Shared helpers of the pull integration tests: options for a test registry, and a loopback
 //! TCP proxy that counts blob downloads and can cut the first download of one blob.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

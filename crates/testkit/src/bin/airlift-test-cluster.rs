@@ -31,6 +31,9 @@ struct Args {
     /// Fail Pods whose image contains SUBSTRING: `SUBSTRING=ImagePullBackOff|CrashLoopBackOff|Unschedulable`.
     #[arg(long, value_name = "SUBSTRING=MODE")]
     fail_image: Vec<String>,
+    /// Print one line per request to stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 fn mode(s: &str) -> anyhow::Result<FailureMode> {
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     let arches: Vec<&str> = args.nodes.iter().map(String::as_str).collect();
     let opts = ClusterOptions {
         listen: args.listen,
+        log_requests: args.verbose,
         ..ClusterOptions::default()
     }
     .with_version(&args.version)

@@ -380,7 +380,10 @@ pub(crate) fn server_side_apply(
                 if force {
                     e.fields.remove(&p);
                 } else {
-                    conflicts.push((e.manager.clone(), format!(".{}", p.join("."))));
+                    conflicts.push((
+                        format!("\"{}\" using {}", e.manager, e.api_version),
+                        format!(".{}", p.join(".")),
+                    ));
                 }
             }
         }
@@ -534,7 +537,10 @@ mod tests {
         );
         let applied = json!({"metadata": {"name": "c"}, "data": {"a": "2", "b": "x"}});
         let err = server_side_apply(&owned, &applied, "m", false, "v1", MAIN).unwrap_err();
-        assert_eq!(err, vec![("other".to_string(), ".data.a".to_string())]);
+        assert_eq!(
+            err,
+            vec![("\"other\" using v1".to_string(), ".data.a".to_string())]
+        );
         let forced = server_side_apply(&owned, &applied, "m", true, "v1", MAIN).unwrap();
         assert_eq!(forced["data"], json!({"a": "2", "b": "x"}));
         // Same value: no conflict, shared ownership.

@@ -159,6 +159,12 @@ fn namespaces(state: &mut State) {
             .unwrap_or_default()
             .to_string();
         if !ns["metadata"]["deletionTimestamp"].is_null() {
+            // The namespace controller gets to it a moment later, as on a real cluster.
+            let uid = ns["metadata"]["uid"].as_str().unwrap_or_default();
+            let marked = state.changed_at.get(uid).copied();
+            if marked.is_some_and(|t| t.elapsed() < state.ready_delay) {
+                continue;
+            }
             state.purge_namespace(&name);
             let blocked = ns["metadata"]["finalizers"]
                 .as_array()
@@ -181,6 +187,24 @@ fn namespaces(state: &mut State) {
                 "serviceaccounts",
                 &name,
                 json!({"metadata": {"name": "default"}}),
+            );
+        }
+        if !state.root_ca.is_empty()
+            && state
+                .store
+                .get("", "configmaps", &name, "kube-root-ca.crt")
+                .is_none()
+        {
+            let ca = state.root_ca.clone();
+            let description = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+            create(
+                state,
+                "",
+                "configmaps",
+                &name,
+                json!({"metadata": {"name": "kube-root-ca.crt",
+                    "annotations": {"kubernetes.io/description": description}},
+                    "data": {"ca.crt": ca}}),
             );
         }
     }

@@ -80,7 +80,19 @@ pub(crate) fn admit(
         ("", "pods") => {
             set_default(obj, "status", json!({"phase": "Pending"}));
         }
-        ("apps", "deployments") | ("apps", "statefulsets") | ("apps", "replicasets") => {
+        ("apps", "deployments") => {
+            let spec = &mut obj["spec"];
+            set_default(spec, "replicas", 1.into());
+            set_default(spec, "revisionHistoryLimit", 10.into());
+            set_default(spec, "progressDeadlineSeconds", 600.into());
+            set_default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+            );
+            check_selector(rt, &name, obj)?;
+        }
+        ("apps", "statefulsets") | ("apps", "replicasets") => {
             set_default(&mut obj["spec"], "replicas", 1.into());
             check_selector(rt, &name, obj)?;
         }

@@ -66,7 +66,7 @@ pub(crate) fn pick_node(state: &State, pod_spec: &Value) -> Option<String> {
         .find_map(|n| n["metadata"]["name"].as_str().map(String::from))
 }
 
-/// Records an Event about `obj` once per `reason` (as a real Event recorder would, deduplicated).
+/// Records an Event about `obj` once per reason and message (deduplicated, like a real recorder).
 pub(crate) fn event(
     state: &mut State,
     obj: &Value,
@@ -82,7 +82,10 @@ pub(crate) fn event(
         .to_string();
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
-    let ev_name = format!("{name}.{}", meta::short_hash(&json!([uid, reason])));
+    let ev_name = format!(
+        "{name}.{}",
+        meta::short_hash(&json!([uid, reason, message]))
+    );
     if state.store.get("", "events", &ns, &ev_name).is_some() {
         return;
     }

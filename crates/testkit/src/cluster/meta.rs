@@ -171,29 +171,34 @@ impl ApiError {
         .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
 
-    /// A server-side apply conflict: `fields` are `(manager, field path)` pairs.
+    /// A server-side apply conflict: `fields` are `("manager" using apiVersion, .field.path)`
+    /// pairs; the message is worded like the apiserver's.
     pub(crate) fn apply_conflict(
         group: &str,
         plural: &str,
         name: &str,
         fields: &[(String, String)],
     ) -> Self {
-        let list: Vec<String> = fields.iter().map(|(m, f)| format!("- {m}: {f}")).collect();
+        let message = match fields {
+            [(m, f)] => format!("Apply failed with 1 conflict: conflict with {m}: {f}"),
+            _ => {
+                let list: Vec<String> = fields
+                    .iter()
+                    .map(|(m, f)| format!("conflict with {m}: {f}"))
+                    .collect();
+                format!(
+                    "Apply failed with {} conflicts: {}",
+                    fields.len(),
+                    list.join("\n")
+                )
+            }
+        };
         let causes: Vec<Value> = fields
             .iter()
-            .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": f}))
+            .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": f}))
             .collect();
-        Self::new(
-            409,
-            "Conflict",
-            format!(
-                "Apply failed with {} conflict{}: {}",
-                fields.len(),
-                if fields.len() == 1 { "" } else { "s" },
-                list.join("\n")
-            ),
-        )
-        .with_details(json!({"name": name, "group": group, "kind": plural, "causes": causes}))
+        Self::new(409, "Conflict", message)
+            .with_details(json!({"name": name, "group": group, "kind": plural, "causes": causes}))
     }
 
     pub(crate) fn invalid(group: &str, kind: &str, name: &str, field: &str, why: &str) -> Self {

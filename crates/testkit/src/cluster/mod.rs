@@ -153,6 +153,8 @@ pub struct ClusterOptions {
     pub ready_delay: Duration,
     /// Where to write the kubeconfig; the default is a file in a temporary directory.
     pub kubeconfig_out: Option<PathBuf>,
+    /// Print one line per request (`METHOD path?query -> status`) to stderr.
+    pub log_requests: bool,
 }
 
 impl Default for ClusterOptions {
@@ -166,6 +168,7 @@ impl Default for ClusterOptions {
             }],
             ready_delay: Duration::from_millis(300),
             kubeconfig_out: None,
+            log_requests: false,
         }
     }
 }
@@ -256,7 +259,11 @@ impl TestCluster {
             opts.nodes.clone(),
             opts.ready_delay,
         )));
-        controller::seed(&mut lock(&state));
+        {
+            let mut st = lock(&state);
+            st.root_ca = tls.ca_pem.clone();
+            controller::seed(&mut st);
+        }
 
         let (dir, kubeconfig) = match &opts.kubeconfig_out {
             Some(p) => (None, p.clone()),
@@ -277,6 +284,7 @@ impl TestCluster {
             state: state.clone(),
             token: token.clone(),
             address: addr.to_string(),
+            log: opts.log_requests,
         };
         let config = tls.config.clone();
         let thread = std::thread::Builder::new()
@@ -345,6 +353,14 @@ impl TestCluster {
         lock(&self.state)
             .failures
             .push((FailTarget::Workload(None, name.into()), mode));
+    }
+
+    /// Fails the workload `namespace/name` in the given way.
+    pub fn fail_workload_in(&self, namespace: &str, name: &str, mode: FailureMode) {
+        lock(&self.state).failures.push((
+            FailTarget::Workload(Some(namespace.into()), name.into()),
+            mode,
+        ));
     }
 
     /// Fails every Pod with a container image containing `substring`.

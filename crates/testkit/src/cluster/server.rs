@@ -26,6 +26,8 @@ pub(crate) struct Server {
     pub state: Arc<Mutex<State>>,
     pub token: String,
     pub address: String,
+    /// Print each request to stderr.
+    pub log: bool,
 }
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
@@ -165,6 +167,14 @@ impl Server {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or_default().to_string();
         let resp = self.route(req).await;
+        if self.log {
+            let q = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{query}")
+            };
+            eprintln!("{method} {path}{q} -> {}", resp.status().as_u16());
+        }
         lock(&self.state).requests.push(RequestRecord {
             method,
             path,
@@ -370,7 +380,8 @@ impl Server {
                     .unwrap_or_default()
                     .trim()
                     .to_string();
-                let (obj, created) = st.patch(rt, &nsname, &name_str, (&media, body), &opts, part)?;
+                let (obj, created) =
+                    st.patch(rt, &nsname, &name_str, (&media, body), &opts, part)?;
                 Ok(json_response(if created { 201 } else { 200 }, &obj))
             }
             "delete" => {

@@ -64,6 +64,8 @@ pub(crate) struct State {
     pub changed_at: HashMap<String, Instant>,
     /// Recent changes, oldest first, for watches that resume from a resourceVersion.
     pub history: VecDeque<WatchEvent>,
+    /// The cluster CA (PEM), published in every namespace as ConfigMap `kube-root-ca.crt`.
+    pub root_ca: String,
 }
 
 fn name_of(v: &Value) -> &str {
@@ -94,6 +96,24 @@ fn spec_part(v: &Value, has_status: bool) -> Value {
     c
 }
 
+/// The object without its resourceVersion and managedFields timestamps.
+fn without_volatile(v: &Value) -> Value {
+    let mut c = v.clone();
+    if let Some(m) = c["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    for e in c["metadata"]["managedFields"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(m) = e.as_object_mut() {
+            m.remove("time");
+        }
+    }
+    c
+}
+
 impl State {
     /// A fresh state with the built-in types and no objects.
     pub fn new(version: String, nodes: Vec<NodeSpec>, ready_delay: std::time::Duration) -> Self {
@@ -110,6 +130,7 @@ impl State {
             watch_tx,
             changed_at: HashMap::new(),
             history: VecDeque::new(),
+            root_ca: String::new(),
         }
     }
 
@@ -271,6 +292,13 @@ impl State {
             }
         };
         super::defaults::admit(self, rt, old, &mut obj)?;
+        // A write that changes nothing (but managedFields timestamps) is not a write: no new
+        // resourceVersion, no watch event — as on a real apiserver.
+        if let Some(o) = old {
+            if without_volatile(o) == without_volatile(&obj) {
+                return Ok(Self::for_version(rt, o.clone()));
+            }
+        }
         if dry_run {
             return Ok(obj);
         }
@@ -534,6 +562,9 @@ impl State {
             if rt.plural == "namespaces" {
                 marked["status"]["phase"] = "Terminating".into();
             }
+            if let Some(uid) = obj["metadata"]["uid"].as_str() {
+                self.changed_at.insert(uid.to_string(), Instant::now());
+            }
             let stored = self.store.put(&rt.group, &rt.plural, marked);
             self.notify(rt, "MODIFIED", &stored);
             return Ok(Self::for_version(rt, stored));
@@ -657,3 +688,7 @@ impl ApiError {
         self
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

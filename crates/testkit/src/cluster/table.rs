@@ -85,6 +85,27 @@ fn columns(kind: &str) -> Vec<Column> {
             )
             .into()
         })],
+        "Event" => vec![
+            ("Type", |o| o["type"].clone()),
+            ("Reason", |o| o["reason"].clone()),
+            ("Object", |o| {
+                let kind = o["involvedObject"]["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_lowercase();
+                format!(
+                    "{kind}/{}",
+                    o["involvedObject"]["name"].as_str().unwrap_or_default()
+                )
+                .into()
+            }),
+            ("Message", |o| o["message"].clone()),
+        ],
+        "ReplicaSet" => vec![
+            ("Desired", |o| int(&o["spec"]["replicas"]).into()),
+            ("Current", |o| int(&o["status"]["replicas"]).into()),
+            ("Ready", |o| int(&o["status"]["readyReplicas"]).into()),
+        ],
         "Node" => vec![
             ("Status", |_| "Ready".into()),
             ("Version", |o| {

@@ -191,7 +191,7 @@ fn deployment(state: &mut State, d: &Value) {
                 state,
                 d,
                 "Deployment",
-                &format!("ScalingReplicaSet-{rs_name}"),
+                "ScalingReplicaSet",
                 &format!("Scaled up replica set {rs_name} to {replicas}"),
                 "Normal",
                 "deployment-controller",

@@ -10,6 +10,8 @@
 //! A failed upgrade never deletes anything the running release needs: pruning happens only after
 //! every workload of the new set is ready.
 
+mod error;
+
 use std::collections::BTreeMap;
 
 use airlift_bundle::Progress;
@@ -17,179 +19,18 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Map, Value};
 
-use crate::apply::{apply_all, apply_one, delete_one, get_live, prepare, ApplyError};
+use crate::apply::{apply_all, apply_one, delete_one, get_live, prepare};
 use crate::kubeconfig::Cluster;
 use crate::object::{sort_for_delete, ManagedObject, ObjectRef};
-use crate::plan::{plan, Plan};
-use crate::readiness::{wait_ready, ReadinessError, WaitOptions};
+use crate::plan::{plan, ConfigDiff, Plan};
+use crate::readiness::{wait_ready, WaitOptions};
 use crate::release::{
     now, BundleInfo, Release, ReleaseError, ReleaseStatus, ReleaseStore, StoredObject,
     DEFAULT_HISTORY,
 };
 use crate::resolve::Resolver;
 
-/// Why a deploy step failed: the apply or the readiness wait.
-#[derive(Debug, thiserror::Error)]
-pub enum DeployFailure {
-    /// Applying failed.
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-    /// Workloads did not become ready.
-    #[error(transparent)]
-    Readiness(#[from] ReadinessError),
-}
-
-impl DeployFailure {
-    /// How the operator can fix it.
-    pub fn hint(&self) -> String {
-        match self {
-            Self::Apply(e) => e.hint(),
-            Self::Readiness(e) => e.hint(),
-        }
-    }
-}
-
-/// Errors from install, upgrade, rollback, uninstall and status.
-#[derive(Debug, thiserror::Error)]
-pub enum LifecycleError {
-    /// Reading or writing release records failed.
-    #[error(transparent)]
-    Release(#[from] ReleaseError),
-    /// Preparing, applying or deleting objects failed before anything was deployed.
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-    /// The deploy failed and there was no previous release to return to (or rollback was off).
-    #[error("{action} of release `{release}` failed; revision {revision} is recorded as failed")]
-    Failed {
-        /// `install`, `upgrade` or `rollback`.
-        action: &'static str,
-        /// The release.
-        release: String,
-        /// The failed revision.
-        revision: u32,
-        /// What failed.
-        #[source]
-        cause: DeployFailure,
-    },
-    /// The upgrade failed and the previous release was restored and is running.
-    #[error("upgrade of release `{release}` to {version} failed and was rolled back; revision {running} ({running_version}) is running")]
-    RolledBack {
-        /// The release.
-        release: String,
-        /// The version that failed.
-        version: String,
-        /// The revision running again.
-        running: u32,
-        /// Its version.
-        running_version: String,
-        /// What failed.
-        #[source]
-        cause: DeployFailure,
-    },
-    /// The upgrade failed and so did the automatic rollback.
-    #[error("upgrade of release `{release}` failed, and rolling back to revision {previous} failed too: {rollback_error}")]
-    RollbackFailed {
-        /// The release.
-        release: String,
-        /// The revision we tried to return to.
-        previous: u32,
-        /// Why the rollback failed.
-        rollback_error: String,
-        /// Why the upgrade failed.
-        #[source]
-        cause: DeployFailure,
-    },
-    /// `install` found the release already installed with another bundle.
-    #[error("release `{release}` is already installed with {installed}; this bundle is {new}")]
-    AlreadyInstalled {
-        /// The release.
-        release: String,
-        /// The installed bundle version.
-        installed: String,
-        /// The new bundle version.
-        new: String,
-    },
-    /// `upgrade`, `rollback` or `uninstall` found no deployed release.
-    #[error("release `{release}` is not installed in namespace `{namespace}`")]
-    NotInstalled {
-        /// The release.
-        release: String,
-        /// The release namespace.
-        namespace: String,
-    },
-    /// The new version is older than the installed one.
-    #[error("refusing to downgrade release `{release}` from {from} to {to}")]
-    Downgrade {
-        /// The release.
-        release: String,
-        /// The installed version.
-        from: String,
-        /// The new version.
-        to: String,
-    },
-    /// A version is not semver.
-    #[error("bundle version `{version}` is not a semantic version")]
-    BadVersion {
-        /// The version.
-        version: String,
-        /// The parser's complaint.
-        #[source]
-        source: semver::Error,
-    },
-    /// A manual rollback needs Secret values the cluster no longer has.
-    #[error("cannot roll back: Secret {secret} no longer holds {}", .keys.join(", "))]
-    SecretDataLost {
-        /// The Secret.
-        secret: String,
-        /// The keys missing.
-        keys: Vec<String>,
-    },
-    /// Listing PersistentVolumeClaims failed during uninstall.
-    #[error("failed to list PersistentVolumeClaims in namespace `{namespace}`")]
-    ListPvcs {
-        /// The namespace.
-        namespace: String,
-        /// The server's answer.
-        #[source]
-        source: kube::Error,
-    },
-}
-
-impl LifecycleError {
-    /// How the operator can fix it.
-    pub fn hint(&self) -> String {
-        match self {
-            Self::Release(e) => e.hint(),
-            Self::Apply(e) => e.hint(),
-            Self::Failed { cause, .. } => cause.hint(),
-            Self::RolledBack { cause, .. } => format!(
-                "the previous version runs unchanged; {}, then run the upgrade again",
-                cause.hint()
-            ),
-            Self::RollbackFailed { cause, .. } => format!(
-                "run `airlift-install rollback` once the cluster is healthy; {}",
-                cause.hint()
-            ),
-            Self::AlreadyInstalled { .. } => "use `airlift-install upgrade` to change versions \
-                                              or configuration"
-                .into(),
-            Self::NotInstalled { .. } => {
-                "use `airlift-install install`, or pass the release's --namespace".into()
-            }
-            Self::Downgrade { .. } => {
-                "pass --force to downgrade, or `airlift-install rollback` to an earlier revision"
-                    .into()
-            }
-            Self::BadVersion { .. } => {
-                "the bundle is malformed; ask the vendor for a new one".into()
-            }
-            Self::SecretDataLost { .. } => {
-                "install that bundle version again with its configuration values instead".into()
-            }
-            Self::ListPvcs { source, .. } => crate::kubeconfig::api_hint(source),
-        }
-    }
-}
+pub use error::{DeployFailure, LifecycleError};
 
 /// What to deploy.
 #[derive(Debug, Clone)]
@@ -251,6 +92,8 @@ pub struct Engine<'a> {
     resolver: Resolver,
     cluster: &'a Cluster,
     progress: &'a dyn Progress,
+    /// Secret configuration values, scrubbed from every object stored in a release record.
+    secrets: Vec<String>,
 }
 
 impl<'a> Engine<'a> {
@@ -260,7 +103,31 @@ impl<'a> Engine<'a> {
             resolver: Resolver::new(cluster.client().clone()),
             cluster,
             progress,
+            secrets: Vec::new(),
         }
+    }
+
+    /// Scrubs the values of `config`'s secret items from the objects stored in release records,
+    /// wherever a template rendered them (Secrets' data is always removed). A rollback puts the
+    /// live values back.
+    pub fn redacting(mut self, config: &airlift_render::Config) -> Self {
+        self.secrets.extend(
+            config
+                .entries()
+                .iter()
+                .filter(|e| e.is_secret())
+                .filter_map(|e| match &e.value {
+                    Some((Value::String(s), _)) => Some(s.clone()),
+                    _ => None,
+                }),
+        );
+        self
+    }
+
+    /// Like [`Engine::redacting`], from plain values.
+    pub fn redacting_values(mut self, values: impl IntoIterator<Item = String>) -> Self {
+        self.secrets.extend(values);
+        self
     }
 
     /// The discovery cache (for preflight and plan).
@@ -284,7 +151,8 @@ impl<'a> Engine<'a> {
     /// What deploying `request` would do, changing nothing.
     pub async fn plan(&self, request: &DeployRequest) -> Result<Plan, LifecycleError> {
         let store = self.store(&request.namespace, &request.release);
-        let current = inventory_since_deployed(&store.history().await?);
+        let history = store.history().await?;
+        let current = inventory_since_deployed(&history);
         let prepared = prepare(
             &self.resolver,
             &request.objects,
@@ -292,7 +160,15 @@ impl<'a> Engine<'a> {
             &request.namespace,
         )
         .await?;
-        Ok(plan(&self.resolver, &prepared, &current).await?)
+        let mut plan = plan(&self.resolver, &prepared, &current).await?;
+        if let Some(deployed) = history
+            .iter()
+            .rev()
+            .find(|r| r.status == ReleaseStatus::Deployed)
+        {
+            plan.config = ConfigDiff::between(&deployed.config, &request.config);
+        }
+        Ok(plan)
     }
 
     /// Installs. Running it again with the same bundle and configuration converges the cluster
@@ -407,7 +283,10 @@ impl<'a> Engine<'a> {
             bundle: request.bundle.clone(),
             config: request.config.clone(),
             inventory,
-            objects: prepared.iter().map(StoredObject::redact).collect(),
+            objects: prepared
+                .iter()
+                .map(|o| StoredObject::redact_with(o, &self.secrets))
+                .collect(),
             status,
             time: now(),
             description,
@@ -502,11 +381,11 @@ impl<'a> Engine<'a> {
     async fn restore(
         &self,
         target: &Release,
-        secrets: &BTreeMap<ObjectRef, Map<String, Value>>,
+        snapshot: &BTreeMap<ObjectRef, Value>,
         attempted: &[ObjectRef],
         options: &DeployOptions,
     ) -> Result<(), LifecycleError> {
-        let objects = self.rehydrate(target, secrets).await?;
+        let objects = self.rehydrate(target, snapshot).await?;
         let mut applied = Vec::new();
         apply_all(
             &self.resolver,
@@ -594,8 +473,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Deletes every object of every revision in reverse apply order, then the records.
-    /// PersistentVolumeClaims, the namespaces holding them and CRDs (which hold custom resources)
-    /// are kept unless `delete_data`.
+    /// PersistentVolumeClaims, the namespaces holding them, CRDs (which hold custom resources)
+    /// and the generated secret values are kept unless `delete_data`.
     pub async fn uninstall(
         &self,
         namespace: &str,
@@ -620,6 +499,15 @@ impl<'a> Engine<'a> {
         }
         let (pruned, kept) = self.prune(&all, &[], delete_data).await?;
         store.delete_all().await?;
+        if delete_data {
+            crate::generated::GeneratedValues::new(
+                self.cluster.client().clone(),
+                namespace,
+                release,
+            )
+            .delete()
+            .await?;
+        }
         let revision = history.last().map_or(0, |r| r.revision);
         Ok(Outcome {
             revision,
@@ -678,61 +566,72 @@ impl<'a> Engine<'a> {
         Ok((deleted, kept))
     }
 
-    /// Reads the live data of every Secret in `release`'s inventory.
+    /// Reads the live objects whose stored copy lacks secret values (Secrets, and objects with
+    /// scrubbed strings), in memory only, so an automatic rollback restores them exactly.
     async fn snapshot_secrets(
         &self,
         release: &Release,
-    ) -> Result<BTreeMap<ObjectRef, Map<String, Value>>, LifecycleError> {
+    ) -> Result<BTreeMap<ObjectRef, Value>, LifecycleError> {
         let mut out = BTreeMap::new();
-        for id in release
-            .inventory
-            .iter()
-            .filter(|i| i.group.is_empty() && i.kind == "Secret")
-        {
-            if let Some(live) = get_live(&self.resolver, id).await? {
-                let data = live.get("data").and_then(Value::as_object).cloned();
-                out.insert(id.clone(), data.unwrap_or_default());
+        for stored in &release.objects {
+            if stored.redacted_keys.is_empty() && stored.redacted_paths.is_empty() {
+                continue;
+            }
+            let Some(id) = stored.object.id() else {
+                continue;
+            };
+            if let Some(live) = get_live(&self.resolver, &id).await? {
+                out.insert(id, live);
             }
         }
         Ok(out)
     }
 
-    /// `release`'s stored objects with Secret data put back: from `secrets` when given, else
-    /// from the live Secret.
+    /// `release`'s stored objects with their secret values put back: from `snapshot` when it
+    /// has the object, else from the live object.
     async fn rehydrate(
         &self,
         release: &Release,
-        secrets: &BTreeMap<ObjectRef, Map<String, Value>>,
+        snapshot: &BTreeMap<ObjectRef, Value>,
     ) -> Result<Vec<ManagedObject>, LifecycleError> {
         let mut out = Vec::new();
         for stored in &release.objects {
             let mut o = stored.object.clone();
+            if stored.redacted_keys.is_empty() && stored.redacted_paths.is_empty() {
+                out.push(o);
+                continue;
+            }
+            let Some(id) = o.id() else { continue };
+            let source = match snapshot.get(&id) {
+                Some(v) => Some(v.clone()),
+                None => get_live(&self.resolver, &id).await?,
+            }
+            .unwrap_or(Value::Null);
+            let mut missing = Vec::new();
             if !stored.redacted_keys.is_empty() {
-                let Some(id) = o.id() else { continue };
-                let data = match secrets.get(&id) {
-                    Some(d) => d.clone(),
-                    None => get_live(&self.resolver, &id)
-                        .await?
-                        .and_then(|l| l.get("data").and_then(Value::as_object).cloned())
-                        .unwrap_or_default(),
-                };
-                let missing: Vec<String> = stored
-                    .redacted_keys
-                    .iter()
-                    .filter(|k| !data.contains_key(*k))
-                    .cloned()
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(LifecycleError::SecretDataLost {
-                        secret: id.to_string(),
-                        keys: missing,
-                    });
+                let data = source.get("data").and_then(Value::as_object);
+                let mut kept = Map::new();
+                for key in &stored.redacted_keys {
+                    match data.and_then(|d| d.get(key)) {
+                        Some(v) => {
+                            kept.insert(key.clone(), v.clone());
+                        }
+                        None => missing.push(key.clone()),
+                    }
                 }
-                let kept: Map<String, Value> = data
-                    .into_iter()
-                    .filter(|(k, _)| stored.redacted_keys.contains(k))
-                    .collect();
                 o.object["data"] = Value::Object(kept);
+            }
+            for path in &stored.redacted_paths {
+                match (source.pointer(path), o.object.pointer_mut(path)) {
+                    (Some(v), Some(slot)) => *slot = v.clone(),
+                    _ => missing.push(path.clone()),
+                }
+            }
+            if !missing.is_empty() {
+                return Err(LifecycleError::SecretDataLost {
+                    object: id.to_string(),
+                    keys: missing,
+                });
             }
             out.push(o);
         }

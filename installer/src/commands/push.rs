@@ -1,0 +1,177 @@
+//! `airlift-install push BUNDLE --registry HOST[:PORT][/PREFIX]`: verify the bundle, check the
+//! registry (preflight), then relocate every image into it straight from the bundle file, and
+//! write the relocation map. Interrupted or failed, it can be run again: it resumes, sending
+//! only what the registry does not hold.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use airlift_bundle::Progress;
+use airlift_cli::output::{human_bytes, print_json};
+use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, RegistryFlags};
+use airlift_registry::mapping::RelocationMap;
+use airlift_registry::preflight::preflight;
+use airlift_registry::push::{plan_repositories, PushReport};
+
+use crate::cluster_args::runtime;
+use crate::commands::verify::{open_verified, TrustArgs};
+use crate::pushing;
+use crate::relocation::{push_images, TargetArgs};
+
+/// Arguments of `push`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Key flags.
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Where the images go.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+    /// Speak plain HTTP (no TLS) to the --registry. Only for registries that serve no TLS at all.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Hash the whole bundle even if this exact file was verified before.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Also write the relocation map (original reference -> relocated reference@digest) here, as
+    /// JSON, for the deploy step.
+    #[arg(long, value_name = "FILE")]
+    pub relocation_map: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Output<'a> {
+    bundle: String,
+    name: &'a str,
+    version: &'a str,
+    #[serde(flatten)]
+    report: &'a PushReport,
+    seconds: f64,
+}
+
+/// Writes the map next to its final place, then renames it in, so a reader never sees half.
+fn write_map(path: &Path, map: &RelocationMap) -> Result<(), CommandError> {
+    let fail = |e: anyhow::Error| {
+        CommandError::new(
+            ExitKind::Failure,
+            e.context(format!(
+                "cannot write the relocation map to `{}`",
+                path.display()
+            )),
+        )
+        .with_hint("check that the folder exists and is writable; the push itself is complete")
+    };
+    let text = serde_json::to_vec_pretty(map).map_err(|e| fail(e.into()))?;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    fs_err::write(&tmp, &text).map_err(|e| fail(e.into()))?;
+    fs_err::rename(&tmp, path).map_err(|e| fail(e.into()))?;
+    Ok(())
+}
+
+/// Runs `push`.
+pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
+    let started = Instant::now();
+    let trust = args.trust.trust()?;
+    let destination = args.target.destination()?;
+    let mut opts = args
+        .registry
+        .options(Some(&destination.registry))
+        .map_err(|e| CommandError::new(ExitKind::Usage, e))?;
+    if args.insecure {
+        opts.insecure.insert(destination.registry.clone());
+    }
+
+    // Trust first: nothing reaches the registry before the whole bundle verifies.
+    let (bundle, _verified) = open_verified(&args.bundle, &trust, no_progress, args.no_cache)?;
+    let bundle = Arc::new(bundle);
+    let images = push_images(bundle.manifest());
+    let first_repo = plan_repositories(&images, &destination)
+        .map_err(|e| {
+            let hint = e.hint();
+            CommandError::new(ExitKind::Config, e).with_hint(hint)
+        })?
+        .into_values()
+        .next()
+        .and_then(|r| r.split_once('/').map(|(_, repo)| repo.to_string()));
+
+    let progress: Arc<dyn Progress> = Arc::from(progress_for(no_progress));
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        let client = pushing::client(&destination, &opts)?;
+        let work = async {
+            match &first_repo {
+                Some(repo) => preflight(&client, repo).await.map_err(|e| {
+                    let hint = e.hint();
+                    CommandError::new(ExitKind::Preflight, e).with_hint(hint)
+                })?,
+                None => pushing::preflight(&client).await?,
+            }
+            pushing::push_bundle(
+                &client,
+                bundle.clone(),
+                &destination,
+                opts.concurrency,
+                progress.clone(),
+            )
+            .await
+        };
+        tokio::select! {
+            r = work => r,
+            _ = tokio::signal::ctrl_c() => Err(CommandError::new(
+                ExitKind::Interrupted,
+                anyhow::anyhow!("push to `{}` interrupted", destination.registry),
+            )
+            .with_hint("run the same command again: it resumes and sends only what is missing")),
+        }
+    })?;
+
+    if let Some(path) = &args.relocation_map {
+        write_map(path, &report.relocation_map)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let meta = &bundle.manifest().metadata;
+    match args.output {
+        OutputFormat::Json => print_json(&Output {
+            bundle: args.bundle.display().to_string(),
+            name: &meta.name,
+            version: &meta.version,
+            report: &report,
+            seconds,
+        })
+        .map_err(|e| CommandError::new(ExitKind::Failure, e))?,
+        OutputFormat::Text => {
+            let present = report.images.iter().filter(|i| i.already_present).count();
+            println!(
+                "pushed {} {} to {}: {} sent, {} already there, {} mounted ({} of {} images were \
+                 complete already) in {seconds:.1}s",
+                meta.name,
+                meta.version,
+                report.registry,
+                human_bytes(report.bytes_pushed),
+                human_bytes(report.bytes_skipped),
+                human_bytes(report.bytes_mounted),
+                present,
+                report.images.len(),
+            );
+            for (from, to) in &report.relocation_map.images {
+                println!("  {from} -> {}", to.reference);
+            }
+            if let Some(path) = &args.relocation_map {
+                println!("relocation map written to {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
