@@ -21,20 +21,12 @@ pub struct ClusterArgs {
     /// [default: the bundle's name].
     #[arg(long, short = 'n', value_name = "NAMESPACE")]
     pub namespace: Option<String>,
-    /// The release name [default: the bundle's name].
-    #[arg(long, value_name = "NAME")]
-    pub release: Option<String>,
 }
 
 impl ClusterArgs {
-    /// The release name, defaulting to `bundle_name`.
-    pub fn release_name(&self, bundle_name: &str) -> String {
-        self.release.clone().unwrap_or_else(|| bundle_name.to_string())
-    }
-
-    /// The release namespace, defaulting to `bundle_name`.
-    pub fn namespace_name(&self, bundle_name: &str) -> String {
-        self.namespace.clone().unwrap_or_else(|| bundle_name.to_string())
+    /// The release namespace, defaulting to `default` (the bundle's or the release's name).
+    pub fn namespace_name(&self, default: &str) -> String {
+        self.namespace.clone().unwrap_or_else(|| default.to_string())
     }
 
     /// Connects, naming the context and server in any error.

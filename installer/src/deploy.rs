@@ -37,6 +37,9 @@ pub struct DeployArgs {
     /// The cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// The release name [default: the bundle's name].
+    #[arg(long, value_name = "NAME")]
+    pub release: Option<String>,
     /// Configuration.
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -85,7 +88,10 @@ pub async fn prepare(
     intent: Intent,
 ) -> Result<Prepared, CommandError> {
     let m = bundle.manifest();
-    let release = args.cluster.release_name(&m.metadata.name);
+    let release = args
+        .release
+        .clone()
+        .unwrap_or_else(|| m.metadata.name.clone());
     let namespace = args.cluster.namespace_name(&m.metadata.name);
     let history = Engine::new(cluster, progress)
         .status(&namespace, &release)

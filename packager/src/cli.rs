@@ -26,3 +26,13 @@ pub enum Command {
     /// Check a bundle definition folder without network: schema, config defaults, templates, objects, images.
     Lint(commands::lint::Args),
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -192,8 +192,8 @@ pub fn kubectl_get(site: &Site, kinds: &str) -> anyhow::Result<Vec<Value>> {
     Ok(list["items"].as_array().cloned().unwrap_or_default())
 }
 
-/// The app's objects in the namespace as `Kind/name` (Deployments, Services, ConfigMaps,
-/// Secrets; the release records' own ConfigMaps/Secrets, if any, are left out by label).
+/// The app's objects in the namespace as `Kind/name`: Deployments, Services and ConfigMaps,
+/// without the cluster's own `kube-root-ca.crt` (release records are Secrets, not listed).
 pub fn app_objects(site: &Site) -> anyhow::Result<BTreeMap<String, Value>> {
     let mut out = BTreeMap::new();
     for item in kubectl_get(site, "deployments,services,configmaps")? {
@@ -202,25 +202,14 @@ pub fn app_objects(site: &Site) -> anyhow::Result<BTreeMap<String, Value>> {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if is_bookkeeping(&item) {
+        if name == "kube-root-ca.crt"
+            || item["metadata"]["labels"]["airlift.dev/release-record"].is_string()
+        {
             continue;
         }
         out.insert(format!("{kind}/{name}"), item);
     }
     Ok(out)
-}
-
-/// Objects the installer keeps for itself (release records) and the cluster's own
-/// `kube-root-ca.crt`, which are not part of the app.
-fn is_bookkeeping(item: &Value) -> bool {
-    let name = item["metadata"]["name"].as_str().unwrap_or_default();
-    let labels = &item["metadata"]["labels"];
-    name == "kube-root-ca.crt"
-        || labels.as_object().is_some_and(|m| {
-            m.keys()
-                .any(|k| k.contains("airlift") && k.contains("release"))
-        })
-        || labels["owner"] == "airlift"
 }
 
 /// Every container and init container image of every Deployment, as `deploy/container` → image.

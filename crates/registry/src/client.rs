@@ -194,7 +194,9 @@ impl RegistryClient {
         let target = self.target("/v2/");
         let url = self.url("");
         let resp = self
-            .send(&target, None, Retries::Yes, || self.http.get(url.clone()))
+            .send(&target, None, Retries::Yes, &url, || {
+                self.http.get(url.clone())
+            })
             .await?;
         let status = resp.status();
         if status.is_success() {
@@ -227,7 +229,7 @@ impl RegistryClient {
         let url = self.url(&format!("{repo}/blobs/{digest}"));
         let scope = Self::push_scope(repo);
         let resp = self
-            .send(&target, Some(&scope), Retries::Yes, || {
+            .send(&target, Some(&scope), Retries::Yes, &url, || {
                 self.http.head(url.clone())
             })
             .await?;
@@ -261,7 +263,7 @@ impl RegistryClient {
         }
         let scope = Self::push_scope(repo);
         let resp = self
-            .send(&target, Some(&scope), Retries::Yes, || {
+            .send(&target, Some(&scope), Retries::Yes, &url, || {
                 self.http.post(url.clone()).header(CONTENT_LENGTH, "0")
             })
             .await?;
@@ -296,7 +298,7 @@ impl RegistryClient {
         let target = self.target(repo.to_string());
         let scope = Self::push_scope(repo);
         let resp = self
-            .send(&target, Some(&scope), Retries::Yes, || {
+            .send(&target, Some(&scope), Retries::Yes, session, || {
                 self.http.delete(session.clone())
             })
             .await?;
@@ -371,7 +373,7 @@ impl RegistryClient {
             .append_pair("digest", &digest.to_string());
         let scope = Self::push_scope(repo);
         let resp = self
-            .send(&target, Some(&scope), Retries::No, || {
+            .send(&target, Some(&scope), Retries::No, &url, || {
                 let body = blob_body(
                     source.clone(),
                     digest.clone(),
@@ -404,7 +406,7 @@ impl RegistryClient {
         let url = self.url(&format!("{repo}/manifests/{reference}"));
         let scope = Self::push_scope(repo);
         let resp = self
-            .send(&target, Some(&scope), Retries::Yes, || {
+            .send(&target, Some(&scope), Retries::Yes, &url, || {
                 self.http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await?;
@@ -439,7 +441,7 @@ impl RegistryClient {
         let url = self.url(&format!("{repo}/manifests/{reference}"));
         let scope = Self::push_scope(repo);
         let resp = self
-            .send(&target, Some(&scope), Retries::Yes, || {
+            .send(&target, Some(&scope), Retries::Yes, &url, || {
                 self.http
                     .put(url.clone())
                     .header(CONTENT_TYPE, media_type)
@@ -533,6 +535,7 @@ impl RegistryClient {
         target: &Target,
         scope: Option<&str>,
         retries: Retries,
+        url: &Url,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut attempt = 0u32;
@@ -542,9 +545,7 @@ impl RegistryClient {
             let header = self.auth_header(target, scope, false).await?;
             let mut req = build();
             if let Some(h) = &header {
-                let built = req.try_clone().and_then(|r| r.build().ok());
-                let on_origin = built.as_ref().is_none_or(|r| self.same_origin(r.url()));
-                if on_origin {
+                if self.same_origin(url) {
                     req = req.header(AUTHORIZATION, h);
                 }
             }
@@ -668,4 +669,54 @@ fn read_exact_at(
         filled += n;
     }
     Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(registry: &str, insecure: bool) -> RegistryClient {
+        let mut opts = RegistryOptions::default().without_auth_files();
+        if insecure {
+            opts = opts.with_insecure(registry);
+        }
+        RegistryClient::with_http(reqwest::Client::new(), registry, &opts, None).unwrap()
+    }
+
+    #[test]
+    fn credentials_stay_on_the_registry_origin() {
+        let c = client("reg.corp:5000", false);
+        let same = Url::parse("https://reg.corp:5000/v2/a/blobs/uploads/x?_state=1").unwrap();
+        assert!(c.same_origin(&same));
+        for other in [
+            "https://storage.corp:5000/upload",
+            "http://reg.corp:5000/v2/",
+            "https://reg.corp/v2/",
+        ] {
+            assert!(!c.same_origin(&Url::parse(other).unwrap()), "{other}");
+        }
+        assert!(client("127.0.0.1:5000", true)
+            .same_origin(&Url::parse("http://127.0.0.1:5000/v2/").unwrap()));
+    }
+
+    #[test]
+    fn a_registry_that_is_not_a_host_is_a_setup_error() {
+        let opts = RegistryOptions::default().without_auth_files();
+        let e =
+            RegistryClient::with_http(reqwest::Client::new(), "bad host", &opts, None).unwrap_err();
+        assert!(matches!(e, ClientSetupError::BadRegistry { .. }), "{e:?}");
+        assert!(e.to_string().contains("bad host"));
+    }
+
+    #[test]
+    fn body_reads_fail_loudly_when_the_source_is_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = airlift_bundle::DirBlobStore::open(dir.path()).unwrap();
+        let data = vec![7u8; 1000];
+        let d = Digest::of_bytes(&data);
+        store.put(&d, &mut &data[..]).unwrap();
+        assert_eq!(read_exact_at(&store, &d, 100, 900).unwrap().len(), 900);
+        let e = read_exact_at(&store, &d, 100, 901).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 }

@@ -482,7 +482,7 @@ async fn watch_streams_changes_after_a_resource_version() {
         .req(
             reqwest::Method::GET,
             &format!(
-                "/api/v1/namespaces/w/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=5"
+                "/api/v1/namespaces/w/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=5&fieldSelector=metadata.name%3Dfirst"
             ),
         )
         .send()

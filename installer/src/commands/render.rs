@@ -9,7 +9,6 @@ use airlift_cli::output::print_json;
 use airlift_cli::{CommandError, ExitKind, OutputFormat, ResultExt};
 use airlift_render::ReleaseInfo;
 
-use crate::cluster_args::ClusterArgs;
 use crate::commands::verify::{open_verified, TrustArgs};
 use crate::configure::{resolve, ConfigArgs};
 use crate::relocation::{planned_relocation, TargetArgs};
@@ -51,15 +50,9 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let trust = args.trust.trust()?;
     let (bundle, _) = open_verified(&args.bundle, &trust, no_progress, false)?;
     let m = bundle.manifest();
-    let cluster = ClusterArgs {
-        kubeconfig: None,
-        context: None,
-        namespace: args.namespace.clone(),
-        release: args.release.clone(),
-    };
     let release = ReleaseInfo {
-        name: cluster.release_name(&m.metadata.name),
-        namespace: cluster.namespace_name(&m.metadata.name),
+        name: args.release.clone().unwrap_or_else(|| m.metadata.name.clone()),
+        namespace: args.namespace.clone().unwrap_or_else(|| m.metadata.name.clone()),
         revision: 1,
     };
     let config = resolve(&m.config, &args.config, &BTreeMap::new())?;

@@ -47,6 +47,19 @@ impl Env {
         .unwrap_or_else(|e| panic!("[{}] connect failed: {e}: {}", self.tier, e.hint()))
     }
 
+    /// Options for scenarios expected to fail readiness: a short timeout on the test cluster,
+    /// long enough on a real one for the kubelet to report the pull failure.
+    pub fn failing_options(&self) -> DeployOptions {
+        let secs = if self.test.is_some() { 8 } else { 60 };
+        DeployOptions {
+            wait: WaitOptions {
+                timeout: Duration::from_secs(secs),
+                poll: Duration::from_millis(300),
+            },
+            ..DeployOptions::default()
+        }
+    }
+
     /// Makes [`BROKEN_IMAGE`] fail to pull (a real cluster fails it by itself).
     pub fn break_images(&self) {
         if let Some(t) = &self.test {
@@ -97,17 +110,6 @@ pub fn options() -> DeployOptions {
     DeployOptions {
         wait: WaitOptions {
             timeout: Duration::from_secs(60),
-            poll: Duration::from_millis(300),
-        },
-        ..DeployOptions::default()
-    }
-}
-
-/// Options whose readiness timeout is short, for scenarios expected to fail.
-pub fn failing_options() -> DeployOptions {
-    DeployOptions {
-        wait: WaitOptions {
-            timeout: Duration::from_secs(8),
             poll: Duration::from_millis(300),
         },
         ..DeployOptions::default()
@@ -232,4 +234,18 @@ pub async fn live(
 pub async fn cleanup(cluster: &Cluster, ns: &str, release: &str) {
     let engine = Engine::new(cluster, &airlift_bundle::NoProgress);
     let _ = engine.uninstall(ns, release, true).await;
+}
+
+/// The first container's image of a workload.
+pub fn image_of(deploy: &serde_json::Value) -> String {
+    deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether a Deployment has all replicas updated and available.
+pub fn ready(deploy: &serde_json::Value) -> bool {
+    deploy["status"]["availableReplicas"].as_i64() == deploy["spec"]["replicas"].as_i64()
+        && deploy["status"]["updatedReplicas"].as_i64() == deploy["spec"]["replicas"].as_i64()
 }
