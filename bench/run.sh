@@ -140,7 +140,7 @@ UNIQUE_BLOBS=$(jq -r .uniqueBlobs "$WORK/images.json")
 REFERENCED_BYTES=$(jq -r '[.images[].blobBytes] | add' "$WORK/images.json")
 mapfile -t TAGS < <(jq -r '.images[].tag' "$WORK/images.json")
 
-export XDG_CACHE_HOME="$WORK/xdg-cache"   # our verify proofs and caches start empty every run
+export XDG_CACHE_HOME="$WORK/xdg-cache" XDG_STATE_HOME="$WORK/xdg-state"   # our proofs start empty
 export TMPDIR="$WORK/tmp"   # skopeo's oci-archive temp folders land here and are cleaned up
 mkdir -p "$TMPDIR"
 
@@ -326,6 +326,11 @@ REPORT="$OUT_DIR/results.md"
   echo "| push throughput | $P_TPUT MiB/s | $SK_P_TPUT MiB/s | ${P_RATIO}x | >= 1.5x | $(verdict "$P_RATIO" '>=' 1.5) |"
   echo "| push peak RSS | $P_RSS_MIB MiB | $(kib_mib "$SK_PUSH_RSS") MiB | | < 64 MiB | $(verdict "$P_RSS_MIB" '<' 64) |"
   echo "| second push of the same bundle | $(na "$P2_SECS") s (${P2_PCT}% of the first), peak RSS $([[ -n "$P2_RSS" ]] && kib_mib "$P2_RSS" || echo n/a) MiB | | | < 5% | $(verdict "$P2_PCT" '<' 5) |"
+  echo
+  j() { [[ -s "$WORK/$1.out" ]] && jq -r "$2" "$WORK/$1.out" 2>/dev/null || echo n/a; }
+  echo "Transfers, from our commands' \`--output json\`: cold build downloaded $(j pack-cold .downloadedBytes) B (its unique blobs: $(j pack-cold .uniqueBytes) B without image manifests), warm rebuild downloaded $(j pack-warm .downloadedBytes) B;" \
+    "first push sent $(j push-1 .bytesPushed) B and mounted $(j push-1 .bytesMounted) B across repositories; second push sent $(j push-2 .bytesPushed) B and skipped $(j push-2 .bytesSkipped) B." \
+    "The second push reuses the verification proof the first recorded (XDG_STATE_HOME is fresh for each bench run, so the first push hashes the whole bundle)."
   echo
   echo "Bench run (generation, seeding, all copies) took ${BENCH_SECS} s."
   [[ -z "$BUILD_NOTE" ]] || echo "Build note: $BUILD_NOTE"

@@ -115,10 +115,7 @@ pub async fn prepare(
     let config = resolve(&m.config, &args.config, &previous)?;
 
     let destination = args.target.destination()?;
-    let registry = args
-        .registry
-        .options(Some(&destination.registry))
-        .map_err(|e| CommandError::new(ExitKind::Usage, e))?;
+    let registry = args.target.registry_options(&args.registry, &destination)?;
     let pull = match registry.credentials.get(&destination.registry) {
         Some(Credentials::Basic { username, password }) => Some(PullCredentials {
             registry: destination.registry.clone(),

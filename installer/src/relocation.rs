@@ -16,9 +16,28 @@ pub struct TargetArgs {
     /// Map every repository to one path segment, for registries without nested paths.
     #[arg(long)]
     pub flatten: bool,
+    /// Speak plain HTTP (no TLS) to the --registry. Only for registries that serve no TLS at all.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl TargetArgs {
+    /// The registry options of `flags` for this destination: its credentials, and plain HTTP
+    /// when `--insecure` was given.
+    pub fn registry_options(
+        &self,
+        flags: &airlift_cli::RegistryFlags,
+        destination: &Destination,
+    ) -> Result<airlift_registry::RegistryOptions, CommandError> {
+        let mut opts = flags
+            .options(Some(&destination.registry))
+            .map_err(|e| CommandError::new(ExitKind::Usage, e))?;
+        if self.insecure {
+            opts.insecure.insert(destination.registry.clone());
+        }
+        Ok(opts)
+    }
+
     /// The parsed destination.
     pub fn destination(&self) -> Result<Destination, CommandError> {
         Destination::parse(&self.registry, self.flatten).map_err(|e| {

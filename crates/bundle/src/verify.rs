@@ -205,6 +205,10 @@ impl Bundle {
             }
             walk::walk_image(self, &img.reference, &img.digest, &img.media_type)
                 .map_err(IntegrityError::Image)?;
+            let actual = walk::image_platforms(self, &img.reference, &img.digest, &img.media_type)
+                .map_err(IntegrityError::Image)?;
+            walk::check_platforms(&img.reference, &img.platforms, &actual)
+                .map_err(IntegrityError::Image)?;
         }
         Ok(done.len())
     }

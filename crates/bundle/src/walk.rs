@@ -9,10 +9,13 @@ use std::io;
 
 use crate::digest::{Digest, Hasher};
 use crate::oci::{OciPlatform, Parsed};
+use crate::schema::common::Platform;
 use crate::source::BlobSource;
 
 /// The largest manifest or index read into memory (registries use the same 4 MiB limit).
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
+/// The largest image config read into memory to learn its platform.
+pub const MAX_CONFIG_SIZE: u64 = 16 * 1024 * 1024;
 /// How deep indexes may nest.
 const MAX_DEPTH: usize = 4;
 
@@ -77,6 +80,18 @@ pub enum WalkError {
     TooDeep {
         /// The image.
         reference: String,
+    },
+    /// The manifest records a platform the image does not provide.
+    #[error(
+        "image `{reference}` is recorded as carrying `{recorded}` but provides only: {actual}"
+    )]
+    PlatformMismatch {
+        /// The image.
+        reference: String,
+        /// The recorded platform it lacks.
+        recorded: Platform,
+        /// What it provides.
+        actual: String,
     },
     /// Reading from the source failed.
     #[error("image `{reference}`: cannot read blob {digest}")]
@@ -179,6 +194,108 @@ pub fn walk_image(
         source, reference, top, size, media_type, 0, &mut seen, &mut graph,
     )?;
     Ok(graph)
+}
+
+fn small_err(reference: &str, digest: &Digest) -> impl FnOnce(SmallReadError) -> WalkError {
+    let r = reference.to_string();
+    let digest = digest.clone();
+    move |e| match e {
+        SmallReadError::Missing(d) => WalkError::Missing {
+            reference: r,
+            digest: d,
+        },
+        SmallReadError::TooLarge { size, .. } => WalkError::TooLarge {
+            reference: r,
+            digest,
+            size,
+        },
+        SmallReadError::DigestMismatch { actual } => WalkError::DigestMismatch {
+            reference: r,
+            digest,
+            actual,
+        },
+        SmallReadError::Io(source) => WalkError::Io {
+            reference: r,
+            digest,
+            source,
+        },
+    }
+}
+
+/// The platforms an image provides: an index's entries (those with a parseable platform), or a
+/// single manifest's config `os`/`architecture`/`variant`. Empty when the image does not say.
+pub fn image_platforms(
+    source: &dyn BlobSource,
+    reference: &str,
+    top: &Digest,
+    media_type: &str,
+) -> Result<Vec<Platform>, WalkError> {
+    let bytes = read_small(source, top, MAX_MANIFEST_SIZE).map_err(small_err(reference, top))?;
+    let parsed =
+        Parsed::from_slice(media_type, &bytes).map_err(|source| WalkError::Unparseable {
+            reference: reference.to_string(),
+            digest: top.clone(),
+            source,
+        })?;
+    match parsed {
+        Parsed::Index(i) => Ok(i
+            .manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref().and_then(OciPlatform::to_platform))
+            .collect()),
+        Parsed::Manifest(m) => {
+            let config = read_small(source, &m.config.digest, MAX_CONFIG_SIZE)
+                .map_err(small_err(reference, &m.config.digest))?;
+            #[derive(serde::Deserialize)]
+            struct Cfg {
+                os: Option<String>,
+                architecture: Option<String>,
+                variant: Option<String>,
+            }
+            let cfg: Option<Cfg> = serde_json::from_slice(&config).ok();
+            let platform = cfg.and_then(|c| {
+                let mut s = format!("{}/{}", c.os?, c.architecture?);
+                if let Some(v) = c.variant {
+                    s = format!("{s}/{v}");
+                }
+                s.parse::<Platform>().ok()
+            });
+            Ok(platform.into_iter().collect())
+        }
+    }
+}
+
+/// Checks that every `recorded` platform is provided (same os and architecture, and the same
+/// variant when one is recorded). An image that states no platform passes.
+pub fn check_platforms(
+    reference: &str,
+    recorded: &[Platform],
+    actual: &[Platform],
+) -> Result<(), WalkError> {
+    if actual.is_empty() {
+        return Ok(());
+    }
+    let provided = |r: &Platform| {
+        actual.iter().any(|a| {
+            a.os == r.os
+                && a.architecture == r.architecture
+                && r.variant
+                    .as_ref()
+                    .is_none_or(|v| a.variant.as_ref() == Some(v))
+        })
+    };
+    match recorded.iter().find(|r| !provided(r)) {
+        None => Ok(()),
+        Some(missing) => Err(WalkError::PlatformMismatch {
+            reference: reference.to_string(),
+            recorded: missing.clone(),
+            actual: actual
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

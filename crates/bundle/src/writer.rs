@@ -307,6 +307,10 @@ pub fn write_bundle(
     for img in manifest.components.iter().flat_map(|c| &c.images) {
         let graph = walk::walk_image(source, &img.reference, &img.digest, &img.media_type)
             .map_err(WriteError::Image)?;
+        let actual = walk::image_platforms(source, &img.reference, &img.digest, &img.media_type)
+            .map_err(WriteError::Image)?;
+        walk::check_platforms(&img.reference, &img.platforms, &actual)
+            .map_err(WriteError::Image)?;
         blobs.extend(graph.blobs);
     }
     let index = build_index(&manifest, source)?;

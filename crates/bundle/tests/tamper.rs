@@ -348,3 +348,41 @@ fn truncated_blob_with_rewritten_header_is_blob_size() {
         "{err:?}"
     );
 }
+
+#[test]
+fn signed_manifest_claiming_a_platform_the_image_lacks_fails_verify() {
+    // Even a validly signed manifest is checked against the images: a vendor-side mistake is
+    // caught at verify time, not at deploy time.
+    let b = built();
+    let dst = rewritten(&b, "wrong-platform.airlift");
+    let bundle = Bundle::open(&b.bundle).unwrap();
+    let mut manifest = bundle.manifest().clone();
+    drop(bundle);
+    manifest.components[0].images[1].platforms = vec!["linux/arm64".parse().unwrap()];
+    let yaml = serde_yaml::to_string(&manifest).unwrap().into_bytes();
+    let sig = b.key.sign(&yaml);
+    rewrite(
+        &b.bundle,
+        &dst,
+        |p, d| match p {
+            MANIFEST_PATH => Some(yaml.clone()),
+            SIGNATURE_PATH => Some(sig.clone()),
+            _ => Some(d),
+        },
+        &[],
+    );
+    let trust = Trust::Key(b.key.public_key());
+    let err = Bundle::open_trusted(&dst, &trust)
+        .unwrap()
+        .verify(&trust, &NoProgress)
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            BundleError::Integrity(IntegrityError::Image(
+                airlift_bundle::walk::WalkError::PlatformMismatch { .. }
+            ))
+        ),
+        "{err:?}"
+    );
+}

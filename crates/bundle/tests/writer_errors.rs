@@ -149,3 +149,27 @@ fn long_component_paths_round_trip_through_the_ustar_prefix() {
         .lines()
         .any(|l| l == long));
 }
+
+#[test]
+fn recorded_platform_the_image_lacks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = fixture();
+    // The worker image is linux/amd64 only (its config says so).
+    f.manifest.components[0].images[1].platforms = vec!["linux/arm64".parse().unwrap()];
+    match try_write(&f, f.files.clone(), dir.path()) {
+        Err(WriteError::Image(WalkError::PlatformMismatch { reference, recorded, actual })) => {
+            assert_eq!(reference, WORKER_REF);
+            assert_eq!(recorded.to_string(), "linux/arm64");
+            assert_eq!(actual, "linux/amd64");
+        }
+        other => panic!("expected PlatformMismatch, got {other:?}"),
+    }
+    // An index is checked against its entries.
+    let mut f = fixture();
+    f.manifest.components[0].images[0].platforms.push("linux/s390x".parse().unwrap());
+    assert!(matches!(
+        try_write(&f, f.files.clone(), dir.path()),
+        Err(WriteError::Image(WalkError::PlatformMismatch { .. }))
+    ));
+    assert_nothing_written(dir.path());
+}

@@ -398,9 +398,14 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<ResolvedCredentials
             source,
         })?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(registry.as_bytes())
-            .map_err(|e| failed(format!("writing to its stdin: {e}")))?;
+        // A helper may exit without reading its input; its exit status and stderr then tell
+        // what went wrong, so a broken pipe here is not the error to report.
+        match stdin.write_all(registry.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(failed(format!("writing to its stdin: {e}")));
+            }
+            _ => {}
+        }
     }
     let out = child
         .wait_with_output()

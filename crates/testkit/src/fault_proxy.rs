@@ -520,3 +520,43 @@ fn cut_point(after: u64, len: Option<u64>) -> u64 {
         _ => after,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_fire_on_the_right_requests_and_stay_bounded() {
+        let every3 = Rule::new(Fault::Status(500), Schedule::EveryNth(3)).max(2);
+        let fired: Vec<bool> = (0..12).map(|_| every3.check().is_some()).collect();
+        assert_eq!(
+            fired,
+            [false, false, true, false, false, true, false, false, false, false, false, false],
+            "3rd and 6th fire, then the bound of 2 holds"
+        );
+        let first2 = Rule::new(Fault::Status(500), Schedule::FirstN(2));
+        let fired: Vec<bool> = (0..4).map(|_| first2.check().is_some()).collect();
+        assert_eq!(fired, [true, true, false, false]);
+        let nth = Rule::new(Fault::Status(500), Schedule::Nth(vec![2, 4]));
+        let fired: Vec<bool> = (0..5).map(|_| nth.check().is_some()).collect();
+        assert_eq!(fired, [false, true, false, true, false]);
+    }
+
+    #[test]
+    fn rules_match_method_and_path() {
+        let r = Rule::new(Fault::Status(500), Schedule::Always)
+            .method("put")
+            .path_contains("/blobs/uploads/");
+        assert!(r.matches("PUT", "/v2/a/blobs/uploads/123"));
+        assert!(!r.matches("POST", "/v2/a/blobs/uploads/"));
+        assert!(!r.matches("PUT", "/v2/a/manifests/1"));
+    }
+
+    #[test]
+    fn cuts_land_inside_the_body() {
+        assert_eq!(cut_point(1 << 20, Some(500)), 499);
+        assert_eq!(cut_point(100, Some(500)), 100);
+        assert_eq!(cut_point(100, None), 100);
+        assert_eq!(cut_point(100, Some(0)), 100);
+    }
+}

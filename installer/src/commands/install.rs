@@ -52,7 +52,7 @@ pub async fn push_phase(
     progress: Arc<dyn Progress>,
 ) -> Result<airlift_registry::push::PushReport, CommandError> {
     let client = pushing::client(&prepared.destination, &prepared.registry)?;
-    pushing::preflight(&client).await?;
+    pushing::preflight(&client, prepared.bundle.manifest(), &prepared.destination).await?;
     let report = pushing::push_bundle(
         &client,
         prepared.bundle.clone(),

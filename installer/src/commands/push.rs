@@ -11,13 +11,12 @@ use airlift_bundle::Progress;
 use airlift_cli::output::{human_bytes, print_json};
 use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, RegistryFlags};
 use airlift_registry::mapping::RelocationMap;
-use airlift_registry::preflight::preflight;
-use airlift_registry::push::{plan_repositories, PushReport};
+use airlift_registry::push::PushReport;
 
 use crate::cluster_args::runtime;
 use crate::commands::verify::{open_verified, TrustArgs};
 use crate::pushing;
-use crate::relocation::{push_images, TargetArgs};
+use crate::relocation::TargetArgs;
 
 /// Arguments of `push`.
 #[derive(Debug, clap::Args)]
@@ -33,9 +32,6 @@ pub struct Args {
     /// Registry access.
     #[command(flatten)]
     pub registry: RegistryFlags,
-    /// Speak plain HTTP (no TLS) to the --registry. Only for registries that serve no TLS at all.
-    #[arg(long)]
-    pub insecure: bool,
     /// Hash the whole bundle even if this exact file was verified before.
     #[arg(long)]
     pub no_cache: bool,
@@ -85,39 +81,17 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let started = Instant::now();
     let trust = args.trust.trust()?;
     let destination = args.target.destination()?;
-    let mut opts = args
-        .registry
-        .options(Some(&destination.registry))
-        .map_err(|e| CommandError::new(ExitKind::Usage, e))?;
-    if args.insecure {
-        opts.insecure.insert(destination.registry.clone());
-    }
+    let opts = args.target.registry_options(&args.registry, &destination)?;
 
     // Trust first: nothing reaches the registry before the whole bundle verifies.
     let (bundle, _verified) = open_verified(&args.bundle, &trust, no_progress, args.no_cache)?;
     let bundle = Arc::new(bundle);
-    let images = push_images(bundle.manifest());
-    let first_repo = plan_repositories(&images, &destination)
-        .map_err(|e| {
-            let hint = e.hint();
-            CommandError::new(ExitKind::Config, e).with_hint(hint)
-        })?
-        .into_values()
-        .next()
-        .and_then(|r| r.split_once('/').map(|(_, repo)| repo.to_string()));
-
     let progress: Arc<dyn Progress> = Arc::from(progress_for(no_progress));
     let rt = runtime()?;
     let report = rt.block_on(async {
         let client = pushing::client(&destination, &opts)?;
         let work = async {
-            match &first_repo {
-                Some(repo) => preflight(&client, repo).await.map_err(|e| {
-                    let hint = e.hint();
-                    CommandError::new(ExitKind::Preflight, e).with_hint(hint)
-                })?,
-                None => pushing::preflight(&client).await?,
-            }
+            pushing::preflight(&client, bundle.manifest(), &destination).await?;
             pushing::push_bundle(
                 &client,
                 bundle.clone(),
