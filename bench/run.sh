@@ -6,13 +6,14 @@
 # Usage: bench/run.sh            (see bench/README.md)
 # Env:   BENCH_SIZE_MIB   total unique layer content in MiB (default 1024; small values for a dry run)
 #        BENCH_KEEP=1     keep the temp folder for inspection
+#        BENCH_OUT=DIR    write results there instead of bench/out
 #        BENCH_NO_CARGO=1 skip `cargo build --release` (use the binaries already in target/release)
 # Writes bench/out/results.md (git-ignored) and prints the same table.
 # Not part of the test suite; nothing here is asserted.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT_DIR="$ROOT/bench/out"
+OUT_DIR="${BENCH_OUT:-$ROOT/bench/out}"
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 BIN="$ROOT/target/release"
 PACK="$BIN/airlift-pack"
@@ -127,6 +128,7 @@ else
 fi
 log "cargo build took $(($(date +%s) - BUILD_START)) s (not counted below)"
 BENCH_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 HAVE_BUILD=0 HAVE_PUSH=0
 "$PACK" build --help >/dev/null 2>&1 && HAVE_BUILD=1
@@ -332,7 +334,7 @@ REPORT="$OUT_DIR/results.md"
     "first push sent $(j push-1 .bytesPushed) B and mounted $(j push-1 .bytesMounted) B across repositories; second push sent $(j push-2 .bytesPushed) B and skipped $(j push-2 .bytesSkipped) B." \
     "The second push reuses the verification proof the first recorded (XDG_STATE_HOME is fresh for each bench run, so the first push hashes the whole bundle)."
   echo
-  echo "Bench run (generation, seeding, all copies) took ${BENCH_SECS} s."
+  echo "Bench run (generation, seeding, all copies) took ${BENCH_SECS} s. Load average at its start: $LOAD_START; at its end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine slows both tools)."
   [[ -z "$BUILD_NOTE" ]] || echo "Build note: $BUILD_NOTE"
   [[ -z "$PUSH_NOTE" ]] || echo "Push note: $PUSH_NOTE"
 } >"$REPORT"

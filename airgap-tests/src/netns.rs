@@ -56,6 +56,7 @@ pub fn run_customer(bins: &Binaries, input: &CustomerInput) -> CustomerReport {
         input.scenario,
         out.stderr.trim_end()
     );
+    fs_err::write(input.workdir.join("report.json"), &out.stdout).expect("keep the report");
     let report: CustomerReport = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "the customer report is not valid JSON ({e}):\n{}",

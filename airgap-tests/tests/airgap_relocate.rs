@@ -59,6 +59,24 @@ fn relocate_both_bundles_into_the_air_gapped_registry() {
             assert_eq!(relocated[key], *digest, "{original}");
         }
     }
+    // The push reports what it sent, and its relocation map pins every image by digest.
+    let first = report.step("push saas-v1")["report"].clone();
+    assert!(
+        first["bytesPushed"].as_u64().unwrap() >= BIG_LAYER,
+        "{first}"
+    );
+    for image in first["images"].as_array().unwrap() {
+        let original = image["reference"].as_str().unwrap();
+        let relocated = image["relocated"].as_str().unwrap();
+        assert!(
+            relocated.ends_with(&format!("@{}", saas.images[original])),
+            "{image}"
+        );
+    }
+    // A second push of the same bundle sends no blob bytes.
+    let again = report.step("push saas-v1 again")["report"].clone();
+    assert_eq!(again["bytesPushed"], 0, "{again}");
+
     // The registry-sourced images carry the SaaS registry's digests end to end.
     for (original, digest) in &saas.images {
         let repo_tag = original.split_once('/').unwrap().1;

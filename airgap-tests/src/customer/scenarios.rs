@@ -372,14 +372,22 @@ fn untrusted_bundles(site: &mut Site) -> anyhow::Result<()> {
         (
             "bit flipped",
             copy.clone(),
-            vec!["digest", "acme-saas-1.0.0.airlift"],
+            vec!["tampered", "acme-saas-1.0.0.airlift"],
         ),
         (
             "signed by another key",
             site.bundle("demo-other-key")?.path,
-            vec!["signature"],
+            vec![
+                "failed verification",
+                "signed by key",
+                "not by the given key",
+            ],
         ),
-        ("unsigned", site.bundle("demo-unsigned")?.path, vec!["sign"]),
+        (
+            "unsigned",
+            site.bundle("demo-unsigned")?.path,
+            vec!["failed verification", "bundle is unsigned"],
+        ),
     ];
     for (what, path, mentions) in cases {
         let out = site.run_installer(&site.bundle_command_args("install", &path))?;
@@ -422,7 +430,9 @@ fn flip_bit(path: &std::path::Path) -> anyhow::Result<u64> {
 }
 
 /// The customer registry down, serving a CA the installer was not given, refusing the
-/// password: each a clear error (exit 4) naming the registry, with nothing half-done.
+/// password: each a clear error naming the registry, with a hint, and nothing half-done.
+/// `install` checks the registry in its preflight, so it exits 7 ("a preflight check failed;
+/// nothing was changed").
 fn registry_faults(site: &mut Site) -> anyhow::Result<()> {
     let v1 = site.bundle("saas-v1")?;
     let host = site.registry.host();
@@ -457,7 +467,7 @@ fn assert_registry_refusal(
     out: &crate::process::Outcome,
     mentions: &[&str],
 ) -> anyhow::Result<()> {
-    out.ensure_code(4)?;
+    out.ensure_code(7)?;
     out.ensure_stderr_mentions(mentions)?;
     anyhow::ensure!(
         out.stderr.to_lowercase().contains("hint"),

@@ -4,10 +4,12 @@
 //! from it, the registry push streams from it, and the read-only endpoint serves ranges from it.
 //! Positioned reads make it safe to share between threads without seeking.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::digest::{Digest, HashingWriter};
 
@@ -114,7 +116,12 @@ impl<S: BlobSource + ?Sized> Read for BlobSourceReader<'_, S> {
 #[derive(Debug, Clone)]
 pub struct DirBlobStore {
     root: PathBuf,
+    /// Files opened for positioned reads, so streaming a blob opens it once, not once per read.
+    open: Arc<Mutex<HashMap<Digest, Arc<File>>>>,
 }
+
+/// How many blob files a store keeps open for reading.
+const OPEN_FILES: usize = 64;
 
 impl DirBlobStore {
     /// Opens (and creates) a store at `root`.
@@ -122,7 +129,10 @@ impl DirBlobStore {
         let root = root.into();
         let blobs = root.join("sha256");
         std::fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            open: Arc::default(),
+        })
     }
 
     /// The store's folder.
@@ -208,7 +218,24 @@ impl BlobSource for DirBlobStore {
     }
 
     fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let file = File::open(self.path_of(digest))?;
+        let cached = self
+            .open
+            .lock()
+            .ok()
+            .and_then(|open| open.get(digest).cloned());
+        let file = match cached {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(File::open(self.path_of(digest))?);
+                if let Ok(mut open) = self.open.lock() {
+                    if open.len() >= OPEN_FILES {
+                        open.clear();
+                    }
+                    open.insert(digest.clone(), f.clone());
+                }
+                f
+            }
+        };
         file.read_at(buf, offset)
     }
 }

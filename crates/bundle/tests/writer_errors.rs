@@ -99,6 +99,7 @@ fn one_reference_with_two_digests_is_refused() {
     let mut clash = f.manifest.components[0].images[0].clone();
     clash.digest = other;
     clash.media_type = airlift_bundle::oci::MEDIA_TYPE_OCI_MANIFEST.into();
+    clash.platforms = vec!["linux/amd64".parse().unwrap()];
     f.manifest.components[1].images.push(clash);
     let err = try_write(&f, vec![], dir.path()).unwrap_err();
     assert!(
@@ -157,7 +158,11 @@ fn recorded_platform_the_image_lacks_is_refused() {
     // The worker image is linux/amd64 only (its config says so).
     f.manifest.components[0].images[1].platforms = vec!["linux/arm64".parse().unwrap()];
     match try_write(&f, f.files.clone(), dir.path()) {
-        Err(WriteError::Image(WalkError::PlatformMismatch { reference, recorded, actual })) => {
+        Err(WriteError::Image(WalkError::PlatformMismatch {
+            reference,
+            recorded,
+            actual,
+        })) => {
             assert_eq!(reference, WORKER_REF);
             assert_eq!(recorded.to_string(), "linux/arm64");
             assert_eq!(actual, "linux/amd64");
@@ -166,7 +171,9 @@ fn recorded_platform_the_image_lacks_is_refused() {
     }
     // An index is checked against its entries.
     let mut f = fixture();
-    f.manifest.components[0].images[0].platforms.push("linux/s390x".parse().unwrap());
+    f.manifest.components[0].images[0]
+        .platforms
+        .push("linux/s390x".parse().unwrap());
     assert!(matches!(
         try_write(&f, f.files.clone(), dir.path()),
         Err(WriteError::Image(WalkError::PlatformMismatch { .. }))

@@ -91,6 +91,9 @@ impl ApplyError {
             Self::Apply { source, .. }
             | Self::Delete { source, .. }
             | Self::Read { source, .. } => match source {
+                kube::Error::Api(s) if s.code == 404 => "the object's namespace does not exist: \
+                    the bundle must create it, or create it before installing"
+                    .into(),
                 kube::Error::Api(s) if s.code == 422 || s.code == 400 => format!(
                     "the server rejected the object as invalid ({}); the bundle's manifests may \
                      need a newer Kubernetes version or a configuration value is malformed",
@@ -206,9 +209,9 @@ pub async fn apply_all(
     progress: &dyn Progress,
     applied: &mut Vec<ObjectRef>,
 ) -> Result<(), ApplyError> {
-    let label = "apply";
-    progress.start(label, Some(objects.len() as u64));
-    for o in objects {
+    // Progress bars count bytes; objects are reported as messages.
+    let total = objects.len();
+    for (i, o) in objects.iter().enumerate() {
         let Some(id) = o.id() else { continue };
         match apply_one(resolver, &o.object, false).await {
             Ok(_) => {}
@@ -225,14 +228,12 @@ pub async fn apply_all(
         if !applied.contains(&id) {
             applied.push(id.clone());
         }
-        progress.message(&format!("applied {id}"));
+        progress.message(&format!("applied {id} ({}/{total})", i + 1));
         if o.kind() == "CustomResourceDefinition" && id.group == "apiextensions.k8s.io" {
             wait_crd_established(resolver, &id.name, crd_timeout).await?;
             resolver.refresh().await;
         }
-        progress.advance(label, 1);
     }
-    progress.finish(label);
     Ok(())
 }
 

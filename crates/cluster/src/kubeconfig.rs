@@ -139,7 +139,7 @@ pub fn api_hint(err: &kube::Error) -> String {
         }
         kube::Error::Api(status) if status.code == 403 => {
             "the user lacks permission: ask a cluster admin for the RBAC rules the install needs \
-             (`airlift-install plan` lists them)"
+             (the preflight report lists each one)"
                 .into()
         }
         _ => {

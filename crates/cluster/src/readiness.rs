@@ -231,8 +231,7 @@ pub async fn wait_ready(
         .filter(|id| is_workload(&id.group, &id.kind))
         .cloned()
         .collect();
-    let label = "wait for workloads";
-    progress.start(label, Some(pending.len() as u64));
+    progress.message(&format!("waiting for {} workload(s)", pending.len()));
     let start = tokio::time::Instant::now();
     let mut states: BTreeMap<ObjectRef, (State, Value)> = BTreeMap::new();
     loop {
@@ -252,7 +251,6 @@ pub async fn wait_ready(
             match &state {
                 State::Ready => {
                     progress.message(&format!("{id} is ready"));
-                    progress.advance(label, 1);
                 }
                 State::Progressing(_) => still.push(id.clone()),
                 State::Failed(_) => {
@@ -264,7 +262,6 @@ pub async fn wait_ready(
         }
         pending = still;
         if pending.is_empty() {
-            progress.finish(label);
             return Ok(());
         }
         if failed || start.elapsed() >= options.timeout {
@@ -284,7 +281,6 @@ pub async fn wait_ready(
                     reasons,
                 });
             }
-            progress.finish(label);
             return Err(ReadinessError::NotReady {
                 waited: start.elapsed(),
                 not_ready,

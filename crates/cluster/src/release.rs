@@ -95,6 +95,8 @@ pub enum ReleaseStatus {
     Failed,
     /// Was running, then a rollback returned to an earlier revision.
     RolledBack,
+    /// Being deployed now, or interrupted while being deployed.
+    Pending,
 }
 
 impl std::fmt::Display for ReleaseStatus {
@@ -104,6 +106,7 @@ impl std::fmt::Display for ReleaseStatus {
             Self::Superseded => "superseded",
             Self::Failed => "failed",
             Self::RolledBack => "rolled-back",
+            Self::Pending => "pending",
         })
     }
 }

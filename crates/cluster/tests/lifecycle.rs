@@ -312,12 +312,28 @@ async fn crd_then_its_custom_resource() {
     }
 }
 
+/// Keeps every progress message.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl airlift_bundle::Progress for Recorder {
+    fn start(&self, label: &str, _: Option<u64>) {
+        self.message(label);
+    }
+    fn advance(&self, _: &str, _: u64) {}
+    fn finish(&self, _: &str) {}
+    fn message(&self, msg: &str) {
+        self.0.lock().unwrap().push(msg.to_string());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_reach_release_records() {
     const PASSWORD: &str = "s3cr3t-Passw0rd-never-recorded";
     for env in envs(ClusterOptions::default()) {
         let cluster = env.connect().await;
-        let engine = Engine::new(&cluster, &NoProgress);
+        let recorder = Recorder::default();
+        let engine = Engine::new(&cluster, &recorder);
         let ns = unique("sec");
         let engine = engine.redacting_values([PASSWORD.to_string()]);
         let mut req = demo_request(
@@ -378,6 +394,12 @@ async fn secrets_never_reach_release_records() {
             .await
             .unwrap();
         assert_eq!(live_secret["data"]["password"], b64);
+        let messages = recorder.0.lock().unwrap().join("\n");
+        assert!(messages.contains("applied Secret"), "{messages}");
+        assert!(
+            !messages.contains(PASSWORD) && !messages.contains(&b64),
+            "{messages}"
+        );
         cleanup(&cluster, &ns, "demo").await;
     }
 }

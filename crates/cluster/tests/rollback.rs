@@ -1,4 +1,5 @@
-//! Failed upgrades rolled back automatically (or not, on request) and manual rollbacks, against
+//! Failed upgrades rolled back automatically (or not, on request), manual rollbacks, and the
+//! reasons readiness gives for workloads that never become ready, against
 //! the test cluster (and a real cluster when `AIRLIFT_E2E_KUBECONFIG` is set).
 
 mod common;
@@ -225,6 +226,159 @@ async fn manual_rollback_returns_to_an_earlier_revision() {
             .await
             .unwrap();
         assert_eq!(image_of(&deploy), GOOD_IMAGE_V2);
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_names_crash_loops_and_unschedulable_pods() {
+    for env in envs(ClusterOptions::default()) {
+        if let Some(t) = &env.test {
+            t.fail_workload(
+                "crash",
+                airlift_testkit::cluster::FailureMode::CrashLoopBackOff,
+            );
+            t.fail_workload(
+                "pending",
+                airlift_testkit::cluster::FailureMode::Unschedulable,
+            );
+        }
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("why");
+        let deployment = |name: &str, extra: serde_json::Value| {
+            let mut spec = json!({"containers": [{"name": name,
+                "image": "registry.k8s.io/e2e-test-images/busybox:1.36.1-1",
+                "command": ["false"]}]});
+            if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+                spec.extend(extra.clone());
+            }
+            airlift_cluster::ManagedObject::new(
+                "app",
+                1,
+                0,
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}}, "spec": spec}}}),
+            )
+            .unwrap()
+        };
+        let objects = vec![
+            airlift_cluster::ManagedObject::new(
+                "app",
+                0,
+                0,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            )
+            .unwrap(),
+            // Exits at once: the kubelet restarts it into CrashLoopBackOff.
+            deployment("crash", json!({})),
+            // No node has this label: the scheduler reports Unschedulable.
+            deployment(
+                "pending",
+                json!({"nodeSelector": {"airlift.dev/no-such-node": "true"}}),
+            ),
+        ];
+        let opts = env.failing_options();
+        let err = engine
+            .install(&demo_request("why", &ns, "1.0.0", objects), &opts)
+            .await
+            .unwrap_err();
+        let LifecycleError::Failed {
+            cause: DeployFailure::Readiness(ReadinessError::NotReady { not_ready, .. }),
+            ..
+        } = &err
+        else {
+            panic!("[{}] expected a readiness failure, got {err}", env.tier);
+        };
+        let reasons = |name: &str| {
+            not_ready
+                .iter()
+                .find(|n| n.object.name == name)
+                .map(|n| n.reasons.join("; "))
+                .unwrap_or_else(|| panic!("[{}] {name} not reported: {not_ready:?}", env.tier))
+        };
+        let crash = reasons("crash");
+        assert!(
+            crash.contains("CrashLoopBackOff in container crash"),
+            "[{}] {crash}",
+            env.tier
+        );
+        let pending = reasons("pending");
+        assert!(
+            pending.contains("Unschedulable"),
+            "[{}] {pending}",
+            env.tier
+        );
+        assert!(
+            err.hint().contains("crashing") || err.hint().contains("scheduled"),
+            "{}",
+            err.hint()
+        );
+        cleanup(&cluster, &ns, "why").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_upgrade_is_cleaned_up_by_the_next_one() {
+    use airlift_cluster::release::{now, Release, ReleaseStore};
+    for env in envs(ClusterOptions::default()) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("intr");
+        let v1 = demo_request(
+            "demo",
+            &ns,
+            "1.0.0",
+            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
+        );
+        engine.install(&v1, &options()).await.unwrap();
+        // What an upgrade killed mid-apply leaves: its pending record, and an object it created.
+        let orphan = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "orphan", "namespace": ns}, "data": {"a": "b"}});
+        airlift_cluster::apply::apply_one(engine.resolver(), &orphan, false)
+            .await
+            .unwrap();
+        let store = ReleaseStore::new(cluster.client().clone(), &ns, "demo");
+        let mut pending: Release = store.get(1).await.unwrap();
+        pending.revision = 2;
+        pending.status = ReleaseStatus::Pending;
+        pending.description = "upgrade in progress".into();
+        pending.time = now();
+        pending
+            .inventory
+            .push(airlift_cluster::object::object_ref(&orphan).unwrap());
+        store.write(&pending).await.unwrap();
+
+        let v2 = demo_request(
+            "demo",
+            &ns,
+            "2.0.0",
+            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw"),
+        );
+        let out = engine.upgrade(&v2, &options()).await.unwrap();
+        assert_eq!(out.revision, 3);
+        assert!(
+            out.pruned.iter().any(|o| o.name == "orphan"),
+            "[{}] {:?}",
+            env.tier,
+            out.pruned
+        );
+        assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "orphan")
+            .await
+            .is_none());
+        let history = engine.status(&ns, "demo").await.unwrap();
+        let states: Vec<(u32, ReleaseStatus)> =
+            history.iter().map(|r| (r.revision, r.status)).collect();
+        assert_eq!(
+            states,
+            [
+                (1, ReleaseStatus::Superseded),
+                (2, ReleaseStatus::Failed),
+                (3, ReleaseStatus::Deployed)
+            ]
+        );
+        assert!(history[1].description.ends_with("(interrupted)"));
         cleanup(&cluster, &ns, "demo").await;
     }
 }

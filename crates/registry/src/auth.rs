@@ -22,33 +22,7 @@ use serde::Deserialize;
 use crate::error::{RegistryError, Target};
 use crate::options::RegistryOptions;
 
-/// A secret string (password, token). `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The secret itself. Never log or print the result.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use airlift_bundle::secret::Secret;
 
 /// Credentials for one registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -580,7 +554,7 @@ mod tests {
     fn secret_never_printed() {
         let c = Credentials::basic("alice", Secret::new("pa55word"));
         assert!(!format!("{c:?}").contains("pa55word"));
-        assert_eq!(Secret::new("x").to_string(), "***");
+        assert_eq!(Secret::new("x").to_string(), airlift_bundle::secret::MASK);
     }
 
     #[test]

@@ -261,21 +261,6 @@ impl<'a> Engine<'a> {
             "{action}: release {} revision {revision} ({} {})",
             request.release, request.bundle.name, request.bundle.version
         ));
-        let mut applied = Vec::new();
-        let result = match apply_all(
-            &self.resolver,
-            &prepared,
-            options.crd_timeout,
-            self.progress,
-            &mut applied,
-        )
-        .await
-        {
-            Ok(()) => wait_ready(&self.resolver, &inventory, options.wait, self.progress)
-                .await
-                .map_err(DeployFailure::from),
-            Err(e) => Err(DeployFailure::from(e)),
-        };
         let record = |status, description: String, inventory: Vec<ObjectRef>| Release {
             name: request.release.clone(),
             namespace: request.namespace.clone(),
@@ -290,6 +275,32 @@ impl<'a> Engine<'a> {
             status,
             time: now(),
             description,
+        };
+        if !unchanged_reinstall {
+            // Recorded before anything changes, so an interrupted deploy leaves a trace of what
+            // it may have created: a later deploy or rollback prunes it.
+            store
+                .write(&record(
+                    ReleaseStatus::Pending,
+                    format!("{action} in progress"),
+                    inventory.clone(),
+                ))
+                .await?;
+        }
+        let mut applied = Vec::new();
+        let result = match apply_all(
+            &self.resolver,
+            &prepared,
+            options.crd_timeout,
+            self.progress,
+            &mut applied,
+        )
+        .await
+        {
+            Ok(()) => wait_ready(&self.resolver, &inventory, options.wait, self.progress)
+                .await
+                .map_err(DeployFailure::from),
+            Err(e) => Err(DeployFailure::from(e)),
         };
         if let Err(cause) = result {
             // Everything this attempt may have created is recorded, so uninstall and later
@@ -360,12 +371,8 @@ impl<'a> Engine<'a> {
                 inventory.clone(),
             ))
             .await?;
-        for mut r in history
-            .into_iter()
-            .filter(|r| r.status == ReleaseStatus::Deployed)
-        {
-            r.status = ReleaseStatus::Superseded;
-            store.write(&r).await?;
+        for r in history {
+            settle(&store, r, ReleaseStatus::Superseded).await?;
         }
         store.prune(options.history).await?;
         Ok(Outcome {
@@ -460,9 +467,14 @@ impl<'a> Engine<'a> {
         record.time = now();
         record.description = format!("rollback to {}", target.revision);
         store.write(&record).await?;
-        let mut old = current;
-        old.status = ReleaseStatus::RolledBack;
-        store.write(&old).await?;
+        for r in history {
+            let status = if r.revision == current.revision {
+                ReleaseStatus::RolledBack
+            } else {
+                ReleaseStatus::Superseded
+            };
+            settle(&store, r, status).await?;
+        }
         store.prune(options.history).await?;
         Ok(Outcome {
             revision: new_revision,
@@ -656,7 +668,25 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// Objects of the deployed revision and of every later (failed) one: what the cluster may hold.
+/// After a new revision is deployed: the previously deployed one becomes `replaced_as`, and a
+/// pending one (a deploy that was interrupted) becomes failed.
+async fn settle(
+    store: &ReleaseStore,
+    mut r: Release,
+    replaced_as: ReleaseStatus,
+) -> Result<(), ReleaseError> {
+    match r.status {
+        ReleaseStatus::Deployed => r.status = replaced_as,
+        ReleaseStatus::Pending => {
+            r.status = ReleaseStatus::Failed;
+            r.description = format!("{} (interrupted)", r.description);
+        }
+        _ => return Ok(()),
+    }
+    store.write(&r).await
+}
+
+/// Objects of the deployed revision and of every later (failed or pending) one: what the cluster may hold.
 fn inventory_since_deployed(history: &[Release]) -> Vec<ObjectRef> {
     let start = history
         .iter()

@@ -256,10 +256,15 @@ impl Ctx<'_> {
             progress.advance(image, blob.size);
             return Ok(0);
         }
-        let _slot = self.puller.slots.acquire().await.map_err(|_| PullError::Io {
-            path: self.puller.store.root().to_path_buf(),
-            source: std::io::Error::other("download slots closed"),
-        })?;
+        let _slot = self
+            .puller
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| PullError::Io {
+                path: self.puller.store.root().to_path_buf(),
+                source: std::io::Error::other("download slots closed"),
+            })?;
         let store = &self.puller.store;
         let store_err = |source| PullError::Store {
             image: image.to_string(),
