@@ -5,6 +5,7 @@ mod common;
 
 use airlift_airgap_tests::netns::run_scenario;
 use airlift_airgap_tests::vendor::Want;
+use serde_json::{json, Value};
 
 #[test]
 fn install_plan_upgrade_rollback_uninstall() {
@@ -25,25 +26,81 @@ fn install_plan_upgrade_rollback_uninstall() {
         );
     }
 
-    // The plan names what v2 changes: the new api image, the changed default, the removed
-    // object. (Asserted on the JSON text so the test does not pin the plan's field names.)
-    let plan = report.step("plan saas-v2")["plan"].to_string();
+    // The plan names exactly what v2 changes: the new api image (in the api and in the
+    // worker's init container), the changed SaaS default, the removed object.
+    let doc = report.step("plan saas-v2")["plan"].clone();
+    let plan = &doc["plan"];
+    let key = |o: &Value| {
+        format!(
+            "{}/{}",
+            o["kind"].as_str().unwrap(),
+            o["name"].as_str().unwrap()
+        )
+    };
+    let keys = |v: &Value| v.as_array().unwrap().iter().map(key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(&plan["delete"]),
+        ["ConfigMap/legacy-settings"],
+        "{plan}"
+    );
+    assert_eq!(keys(&plan["create"]), Vec::<String>::new(), "{plan}");
+    let changed: Vec<String> = plan["change"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| key(&c["object"]))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "ConfigMap/acme-config",
+            "Deployment/api",
+            "Deployment/worker"
+        ],
+        "{plan}"
+    );
+    assert!(
+        plan["change"][0]["fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("data.LOG_LEVEL")),
+        "{plan}"
+    );
+    assert!(
+        keys(&plan["unchanged"]).contains(&"Deployment/analytics".to_string()),
+        "{plan}"
+    );
+    assert_eq!(
+        plan["config"]["changed"],
+        json!(["core.log_level"]),
+        "{plan}"
+    );
+    let api1 = &v1.images["registry.acme.example/acme/api:1.0"];
     let api2 = &v2.images["registry.acme.example/acme/api:2.0"];
-    for needle in ["legacy-settings", "log_level", "api"] {
+    let images = plan["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2, "{plan}");
+    for i in images {
         assert!(
-            plan.contains(needle),
-            "the plan does not mention `{needle}`: {plan}"
+            i["from"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/vendor/acme/api@{api1}")),
+            "{i}"
+        );
+        assert!(
+            i["to"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/vendor/acme/api@{api2}")),
+            "{i}"
         );
     }
-    assert!(
-        plan.contains(api2.as_str()) || plan.contains("acme/api:2.0"),
-        "the plan does not name the new api image: {plan}"
-    );
+    assert_eq!(doc["from"]["version"], "1.0.0");
+    assert_eq!(doc["to"]["version"], "2.0.0");
 
     let after_upgrade = report.step("upgrade saas-v2")["images"].to_string();
     assert!(after_upgrade.contains(api2.as_str()), "{after_upgrade}");
     let after_rollback = report.step("rollback")["images"].to_string();
-    let api1 = &v1.images["registry.acme.example/acme/api:1.0"];
     assert!(after_rollback.contains(api1.as_str()) && !after_rollback.contains(api2.as_str()));
-    assert_eq!(report.step("uninstall")["left"], serde_json::json!([]));
+    assert_eq!(report.step("uninstall")["left"], json!([]));
 }

@@ -141,6 +141,18 @@ pub async fn prepare(
             digest: Digest::of_bytes(bundle.manifest_bytes()).to_string(),
         },
         config: config.redacted(),
+        saas_defaults: m
+            .config
+            .groups
+            .iter()
+            .flat_map(|g| {
+                g.items.iter().filter_map(move |i| {
+                    i.default
+                        .clone()
+                        .map(|d| (format!("{}.{}", g.name, i.name), d))
+                })
+            })
+            .collect(),
         objects: managed(&rendered)?,
     };
     Ok(Prepared {

@@ -313,3 +313,25 @@ fn collect_yaml(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result
     out.sort();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::contains;
+    use serde_json::json;
+
+    #[test]
+    fn contains_accepts_server_defaults_but_not_changed_or_missing_fields() {
+        let live = json!({"replicas": 1, "template": {"spec": {"containers": [{"name": "api", "image": "a@sha256:1", "imagePullPolicy": "IfNotPresent"}]}}, "ports": [{"port": 80, "targetPort": 8080}]});
+        let rendered = json!({"replicas": 1, "template": {"spec": {"containers": [{"name": "api", "image": "a@sha256:1"}]}}});
+        assert!(contains(&live, &rendered));
+        assert!(contains(&live, &json!({"ports": [{"targetPort": "8080"}]})));
+        assert!(!contains(&live, &json!({"replicas": 2})));
+        assert!(!contains(&live, &json!({"paused": true})));
+        let two =
+            json!({"template": {"spec": {"containers": [{"name": "api"}, {"name": "sidecar"}]}}});
+        assert!(
+            !contains(&live, &two),
+            "a missing list element is a difference"
+        );
+    }
+}

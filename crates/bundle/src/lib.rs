@@ -11,6 +11,7 @@ pub mod oci;
 pub mod progress;
 pub mod proof;
 pub mod reader;
+pub mod reference;
 pub mod schema;
 pub mod secret;
 pub mod sign;

@@ -60,6 +60,8 @@ pub struct ConfigDiff {
     pub removed: Vec<String>,
     /// Keys whose value (or, for secrets, fingerprint) changes.
     pub changed: Vec<String>,
+    /// Keys whose SaaS default the vendor changed between the two bundles.
+    pub defaults_changed: Vec<String>,
 }
 
 impl ConfigDiff {
@@ -81,7 +83,23 @@ impl ConfigDiff {
                 .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
                 .map(|(k, _)| k.clone())
                 .collect(),
+            defaults_changed: Vec::new(),
         }
+    }
+
+    /// Adds the keys whose SaaS default differs between `old` and `new` defaults (keys present
+    /// in both; added and removed keys are listed already).
+    pub fn with_defaults(
+        mut self,
+        old: &BTreeMap<String, Value>,
+        new: &BTreeMap<String, Value>,
+    ) -> Self {
+        self.defaults_changed = new
+            .iter()
+            .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        self
     }
 }
 
@@ -121,6 +139,7 @@ impl fmt::Display for Plan {
             ("added", &self.config.added),
             ("removed", &self.config.removed),
             ("changed", &self.config.changed),
+            ("whose SaaS default changed", &self.config.defaults_changed),
         ] {
             if !keys.is_empty() {
                 writeln!(f, "  config keys {label}: {}", keys.join(", "))?;
@@ -341,6 +360,24 @@ mod tests {
                 vec!["b".to_string()]
             )
         );
+    }
+
+    #[test]
+    fn changed_saas_defaults_are_named() {
+        let old = [
+            ("web.replicas".to_string(), json!(2)),
+            ("web.title".to_string(), json!("A")),
+            ("gone".to_string(), json!(1)),
+        ]
+        .into();
+        let new = [
+            ("web.replicas".to_string(), json!(3)),
+            ("web.title".to_string(), json!("A")),
+            ("new".to_string(), json!(1)),
+        ]
+        .into();
+        let d = ConfigDiff::default().with_defaults(&old, &new);
+        assert_eq!(d.defaults_changed, vec!["web.replicas".to_string()]);
     }
 
     #[test]

@@ -224,6 +224,10 @@ pub struct Release {
     pub bundle: BundleInfo,
     /// The configuration in effect, secrets replaced by `sha256:` fingerprints.
     pub config: BTreeMap<String, Value>,
+    /// The bundle's SaaS defaults (non-secret items only), so a later plan can show which
+    /// defaults the vendor changed. Empty in records written before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub saas_defaults: BTreeMap<String, Value>,
     /// Every object applied.
     pub inventory: Vec<ObjectRef>,
     /// The rendered objects, for rollback; Secret values removed.

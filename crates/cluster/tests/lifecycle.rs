@@ -323,7 +323,7 @@ impl airlift_bundle::Progress for Recorder {
     fn advance(&self, _: &str, _: u64) {}
     fn finish(&self, _: &str) {}
     fn message(&self, msg: &str) {
-        self.0.lock().unwrap().push(msg.to_string());
+        self.0.lock().expect("recorder lock").push(msg.to_string());
     }
 }
 

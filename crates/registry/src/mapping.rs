@@ -29,8 +29,8 @@
 //! verified.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
+use airlift_bundle::reference::{ImageRef, ReferenceError};
 use airlift_bundle::Digest;
 use serde::{Deserialize, Serialize};
 
@@ -41,13 +41,8 @@ pub const DOCKER_HUB: &str = "docker.io";
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MappingError {
     /// An image reference does not parse.
-    #[error("invalid image reference `{reference}`: {reason}")]
-    Reference {
-        /// The reference as given.
-        reference: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
     /// The `--registry` target does not parse.
     #[error("invalid registry target `{target}`: {reason}; expected HOST[:PORT][/PREFIX], e.g. `registry.corp:5000/vendor`")]
     Destination {
@@ -56,117 +51,6 @@ pub enum MappingError {
         /// What is wrong with it.
         reason: &'static str,
     },
-}
-
-/// A parsed image reference: `[HOST/]PATH[:TAG][@DIGEST]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ImageReference {
-    /// The registry host (with port), `docker.io` when the reference has none.
-    pub host: String,
-    /// The repository path, e.g. `acme/api` or `library/nginx`.
-    pub path: String,
-    /// The tag, when given.
-    pub tag: Option<String>,
-    /// The digest, when given.
-    pub digest: Option<Digest>,
-}
-
-impl ImageReference {
-    /// Parses a reference the way `docker pull` does: the first segment is a host when it holds a
-    /// `.` or a `:` or is `localhost`; otherwise the host is Docker Hub, where one-segment paths
-    /// live under `library/`.
-    pub fn parse(reference: &str) -> Result<Self, MappingError> {
-        let bad = |reason| MappingError::Reference {
-            reference: reference.to_string(),
-            reason,
-        };
-        let (name_tag, digest) = match reference.split_once('@') {
-            Some((n, d)) => (
-                n,
-                Some(
-                    d.parse::<Digest>()
-                        .map_err(|_| bad("the digest is not sha256:<64 hex>"))?,
-                ),
-            ),
-            None => (reference, None),
-        };
-        // A tag is after the last ':' that comes after the last '/'.
-        let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match name_tag[last_slash..].rfind(':') {
-            Some(i) => {
-                let i = last_slash + i;
-                (&name_tag[..i], Some(name_tag[i + 1..].to_string()))
-            }
-            None => (name_tag, None),
-        };
-        if let Some(t) = &tag {
-            if !valid_tag(t) {
-                return Err(bad(
-                    "the tag must be 1-128 characters of [A-Za-z0-9_.-], not starting with . or -",
-                ));
-            }
-        }
-        let (host, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_string(), rest.to_string())
-            }
-            _ => (DOCKER_HUB.to_string(), name.to_string()),
-        };
-        if host.is_empty() || path.is_empty() {
-            return Err(bad("the repository name is empty"));
-        }
-        let path = if host == DOCKER_HUB && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path
-        };
-        if !valid_path(&path) {
-            return Err(bad("the repository path must be lowercase segments of [a-z0-9] separated by `.`, `_`, `__` or `-`, joined with `/`"));
-        }
-        if tag.is_none() && digest.is_none() {
-            return Ok(Self {
-                host,
-                path,
-                tag: Some("latest".to_string()),
-                digest: None,
-            });
-        }
-        Ok(Self {
-            host,
-            path,
-            tag,
-            digest,
-        })
-    }
-
-    /// `HOST/PATH`, the full source repository name.
-    pub fn repository(&self) -> String {
-        format!("{}/{}", self.host, self.path)
-    }
-}
-
-impl fmt::Display for ImageReference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.host, self.path)?;
-        if let Some(t) = &self.tag {
-            write!(f, ":{t}")?;
-        }
-        if let Some(d) = &self.digest {
-            write!(f, "@{d}")?;
-        }
-        Ok(())
-    }
-}
-
-fn valid_tag(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 128
-        && !t.starts_with('.')
-        && !t.starts_with('-')
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
 }
 
 /// One path segment per the distribution spec: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
@@ -271,11 +155,11 @@ impl Destination {
     /// the registry host), applying the collision rule of the module docs.
     pub fn map_repositories<'a>(
         &self,
-        images: impl IntoIterator<Item = &'a ImageReference>,
+        images: impl IntoIterator<Item = &'a ImageRef>,
     ) -> BTreeMap<String, String> {
         let sources: BTreeSet<(String, String)> = images
             .into_iter()
-            .map(|r| (r.repository(), r.path.clone()))
+            .map(|r| (r.name(), r.repository.clone()))
             .collect();
         let mut by_target: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for (full, path) in &sources {
@@ -327,21 +211,21 @@ pub struct RelocationMap {
 mod tests {
     use super::*;
 
-    fn r(s: &str) -> ImageReference {
-        ImageReference::parse(s).unwrap()
+    fn r(s: &str) -> ImageRef {
+        ImageRef::parse(s).unwrap()
     }
 
     #[test]
     fn parses_references_like_docker() {
         let n = r("nginx:1.25");
         assert_eq!(
-            (n.host.as_str(), n.path.as_str()),
+            (n.registry.as_str(), n.repository.as_str()),
             ("docker.io", "library/nginx")
         );
         assert_eq!(n.tag.as_deref(), Some("1.25"));
         let l = r("localhost:5000/a/b");
         assert_eq!(
-            (l.host.as_str(), l.path.as_str()),
+            (l.registry.as_str(), l.repository.as_str()),
             ("localhost:5000", "a/b")
         );
         assert_eq!(l.tag.as_deref(), Some("latest"));
@@ -349,10 +233,10 @@ mod tests {
         let d = r(&d);
         assert_eq!(d.tag.as_deref(), Some("1.0"));
         assert!(d.digest.is_some());
-        assert_eq!(r("acme/api").host, "docker.io");
-        assert_eq!(r("acme/api").path, "acme/api");
+        assert_eq!(r("acme/api").registry, "docker.io");
+        assert_eq!(r("acme/api").repository, "acme/api");
         for bad in [
-            "UPPER/case",
+            "acme/Upper",
             "a//b",
             "a:",
             "ghcr.io/x@sha256:12",
@@ -360,7 +244,7 @@ mod tests {
             "a/-b",
         ] {
             assert!(
-                ImageReference::parse(bad).is_err(),
+                ImageRef::parse(bad).is_err(),
                 "{bad} should not parse"
             );
         }

@@ -31,7 +31,8 @@ use tokio::sync::Semaphore;
 
 use crate::client::{ManifestHead, RegistryClient};
 use crate::error::RegistryError;
-use crate::mapping::{Destination, ImageReference, MappingError, Relocated, RelocationMap};
+use crate::mapping::{Destination, MappingError, Relocated, RelocationMap};
+use airlift_bundle::reference::ImageRef;
 
 /// The progress label of the overall byte count.
 pub const OVERALL_LABEL: &str = "push";
@@ -238,7 +239,7 @@ fn plan(
         if !seen_refs.insert(img.reference.clone()) {
             continue;
         }
-        let r = ImageReference::parse(&img.reference).map_err(PushError::Mapping)?;
+        let r = ImageRef::parse(&img.reference).map_err(|e| PushError::Mapping(e.into()))?;
         parsed.push((img.clone(), r));
     }
     let repos = destination.map_repositories(parsed.iter().map(|(_, r)| r));
@@ -254,9 +255,9 @@ fn plan(
         let mut blobs = Vec::new();
         root.blobs(&mut blobs, &mut HashSet::new());
         let repository = repos
-            .get(&r.repository())
+            .get(&r.name())
             .cloned()
-            .unwrap_or_else(|| r.path.clone());
+            .unwrap_or_else(|| r.repository.clone());
         out.push(Planned {
             blob_bytes: blobs.iter().map(|(_, s)| s).sum(),
             image,
@@ -644,14 +645,14 @@ pub fn plan_repositories(
 ) -> Result<BTreeMap<String, String>, PushError> {
     let refs = images
         .iter()
-        .map(|i| ImageReference::parse(&i.reference).map(|r| (i.reference.clone(), r)))
+        .map(|i| ImageRef::parse(&i.reference).map(|r| (i.reference.clone(), r)))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(PushError::Mapping)?;
+        .map_err(|e| PushError::Mapping(e.into()))?;
     let repos = destination.map_repositories(refs.iter().map(|(_, r)| r));
     Ok(refs
         .into_iter()
         .map(|(orig, r)| {
-            let repo = repos.get(&r.repository()).cloned().unwrap_or(r.path);
+            let repo = repos.get(&r.name()).cloned().unwrap_or(r.repository);
             (orig, format!("{}/{repo}", destination.registry))
         })
         .collect())

@@ -28,7 +28,8 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::mapping::{Destination, ImageReference, MappingError};
+use crate::mapping::{Destination, MappingError};
+use airlift_bundle::reference::ImageRef;
 use crate::push::PushImage;
 
 /// Bytes per positioned read of a blob body.
@@ -92,9 +93,9 @@ impl Catalog {
     pub fn from_images(source: &dyn BlobSource, images: &[PushImage]) -> Result<Self, ServeError> {
         let refs = images
             .iter()
-            .map(|i| ImageReference::parse(&i.reference).map(|r| (i, r)))
+            .map(|i| ImageRef::parse(&i.reference).map(|r| (i, r)))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(ServeError::Mapping)?;
+            .map_err(|e| ServeError::Mapping(e.into()))?;
         let dest = Destination {
             registry: String::new(),
             prefix: None,
@@ -104,9 +105,9 @@ impl Catalog {
         let mut catalog = Self::default();
         for (img, r) in refs {
             let repo_name = names
-                .get(&r.repository())
+                .get(&r.name())
                 .cloned()
-                .unwrap_or(r.path.clone());
+                .unwrap_or(r.repository.clone());
             let repo = catalog.repos.entry(repo_name).or_default();
             add_graph(
                 source,

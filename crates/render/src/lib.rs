@@ -13,7 +13,7 @@
 pub mod definition;
 pub mod images;
 pub mod objects;
-pub mod reference;
+pub use airlift_bundle::reference;
 mod rules;
 pub mod secret;
 pub mod template;

@@ -76,8 +76,9 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let rt = runtime()?;
     let (prepared, push, outcome, target) = rt.block_on(async {
         let cluster: Cluster = a.cluster.connect().await?;
-        let engine = Engine::new(&cluster, progress.as_ref());
         let prepared = prepare(a, bundle, &cluster, progress.as_ref(), Intent::Install).await?;
+        // Secret values rendered into any object are kept out of the release records.
+        let engine = Engine::new(&cluster, progress.as_ref()).redacting(&prepared.config);
         cluster_preflight(&engine, &prepared).await?;
         let push = push_phase(&prepared, usize::from(a.registry.concurrency), progress.clone()).await?;
         keep_generated(&cluster, &prepared).await?;

@@ -1,6 +1,5 @@
 //! `airlift-install plan BUNDLE`: what upgrading to BUNDLE would change, changing nothing.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use airlift_cli::output::print_json;
@@ -43,10 +42,6 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .find(|r| r.status == ReleaseStatus::Deployed);
         Ok::<_, CommandError>((prepared, plan, current))
     })?;
-    let new_keys: BTreeSet<&String> = prepared.request.config.keys().collect();
-    let old_keys: BTreeSet<&String> = current.as_ref().map(|r| r.config.keys().collect()).unwrap_or_default();
-    let added: Vec<&&String> = new_keys.difference(&old_keys).collect();
-    let removed: Vec<&&String> = old_keys.difference(&new_keys).collect();
     let m = prepared.bundle.manifest();
     match a.output {
         OutputFormat::Json => print_json(&serde_json::json!({
@@ -55,7 +50,6 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "from": current.as_ref().map(|r| &r.bundle),
             "to": {"name": m.metadata.name, "version": m.metadata.version},
             "plan": plan,
-            "config": {"added": added, "removed": removed},
         }))?,
         OutputFormat::Text => {
             match &current {
@@ -69,12 +63,6 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 ),
             }
             println!("{plan}");
-            for k in &added {
-                println!("config key added:   {k}");
-            }
-            for k in &removed {
-                println!("config key removed: {k}");
-            }
         }
     }
     Ok(())

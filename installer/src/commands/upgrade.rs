@@ -38,8 +38,9 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let rt = runtime()?;
     let (prepared, plan, outcome) = rt.block_on(async {
         let cluster = a.cluster.connect().await?;
-        let engine = Engine::new(&cluster, progress.as_ref());
         let prepared = prepare(a, bundle, &cluster, progress.as_ref(), Intent::Upgrade).await?;
+        // Secret values rendered into any object are kept out of the release records.
+        let engine = Engine::new(&cluster, progress.as_ref()).redacting(&prepared.config);
         let plan = engine.plan(&prepared.request).await.map_err(lifecycle_error)?;
         if a.output == OutputFormat::Text {
             println!("Plan for release {}:\n{plan}", prepared.request.release);

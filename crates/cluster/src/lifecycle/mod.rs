@@ -43,6 +43,8 @@ pub struct DeployRequest {
     pub bundle: BundleInfo,
     /// The configuration in effect, secrets already replaced by fingerprints.
     pub config: BTreeMap<String, Value>,
+    /// The bundle's SaaS defaults (non-secret items), recorded for later plans.
+    pub saas_defaults: BTreeMap<String, Value>,
     /// The rendered objects.
     pub objects: Vec<ManagedObject>,
 }
@@ -166,7 +168,8 @@ impl<'a> Engine<'a> {
             .rev()
             .find(|r| r.status == ReleaseStatus::Deployed)
         {
-            plan.config = ConfigDiff::between(&deployed.config, &request.config);
+            plan.config = ConfigDiff::between(&deployed.config, &request.config)
+                .with_defaults(&deployed.saas_defaults, &request.saas_defaults);
         }
         Ok(plan)
     }
@@ -267,6 +270,7 @@ impl<'a> Engine<'a> {
             revision,
             bundle: request.bundle.clone(),
             config: request.config.clone(),
+            saas_defaults: request.saas_defaults.clone(),
             inventory,
             objects: prepared
                 .iter()

@@ -201,6 +201,9 @@ pub fn demo_request(
         config: [("web.replicas".to_string(), json!(2))]
             .into_iter()
             .collect(),
+        saas_defaults: [("web.replicas".to_string(), json!(2))]
+            .into_iter()
+            .collect(),
         objects,
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
-use airlift_bundle::Digest;
+use crate::Digest;
 use regex::Regex;
 
 /// The registry Docker assumes when a reference names none.
