@@ -43,7 +43,7 @@ fn check_prerequisites() -> Result<(), String> {
     }
     if find_in_path("unshare").is_some() {
         match Command::new("unshare")
-            .args(["--net", "--", "true"])
+            .args(["--net", "--", "/bin/sh", "-c", "exit 0"])
             .stdin(Stdio::null())
             .output()
         {

@@ -26,7 +26,9 @@ pub struct ClusterArgs {
 impl ClusterArgs {
     /// The release namespace, defaulting to `default` (the bundle's or the release's name).
     pub fn namespace_name(&self, default: &str) -> String {
-        self.namespace.clone().unwrap_or_else(|| default.to_string())
+        self.namespace
+            .clone()
+            .unwrap_or_else(|| default.to_string())
     }
 
     /// Connects, naming the context and server in any error.
@@ -83,5 +85,10 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CommandError::new(ExitKind::Failure, anyhow::Error::new(e).context("cannot start the async runtime")))
+        .map_err(|e| {
+            CommandError::new(
+                ExitKind::Failure,
+                anyhow::Error::new(e).context("cannot start the async runtime"),
+            )
+        })
 }

@@ -21,6 +21,9 @@ pub fn confirm(question: &str) -> Result<(), CommandError> {
     if yes {
         Ok(())
     } else {
-        Err(CommandError::new(ExitKind::Interrupted, anyhow::anyhow!("cancelled")))
+        Err(CommandError::new(
+            ExitKind::Interrupted,
+            anyhow::anyhow!("cancelled"),
+        ))
     }
 }

@@ -98,7 +98,10 @@ pub async fn prepare(
         .await
         .map_err(lifecycle_error)?;
     let last = history.last().map_or(0, |r| r.revision);
-    let deployed = history.iter().rev().find(|r| r.status == ReleaseStatus::Deployed);
+    let deployed = history
+        .iter()
+        .rev()
+        .find(|r| r.status == ReleaseStatus::Deployed);
     let revision = match (intent, deployed) {
         (Intent::Install, Some(d)) => d.revision,
         _ => last + 1,
@@ -131,7 +134,14 @@ pub async fn prepare(
         namespace: namespace.clone(),
         revision: u64::from(revision),
     };
-    let rendered = render_bundle(&bundle, &components, &config, &relocation, pull.as_ref(), &info)?;
+    let rendered = render_bundle(
+        &bundle,
+        &components,
+        &config,
+        &relocation,
+        pull.as_ref(),
+        &info,
+    )?;
     let request = DeployRequest {
         release,
         namespace,

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use airlift_bundle::schema::manifest::BundleManifest;
 use airlift_bundle::{BlobSource, Bundle, Progress};
 use airlift_cli::{CommandError, ExitKind};
 use airlift_registry::client::RegistryClient;
 use airlift_registry::mapping::Destination;
-use airlift_bundle::schema::manifest::BundleManifest;
 use airlift_registry::preflight::preflight as registry_preflight;
 use airlift_registry::push::{plan_repositories, push, PushReport};
 use airlift_registry::RegistryOptions;
@@ -19,9 +19,15 @@ fn registry_error(e: impl std::error::Error + Send + Sync + 'static, hint: Strin
 }
 
 /// A client for the destination registry.
-pub fn client(destination: &Destination, opts: &RegistryOptions) -> Result<RegistryClient, CommandError> {
+pub fn client(
+    destination: &Destination,
+    opts: &RegistryOptions,
+) -> Result<RegistryClient, CommandError> {
     RegistryClient::new(&destination.registry, opts).map_err(|e| {
-        let hint = format!("check --registry-ca and the registry address `{}`", destination.registry);
+        let hint = format!(
+            "check --registry-ca and the registry address `{}`",
+            destination.registry
+        );
         registry_error(e, hint)
     })
 }

@@ -13,7 +13,9 @@ use airlift_cluster::ManagedObject;
 use airlift_render::images::{
     add_pull_secret, pod_namespaces, pull_secret_object, rewrite_images, Relocation,
 };
-use airlift_render::{render_manifests, BundleInfo, Config, K8sObject, ReleaseInfo, Renderer, Secret};
+use airlift_render::{
+    render_manifests, BundleInfo, Config, K8sObject, ReleaseInfo, Renderer, Secret,
+};
 
 /// The largest manifest template read from a bundle.
 const TEMPLATE_LIMIT: u64 = 8 * 1024 * 1024;
@@ -34,7 +36,10 @@ pub struct ComponentArgs {
 
 impl ComponentArgs {
     /// The components to install, in install order; refuses unknown names and required ones.
-    pub fn select<'a>(&self, components: &'a [Component]) -> Result<Vec<&'a Component>, CommandError> {
+    pub fn select<'a>(
+        &self,
+        components: &'a [Component],
+    ) -> Result<Vec<&'a Component>, CommandError> {
         let usage = |msg: String| {
             CommandError::new(ExitKind::Usage, anyhow::anyhow!(msg))
                 .with_hint("`airlift-install inspect BUNDLE` lists the components")
@@ -43,7 +48,9 @@ impl ComponentArgs {
             match components.iter().find(|c| &c.name == name) {
                 None => return Err(usage(format!("the bundle has no component `{name}`"))),
                 Some(c) if c.mode == ComponentMode::Required && self.disable.contains(name) => {
-                    return Err(usage(format!("component `{name}` is required and cannot be disabled")))
+                    return Err(usage(format!(
+                        "component `{name}` is required and cannot be disabled"
+                    )))
                 }
                 _ => {}
             }
@@ -100,7 +107,8 @@ pub fn render_bundle(
         },
         release,
     );
-    let fail = |kind: ExitKind, e: anyhow::Error, hint: &str| CommandError::new(kind, e).with_hint(hint);
+    let fail =
+        |kind: ExitKind, e: anyhow::Error, hint: &str| CommandError::new(kind, e).with_hint(hint);
     // `owners[i]` is the component (name, order) of `objects[i]`.
     let mut owners: Vec<(String, i32)> = Vec::new();
     let mut objects: Vec<K8sObject> = Vec::new();
@@ -120,20 +128,32 @@ pub fn render_bundle(
             })?;
             files.push((path.clone(), text));
         }
-        let rendered = render_manifests(&renderer, files.iter().map(|(p, t)| (p.as_str(), t.as_str())))
-            .map_err(|e| {
-                fail(
-                    ExitKind::Config,
-                    anyhow::Error::new(e).context(format!("cannot render component `{}`", component.name)),
-                    "check the configuration values used by the template named above",
-                )
-            })?;
-        owners.extend(rendered.iter().map(|_| (component.name.clone(), component.order)));
+        let rendered = render_manifests(
+            &renderer,
+            files.iter().map(|(p, t)| (p.as_str(), t.as_str())),
+        )
+        .map_err(|e| {
+            fail(
+                ExitKind::Config,
+                anyhow::Error::new(e)
+                    .context(format!("cannot render component `{}`", component.name)),
+                "check the configuration values used by the template named above",
+            )
+        })?;
+        owners.extend(
+            rendered
+                .iter()
+                .map(|_| (component.name.clone(), component.order)),
+        );
         objects.extend(rendered);
     }
 
     let relocation = Relocation::new(relocation).map_err(|e| {
-        fail(ExitKind::Failure, anyhow::Error::new(e), "the relocation map is malformed: push again")
+        fail(
+            ExitKind::Failure,
+            anyhow::Error::new(e),
+            "the relocation map is malformed: push again",
+        )
     })?;
     rewrite_images(&mut objects, &relocation).map_err(|e| {
         fail(
@@ -177,9 +197,8 @@ pub fn managed(rendered: &[Rendered]) -> Result<Vec<ManagedObject>, CommandError
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            ManagedObject::new(&r.component, r.order, i, r.object.value.clone()).map_err(|e| {
-                CommandError::new(ExitKind::Config, anyhow::Error::new(e))
-            })
+            ManagedObject::new(&r.component, r.order, i, r.object.value.clone())
+                .map_err(|e| CommandError::new(ExitKind::Config, anyhow::Error::new(e)))
         })
         .collect()
 }

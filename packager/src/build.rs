@@ -171,12 +171,7 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
     .context("the bundle writer stopped unexpectedly")?
     .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
 
-    Ok(summarize(
-        &written,
-        &acquired,
-        signed,
-        started.elapsed(),
-    ))
+    Ok(summarize(&written, &acquired, signed, started.elapsed()))
 }
 
 /// Gets one image into the cache, from wherever its definition says.
@@ -261,7 +256,10 @@ fn is_manifest_type(media_type: &str) -> bool {
     media_type.contains("manifest") || media_type.contains("image.index")
 }
 
-fn from_pulled(image: &ImageDefinition, pulled: PulledImage) -> (ImageRecord, Vec<(Digest, u64)>, u64) {
+fn from_pulled(
+    image: &ImageDefinition,
+    pulled: PulledImage,
+) -> (ImageRecord, Vec<(Digest, u64)>, u64) {
     let record = ImageRecord {
         reference: image.reference.clone(),
         source: pulled.pinned.clone(),
@@ -280,7 +278,10 @@ fn from_pulled(image: &ImageDefinition, pulled: PulledImage) -> (ImageRecord, Ve
 /// The manifest before the writer fills in members and blobs.
 fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleManifest> {
     let def = &req.definition.definition;
-    let definition_file = req.definition.dir.join(airlift_render::definition::DEFINITION_FILE);
+    let definition_file = req
+        .definition
+        .dir
+        .join(airlift_render::definition::DEFINITION_FILE);
     let definition_bytes = fs_err::read(&definition_file)?;
     let mut components: Vec<Component> = def
         .components
@@ -310,7 +311,7 @@ fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleMa
         kind: BUNDLE_KIND.to_string(),
         metadata: def.metadata.clone(),
         build: BuildInfo {
-            created: rfc3339(req.source_date_epoch.unwrap_or(0)),
+            created: airlift_bundle::time::epoch_to_rfc3339(req.source_date_epoch.unwrap_or(0)),
             tool: format!("airlift-pack {}", env!("CARGO_PKG_VERSION")),
             definition_digest: Digest::of_bytes(&definition_bytes),
             signer: None,
@@ -381,39 +382,5 @@ fn summarize(
         dedup_saved_bytes: referenced.saturating_sub(unique_bytes),
         downloaded_bytes: acquired.iter().map(|a| a.downloaded).sum(),
         seconds: elapsed.as_secs_f64(),
-    }
-}
-
-/// Formats seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
-pub fn rfc3339(epoch: u64) -> String {
-    let days = epoch / 86_400;
-    let secs = epoch % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm), valid for all dates after 1970.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 }

@@ -178,7 +178,15 @@ fn lifecycle(site: &mut Site) -> anyhow::Result<()> {
     let objects = app_objects(site)?;
     check_images_by_digest(site, &v1, &live_images(&objects))?;
     expect_version(&objects, "1.0.0", "info", true)?;
-    site.step("rollback", json!({ "images": live_images(&objects) }));
+    let status = release_status(site, &v1.name)?;
+    anyhow::ensure!(
+        status["current"]["version"] == "1.0.0",
+        "after the rollback the current release is not v1: {status}"
+    );
+    site.step(
+        "rollback",
+        json!({ "images": live_images(&objects), "status": status }),
+    );
 
     let mut args = vec!["uninstall".to_string(), v1.name.clone()];
     args.extend(site.cluster_args());
@@ -411,6 +419,16 @@ fn untrusted_bundles(site: &mut Site) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `airlift-install status RELEASE --output json`.
+fn release_status(site: &Site, release: &str) -> anyhow::Result<Value> {
+    let mut args = vec!["status".to_string(), release.to_string()];
+    args.extend(site.cluster_args());
+    args.extend(["--output".to_string(), "json".to_string()]);
+    let out = site.run_installer(&args)?;
+    out.ensure_success()?;
+    out.json()
+}
+
 /// Flips the lowest bit of the byte in the middle of `path`; returns its offset.
 fn flip_bit(path: &std::path::Path) -> anyhow::Result<u64> {
     use std::io::{Read, Seek, SeekFrom, Write};
@@ -521,6 +539,21 @@ fn failed_upgrade(site: &mut Site) -> anyhow::Result<()> {
     );
     check_images_by_digest(site, &v1, &live_images(&after))?;
     expect_version(&after, "1.0.0", "info", true)?;
+    let status = release_status(site, &v1.name)?;
+    anyhow::ensure!(
+        status["current"]["version"] == "1.0.0",
+        "after the automatic rollback the current release is not v1: {status}"
+    );
+    let failed_v2 = status["history"].as_array().into_iter().flatten().any(|r| {
+        r["version"] == "2.0.0"
+            && r["status"]
+                .as_str()
+                .is_some_and(|s| s.to_lowercase().contains("fail"))
+    });
+    anyhow::ensure!(
+        failed_v2,
+        "the history does not record the failed v2: {status}"
+    );
     site.step(
         "failed upgrade rolled back",
         json!({ "stderr": out.stderr, "images": live_images(&after) }),

@@ -17,6 +17,7 @@ pub mod secret;
 pub mod sign;
 pub mod source;
 pub mod tar_safety;
+pub mod time;
 pub mod trust;
 pub mod verify;
 pub mod walk;

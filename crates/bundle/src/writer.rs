@@ -139,34 +139,6 @@ impl WriteError {
     }
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fff](Z|+00:00)` into seconds since the epoch; anything else is 0.
-pub fn rfc3339_to_epoch(s: &str) -> u64 {
-    fn num(s: &str) -> Option<i64> {
-        s.parse().ok()
-    }
-    let parse = || -> Option<u64> {
-        let (date, time) = s.split_once('T')?;
-        let mut d = date.split('-');
-        let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
-        let time = time
-            .strip_suffix('Z')
-            .or_else(|| time.strip_suffix("+00:00"))?;
-        let time = time.split('.').next()?;
-        let mut t = time.split(':');
-        let (hh, mm, ss) = (num(t.next()?)?, num(t.next()?)?, num(t.next()?)?);
-        // Days from civil (Howard Hinnant's algorithm).
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = (m + 9) % 12;
-        let doy = (153 * mp + 2) / 5 + day - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        let days = era * 146_097 + doe - 719_468;
-        u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-    };
-    parse().unwrap_or(0)
-}
-
 struct TarOut<W: Write> {
     out: W,
     mtime: u64,
@@ -392,7 +364,7 @@ pub fn write_bundle(
         })?;
     let mut tar = TarOut {
         out: BufWriter::with_capacity(BUF, tmp),
-        mtime: rfc3339_to_epoch(&manifest.build.created),
+        mtime: crate::time::rfc3339_to_epoch(&manifest.build.created),
         path: out.to_path_buf(),
     };
     tar.append_bytes(MANIFEST_PATH, &manifest_bytes)?;
@@ -430,12 +402,4 @@ pub fn write_bundle(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn build_time_parses_to_epoch_seconds() {
-        assert_eq!(rfc3339_to_epoch("1970-01-01T00:00:00Z"), 0);
-        assert_eq!(rfc3339_to_epoch("2026-01-02T03:04:05Z"), 1_767_323_045);
-        assert_eq!(rfc3339_to_epoch("2000-02-29T12:00:00.5+00:00"), 951_825_600);
-        assert_eq!(rfc3339_to_epoch("yesterday"), 0);
-    }
 }

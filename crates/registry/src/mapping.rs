@@ -243,10 +243,7 @@ mod tests {
             "ghcr.io/",
             "a/-b",
         ] {
-            assert!(
-                ImageRef::parse(bad).is_err(),
-                "{bad} should not parse"
-            );
+            assert!(ImageRef::parse(bad).is_err(), "{bad} should not parse");
         }
     }
 

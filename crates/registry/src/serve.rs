@@ -29,8 +29,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::mapping::{Destination, MappingError};
-use airlift_bundle::reference::ImageRef;
 use crate::push::PushImage;
+use airlift_bundle::reference::ImageRef;
 
 /// Bytes per positioned read of a blob body.
 const CHUNK: usize = 256 * 1024;

@@ -50,7 +50,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 );
             }
             let differing = rows.iter().filter(|r| r.differs).count();
-            println!("\n{differing} of {} items differ from the SaaS (*).", rows.len());
+            println!(
+                "\n{differing} of {} items differ from the SaaS (*).",
+                rows.len()
+            );
         }
     }
     Ok(())

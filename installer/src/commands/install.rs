@@ -80,7 +80,12 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         // Secret values rendered into any object are kept out of the release records.
         let engine = Engine::new(&cluster, progress.as_ref()).redacting(&prepared.config);
         cluster_preflight(&engine, &prepared).await?;
-        let push = push_phase(&prepared, usize::from(a.registry.concurrency), progress.clone()).await?;
+        let push = push_phase(
+            &prepared,
+            usize::from(a.registry.concurrency),
+            progress.clone(),
+        )
+        .await?;
         keep_generated(&cluster, &prepared).await?;
         let outcome = engine
             .install(&prepared.request, &a.wait.deploy_options())
@@ -120,7 +125,11 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             println!(
                 "  objects: {} applied{}",
                 prepared.request.objects.len(),
-                if outcome.recorded { "" } else { " (no change: nothing new recorded)" }
+                if outcome.recorded {
+                    ""
+                } else {
+                    " (no change: nothing new recorded)"
+                }
             );
             for (from, to) in &prepared.relocation {
                 println!("  {from} -> {to}");

@@ -31,7 +31,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         let cluster = a.cluster.connect().await?;
         let engine = Engine::new(&cluster, progress.as_ref());
         let prepared = prepare(a, bundle, &cluster, progress.as_ref(), Intent::Upgrade).await?;
-        let plan = engine.plan(&prepared.request).await.map_err(lifecycle_error)?;
+        let plan = engine
+            .plan(&prepared.request)
+            .await
+            .map_err(lifecycle_error)?;
         let history = engine
             .status(&prepared.request.namespace, &prepared.request.release)
             .await
@@ -55,7 +58,11 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             match &current {
                 Some(r) => println!(
                     "Plan for release {}: {} {} -> {} {}",
-                    prepared.request.release, r.bundle.name, r.bundle.version, m.metadata.name, m.metadata.version
+                    prepared.request.release,
+                    r.bundle.name,
+                    r.bundle.version,
+                    m.metadata.name,
+                    m.metadata.version
                 ),
                 None => println!(
                     "Plan for release {} (not installed yet): {} {}",

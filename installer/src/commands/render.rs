@@ -51,8 +51,14 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let (bundle, _) = open_verified(&args.bundle, &trust, no_progress, false)?;
     let m = bundle.manifest();
     let release = ReleaseInfo {
-        name: args.release.clone().unwrap_or_else(|| m.metadata.name.clone()),
-        namespace: args.namespace.clone().unwrap_or_else(|| m.metadata.name.clone()),
+        name: args
+            .release
+            .clone()
+            .unwrap_or_else(|| m.metadata.name.clone()),
+        namespace: args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| m.metadata.name.clone()),
         revision: 1,
     };
     let config = resolve(&m.config, &args.config, &BTreeMap::new())?;
@@ -60,7 +66,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let components = args.components.select(&m.components)?;
     let rendered = render_bundle(&bundle, &components, &config, &relocation, None, &release)?;
     let files = write_out(&args.out, &rendered).kind(ExitKind::Failure)?;
-    let secrets = rendered.iter().filter(|r| r.object.kind() == "Secret").count();
+    let secrets = rendered
+        .iter()
+        .filter(|r| r.object.kind() == "Secret")
+        .count();
     match args.output {
         OutputFormat::Json => print_json(&serde_json::json!({
             "bundle": args.bundle,
@@ -96,7 +105,10 @@ fn write_out(out: &Path, rendered: &[Rendered]) -> anyhow::Result<Vec<String>> {
             out.display()
         );
     }
-    let mut orders: Vec<(i32, &str)> = rendered.iter().map(|r| (r.order, r.component.as_str())).collect();
+    let mut orders: Vec<(i32, &str)> = rendered
+        .iter()
+        .map(|r| (r.order, r.component.as_str()))
+        .collect();
     orders.sort();
     orders.dedup();
     let mut files = Vec::new();
@@ -114,21 +126,38 @@ fn write_out(out: &Path, rendered: &[Rendered]) -> anyhow::Result<Vec<String>> {
             sanitize(r.object.name())
         );
         let path = dir.join(&name);
-        let mode = if r.object.kind() == "Secret" { 0o600 } else { 0o644 };
+        let mode = if r.object.kind() == "Secret" {
+            0o600
+        } else {
+            0o644
+        };
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(&path)
-            .map_err(|e| anyhow::Error::new(e).context(format!("cannot create `{}`", path.display())))?;
+            .map_err(|e| {
+                anyhow::Error::new(e).context(format!("cannot create `{}`", path.display()))
+            })?;
         f.write_all(serde_yaml::to_string(&r.object.value)?.as_bytes())?;
-        files.push(path.strip_prefix(out).unwrap_or(&path).display().to_string());
+        files.push(
+            path.strip_prefix(out)
+                .unwrap_or(&path)
+                .display()
+                .to_string(),
+        );
     }
     Ok(files)
 }
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

@@ -31,7 +31,12 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         let cluster = args.cluster.connect().await?;
         let progress = airlift_cli::progress_for(no_progress || args.output == OutputFormat::Json);
         Engine::new(&cluster, progress.as_ref())
-            .rollback(&namespace, &args.release, args.revision, &args.wait.deploy_options())
+            .rollback(
+                &namespace,
+                &args.release,
+                args.revision,
+                &args.wait.deploy_options(),
+            )
             .await
             .map_err(lifecycle_error)
     })?;

@@ -58,7 +58,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .await
             .map_err(lifecycle_error)
     })?;
-    let current = history.iter().rev().find(|r| r.status == ReleaseStatus::Deployed);
+    let current = history
+        .iter()
+        .rev()
+        .find(|r| r.status == ReleaseStatus::Deployed);
     match args.output {
         OutputFormat::Json => print_json(&serde_json::json!({
             "release": args.release,
@@ -72,19 +75,37 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             match current {
                 Some(r) => println!(
                     "Release {} in namespace {}: revision {} deployed, {} {} ({} objects)",
-                    args.release, namespace, r.revision, r.bundle.name, r.bundle.version, r.inventory.len()
+                    args.release,
+                    namespace,
+                    r.revision,
+                    r.bundle.name,
+                    r.bundle.version,
+                    r.inventory.len()
                 ),
                 None if history.is_empty() => {
-                    println!("Release {} is not installed in namespace {namespace}.", args.release)
+                    println!(
+                        "Release {} is not installed in namespace {namespace}.",
+                        args.release
+                    )
                 }
-                None => println!("Release {} in namespace {namespace} has no deployed revision.", args.release),
+                None => println!(
+                    "Release {} in namespace {namespace} has no deployed revision.",
+                    args.release
+                ),
             }
             if !history.is_empty() {
-                println!("\n{:>8}  {:<12}  {:<10}  {:<20}  DESCRIPTION", "REVISION", "STATUS", "VERSION", "TIME");
+                println!(
+                    "\n{:>8}  {:<12}  {:<10}  {:<20}  DESCRIPTION",
+                    "REVISION", "STATUS", "VERSION", "TIME"
+                );
                 for r in &history {
                     println!(
                         "{:>8}  {:<12}  {:<10}  {:<20}  {}",
-                        r.revision, r.status.to_string(), r.bundle.version, r.time, r.description
+                        r.revision,
+                        r.status.to_string(),
+                        r.bundle.version,
+                        r.time,
+                        r.description
                     );
                 }
             }

@@ -41,7 +41,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         let prepared = prepare(a, bundle, &cluster, progress.as_ref(), Intent::Upgrade).await?;
         // Secret values rendered into any object are kept out of the release records.
         let engine = Engine::new(&cluster, progress.as_ref()).redacting(&prepared.config);
-        let plan = engine.plan(&prepared.request).await.map_err(lifecycle_error)?;
+        let plan = engine
+            .plan(&prepared.request)
+            .await
+            .map_err(lifecycle_error)?;
         if a.output == OutputFormat::Text {
             println!("Plan for release {}:\n{plan}", prepared.request.release);
         }
@@ -49,7 +52,12 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             crate::confirm::confirm("Apply this upgrade?")?;
         }
         cluster_preflight(&engine, &prepared).await?;
-        push_phase(&prepared, usize::from(a.registry.concurrency), progress.clone()).await?;
+        push_phase(
+            &prepared,
+            usize::from(a.registry.concurrency),
+            progress.clone(),
+        )
+        .await?;
         keep_generated(&cluster, &prepared).await?;
         let mut options = a.wait.deploy_options();
         options.no_rollback = args.no_rollback;

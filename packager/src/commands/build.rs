@@ -81,15 +81,14 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         image_concurrency: usize::from(args.image_concurrency),
         source_date_epoch,
     };
-    let progress: Arc<dyn airlift_bundle::Progress> =
-        Arc::from(progress_for(no_progress || args.output == OutputFormat::Json));
+    let progress: Arc<dyn airlift_bundle::Progress> = Arc::from(progress_for(
+        no_progress || args.output == OutputFormat::Json,
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let summary = runtime
-        .block_on(build(req, progress))
-        .map_err(classify)?;
+    let summary = runtime.block_on(build(req, progress)).map_err(classify)?;
     match args.output {
         OutputFormat::Json => print_json(&summary)?,
         OutputFormat::Text => print_summary(&summary),
