@@ -102,5 +102,31 @@ fn install_plan_upgrade_rollback_uninstall() {
     assert!(after_upgrade.contains(api2.as_str()), "{after_upgrade}");
     let after_rollback = report.step("rollback")["images"].to_string();
     assert!(after_rollback.contains(api1.as_str()) && !after_rollback.contains(api2.as_str()));
+    // The history: v1 installed, upgraded to v2, rolled back to the same v1 bundle.
+    let history = report.step("rollback")["status"]["history"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let summary: Vec<(String, String)> = history
+        .iter()
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("1.0.0", "superseded"),
+        ("2.0.0", "rolled-back"),
+        ("1.0.0", "deployed"),
+    ];
+    assert_eq!(
+        summary,
+        expected.map(|(v, s)| (v.to_string(), s.to_string())),
+        "{history:?}"
+    );
+    assert_eq!(history[0]["digest"], history[2]["digest"]);
+
     assert_eq!(report.step("uninstall")["left"], json!([]));
 }

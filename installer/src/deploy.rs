@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use airlift_bundle::Progress;
 use airlift_bundle::{Bundle, Digest};
-use airlift_cli::{CommandError, ExitKind, OutputFormat, RegistryFlags};
+use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, RegistryFlags};
 use airlift_cluster::lifecycle::{DeployRequest, Engine};
 use airlift_cluster::release::{BundleInfo, ReleaseStatus};
 use airlift_cluster::{generated, Cluster};
@@ -15,7 +16,7 @@ use airlift_registry::{Credentials, RegistryOptions};
 use airlift_render::{Config, ReleaseInfo, Secret};
 
 use crate::cluster_args::{lifecycle_error, ClusterArgs, WaitArgs};
-use crate::commands::verify::TrustArgs;
+use crate::commands::verify::{open_verified, TrustArgs};
 use crate::configure::{resolve, ConfigArgs};
 use crate::relocation::{planned_relocation, TargetArgs};
 use crate::rendering::{managed, render_bundle, ComponentArgs, PullCredentials};
@@ -52,6 +53,20 @@ pub struct DeployArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+impl DeployArgs {
+    /// Verifies the bundle (before anything else happens) and sets up progress: bars on a
+    /// terminal, nothing with `--no-progress` or `--output json`.
+    pub fn open(
+        &self,
+        no_progress: bool,
+    ) -> Result<(Arc<Bundle>, Arc<dyn Progress>), CommandError> {
+        let trust = self.trust.trust()?;
+        let quiet = no_progress || self.output == OutputFormat::Json;
+        let (bundle, _) = open_verified(&self.bundle, &trust, quiet, false)?;
+        Ok((Arc::new(bundle), Arc::from(progress_for(quiet))))
+    }
 }
 
 /// A bundle ready to deploy.

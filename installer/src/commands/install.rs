@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use airlift_bundle::Progress;
 use airlift_cli::output::{human_bytes, print_json};
-use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat};
+use airlift_cli::{CommandError, ExitKind, OutputFormat};
 use airlift_cluster::lifecycle::Engine;
 use airlift_cluster::preflight::{preflight, PreflightError, PreflightInput};
 use airlift_cluster::Cluster;
 
 use crate::cluster_args::{lifecycle_error, runtime};
-use crate::commands::verify::open_verified;
 use crate::deploy::{check_relocation, keep_generated, prepare, DeployArgs, Intent, Prepared};
 use crate::pushing;
 
@@ -68,11 +67,7 @@ pub async fn push_phase(
 /// Runs `install`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let trust = a.trust.trust()?;
-    let quiet = no_progress || a.output == OutputFormat::Json;
-    let (bundle, _) = open_verified(&a.bundle, &trust, quiet, false)?;
-    let bundle = Arc::new(bundle);
-    let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
+    let (bundle, progress) = a.open(no_progress)?;
     let rt = runtime()?;
     let (prepared, push, outcome, target) = rt.block_on(async {
         let cluster: Cluster = a.cluster.connect().await?;

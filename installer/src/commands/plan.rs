@@ -1,14 +1,11 @@
 //! `airlift-install plan BUNDLE`: what upgrading to BUNDLE would change, changing nothing.
 
-use std::sync::Arc;
-
 use airlift_cli::output::print_json;
-use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_cli::{CommandError, OutputFormat};
 use airlift_cluster::lifecycle::Engine;
 use airlift_cluster::release::ReleaseStatus;
 
 use crate::cluster_args::{lifecycle_error, runtime};
-use crate::commands::verify::open_verified;
 use crate::deploy::{prepare, DeployArgs, Intent};
 
 /// Arguments of `plan`.
@@ -22,11 +19,7 @@ pub struct Args {
 /// Runs `plan`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let trust = a.trust.trust()?;
-    let quiet = no_progress || a.output == OutputFormat::Json;
-    let (bundle, _) = open_verified(&a.bundle, &trust, quiet, false)?;
-    let bundle = Arc::new(bundle);
-    let progress = progress_for(quiet);
+    let (bundle, progress) = a.open(no_progress)?;
     let (prepared, plan, current) = runtime()?.block_on(async {
         let cluster = a.cluster.connect().await?;
         let engine = Engine::new(&cluster, progress.as_ref());

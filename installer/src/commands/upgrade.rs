@@ -1,16 +1,12 @@
 //! `airlift-install upgrade BUNDLE`: shows the plan, pushes, applies, prunes; rolls back
 //! automatically when the new version fails to apply or to become ready.
 
-use std::sync::Arc;
-
-use airlift_bundle::Progress;
 use airlift_cli::output::print_json;
-use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_cli::{CommandError, OutputFormat};
 use airlift_cluster::lifecycle::Engine;
 
 use crate::cluster_args::{lifecycle_error, runtime};
 use crate::commands::install::{cluster_preflight, push_phase};
-use crate::commands::verify::open_verified;
 use crate::deploy::{keep_generated, prepare, DeployArgs, Intent};
 
 /// Arguments of `upgrade`.
@@ -30,11 +26,7 @@ pub struct Args {
 /// Runs `upgrade`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let trust = a.trust.trust()?;
-    let quiet = no_progress || a.output == OutputFormat::Json;
-    let (bundle, _) = open_verified(&a.bundle, &trust, quiet, false)?;
-    let bundle = Arc::new(bundle);
-    let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
+    let (bundle, progress) = a.open(no_progress)?;
     let rt = runtime()?;
     let (prepared, plan, outcome) = rt.block_on(async {
         let cluster = a.cluster.connect().await?;
