@@ -20,7 +20,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "bundle definitions lint"
 cargo build --locked --quiet -p airlift-pack
-for def in bundles/*/; do
+for def in bundles/*/ airgap-tests/fixtures/*/; do
   ./target/debug/airlift-pack lint "$def"
 done
 

@@ -1,0 +1,243 @@
+//! `airlift-pack build` run as the real binary: offline from `bundles/demo`, and from a real
+//! `docker-registry` on loopback seeded with skopeo.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use airlift_testkit::images::sample_set;
+use airlift_testkit::registry::TestRegistry;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles/demo")
+}
+
+fn pack(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlift-pack"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("XDG_CACHE_HOME", dir.join("xdg-cache"))
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn keygen(dir: &Path) -> PathBuf {
+    let o = pack(dir, &["keygen", "--out", s(&dir.join("vendor"))]);
+    assert!(o.status.success(), "{}", text(&o));
+    dir.join("vendor.key")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn demo_builds_offline_and_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path());
+    let build = |out: &str, cache: &str| {
+        json(&pack(
+            dir.path(),
+            &[
+                "build",
+                s(&demo_dir()),
+                "--key",
+                s(&key),
+                "--out",
+                s(&dir.path().join(out)),
+                "--cache-dir",
+                s(&dir.path().join(cache)),
+                "--output",
+                "json",
+            ],
+        ))
+    };
+    let first = build("a", "cache-a");
+    let second = build("b", "cache-b");
+    assert_eq!(first["images"].as_array().unwrap().len(), 2);
+    assert_eq!(first["signed"], true);
+    assert_eq!(first["downloadedBytes"], 0);
+    let a = std::fs::read(first["bundle"].as_str().unwrap()).unwrap();
+    let b = std::fs::read(second["bundle"].as_str().unwrap()).unwrap();
+    assert!(a == b, "two builds of the same inputs differ");
+    assert!(first["bundle"]
+        .as_str()
+        .unwrap()
+        .ends_with("demo-0.1.0.airlift"));
+}
+
+fn registry_definition(dir: &Path, host: &str, platforms: &[&str]) -> PathBuf {
+    let def = dir.join("def");
+    std::fs::create_dir_all(def.join("manifests")).unwrap();
+    let platforms = platforms
+        .iter()
+        .map(|p| format!("    - {p}\n"))
+        .collect::<String>();
+    std::fs::write(
+        def.join("airlift.yaml"),
+        format!(
+            "apiVersion: airlift.dev/v1alpha1
+kind: BundleDefinition
+metadata:
+  name: reg
+  version: 1.0.0
+  vendor: Acme
+requirements:
+  kubernetes: \">=1.28.0\"
+  platforms:
+{platforms}components:
+  - name: app
+    description: the app
+    layer: workload
+    manifests: [manifests]
+    images:
+      - reference: {host}/acme/api:1
+      - reference: {host}/acme/multi:1
+"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        def.join("manifests/deploy.yaml"),
+        format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      containers:
+        - {{name: api, image: \"{host}/acme/api:1\"}}
+        - {{name: multi, image: \"{host}/acme/multi:1\"}}
+"
+        ),
+    )
+    .unwrap();
+    def
+}
+
+#[test]
+fn registry_images_are_pinned_and_a_rebuild_hits_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = TestRegistry::plain();
+    let set = sample_set(&dir.path().join("layout"), 11, 64 << 10).unwrap();
+    reg.seed(&set.dir, "api", "acme/api:1");
+    let multi = reg.seed(&set.dir, "multi", "acme/multi:1");
+    let host = reg.host();
+    let def = registry_definition(dir.path(), &host, &["linux/amd64", "linux/arm64"]);
+    let key = keygen(dir.path());
+    let build = |out: &str| {
+        json(&pack(
+            dir.path(),
+            &[
+                "build",
+                s(&def),
+                "--key",
+                s(&key),
+                "--out",
+                s(&dir.path().join(out)),
+                "--cache-dir",
+                s(&dir.path().join("cache")),
+                "--insecure-registry",
+                &host,
+                "--output",
+                "json",
+            ],
+        ))
+    };
+    // `api` is linux/amd64 only, so the definition must require amd64 alone for it to build;
+    // with both platforms required the build names the image and the missing platform.
+    let o = pack(
+        dir.path(),
+        &[
+            "build",
+            s(&def),
+            "--key",
+            s(&key),
+            "--out",
+            s(&dir.path().join("x")),
+            "--cache-dir",
+            s(&dir.path().join("cache")),
+            "--insecure-registry",
+            &host,
+        ],
+    );
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{all}");
+    assert!(
+        all.contains("acme/api:1") && all.contains("linux/arm64"),
+        "{all}"
+    );
+    assert!(
+        !dir.path().join("x").join("reg-1.0.0.airlift").exists(),
+        "a failed build leaves no bundle"
+    );
+
+    registry_definition(dir.path(), &host, &["linux/amd64"]);
+    let first = build("a");
+    assert!(first["downloadedBytes"].as_u64().unwrap() > 0);
+    let images = first["images"].as_array().unwrap();
+    let multi_img = images
+        .iter()
+        .find(|i| i["reference"].as_str().unwrap().ends_with("multi:1"))
+        .unwrap();
+    // The index had two platforms and one is kept: a new, filtered index; the source stays pinned.
+    assert_ne!(multi_img["digest"], multi.to_string());
+    assert!(multi_img["source"]
+        .as_str()
+        .unwrap()
+        .ends_with(&multi.to_string()));
+    let second = build("b");
+    assert_eq!(second["downloadedBytes"], 0, "the rebuild downloaded blobs");
+    let a = std::fs::read(first["bundle"].as_str().unwrap()).unwrap();
+    let b = std::fs::read(second["bundle"].as_str().unwrap()).unwrap();
+    assert!(a == b, "a rebuild from the cache differs");
+}
+
+#[test]
+fn a_plain_http_registry_is_refused_unless_named_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = TestRegistry::plain();
+    let set = sample_set(&dir.path().join("layout"), 12, 16 << 10).unwrap();
+    reg.seed(&set.dir, "api", "acme/api:1");
+    reg.seed(&set.dir, "multi", "acme/multi:1");
+    let def = registry_definition(dir.path(), &reg.host(), &["linux/amd64"]);
+    let key = keygen(dir.path());
+    let o = pack(
+        dir.path(),
+        &[
+            "build",
+            s(&def),
+            "--key",
+            s(&key),
+            "--out",
+            s(&dir.path().join("out")),
+            "--cache-dir",
+            s(&dir.path().join("cache")),
+        ],
+    );
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{all}");
+    assert!(all.contains(&reg.host()), "the registry is named: {all}");
+    assert!(all.contains("hint:"), "{all}");
+}
