@@ -398,8 +398,3 @@ pub fn write_bundle(
         manifest,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
