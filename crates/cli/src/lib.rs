@@ -9,5 +9,5 @@ pub mod registry_flags;
 
 pub use exit::{report, CommandError, ExitKind, ResultExt};
 pub use output::OutputFormat;
-pub use progress::{progress_for, BarProgress};
+pub use progress::{progress_for, progress_with_total, BarProgress};
 pub use registry_flags::RegistryFlags;

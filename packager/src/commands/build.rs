@@ -6,7 +6,9 @@ use std::sync::Arc;
 use airlift_bundle::sign::PrivateKey;
 use airlift_bundle::DirBlobStore;
 use airlift_cli::output::{human_bytes, print_json};
-use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, RegistryFlags, ResultExt};
+use airlift_cli::{
+    progress_with_total, CommandError, ExitKind, OutputFormat, RegistryFlags, ResultExt,
+};
 use anyhow::Context;
 
 use crate::build::{build, BuildRequest, BuildSummary};
@@ -81,8 +83,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         image_concurrency: usize::from(args.image_concurrency),
         source_date_epoch,
     };
-    let progress: Arc<dyn airlift_bundle::Progress> = Arc::from(progress_for(
+    let progress: Arc<dyn airlift_bundle::Progress> = Arc::from(progress_with_total(
         no_progress || args.output == OutputFormat::Json,
+        "all images",
+        &["write"],
     ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,7 +136,7 @@ fn print_summary(s: &BuildSummary) {
         human_bytes(s.dedup_saved_bytes)
     );
     println!(
-        "  bundle {} , {} downloaded, {:.1}s, {}",
+        "  bundle {}, {} downloaded, {:.1}s, {}",
         human_bytes(s.size),
         human_bytes(s.downloaded_bytes),
         s.seconds,
