@@ -58,7 +58,7 @@ PIDS+=($!)
 "$BIN/airlift-test-cluster" --kubeconfig-out "$WORK/kubeconfig" --nodes amd64,arm64 >"$WORK/cluster.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do
-  if [ -s "$WORK/kubeconfig" ] && curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1; then break; fi
+  if [ -s "$WORK/kubeconfig" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
   sleep 0.1
 done
 
