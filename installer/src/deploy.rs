@@ -138,7 +138,7 @@ pub async fn prepare(
         Some(Credentials::Basic { username, password }) => Some(PullCredentials {
             registry: destination.registry.clone(),
             username: username.clone(),
-            password: Secret::new(password.expose()),
+            password: password.clone(),
         }),
         _ => None,
     };

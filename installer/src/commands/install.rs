@@ -7,7 +7,7 @@ use airlift_bundle::Progress;
 use airlift_cli::output::{human_bytes, print_json};
 use airlift_cli::{CommandError, ExitKind, OutputFormat};
 use airlift_cluster::lifecycle::Engine;
-use airlift_cluster::preflight::{preflight, PreflightError, PreflightInput};
+use airlift_cluster::preflight::{preflight, PreflightInput};
 use airlift_cluster::Cluster;
 
 use crate::cluster_args::{lifecycle_error, runtime};
@@ -39,7 +39,6 @@ pub async fn cluster_preflight(
     .map(|_| ())
     .map_err(|e| {
         let hint = e.hint();
-        let PreflightError::Failed(_) = &e;
         CommandError::new(ExitKind::Preflight, e).with_hint(hint)
     })
 }
