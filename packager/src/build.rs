@@ -16,7 +16,9 @@ use airlift_bundle::schema::manifest::{
 };
 use airlift_bundle::schema::API_VERSION;
 use airlift_bundle::sign::PrivateKey;
-use airlift_bundle::writer::{write_bundle, BundleContents, ComponentFile, WrittenBundle};
+use airlift_bundle::writer::{
+    write_bundle, BundleContents, ComponentFile, WriteError, WrittenBundle,
+};
 use airlift_bundle::{Digest, DirBlobStore, Progress};
 use airlift_registry::pull::{pull_archive, pull_layout, PulledImage, RegistryPuller};
 use airlift_registry::RegistryOptions;
@@ -163,8 +165,12 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
             writer_progress.as_ref(),
         )
         .map_err(|e| {
-            let hint = e.hint();
-            anyhow::Error::new(e).context(format!("hint: {hint}"))
+            // A cache entry whose bytes no longer match its digest (a disk fault, or a power loss
+            // before the data reached the disk) is removed, so the next build fetches it again.
+            if let WriteError::SourceCorrupt { digest, .. } = &e {
+                let _ = std::fs::remove_file(cache.path_of(digest));
+            }
+            anyhow::Error::new(e)
         })
     })
     .await

@@ -241,3 +241,68 @@ fn a_plain_http_registry_is_refused_unless_named_insecure() {
     assert!(all.contains(&reg.host()), "the registry is named: {all}");
     assert!(all.contains("hint:"), "{all}");
 }
+
+#[test]
+fn a_corrupt_cache_entry_is_refused_removed_and_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = TestRegistry::plain();
+    let set = sample_set(&dir.path().join("layout"), 13, 64 << 10).unwrap();
+    reg.seed(&set.dir, "api", "acme/api:1");
+    reg.seed(&set.dir, "multi", "acme/multi:1");
+    let host = reg.host();
+    let def = registry_definition(dir.path(), &host, &["linux/amd64"]);
+    let key = keygen(dir.path());
+    let cache = dir.path().join("cache");
+    let build = |out: &str| {
+        pack(
+            dir.path(),
+            &[
+                "build",
+                s(&def),
+                "--key",
+                s(&key),
+                "--out",
+                s(&dir.path().join(out)),
+                "--cache-dir",
+                s(&cache),
+                "--insecure-registry",
+                &host,
+                "--output",
+                "json",
+            ],
+        )
+    };
+    let good = json(&build("a"));
+    // Flip one byte of the largest cached blob (a layer), as a disk fault or a torn write would.
+    let mut blobs: Vec<PathBuf> = std::fs::read_dir(cache.join("sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    blobs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let victim = blobs.last().unwrap().clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let o = build("b");
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("corrupt") && all.contains("run the build again"),
+        "{all}"
+    );
+    assert!(!victim.exists(), "the corrupt entry is removed");
+    assert!(
+        !dir.path().join("b/reg-1.0.0.airlift").exists(),
+        "no bundle from a corrupt cache"
+    );
+
+    let healed = json(&build("c"));
+    assert!(
+        healed["downloadedBytes"].as_u64().unwrap() > 0,
+        "the blob is fetched again"
+    );
+    let a = std::fs::read(good["bundle"].as_str().unwrap()).unwrap();
+    let c = std::fs::read(healed["bundle"].as_str().unwrap()).unwrap();
+    assert!(a == c, "the healed build differs");
+}

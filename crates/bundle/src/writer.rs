@@ -385,6 +385,8 @@ pub fn write_bundle(
     // End of archive: two zero blocks.
     let w = tar.out.write_all(&[0u8; 1024]);
     w.map_err(io_out)?;
+    // The deliverable is on disk when the command returns (the cache it was read from need not
+    // be: see `DirBlobStore`), and appears under its final name only when complete.
     let tmp = tar.out.into_inner().map_err(|e| io_out(e.into_error()))?;
     tmp.as_file().sync_all().map_err(io_out)?;
     let size = tmp.as_file().metadata().map_err(io_out)?.len();

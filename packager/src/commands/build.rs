@@ -100,12 +100,21 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// Registry failures exit 4, everything else 1; the hint comes from the registry error.
+/// Registry failures exit 4, everything else 1; the hint comes from the library error.
 fn classify(err: anyhow::Error) -> CommandError {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<airlift_registry::pull::PullError>() {
             let hint = e.hint();
             return CommandError::new(ExitKind::Registry, err).with_hint(hint);
+        }
+        if let Some(e) = cause.downcast_ref::<airlift_bundle::WriteError>() {
+            let hint = match e {
+                airlift_bundle::WriteError::SourceCorrupt { .. } => {
+                    "the corrupt cache entry was removed: run the build again to fetch it".into()
+                }
+                other => other.hint(),
+            };
+            return CommandError::new(ExitKind::Failure, err).with_hint(hint);
         }
     }
     CommandError::new(ExitKind::Failure, err)
