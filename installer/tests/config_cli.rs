@@ -6,15 +6,15 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use airlift_bundle::schema::common::{ComponentMode, Layer, Metadata, Requirements};
 use airlift_bundle::schema::config::{ConfigGroup, ConfigItem, ConfigSchema, ConfigType};
-use airlift_bundle::schema::manifest::{BuildInfo, BundleManifest, Component};
-use airlift_bundle::{write_bundle, BundleContents, ComponentFile, Digest, DirBlobStore};
-use airlift_bundle::{NoProgress, PrivateKey};
+use airlift_bundle::{ComponentFile, DirBlobStore};
+use support::s;
+
+mod support;
 
 const TEMPLATE: &str = "\
 apiVersion: v1
@@ -56,79 +56,34 @@ fn item(name: &str, kind: ConfigType, default: Option<serde_json::Value>) -> Con
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store = DirBlobStore::open(dir.path().join("blobs")).unwrap();
-    let manifest = BundleManifest {
-        api_version: "airlift.dev/v1alpha1".into(),
-        kind: "Bundle".into(),
-        metadata: Metadata {
+    let path = "components/site/site.yaml".to_string();
+    let config = ConfigSchema {
+        groups: vec![ConfigGroup {
             name: "site".into(),
-            version: "1.0.0".into(),
-            channel: "stable".into(),
-            vendor: "Acme".into(),
+            title: None,
             description: None,
-        },
-        build: BuildInfo {
-            created: "2026-01-02T03:04:05Z".into(),
-            tool: "test".into(),
-            definition_digest: Digest::of_bytes(b"def"),
-            signer: None,
-        },
-        requirements: Requirements {
-            kubernetes: ">=1.28.0".into(),
-            platforms: vec!["linux/amd64".parse().unwrap()],
-            storage_classes: vec![],
-            crds: vec![],
-        },
-        components: vec![Component {
-            name: "site".into(),
-            description: "the site".into(),
-            mode: ComponentMode::Required,
-            layer: Layer::Workload,
-            order: 0,
-            images: vec![],
-            manifests: vec!["components/site/site.yaml".into()],
+            items: vec![
+                item("name", ConfigType::String, None),
+                item("replicas", ConfigType::Int, Some(serde_json::json!(2))),
+                item("password", ConfigType::Secret, None),
+            ],
         }],
-        config: ConfigSchema {
-            groups: vec![ConfigGroup {
-                name: "site".into(),
-                title: None,
-                description: None,
-                items: vec![
-                    item("name", ConfigType::String, None),
-                    item("replicas", ConfigType::Int, Some(serde_json::json!(2))),
-                    item("password", ConfigType::Secret, None),
-                ],
-            }],
-        },
-        members: vec![],
-        blobs: vec![],
     };
-    let key = PrivateKey::generate();
-    let bundle = dir.path().join("site-1.0.0.airlift");
-    write_bundle(
-        BundleContents {
-            manifest,
-            files: vec![ComponentFile {
-                path: "components/site/site.yaml".into(),
-                data: TEMPLATE.as_bytes().to_vec(),
-            }],
-        },
-        &store,
-        Some(&key),
-        &bundle,
-        &NoProgress,
-    )
-    .unwrap();
-    let key_path = dir.path().join("vendor.pub");
-    std::fs::write(&key_path, key.public_key().to_pem().unwrap()).unwrap();
+    let m = support::manifest(
+        "site",
+        vec![support::component("site", vec![], vec![path.clone()])],
+        config,
+    );
+    let files = vec![ComponentFile {
+        path,
+        data: TEMPLATE.as_bytes().to_vec(),
+    }];
+    let written = support::write(dir.path(), m, files, &store, true);
     Env {
         dir,
-        bundle,
-        key: key_path,
+        bundle: written.bundle,
+        key: written.key,
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn run(env: &Env, args: &[&str]) -> Output {

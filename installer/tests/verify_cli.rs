@@ -3,14 +3,15 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use airlift_bundle::schema::common::{ComponentMode, Layer, Metadata, Requirements};
 use airlift_bundle::schema::config::{ConfigGroup, ConfigItem, ConfigSchema, ConfigType};
-use airlift_bundle::schema::manifest::{BuildInfo, BundleManifest, Component, ImageRecord};
-use airlift_bundle::{write_bundle, BundleContents, Digest, DirBlobStore, NoProgress, PrivateKey};
-use airlift_testkit::images::{sample_set, ImageInfo, OCI_INDEX, OCI_MANIFEST};
+use airlift_bundle::{Digest, DirBlobStore, PrivateKey};
+use airlift_testkit::images::sample_set;
+use support::s;
+
+mod support;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -19,110 +20,39 @@ struct Env {
     layer: Digest,
 }
 
-fn record(reference: &str, digest: &Digest, media_type: &str, platforms: &[&str]) -> ImageRecord {
-    ImageRecord {
-        reference: reference.into(),
-        source: format!("oci-layout:test@{digest}"),
-        digest: digest.clone(),
-        media_type: media_type.into(),
-        platforms: platforms.iter().map(|p| p.parse().unwrap()).collect(),
-    }
-}
-
-fn single(reference: &str, i: &ImageInfo) -> ImageRecord {
-    record(
-        reference,
-        &i.manifest.digest,
-        OCI_MANIFEST,
-        &[i.platform.as_str()],
-    )
-}
-
 /// A signed bundle of the testkit sample set (4 images, one multi-arch), plus its public key.
 fn env(signed: bool) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let set = sample_set(&dir.path().join("layout"), 7, 256 << 10).unwrap();
     let store = DirBlobStore::open(set.dir.join("blobs")).unwrap();
-    let manifest = BundleManifest {
-        api_version: "airlift.dev/v1alpha1".into(),
-        kind: "Bundle".into(),
-        metadata: Metadata {
-            name: "demo".into(),
-            version: "1.0.0".into(),
-            channel: "stable".into(),
-            vendor: "Acme".into(),
+    let config = ConfigSchema {
+        groups: vec![ConfigGroup {
+            name: "ingress".into(),
+            title: None,
             description: None,
-        },
-        build: BuildInfo {
-            created: "2026-01-02T03:04:05Z".into(),
-            tool: "test".into(),
-            definition_digest: Digest::of_bytes(b"def"),
-            signer: None,
-        },
-        requirements: Requirements {
-            kubernetes: ">=1.28.0".into(),
-            platforms: vec!["linux/amd64".parse().unwrap()],
-            storage_classes: vec![],
-            crds: vec![],
-        },
-        components: vec![Component {
-            name: "api".into(),
-            description: "the API".into(),
-            mode: ComponentMode::Required,
-            layer: Layer::Workload,
-            order: 0,
-            images: vec![
-                single("registry.example.com/acme/api:1.0", &set.api),
-                single("registry.example.com/acme/worker:1.0", &set.worker),
-                record(
-                    "registry.example.com/acme/multi:1.0",
-                    &set.multi.index.digest,
-                    OCI_INDEX,
-                    &["linux/amd64", "linux/arm64"],
-                ),
-                single("registry.example.com/acme/arm-only:1.0", &set.arm_only),
-            ],
-            manifests: vec![],
-        }],
-        config: ConfigSchema {
-            groups: vec![ConfigGroup {
-                name: "ingress".into(),
-                title: None,
-                description: None,
-                items: vec![ConfigItem {
-                    name: "hostname".into(),
-                    kind: ConfigType::Hostname,
-                    description: "public host name".into(),
-                    default: Some(serde_json::json!("app.example.com")),
-                    required: true,
-                    validation: Default::default(),
-                    generate: None,
-                }],
+            items: vec![ConfigItem {
+                name: "hostname".into(),
+                kind: ConfigType::Hostname,
+                description: "public host name".into(),
+                default: Some(serde_json::json!("app.example.com")),
+                required: true,
+                validation: Default::default(),
+                generate: None,
             }],
-        },
-        members: vec![],
-        blobs: vec![],
+        }],
     };
-    let key = PrivateKey::generate();
-    let bundle = dir.path().join("demo-1.0.0.airlift");
-    write_bundle(
-        BundleContents {
-            manifest,
-            files: vec![],
-        },
-        &store,
-        signed.then_some(&key),
-        &bundle,
-        &NoProgress,
-    )
-    .unwrap();
-    let key_path = dir.path().join("vendor.pub");
-    std::fs::write(&key_path, key.public_key().to_pem().unwrap()).unwrap();
+    let components = vec![support::component(
+        "api",
+        support::sample_images(&set),
+        vec![],
+    )];
+    let m = support::manifest("demo", components, config);
+    let written = support::write(dir.path(), m, vec![], &store, signed);
     Env {
         layer: set.api.layers[1].blob.digest.clone(),
         dir,
-        bundle,
-        key: key_path,
+        bundle: written.bundle,
+        key: written.key,
     }
 }
 
@@ -133,10 +63,6 @@ fn run(env: &Env, args: &[&str]) -> Output {
         .env("AIRLIFT_STATE_DIR", env.dir.path().join("state"))
         .output()
         .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn stderr(o: &Output) -> String {

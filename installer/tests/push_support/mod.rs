@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use airlift_bundle::schema::common::{ComponentMode, Layer, Metadata, Requirements};
 use airlift_bundle::schema::config::ConfigSchema;
-use airlift_bundle::schema::manifest::{BuildInfo, BundleManifest, Component, ImageRecord};
-use airlift_bundle::{write_bundle, BundleContents, Digest, DirBlobStore, NoProgress, PrivateKey};
-use airlift_testkit::images::{sample_set, ImageInfo, SampleSet, OCI_INDEX, OCI_MANIFEST};
+use airlift_bundle::DirBlobStore;
+use airlift_testkit::images::{sample_set, SampleSet};
 use airlift_testkit::registry::TestRegistry;
+
+#[path = "../support/mod.rs"]
+mod support;
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -18,94 +19,22 @@ pub struct Env {
     pub set: SampleSet,
 }
 
-fn record(reference: &str, digest: &Digest, media_type: &str, platforms: &[&str]) -> ImageRecord {
-    ImageRecord {
-        reference: reference.into(),
-        source: format!("oci-layout:test@{digest}"),
-        digest: digest.clone(),
-        media_type: media_type.into(),
-        platforms: platforms.iter().map(|p| p.parse().unwrap()).collect(),
-    }
-}
-
-fn single(reference: &str, i: &ImageInfo) -> ImageRecord {
-    record(
-        reference,
-        &i.manifest.digest,
-        OCI_MANIFEST,
-        &[i.platform.as_str()],
-    )
-}
-
 /// A signed bundle of the sample set with a `base_size`-byte shared base layer.
 pub fn env(base_size: u64) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let set = sample_set(&dir.path().join("layout"), 42, base_size).unwrap();
     let store = DirBlobStore::open(set.dir.join("blobs")).unwrap();
-    let manifest = BundleManifest {
-        api_version: "airlift.dev/v1alpha1".into(),
-        kind: "Bundle".into(),
-        metadata: Metadata {
-            name: "demo".into(),
-            version: "1.0.0".into(),
-            channel: "stable".into(),
-            vendor: "Acme".into(),
-            description: None,
-        },
-        build: BuildInfo {
-            created: "2026-01-02T03:04:05Z".into(),
-            tool: "test".into(),
-            definition_digest: Digest::of_bytes(b"def"),
-            signer: None,
-        },
-        requirements: Requirements {
-            kubernetes: ">=1.28.0".into(),
-            platforms: vec!["linux/amd64".parse().unwrap()],
-            storage_classes: vec![],
-            crds: vec![],
-        },
-        components: vec![Component {
-            name: "api".into(),
-            description: "the API".into(),
-            mode: ComponentMode::Required,
-            layer: Layer::Workload,
-            order: 0,
-            images: vec![
-                single("registry.example.com/acme/api:1.0", &set.api),
-                single("registry.example.com/acme/worker:1.0", &set.worker),
-                record(
-                    "registry.example.com/acme/multi:1.0",
-                    &set.multi.index.digest,
-                    OCI_INDEX,
-                    &["linux/amd64", "linux/arm64"],
-                ),
-                single("registry.example.com/acme/arm-only:1.0", &set.arm_only),
-            ],
-            manifests: vec![],
-        }],
-        config: ConfigSchema { groups: vec![] },
-        members: vec![],
-        blobs: vec![],
-    };
-    let key = PrivateKey::generate();
-    let bundle = dir.path().join("demo-1.0.0.airlift");
-    write_bundle(
-        BundleContents {
-            manifest,
-            files: vec![],
-        },
-        &store,
-        Some(&key),
-        &bundle,
-        &NoProgress,
-    )
-    .unwrap();
-    let key_path = dir.path().join("vendor.pub");
-    std::fs::write(&key_path, key.public_key().to_pem().unwrap()).unwrap();
+    let components = vec![support::component(
+        "api",
+        support::sample_images(&set),
+        vec![],
+    )];
+    let m = support::manifest("demo", components, ConfigSchema { groups: vec![] });
+    let written = support::write(dir.path(), m, vec![], &store, true);
     Env {
         dir,
-        bundle,
-        key: key_path,
+        bundle: written.bundle,
+        key: written.key,
         set,
     }
 }
@@ -118,9 +47,7 @@ pub const TAGS: [&str; 4] = [
     "acme/arm-only:1.0",
 ];
 
-pub fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+pub use support::s;
 
 /// `airlift-install push` against `reg`, with the right trust and access flags plus `extra`.
 pub fn push_cmd(e: &Env, reg: &TestRegistry, extra: &[&str]) -> Command {
