@@ -87,13 +87,7 @@ fn env() -> Env {
 }
 
 fn run(env: &Env, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_airlift-install"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("AIRLIFT_STATE_DIR", env.dir.path().join("state"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    support::airlift_install(&env.dir.path().join("state"), args)
 }
 
 fn text(o: &Output) -> String {

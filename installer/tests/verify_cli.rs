@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use airlift_bundle::schema::config::{ConfigGroup, ConfigItem, ConfigSchema, ConfigType};
 use airlift_bundle::{Digest, DirBlobStore, PrivateKey};
@@ -57,12 +57,7 @@ fn env(signed: bool) -> Env {
 }
 
 fn run(env: &Env, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_airlift-install"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("AIRLIFT_STATE_DIR", env.dir.path().join("state"))
-        .output()
-        .unwrap()
+    support::airlift_install(&env.dir.path().join("state"), args)
 }
 
 fn stderr(o: &Output) -> String {

@@ -43,6 +43,24 @@ fn keygen(dir: &Path) -> PathBuf {
     dir.join("vendor.key")
 }
 
+/// `airlift-pack build DEF --key KEY --out DIR/OUT --cache-dir DIR/CACHE` plus `extra`.
+fn run_build(dir: &Path, def: &Path, key: &Path, out: &str, cache: &str, extra: &[&str]) -> Output {
+    let out = dir.join(out);
+    let cache = dir.join(cache);
+    let mut args = vec![
+        "build",
+        s(def),
+        "--key",
+        s(key),
+        "--out",
+        s(&out),
+        "--cache-dir",
+        s(&cache),
+    ];
+    args.extend_from_slice(extra);
+    pack(dir, &args)
+}
+
 fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "{}", text(o));
     serde_json::from_slice(&o.stdout).unwrap()
@@ -53,20 +71,13 @@ fn demo_builds_offline_and_reproducibly() {
     let dir = tempfile::tempdir().unwrap();
     let key = keygen(dir.path());
     let build = |out: &str, cache: &str| {
-        json(&pack(
+        json(&run_build(
             dir.path(),
-            &[
-                "build",
-                s(&demo_dir()),
-                "--key",
-                s(&key),
-                "--out",
-                s(&dir.path().join(out)),
-                "--cache-dir",
-                s(&dir.path().join(cache)),
-                "--output",
-                "json",
-            ],
+            &demo_dir(),
+            &key,
+            out,
+            cache,
+            &["--output", "json"],
         ))
     };
     let first = build("a", "cache-a");
@@ -147,40 +158,24 @@ fn registry_images_are_pinned_and_a_rebuild_hits_the_cache() {
     let def = registry_definition(dir.path(), &host, &["linux/amd64", "linux/arm64"]);
     let key = keygen(dir.path());
     let build = |out: &str| {
-        json(&pack(
+        json(&run_build(
             dir.path(),
-            &[
-                "build",
-                s(&def),
-                "--key",
-                s(&key),
-                "--out",
-                s(&dir.path().join(out)),
-                "--cache-dir",
-                s(&dir.path().join("cache")),
-                "--insecure-registry",
-                &host,
-                "--output",
-                "json",
-            ],
+            &def,
+            &key,
+            out,
+            "cache",
+            &["--insecure-registry", &host, "--output", "json"],
         ))
     };
     // `api` is linux/amd64 only, so the definition must require amd64 alone for it to build;
     // with both platforms required the build names the image and the missing platform.
-    let o = pack(
+    let o = run_build(
         dir.path(),
-        &[
-            "build",
-            s(&def),
-            "--key",
-            s(&key),
-            "--out",
-            s(&dir.path().join("x")),
-            "--cache-dir",
-            s(&dir.path().join("cache")),
-            "--insecure-registry",
-            &host,
-        ],
+        &def,
+        &key,
+        "x",
+        "cache",
+        &["--insecure-registry", &host],
     );
     let all = text(&o);
     assert_eq!(o.status.code(), Some(4), "{all}");
@@ -223,19 +218,7 @@ fn a_plain_http_registry_is_refused_unless_named_insecure() {
     reg.seed(&set.dir, "multi", "acme/multi:1");
     let def = registry_definition(dir.path(), &reg.host(), &["linux/amd64"]);
     let key = keygen(dir.path());
-    let o = pack(
-        dir.path(),
-        &[
-            "build",
-            s(&def),
-            "--key",
-            s(&key),
-            "--out",
-            s(&dir.path().join("out")),
-            "--cache-dir",
-            s(&dir.path().join("cache")),
-        ],
-    );
+    let o = run_build(dir.path(), &def, &key, "out", "cache", &[]);
     let all = text(&o);
     assert_eq!(o.status.code(), Some(4), "{all}");
     assert!(all.contains(&reg.host()), "the registry is named: {all}");
@@ -254,22 +237,13 @@ fn a_corrupt_cache_entry_is_refused_removed_and_fetched_again() {
     let key = keygen(dir.path());
     let cache = dir.path().join("cache");
     let build = |out: &str| {
-        pack(
+        run_build(
             dir.path(),
-            &[
-                "build",
-                s(&def),
-                "--key",
-                s(&key),
-                "--out",
-                s(&dir.path().join(out)),
-                "--cache-dir",
-                s(&cache),
-                "--insecure-registry",
-                &host,
-                "--output",
-                "json",
-            ],
+            &def,
+            &key,
+            out,
+            "cache",
+            &["--insecure-registry", &host, "--output", "json"],
         )
     };
     let good = json(&build("a"));

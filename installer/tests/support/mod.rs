@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use airlift_bundle::schema::common::{ComponentMode, Layer, Metadata, Requirements};
 use airlift_bundle::schema::config::ConfigSchema;
@@ -9,6 +10,18 @@ use airlift_bundle::schema::manifest::{BuildInfo, BundleManifest, Component, Ima
 use airlift_bundle::{write_bundle, BundleContents, ComponentFile, Digest, DirBlobStore};
 use airlift_bundle::{NoProgress, PrivateKey};
 use airlift_testkit::images::{ImageInfo, SampleSet, OCI_INDEX, OCI_MANIFEST};
+
+/// Runs the real `airlift-install` with `args`, no colours, no stdin, and its verification
+/// proofs kept under `state`.
+pub fn airlift_install(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlift-install"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("AIRLIFT_STATE_DIR", state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
 
 /// A path as `&str`, for command arguments.
 pub fn s(p: &Path) -> &str {
