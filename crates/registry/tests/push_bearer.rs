@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use airlift_bundle::NoProgress;
 use airlift_registry::auth::{Credentials, Secret};
 use airlift_registry::error::RegistryError;
 use airlift_registry::options::RegistryOptions;
@@ -35,16 +32,10 @@ async fn push_with_bearer_tokens_per_scope() {
     let reg = TestRegistry::plain();
     let upstream = format!("127.0.0.1:{}", reg.port()).parse().unwrap();
     let gate = FaultProxy::start_with_token_auth(upstream, vec![], "bob", "tok3n-pw").await;
-    let report = push_to(
-        &opts(&gate, Some("tok3n-pw")),
-        &gate.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let report = s
+        .push(&opts(&gate, Some("tok3n-pw")), &gate.host())
+        .await
+        .unwrap();
     verify_with_skopeo(&reg, &report, tmp.path());
     assert!(report.blobs_mounted >= 1, "{report:?}");
     // One token per repository scope (4 repositories), reused for every request in it.
@@ -63,16 +54,10 @@ async fn bearer_with_wrong_or_no_password_is_refused_by_name() {
     let upstream = format!("127.0.0.1:{}", reg.port()).parse().unwrap();
     let gate = FaultProxy::start_with_token_auth(upstream, vec![], "bob", "tok3n-pw").await;
     for (password, had) in [(Some("wrong"), true), (None, false)] {
-        let err = push_to(
-            &opts(&gate, password),
-            &gate.host(),
-            false,
-            s.store.clone(),
-            &s.images,
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap_err();
+        let err = s
+            .push(&opts(&gate, password), &gate.host())
+            .await
+            .unwrap_err();
         let PushError::Registry { source, .. } = err else {
             panic!("{err:?}")
         };

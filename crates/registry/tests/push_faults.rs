@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use airlift_bundle::NoProgress;
 use airlift_registry::options::{RegistryOptions, RetryPolicy};
 use airlift_registry::push::PushError;
 use airlift_testkit::fault_proxy::{Fault, FaultProxy, Rule, Schedule};
@@ -43,16 +41,10 @@ async fn push_completes_through_resets_mid_upload() {
         .max(6)],
     )
     .await;
-    let report = push_to(
-        &via_proxy(&proxy),
-        &proxy.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
+    let report = s
+        .push(&via_proxy(&proxy), &proxy.host())
+        .await
+        .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
     assert!(
         proxy.injected() >= 2,
         "resets were injected: {:?}",
@@ -78,16 +70,10 @@ async fn push_completes_through_500s_on_every_kind_of_request() {
         ],
     )
     .await;
-    let report = push_to(
-        &via_proxy(&proxy),
-        &proxy.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
+    let report = s
+        .push(&via_proxy(&proxy), &proxy.host())
+        .await
+        .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
     let log = proxy.fault_log();
     assert!(proxy.injected() >= 5, "{log:?}");
     assert!(
@@ -119,16 +105,7 @@ async fn push_completes_with_slow_bodies() {
         .max(40)],
     )
     .await;
-    let report = push_to(
-        &via_proxy(&proxy),
-        &proxy.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let report = s.push(&via_proxy(&proxy), &proxy.host()).await.unwrap();
     assert!(proxy.injected() >= 5, "{:?}", proxy.fault_log());
     verify_with_skopeo(&reg, &report, tmp.path());
 }
@@ -152,16 +129,7 @@ async fn push_killed_by_a_reset_without_retries_fails_named_and_resumes() {
     let no_retry = via_proxy(&proxy)
         .with_retry(RetryPolicy::none())
         .with_concurrency(1);
-    let err = push_to(
-        &no_retry,
-        &proxy.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap_err();
+    let err = s.push(&no_retry, &proxy.host()).await.unwrap_err();
     assert_eq!(proxy.injected(), 1);
     match &err {
         PushError::Registry { source, .. } => {
@@ -182,16 +150,7 @@ async fn push_killed_by_a_reset_without_retries_fails_named_and_resumes() {
     }
     // Resume directly against the registry: blobs that made it are not sent again.
     let opts = options_for(&reg);
-    let again = push_to(
-        &opts,
-        &reg.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let again = s.push(&opts, &reg.host()).await.unwrap();
     assert!(again.blobs_skipped + again.blobs_mounted >= 1, "{again:?}");
     assert!(again.bytes_pushed < unique_blob_bytes(&s), "{again:?}");
     verify_with_skopeo(&reg, &again, tmp.path());

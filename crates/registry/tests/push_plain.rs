@@ -85,27 +85,9 @@ async fn second_push_sends_no_blob_bytes() {
     let s = sample(tmp.path(), 200, 1 << 20);
     let reg = TestRegistry::plain();
     let opts = options_for(&reg);
-    let first = push_to(
-        &opts,
-        &reg.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let first = s.push(&opts, &reg.host()).await.unwrap();
     assert!(first.bytes_pushed > 0);
-    let second = push_to(
-        &opts,
-        &reg.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let second = s.push(&opts, &reg.host()).await.unwrap();
     assert_eq!(second.bytes_pushed, 0, "{second:?}");
     assert_eq!(second.blobs_pushed, 0);
     assert_eq!(second.blobs_mounted, 0);
@@ -174,16 +156,7 @@ async fn push_dropped_midway_resumes_without_resending_held_blobs() {
         }
     }
 
-    let again = push_to(
-        &opts,
-        &reg.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let again = s.push(&opts, &reg.host()).await.unwrap();
     assert!(
         again.bytes_skipped + again.bytes_mounted > 0,
         "something was kept: {again:?}"

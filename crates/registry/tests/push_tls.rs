@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use airlift_bundle::NoProgress;
 use airlift_registry::auth::{Credentials, Secret};
 use airlift_registry::error::RegistryError;
 use airlift_registry::options::RegistryOptions;
@@ -38,32 +35,14 @@ async fn push_over_tls_with_htpasswd_and_custom_ca() {
     let s = sample(tmp.path(), 500, 1 << 20);
     let reg = TestRegistry::tls_with_auth("alice", "correct horse");
     let opts = options_for(&reg);
-    let report = push_to(
-        &opts,
-        &reg.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let report = s.push(&opts, &reg.host()).await.unwrap();
     assert!(report.bytes_pushed > 0);
     assert!(
         report.blobs_mounted > 0,
         "mounts work with basic auth: {report:?}"
     );
     verify_with_skopeo(&reg, &report, tmp.path());
-    let again = push_to(
-        &opts,
-        &reg.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let again = s.push(&opts, &reg.host()).await.unwrap();
     assert_eq!(again.bytes_pushed, 0);
 }
 
@@ -76,16 +55,7 @@ async fn wrong_password_is_named_and_tags_nothing() {
         reg.host(),
         Credentials::basic("alice", Secret::new("wrong")),
     );
-    let err = push_to(
-        &opts,
-        &reg.host(),
-        false,
-        s.store.clone(),
-        &s.images,
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap_err();
+    let err = s.push(&opts, &reg.host()).await.unwrap_err();
     let text = format!("{err}");
     assert!(text.contains("failed to push image"), "{text}");
     let e = registry_error(err);
@@ -116,18 +86,7 @@ async fn wrong_password_is_named_and_tags_nothing() {
         .without_auth_files()
         .with_ca_file(reg.ca_pem().unwrap())
         .with_retry(fast_retry());
-    let e = registry_error(
-        push_to(
-            &anon,
-            &reg.host(),
-            false,
-            s.store.clone(),
-            &s.images,
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap_err(),
-    );
+    let e = registry_error(s.push(&anon, &reg.host()).await.unwrap_err());
     assert!(
         matches!(
             e,
@@ -159,18 +118,7 @@ async fn missing_or_wrong_ca_is_unknown_issuer_and_tags_nothing() {
             base.clone().with_ca_file(other.ca_pem().unwrap()),
         ),
     ] {
-        let e = registry_error(
-            push_to(
-                &opts,
-                &reg.host(),
-                false,
-                s.store.clone(),
-                &s.images,
-                Arc::new(NoProgress),
-            )
-            .await
-            .unwrap_err(),
-        );
+        let e = registry_error(s.push(&opts, &reg.host()).await.unwrap_err());
         if what == "no CA" {
             assert!(
                 matches!(e, RegistryError::UnknownCa { .. }),
@@ -202,18 +150,7 @@ async fn unreachable_registry_is_named() {
         .without_auth_files()
         .with_insecure(host.clone())
         .with_retry(fast_retry());
-    let e = registry_error(
-        push_to(
-            &opts,
-            &host,
-            false,
-            s.store.clone(),
-            &s.images,
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap_err(),
-    );
+    let e = registry_error(s.push(&opts, &host).await.unwrap_err());
     assert!(matches!(e, RegistryError::Unreachable { .. }), "{e:?}");
     assert!(e.to_string().contains(&host), "{e}");
     assert!(e.hint().contains(&host), "{}", e.hint());

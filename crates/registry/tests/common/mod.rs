@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use airlift_bundle::{BlobSource, Digest, DirBlobStore, Progress};
+use airlift_bundle::{BlobSource, Digest, DirBlobStore, NoProgress, Progress};
 use airlift_registry::auth::{Credentials, Secret};
 use airlift_registry::client::RegistryClient;
 use airlift_registry::mapping::Destination;
@@ -22,6 +22,25 @@ pub struct Sample {
     pub set: SampleSet,
     pub store: Arc<DirBlobStore>,
     pub images: Vec<PushImage>,
+}
+
+impl Sample {
+    /// Pushes every image of the sample to `target`, nested, without progress.
+    pub async fn push(
+        &self,
+        opts: &RegistryOptions,
+        target: &str,
+    ) -> Result<PushReport, PushError> {
+        push_to(
+            opts,
+            target,
+            false,
+            self.store.clone(),
+            &self.images,
+            Arc::new(NoProgress),
+        )
+        .await
+    }
 }
 
 pub fn sample(dir: &Path, seed: u64, base_size: u64) -> Sample {
