@@ -20,12 +20,7 @@ async fn install_then_idempotent_reinstall() {
         let cluster = env.connect().await;
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("idem");
-        let req = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw-1"),
-        );
+        let req = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw-1");
 
         let first = engine.install(&req, &options()).await.unwrap();
         assert_eq!(
@@ -98,12 +93,7 @@ async fn install_then_idempotent_reinstall() {
         assert_eq!(history[0].status, ReleaseStatus::Deployed);
 
         // A different bundle is refused by install.
-        let other = demo_request(
-            "demo",
-            &ns,
-            "2.0.0",
-            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw-1"),
-        );
+        let other = demo(&ns, "2.0.0", 2, GOOD_IMAGE_V2, "pw-1");
         let err = engine.install(&other, &options()).await.unwrap_err();
         assert!(
             matches!(err, LifecycleError::AlreadyInstalled { .. }),
@@ -120,23 +110,13 @@ async fn upgrade_prunes_what_the_new_version_dropped() {
         let cluster = env.connect().await;
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("upg");
-        let v1 = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw-1"),
-        );
+        let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw-1");
         engine.install(&v1, &options()).await.unwrap();
         assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "legacy")
             .await
             .is_some());
 
-        let mut v2 = demo_request(
-            "demo",
-            &ns,
-            "2.0.0",
-            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw-1"),
-        );
+        let mut v2 = demo(&ns, "2.0.0", 2, GOOD_IMAGE_V2, "pw-1");
         v2.config.insert("web.tls".into(), json!(true));
         let plan = engine.plan(&v2).await.unwrap();
         assert_eq!(
@@ -208,12 +188,7 @@ async fn uninstall_keeps_pvcs_unless_asked() {
         let cluster = env.connect().await;
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("unin");
-        let v1 = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
-        );
+        let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw");
         engine.install(&v1, &options()).await.unwrap();
 
         let out = engine.uninstall(&ns, "demo", false).await.unwrap();
@@ -336,12 +311,7 @@ async fn secrets_never_reach_release_records() {
         let engine = Engine::new(&cluster, &recorder);
         let ns = unique("sec");
         let engine = engine.redacting_values([PASSWORD.to_string()]);
-        let mut req = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, GOOD_IMAGE_V1, PASSWORD),
-        );
+        let mut req = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, PASSWORD);
         let fingerprint = airlift_bundle::Digest::of_bytes(PASSWORD.as_bytes()).to_string();
         req.config.insert("web.password".into(), json!(fingerprint));
         engine.install(&req, &options()).await.unwrap();
@@ -411,12 +381,7 @@ async fn failed_install_names_the_image_and_records_the_failure() {
         let cluster = env.connect().await;
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("bad");
-        let req = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, BROKEN_IMAGE, "pw"),
-        );
+        let req = demo(&ns, "1.0.0", 1, BROKEN_IMAGE, "pw");
         let err = engine
             .install(&req, &env.failing_options())
             .await
@@ -472,19 +437,9 @@ async fn generated_values_survive_upgrades_and_data_keeping_uninstalls() {
         assert_eq!(all.len(), 2);
         assert_eq!(all["db.password"], "generated-Value-1");
 
-        let v1 = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
-        );
+        let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw");
         engine.install(&v1, &options()).await.unwrap();
-        let v2 = demo_request(
-            "demo",
-            &ns,
-            "2.0.0",
-            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw"),
-        );
+        let v2 = demo(&ns, "2.0.0", 2, GOOD_IMAGE_V2, "pw");
         engine.upgrade(&v2, &options()).await.unwrap();
         assert_eq!(generated::load(&cluster, &ns, "demo").await.unwrap(), all);
         engine.uninstall(&ns, "demo", false).await.unwrap();
@@ -562,12 +517,7 @@ async fn history_is_kept_to_its_depth() {
         let mut opts = options();
         opts.history = 2;
         for (i, version) in ["1.0.0", "1.1.0", "1.2.0"].iter().enumerate() {
-            let req = demo_request(
-                "demo",
-                &ns,
-                version,
-                demo_objects(&ns, 2, GOOD_IMAGE_V1, "pw"),
-            );
+            let req = demo(&ns, version, 2, GOOD_IMAGE_V1, "pw");
             if i == 0 {
                 engine.install(&req, &opts).await.unwrap();
             } else {

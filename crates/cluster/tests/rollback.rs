@@ -21,12 +21,7 @@ async fn failed_upgrade_rolls_back_and_the_old_version_keeps_running() {
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("rb");
         let engine = engine.redacting_values(["pw-old".to_string(), "pw-new".to_string()]);
-        let v1 = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw-old"),
-        );
+        let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw-old");
         engine.install(&v1, &options()).await.unwrap();
         let before = live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
             .await
@@ -110,12 +105,7 @@ async fn failed_upgrade_rolls_back_and_the_old_version_keeps_running() {
         );
 
         // Once fixed, the upgrade goes through and cleans up the failed attempt's leftovers.
-        let v2_fixed = demo_request(
-            "demo",
-            &ns,
-            "2.0.0",
-            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw-new"),
-        );
+        let v2_fixed = demo(&ns, "2.0.0", 2, GOOD_IMAGE_V2, "pw-new");
         let out = engine.upgrade(&v2_fixed, &options()).await.unwrap();
         assert_eq!(out.revision, 3);
         cleanup(&cluster, &ns, "demo").await;
@@ -129,19 +119,9 @@ async fn failed_upgrade_without_rollback_stays_failed() {
         let cluster = env.connect().await;
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("norb");
-        let v1 = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
-        );
+        let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw");
         engine.install(&v1, &options()).await.unwrap();
-        let v2 = demo_request(
-            "demo",
-            &ns,
-            "2.0.0",
-            demo_objects(&ns, 2, BROKEN_IMAGE, "pw"),
-        );
+        let v2 = demo(&ns, "2.0.0", 2, BROKEN_IMAGE, "pw");
         let mut opts = env.failing_options();
         opts.no_rollback = true;
         let err = engine.upgrade(&v2, &opts).await.unwrap_err();
@@ -163,18 +143,8 @@ async fn manual_rollback_returns_to_an_earlier_revision() {
         let cluster = env.connect().await;
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("mrb");
-        let v1 = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
-        );
-        let v2 = demo_request(
-            "demo",
-            &ns,
-            "2.0.0",
-            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw"),
-        );
+        let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw");
+        let v2 = demo(&ns, "2.0.0", 2, GOOD_IMAGE_V2, "pw");
         engine.install(&v1, &options()).await.unwrap();
         engine.upgrade(&v2, &options()).await.unwrap();
         assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "legacy")
@@ -326,12 +296,7 @@ async fn an_interrupted_upgrade_is_cleaned_up_by_the_next_one() {
         let cluster = env.connect().await;
         let engine = Engine::new(&cluster, &NoProgress);
         let ns = unique("intr");
-        let v1 = demo_request(
-            "demo",
-            &ns,
-            "1.0.0",
-            demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw"),
-        );
+        let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw");
         engine.install(&v1, &options()).await.unwrap();
         // What an upgrade killed mid-apply leaves: its pending record, and an object it created.
         let orphan = json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -350,12 +315,7 @@ async fn an_interrupted_upgrade_is_cleaned_up_by_the_next_one() {
             .push(airlift_cluster::object::object_ref(&orphan).unwrap());
         store.write(&pending).await.unwrap();
 
-        let v2 = demo_request(
-            "demo",
-            &ns,
-            "2.0.0",
-            demo_objects(&ns, 2, GOOD_IMAGE_V2, "pw"),
-        );
+        let v2 = demo(&ns, "2.0.0", 2, GOOD_IMAGE_V2, "pw");
         let out = engine.upgrade(&v2, &options()).await.unwrap();
         assert_eq!(out.revision, 3);
         assert!(

@@ -183,6 +183,22 @@ pub fn demo_objects(ns: &str, version: u32, image: &str, password: &str) -> Vec<
     out
 }
 
+/// Release `demo` of the demo product at `version`, with [`demo_objects`] of `objects_version`.
+pub fn demo(
+    ns: &str,
+    version: &str,
+    objects_version: u32,
+    image: &str,
+    password: &str,
+) -> DeployRequest {
+    demo_request(
+        "demo",
+        ns,
+        version,
+        demo_objects(ns, objects_version, image, password),
+    )
+}
+
 /// A deploy request for the demo product.
 pub fn demo_request(
     release: &str,
