@@ -5,6 +5,7 @@
 //! signature; the manifest lists the digest and size of every other member. This crate writes,
 //! reads and verifies bundles. It does no network I/O.
 
+pub mod diagnose;
 pub mod digest;
 pub mod error;
 pub mod oci;
@@ -23,6 +24,7 @@ pub mod verify;
 pub mod walk;
 pub mod writer;
 
+pub use diagnose::{Diagnose, ExitKind};
 pub use digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
 pub use error::{BundleError, IntegrityError};
 pub use progress::{NoProgress, Progress};

@@ -4,45 +4,8 @@ use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
 
-/// What kind of failure ended a command; each maps to a documented exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitKind {
-    /// Anything not classified below (exit 1).
-    Failure,
-    /// The command line was wrong (exit 2, as clap uses).
-    Usage,
-    /// The bundle failed verification: signature, digest, or tar safety (exit 3).
-    Trust,
-    /// The registry refused, was unreachable, or its TLS or auth failed (exit 4).
-    Registry,
-    /// The cluster refused, was unreachable, or a workload never became ready (exit 5).
-    Cluster,
-    /// The configuration or definition is invalid or incomplete (exit 6).
-    Config,
-    /// A preflight check failed before any change was made (exit 7).
-    Preflight,
-    /// An upgrade failed and was rolled back automatically: the old release is running (exit 8).
-    RolledBack,
-    /// Interrupted by the user (exit 130).
-    Interrupted,
-}
-
-impl ExitKind {
-    /// The process exit code.
-    pub fn code(self) -> u8 {
-        match self {
-            ExitKind::Failure => 1,
-            ExitKind::Usage => 2,
-            ExitKind::Trust => 3,
-            ExitKind::Registry => 4,
-            ExitKind::Cluster => 5,
-            ExitKind::Config => 6,
-            ExitKind::Preflight => 7,
-            ExitKind::RolledBack => 8,
-            ExitKind::Interrupted => 130,
-        }
-    }
-}
+pub use airlift_bundle::ExitKind;
+use airlift_bundle::Diagnose;
 
 /// A failed command: the error chain, its kind and an optional hint on how to fix it.
 #[derive(Debug)]
@@ -62,6 +25,17 @@ impl CommandError {
             error: error.into(),
             kind,
             hint: None,
+        }
+    }
+
+    /// Wraps a library error that diagnoses itself: its kind and its hint.
+    pub fn diagnosed(error: impl Diagnose) -> Self {
+        let kind = error.exit_kind();
+        let hint = error.fix();
+        Self {
+            error: anyhow::Error::new(error),
+            kind,
+            hint,
         }
     }
 

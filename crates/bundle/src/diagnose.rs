@@ -1,0 +1,62 @@
+//! One way for every library error to say what kind of failure it is and how to fix it.
+//!
+//! Each library error type implements [`Diagnose`]; the binaries turn any `Diagnose` error into
+//! an exit code and a `hint:` line with one conversion (`airlift_cli::CommandError::diagnosed`),
+//! instead of a hand-written mapping per error type.
+
+/// What kind of failure ended an operation; each kind has one documented exit code
+/// (`docs/architecture.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExitKind {
+    /// Anything not classified below (exit 1).
+    Failure,
+    /// The command line was wrong (exit 2, as clap uses).
+    Usage,
+    /// The bundle failed verification: signature, digest, or tar safety (exit 3).
+    Trust,
+    /// The registry refused, was unreachable, or its TLS or auth failed (exit 4).
+    Registry,
+    /// The cluster refused, was unreachable, or a workload never became ready (exit 5).
+    Cluster,
+    /// The configuration or definition is invalid or incomplete (exit 6).
+    Config,
+    /// A preflight check failed before any change was made (exit 7).
+    Preflight,
+    /// An upgrade failed and was rolled back automatically: the old release is running (exit 8).
+    RolledBack,
+    /// Another operation holds the release's lock; nothing was changed (exit 9).
+    Locked,
+    /// Interrupted by the user (exit 130).
+    Interrupted,
+}
+
+impl ExitKind {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitKind::Failure => 1,
+            ExitKind::Usage => 2,
+            ExitKind::Trust => 3,
+            ExitKind::Registry => 4,
+            ExitKind::Cluster => 5,
+            ExitKind::Config => 6,
+            ExitKind::Preflight => 7,
+            ExitKind::RolledBack => 8,
+            ExitKind::Locked => 9,
+            ExitKind::Interrupted => 130,
+        }
+    }
+}
+
+/// An error that knows its kind of failure and, where it can, what the operator should do.
+///
+/// The hint never repeats the message: it says what to do, not what happened.
+pub trait Diagnose: std::error::Error + Send + Sync + 'static {
+    /// The kind of failure, which gives the exit code.
+    fn exit_kind(&self) -> ExitKind;
+    /// What the operator can do about it, when there is something useful to say.
+    fn fix(&self) -> Option<String> {
+        None
+    }
+}
