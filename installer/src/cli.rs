@@ -37,8 +37,12 @@ pub enum Command {
     Config(commands::config::Args),
     /// Write the final manifests (images by digest in your registry) to a folder, for GitOps.
     Render(commands::render::Args),
-    /// Show a release's current revision and history.
+    /// Show a release as the cluster runs it now, and its history.
     Status(commands::status::Args),
+    /// List the releases (every namespace unless -n).
+    List(commands::list::Args),
+    /// Show the site's values of a release beside the SaaS defaults.
+    Values(commands::values::Args),
     /// Return a release to an earlier revision.
     Rollback(commands::rollback::Args),
     /// Delete a release's objects, keeping volumes unless --delete-data.

@@ -1,15 +1,13 @@
 //! `airlift-install`: verifies a bundle, relocates its images and deploys it. This file stays thin:
-//! parsing is in `cli`, each command in `commands/`.
+//! parsing is in `cli`, each command in `commands/`,
+//! and every step of deploying lives in the `airlift-deploy` library.
 
+mod args;
 mod cli;
-mod cluster_args;
 mod commands;
-mod configure;
-mod confirm;
-mod deploy;
-mod pushing;
-mod relocation;
-mod rendering;
+mod interact;
+mod outcome;
+mod signals;
 
 use std::process::ExitCode;
 

@@ -18,6 +18,8 @@ use crate::object::{FIELD_MANAGER, LABEL_MANAGED_BY, LABEL_RELEASE, MANAGED_BY};
 
 /// The Secret type holding generated values.
 pub const GENERATED_SECRET_TYPE: &str = "airlift.dev/generated";
+/// The Secret type holding the secret values a site gave (remembered for upgrades).
+pub const SITE_SECRET_TYPE: &str = "airlift.dev/site-values";
 
 /// Errors from reading or writing generated values.
 #[derive(Debug, thiserror::Error)]
@@ -58,10 +60,12 @@ impl GeneratedError {
     }
 }
 
-/// The generated values of one release.
+/// The generated values of one release (or, with [`GeneratedValues::site`], the secret values
+/// the site gave).
 pub struct GeneratedValues {
     api: Api<Secret>,
     name: String,
+    secret_type: &'static str,
     namespace: String,
     release: String,
 }
@@ -72,9 +76,24 @@ impl GeneratedValues {
         Self {
             api: Api::namespaced(client, namespace),
             name: format!("airlift-generated-{release}"),
+            secret_type: GENERATED_SECRET_TYPE,
             namespace: namespace.to_string(),
             release: release.to_string(),
         }
+    }
+
+    /// The store of the secret values the site gave for `release`: `airlift-site-<release>`.
+    pub fn site(client: Client, namespace: &str, release: &str) -> Self {
+        Self {
+            name: format!("airlift-site-{release}"),
+            secret_type: SITE_SECRET_TYPE,
+            ..Self::new(client, namespace, release)
+        }
+    }
+
+    /// The Secret's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn err(&self, action: &'static str) -> impl FnOnce(kube::Error) -> GeneratedError + '_ {
@@ -115,6 +134,11 @@ impl GeneratedValues {
         for (k, v) in values {
             all.insert(k.clone(), v.clone());
         }
+        self.replace(&all).await
+    }
+
+    /// Stores exactly `all` (keys not in it are dropped). The namespace must exist.
+    pub async fn replace(&self, all: &BTreeMap<String, SecretValue>) -> Result<(), GeneratedError> {
         let data: serde_json::Map<String, serde_json::Value> = all
             .iter()
             .map(|(k, v)| {
@@ -129,7 +153,7 @@ impl GeneratedValues {
         let body = json!({
             "apiVersion": "v1",
             "kind": "Secret",
-            "type": GENERATED_SECRET_TYPE,
+            "type": self.secret_type,
             "metadata": {
                 "name": self.name,
                 "namespace": self.namespace,
@@ -182,7 +206,7 @@ pub async fn store(
     release: &str,
     values: &BTreeMap<String, String>,
 ) -> Result<(), GeneratedError> {
-    ensure_namespace(cluster, namespace).await?;
+    ensure_namespace(cluster, namespace, release).await?;
     let values = values
         .iter()
         .map(|(k, v)| (k.clone(), SecretValue::new(v.clone())))
@@ -203,7 +227,12 @@ pub async fn delete(
         .await
 }
 
-async fn ensure_namespace(cluster: &crate::Cluster, namespace: &str) -> Result<(), GeneratedError> {
+/// Creates the release namespace, owned by the release, when it does not exist.
+async fn ensure_namespace(
+    cluster: &crate::Cluster,
+    namespace: &str,
+    release: &str,
+) -> Result<(), GeneratedError> {
     use k8s_openapi::api::core::v1::Namespace;
     let api: Api<Namespace> = Api::all(cluster.client().clone());
     let err = |action| {
@@ -215,8 +244,12 @@ async fn ensure_namespace(cluster: &crate::Cluster, namespace: &str) -> Result<(
         }
     };
     if api.get_opt(namespace).await.map_err(err("read"))?.is_none() {
-        let body =
+        let mut body =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        crate::ownership::stamp_value(
+            &mut body,
+            &crate::ownership::Owner::new(namespace, release),
+        );
         api.patch(
             namespace,
             &PatchParams::apply(FIELD_MANAGER).force(),

@@ -129,6 +129,11 @@ impl ConnectError {
     }
 }
 
+/// The kind of failure of an API call outside preflight: the cluster refused or was unreachable.
+pub fn api_exit_kind(_err: &kube::Error) -> airlift_bundle::ExitKind {
+    airlift_bundle::ExitKind::Cluster
+}
+
 /// A hint for a failed API call, by HTTP status or transport failure.
 pub fn api_hint(err: &kube::Error) -> String {
     match err {

@@ -5,10 +5,13 @@
 //! uninstall, status), [`plan`] and [`preflight`].
 
 pub mod apply;
+pub mod cancel;
 pub mod generated;
 pub mod kubeconfig;
 pub mod lifecycle;
+pub mod lock;
 pub mod object;
+pub mod ownership;
 pub mod plan;
 pub mod preflight;
 pub mod readiness;

@@ -95,8 +95,17 @@ pub enum ReleaseStatus {
     Failed,
     /// Was running, then a rollback returned to an earlier revision.
     RolledBack,
-    /// Being deployed now, or interrupted while being deployed.
+    /// Being deployed now, or its process died while deploying (the release lock tells which).
     Pending,
+    /// Stopped by the operator (SIGINT/SIGTERM) at a safe point; partly applied.
+    Interrupted,
+}
+
+impl ReleaseStatus {
+    /// Whether this revision was once fully deployed (what a rollback may return to).
+    pub fn was_deployed(self) -> bool {
+        matches!(self, Self::Deployed | Self::Superseded | Self::RolledBack)
+    }
 }
 
 impl std::fmt::Display for ReleaseStatus {
@@ -107,6 +116,7 @@ impl std::fmt::Display for ReleaseStatus {
             Self::Failed => "failed",
             Self::RolledBack => "rolled-back",
             Self::Pending => "pending",
+            Self::Interrupted => "interrupted",
         })
     }
 }
@@ -121,6 +131,37 @@ pub struct BundleInfo {
     pub version: String,
     /// The digest of the bundle manifest.
     pub digest: String,
+}
+
+/// The site's own inputs to a release, remembered so an upgrade or plan reuses them: an upgrade
+/// starts from the new SaaS defaults, then these, then its own flags.
+///
+/// Secret values never appear here: the keys of secret values the site gave are listed, and the
+/// values live in the Secret `airlift-site-<release>` beside the records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteInputs {
+    /// Non-secret values the site gave (values files, `--set`, prompts), by key.
+    #[serde(default)]
+    pub values: BTreeMap<String, Value>,
+    /// Keys of secret values the site gave; their values are in the site Secret.
+    #[serde(default)]
+    pub secret_keys: Vec<String>,
+    /// The registry destination as given (`HOST[:PORT][/PREFIX]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// Whether repositories were flattened to one path segment.
+    #[serde(default)]
+    pub flatten: bool,
+    /// The registry user nodes pull with; the password is in the site Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_user: Option<String>,
+    /// Optional components the site turned on.
+    #[serde(default)]
+    pub enabled: Vec<String>,
+    /// Optional components the site turned off.
+    #[serde(default)]
+    pub disabled: Vec<String>,
 }
 
 /// A rendered object as stored in a record: Secret `data`/`stringData` removed (their keys
@@ -228,6 +269,13 @@ pub struct Release {
     /// defaults the vendor changed. Empty in records written before it existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub saas_defaults: BTreeMap<String, Value>,
+    /// What the site chose, reused by later upgrades and plans. `None` in records written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteInputs>,
+    /// Who ran the operation (the cluster identity), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
     /// Every object applied.
     pub inventory: Vec<ObjectRef>,
     /// The rendered objects, for rollback; Secret values removed.
@@ -422,6 +470,96 @@ impl ReleaseStore {
         }
         Ok(())
     }
+}
+
+/// One release as `list` shows it: its newest revision and its deployed one.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseSummary {
+    /// The release name.
+    pub name: String,
+    /// The release namespace.
+    pub namespace: String,
+    /// The newest revision.
+    pub latest: Release,
+    /// The revision deployed now, if any.
+    pub deployed: Option<u32>,
+}
+
+/// Every release in `namespace`, or in all namespaces when `None`, sorted by namespace and name.
+pub async fn list_releases(
+    client: Client,
+    namespace: Option<&str>,
+) -> Result<Vec<ReleaseSummary>, ReleaseError> {
+    let api: Api<Secret> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let list = api
+        .list(&ListParams::default().labels(LABEL_RECORD))
+        .await
+        .map_err(|source| ReleaseError::Api {
+            action: "list",
+            release: "*".into(),
+            namespace: namespace.unwrap_or("(all namespaces)").to_string(),
+            source,
+        })?;
+    let mut by_release: BTreeMap<(String, String), Vec<Release>> = BTreeMap::new();
+    for secret in list.items {
+        if secret.type_.as_deref() != Some(RELEASE_SECRET_TYPE) {
+            continue;
+        }
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
+            return Err(ReleaseError::Encoding { secret: name });
+        };
+        let release: Release =
+            serde_json::from_slice(&bytes.0).map_err(|source| ReleaseError::Corrupt {
+                secret: name.clone(),
+                source,
+            })?;
+        let ns = secret.metadata.namespace.clone().unwrap_or_default();
+        by_release
+            .entry((ns, release.name.clone()))
+            .or_default()
+            .push(release);
+    }
+    Ok(by_release
+        .into_iter()
+        .filter_map(|((namespace, name), mut revisions)| {
+            revisions.sort_by_key(|r| r.revision);
+            let deployed = revisions
+                .iter()
+                .rev()
+                .find(|r| r.status == ReleaseStatus::Deployed)
+                .map(|r| r.revision);
+            Some(ReleaseSummary {
+                name,
+                namespace,
+                latest: revisions.pop()?,
+                deployed,
+            })
+        })
+        .collect())
+}
+
+/// The namespaces holding a release named `release` (for "not found here, but there" errors).
+/// Empty when the user may not list Secrets cluster-wide.
+pub async fn namespaces_of(client: Client, release: &str) -> Vec<String> {
+    let api: Api<Secret> = Api::all(client);
+    let selector = format!("{LABEL_RECORD}={release}");
+    let Ok(list) = api.list(&ListParams::default().labels(&selector)).await else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = list
+        .items
+        .into_iter()
+        .filter(|s| s.type_.as_deref() == Some(RELEASE_SECRET_TYPE))
+        .filter_map(|s| s.metadata.namespace)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ async fn install_then_idempotent_reinstall() {
             "[{}]",
             env.tier
         );
-        assert!(again.pruned.is_empty());
+        assert!(again.deleted.is_empty());
         // Nothing changed: the Deployment's spec generation stays (no new rollout), and the
         // ConfigMap is the same object with the same content. (A real apiserver also keeps the
         // resourceVersion on a no-op apply; the test cluster bumps it, so it is not compared.)
@@ -152,7 +152,7 @@ async fn upgrade_prunes_what_the_new_version_dropped() {
         let out = engine.upgrade(&v2, &options()).await.unwrap();
         assert_eq!(out.revision, 2);
         assert_eq!(
-            out.pruned
+            out.deleted
                 .iter()
                 .map(|o| o.name.as_str())
                 .collect::<Vec<_>>(),
@@ -195,7 +195,7 @@ async fn uninstall_keeps_pvcs_unless_asked() {
         let kept: Vec<String> = out
             .kept
             .iter()
-            .map(|o| format!("{}/{}", o.kind, o.name))
+            .map(|o| format!("{}/{}", o.object.kind, o.object.name))
             .collect();
         assert_eq!(
             kept,
@@ -227,7 +227,7 @@ async fn uninstall_keeps_pvcs_unless_asked() {
         engine.install(&v1, &options()).await.unwrap();
         let out = engine.uninstall(&ns, "demo", true).await.unwrap();
         assert!(out.kept.is_empty(), "{:?}", out.kept);
-        assert!(out.pruned.iter().any(|o| o.kind == "PersistentVolumeClaim"));
+        assert!(out.deleted.iter().any(|o| o.kind == "PersistentVolumeClaim"));
     }
 }
 
@@ -281,7 +281,7 @@ async fn crd_then_its_custom_resource() {
         // uninstall with data removes the CRD too.
         let out = engine.uninstall(&ns, "widgets", true).await.unwrap();
         assert!(out
-            .pruned
+            .deleted
             .iter()
             .any(|o| o.kind == "CustomResourceDefinition"));
     }

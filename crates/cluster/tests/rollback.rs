@@ -298,9 +298,14 @@ async fn an_interrupted_upgrade_is_cleaned_up_by_the_next_one() {
         let ns = unique("intr");
         let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw");
         engine.install(&v1, &options()).await.unwrap();
-        // What an upgrade killed mid-apply leaves: its pending record, and an object it created.
-        let orphan = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        // What an upgrade killed mid-apply leaves: its pending record, and an object it created
+        // (stamped with the release's ownership, as the engine stamps everything it applies).
+        let mut orphan = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "orphan", "namespace": ns}, "data": {"a": "b"}});
+        airlift_cluster::ownership::stamp_value(
+            &mut orphan,
+            &airlift_cluster::ownership::Owner::new(&ns, "demo"),
+        );
         airlift_cluster::apply::apply_one(engine.resolver(), &orphan, false)
             .await
             .unwrap();
@@ -319,10 +324,10 @@ async fn an_interrupted_upgrade_is_cleaned_up_by_the_next_one() {
         let out = engine.upgrade(&v2, &options()).await.unwrap();
         assert_eq!(out.revision, 3);
         assert!(
-            out.pruned.iter().any(|o| o.name == "orphan"),
+            out.deleted.iter().any(|o| o.name == "orphan"),
             "[{}] {:?}",
             env.tier,
-            out.pruned
+            out.deleted
         );
         assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "orphan")
             .await
@@ -338,7 +343,7 @@ async fn an_interrupted_upgrade_is_cleaned_up_by_the_next_one() {
                 (3, ReleaseStatus::Deployed)
             ]
         );
-        assert!(history[1].description.ends_with("(interrupted)"));
+        assert!(history[1].description.ends_with("(its process stopped)"));
         cleanup(&cluster, &ns, "demo").await;
     }
 }

@@ -40,12 +40,17 @@ pub enum Origin {
     Generated,
     /// Generated at an earlier install and kept.
     Kept,
+    /// Given by the site at an earlier install or upgrade, and remembered by the release.
+    Remembered,
 }
 
 impl Origin {
     /// True when the customer gave the value (values file, `--set` or prompt).
     pub fn is_customer(&self) -> bool {
-        matches!(self, Origin::ValuesFile(_) | Origin::Set | Origin::Prompt)
+        matches!(
+            self,
+            Origin::ValuesFile(_) | Origin::Set | Origin::Prompt | Origin::Remembered
+        )
     }
 }
 
@@ -58,6 +63,7 @@ impl fmt::Display for Origin {
             Origin::Prompt => f.write_str("the prompt"),
             Origin::Generated => f.write_str("generated"),
             Origin::Kept => f.write_str("generated earlier"),
+            Origin::Remembered => f.write_str("the site's earlier value"),
         }
     }
 }
@@ -312,6 +318,24 @@ impl<'s> ConfigBuilder<'s> {
             }
         }
         Ok(())
+    }
+
+    /// Applies a value the release remembered from an earlier deploy (already typed). Returns
+    /// `false`, applying nothing, when this bundle no longer has the key.
+    pub fn apply_remembered(&mut self, key: &str, value: Value) -> bool {
+        let Some(&idx) = self.index.get(key) else {
+            return false;
+        };
+        let kind = self.slots[idx].item.kind;
+        match typed_from_yaml(kind, value) {
+            Ok(v) => self.slots[idx].value = Some((v, Origin::Remembered)),
+            Err(rule) => self.problems.push(ValueProblem {
+                key: key.to_string(),
+                origin: Origin::Remembered,
+                rule,
+            }),
+        }
+        true
     }
 
     /// Applies one `group.item=value`; the value is read according to the item's type (`true` or

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use airlift_cli::output::print_json;
-use airlift_cli::{CommandError, OutputFormat};
+use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_deploy::site::resolve_config;
+use airlift_deploy::{open_verified, SiteRequest};
 
-use crate::commands::verify::{open_verified, TrustArgs};
-use crate::configure::{resolve, ConfigArgs};
+use crate::args::{ConfigArgs, TrustArgs};
+use crate::interact::Terminal;
 
 /// Arguments of `config`.
 #[derive(Debug, clap::Args)]
@@ -28,9 +30,24 @@ pub struct Args {
 
 /// Runs `config`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
+    let diag = CommandError::diagnosed;
     let trust = args.trust.trust()?;
-    let (bundle, _) = open_verified(&args.bundle, &trust, no_progress, false)?;
-    let config = resolve(&bundle.manifest().config, &args.config, &BTreeMap::new())?;
+    let progress = progress_for(no_progress);
+    let (bundle, _) =
+        open_verified(&args.bundle, &trust, progress.as_ref(), false).map_err(diag)?;
+    let site = SiteRequest {
+        values_files: args.config.values.clone(),
+        set: args.config.set.clone(),
+        ..SiteRequest::default()
+    };
+    let (config, _) = resolve_config(
+        &bundle.manifest().config,
+        &site,
+        None,
+        &BTreeMap::new(),
+        &Terminal::new(args.config.yes),
+    )
+    .map_err(diag)?;
     let rows = config.diff_from_saas();
     match args.output {
         OutputFormat::Json => print_json(&rows)?,

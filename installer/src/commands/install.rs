@@ -1,18 +1,17 @@
 //! `airlift-install install BUNDLE`: verify, configure, render, preflight, push, apply, wait,
-//! record. Running it again after an interruption converges to the same state.
+//! record: the library's pipeline. Running it again after an interruption converges.
 
 use std::sync::Arc;
 
 use airlift_bundle::Progress;
 use airlift_cli::output::{human_bytes, print_json};
-use airlift_cli::{CommandError, ExitKind, OutputFormat};
-use airlift_cluster::lifecycle::Engine;
-use airlift_cluster::preflight::{preflight, PreflightInput};
-use airlift_cluster::Cluster;
+use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_deploy::{open_verified, Deployer, Intent};
 
-use crate::cluster_args::{lifecycle_error, runtime};
-use crate::deploy::{check_relocation, keep_generated, prepare, DeployArgs, Intent, Prepared};
-use crate::pushing;
+use crate::args::{runtime, DeployArgs};
+use crate::interact::Terminal;
+use crate::outcome::print_outcome;
+use crate::signals::cancel_on_signals;
 
 /// Arguments of `install`.
 #[derive(Debug, clap::Args)]
@@ -22,110 +21,66 @@ pub struct Args {
     pub deploy: DeployArgs,
 }
 
-/// Runs cluster preflight for `prepared`; every failure is reported at once.
-pub async fn cluster_preflight(
-    engine: &Engine<'_>,
-    prepared: &Prepared,
-) -> Result<(), CommandError> {
-    preflight(
-        engine.resolver(),
-        &PreflightInput {
-            requirements: &prepared.bundle.manifest().requirements,
-            objects: &prepared.request.objects,
-            namespace: &prepared.request.namespace,
-        },
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| {
-        let hint = e.hint();
-        CommandError::new(ExitKind::Preflight, e).with_hint(hint)
-    })
-}
-
-/// Registry preflight and push; returns the push report after checking the relocation.
-pub async fn push_phase(
-    prepared: &Prepared,
-    concurrency: usize,
-    progress: Arc<dyn Progress>,
-) -> Result<airlift_registry::push::PushReport, CommandError> {
-    let client = pushing::client(&prepared.destination, &prepared.registry)?;
-    pushing::preflight(&client, prepared.bundle.manifest(), &prepared.destination).await?;
-    let report = pushing::push_bundle(
-        &client,
-        prepared.bundle.clone(),
-        &prepared.destination,
-        concurrency,
-        progress,
-    )
-    .await?;
-    check_relocation(&prepared.relocation, &report.relocation_map)?;
-    Ok(report)
-}
-
 /// Runs `install`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let (bundle, progress) = a.open(no_progress)?;
+    let trust = a.trust.trust()?;
+    let quiet = no_progress || a.output == OutputFormat::Json;
+    let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
+    let (bundle, _) = open_verified(&a.bundle, &trust, progress.as_ref(), false)
+        .map_err(CommandError::diagnosed)?;
+    let site = a.site()?;
     let rt = runtime()?;
-    let (prepared, push, outcome, target) = rt.block_on(async {
-        let cluster: Cluster = a.cluster.connect().await?;
-        let prepared = prepare(a, bundle, &cluster, progress.as_ref(), Intent::Install).await?;
-        // Secret values rendered into any object are kept out of the release records.
-        let engine = Engine::new(&cluster, progress.as_ref()).redacting(&prepared.config);
-        cluster_preflight(&engine, &prepared).await?;
-        let push = push_phase(
-            &prepared,
-            usize::from(a.registry.concurrency),
-            progress.clone(),
-        )
-        .await?;
-        keep_generated(&cluster, &prepared).await?;
-        let outcome = engine
-            .install(&prepared.request, &a.wait.deploy_options())
+    let cancel = cancel_on_signals(&rt);
+    let interaction = Terminal::new(a.config.yes);
+    let (report, relocation, server) = rt.block_on(async {
+        let cluster = a.cluster.connect().await?;
+        let deployer = Deployer::new(&cluster, progress.clone(), &interaction, cancel);
+        let prepared = deployer
+            .prepare(Arc::new(bundle), &site, Intent::Install)
             .await
-            .map_err(lifecycle_error)?;
-        Ok::<_, CommandError>((prepared, push, outcome, cluster.target().clone()))
+            .map_err(CommandError::diagnosed)?;
+        let report = deployer
+            .deploy(&prepared, Intent::Install, &a.options(), a.force_unlock)
+            .await
+            .map_err(CommandError::diagnosed)?;
+        Ok::<_, CommandError>((report, prepared.relocation, cluster.target().clone()))
     })?;
-    let m = prepared.bundle.manifest();
     match a.output {
         OutputFormat::Json => print_json(&serde_json::json!({
-            "release": prepared.request.release,
-            "namespace": prepared.request.namespace,
-            "bundle": {"name": m.metadata.name, "version": m.metadata.version},
-            "revision": outcome.revision,
-            "recorded": outcome.recorded,
-            "objects": prepared.request.objects.len(),
-            "cluster": {"context": target.context, "server": target.server},
-            "push": push,
+            "release": report.release,
+            "namespace": report.namespace,
+            "bundle": {"name": report.bundle.name, "version": report.bundle.version},
+            "revision": report.outcome.revision,
+            "recorded": report.outcome.recorded,
+            "cluster": {"context": server.context, "server": server.server},
+            "objects": report.outcome,
+            "push": report.push,
         }))?,
         OutputFormat::Text => {
             println!(
-                "Installed {} {} as release {} (revision {}) in namespace {} on {}",
-                m.metadata.name,
-                m.metadata.version,
-                prepared.request.release,
-                outcome.revision,
-                prepared.request.namespace,
-                target
-            );
-            println!(
-                "  images: {} pushed, {} already in {} ({} mounted)",
-                human_bytes(push.bytes_pushed),
-                human_bytes(push.bytes_skipped),
-                push.registry,
-                human_bytes(push.bytes_mounted)
-            );
-            println!(
-                "  objects: {} applied{}",
-                prepared.request.objects.len(),
-                if outcome.recorded {
+                "Installed {} {} as release {} (revision {}) in namespace {} on {}{}",
+                report.bundle.name,
+                report.bundle.version,
+                report.release,
+                report.outcome.revision,
+                report.namespace,
+                server,
+                if report.outcome.recorded {
                     ""
                 } else {
                     " (no change: nothing new recorded)"
                 }
             );
-            for (from, to) in &prepared.relocation {
+            println!(
+                "  images: {} pushed, {} already in {} ({} mounted)",
+                human_bytes(report.push.bytes_pushed),
+                human_bytes(report.push.bytes_skipped),
+                report.push.registry,
+                human_bytes(report.push.bytes_mounted)
+            );
+            print_outcome(&report.outcome);
+            for (from, to) in &relocation {
                 println!("  {from} -> {to}");
             }
         }

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod inspect;
 pub mod install;
+pub mod list;
 pub mod plan;
 pub mod push;
 pub mod render;
@@ -11,6 +12,7 @@ pub mod serve;
 pub mod status;
 pub mod uninstall;
 pub mod upgrade;
+pub mod values;
 pub mod verify;
 
 use airlift_cli::CommandError;
@@ -30,6 +32,8 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Config(args) => config::run(args, cli.no_progress),
         Command::Render(args) => render::run(args, cli.no_progress),
         Command::Status(args) => status::run(args, cli.no_progress),
+        Command::List(args) => list::run(args, cli.no_progress),
+        Command::Values(args) => values::run(args, cli.no_progress),
         Command::Rollback(args) => rollback::run(args, cli.no_progress),
         Command::Uninstall(args) => uninstall::run(args, cli.no_progress),
     }

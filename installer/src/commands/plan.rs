@@ -1,12 +1,14 @@
-//! `airlift-install plan BUNDLE`: what upgrading to BUNDLE would change, changing nothing.
+//! `airlift-install plan BUNDLE`: what installing or upgrading to BUNDLE would change, changing
+//! nothing: objects, images, and every value old → new with the reason.
 
+use std::sync::Arc;
+
+use airlift_bundle::Progress;
 use airlift_cli::output::print_json;
-use airlift_cli::{CommandError, OutputFormat};
-use airlift_cluster::lifecycle::Engine;
-use airlift_cluster::release::ReleaseStatus;
+use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_deploy::{open_verified, Deployer, Intent, NonInteractive, PlanReport};
 
-use crate::cluster_args::{lifecycle_error, runtime};
-use crate::deploy::{prepare, DeployArgs, Intent};
+use crate::args::{runtime, DeployArgs};
 
 /// Arguments of `plan`.
 #[derive(Debug, clap::Args)]
@@ -16,54 +18,77 @@ pub struct Args {
     pub deploy: DeployArgs,
 }
 
+/// Prints a plan as text.
+pub fn print_plan(plan: &PlanReport) {
+    match &plan.from {
+        Some(from) => println!(
+            "Plan for release {} in namespace {}: {} {} -> {} {}",
+            plan.release, plan.namespace, from.name, from.version, plan.to.name, plan.to.version
+        ),
+        None => println!(
+            "Plan for release {} in namespace {} (not installed yet): {} {}",
+            plan.release, plan.namespace, plan.to.name, plan.to.version
+        ),
+    }
+    println!("{}", plan.objects);
+    if !plan.values.is_empty() {
+        println!("Values that change:");
+        for v in &plan.values {
+            println!(
+                "  {}: {} -> {} ({})",
+                v.key,
+                v.from.as_deref().unwrap_or("(unset)"),
+                v.to.as_deref().unwrap_or("(unset)"),
+                v.reason
+            );
+        }
+    }
+    if !plan.defaults.is_empty() {
+        println!("SaaS defaults the vendor changed:");
+        for d in &plan.defaults {
+            println!(
+                "  {}: {} -> {}; the site {}",
+                d.key,
+                d.from.as_deref().unwrap_or("(none)"),
+                d.to.as_deref().unwrap_or("(none)"),
+                d.site
+            );
+        }
+    }
+    for key in &plan.dropped {
+        println!("  note: the site's value for `{key}` is dropped: the new bundle has no such key");
+    }
+}
+
 /// Runs `plan`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let (bundle, progress) = a.open(no_progress)?;
-    let (prepared, plan, current) = runtime()?.block_on(async {
+    let trust = a.trust.trust()?;
+    let quiet = no_progress || a.output == OutputFormat::Json;
+    let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
+    let (bundle, _) = open_verified(&a.bundle, &trust, progress.as_ref(), false)
+        .map_err(CommandError::diagnosed)?;
+    let site = a.site()?;
+    let plan = runtime()?.block_on(async {
         let cluster = a.cluster.connect().await?;
-        let engine = Engine::new(&cluster, progress.as_ref());
-        let prepared = prepare(a, bundle, &cluster, progress.as_ref(), Intent::Upgrade).await?;
-        let plan = engine
-            .plan(&prepared.request)
+        let deployer = Deployer::new(
+            &cluster,
+            progress.clone(),
+            &NonInteractive,
+            airlift_cluster::cancel::Cancel::new(),
+        );
+        let prepared = deployer
+            .prepare(Arc::new(bundle), &site, Intent::Upgrade)
             .await
-            .map_err(lifecycle_error)?;
-        let history = engine
-            .status(&prepared.request.namespace, &prepared.request.release)
+            .map_err(CommandError::diagnosed)?;
+        deployer
+            .plan(&prepared)
             .await
-            .map_err(lifecycle_error)?;
-        let current = history
-            .into_iter()
-            .rev()
-            .find(|r| r.status == ReleaseStatus::Deployed);
-        Ok::<_, CommandError>((prepared, plan, current))
+            .map_err(CommandError::diagnosed)
     })?;
-    let m = prepared.bundle.manifest();
     match a.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
-            "release": prepared.request.release,
-            "namespace": prepared.request.namespace,
-            "from": current.as_ref().map(|r| &r.bundle),
-            "to": {"name": m.metadata.name, "version": m.metadata.version},
-            "plan": plan,
-        }))?,
-        OutputFormat::Text => {
-            match &current {
-                Some(r) => println!(
-                    "Plan for release {}: {} {} -> {} {}",
-                    prepared.request.release,
-                    r.bundle.name,
-                    r.bundle.version,
-                    m.metadata.name,
-                    m.metadata.version
-                ),
-                None => println!(
-                    "Plan for release {} (not installed yet): {} {}",
-                    prepared.request.release, m.metadata.name, m.metadata.version
-                ),
-            }
-            println!("{plan}");
-        }
+        OutputFormat::Json => print_json(&plan)?,
+        OutputFormat::Text => print_plan(&plan),
     }
     Ok(())
 }

@@ -13,10 +13,10 @@ use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, RegistryFl
 use airlift_registry::mapping::RelocationMap;
 use airlift_registry::push::PushReport;
 
-use crate::cluster_args::runtime;
-use crate::commands::verify::{open_verified, TrustArgs};
-use crate::pushing;
-use crate::relocation::TargetArgs;
+use airlift_deploy::registry::{client, preflight, push_bundle};
+use airlift_deploy::render::planned_relocation;
+
+use crate::args::{runtime, TargetArgs, TrustArgs};
 
 /// Arguments of `push`.
 #[derive(Debug, clap::Args)]
@@ -81,25 +81,36 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let started = Instant::now();
     let trust = args.trust.trust()?;
     let destination = args.target.destination()?;
-    let opts = args.target.registry_options(&args.registry, &destination)?;
+    let opts = args.target.registry_options(&args.registry)?;
+    let diag = CommandError::diagnosed;
 
     // Trust first: nothing reaches the registry before the whole bundle verifies.
-    let (bundle, _verified) = open_verified(&args.bundle, &trust, no_progress, args.no_cache)?;
-    let bundle = Arc::new(bundle);
     let progress: Arc<dyn Progress> = Arc::from(progress_for(no_progress));
+    let (bundle, _verified) =
+        airlift_deploy::open_verified(&args.bundle, &trust, progress.as_ref(), args.no_cache)
+            .map_err(diag)?;
+    let bundle = Arc::new(bundle);
+    let planned = planned_relocation(bundle.manifest(), &destination).map_err(diag)?;
     let rt = runtime()?;
     let report = rt.block_on(async {
-        let client = pushing::client(&destination, &opts)?;
+        let client = client(&destination, &opts).map_err(diag)?;
         let work = async {
-            pushing::preflight(&client, bundle.manifest(), &destination).await?;
-            pushing::push_bundle(
+            if let Some(failure) = preflight(&client, bundle.manifest(), &destination)
+                .await
+                .map_err(diag)?
+            {
+                return Err(diag(airlift_deploy::DeployError::Preflight(vec![failure])));
+            }
+            push_bundle(
                 &client,
                 bundle.clone(),
                 &destination,
+                &planned,
                 opts.concurrency,
                 progress.clone(),
             )
             .await
+            .map_err(diag)
         };
         tokio::select! {
             r = work => r,

@@ -1,18 +1,20 @@
 //! `airlift-install render BUNDLE --registry … --out DIR`: the final manifests, for GitOps sites.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use airlift_cli::output::print_json;
-use airlift_cli::{CommandError, ExitKind, OutputFormat, ResultExt};
+use std::collections::BTreeMap;
+
+use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, ResultExt};
+use airlift_deploy::render::{planned_relocation, render_bundle, select_components, Rendered};
+use airlift_deploy::site::{release_names, resolve_config};
+use airlift_deploy::{open_verified, SiteRequest};
 use airlift_render::ReleaseInfo;
 
-use crate::commands::verify::{open_verified, TrustArgs};
-use crate::configure::{resolve, ConfigArgs};
-use crate::relocation::{planned_relocation, TargetArgs};
-use crate::rendering::{render_bundle, ComponentArgs, Rendered};
+use crate::args::{ComponentArgs, ConfigArgs, TargetArgs, TrustArgs};
+use crate::interact::Terminal;
 
 /// Arguments of `render`.
 #[derive(Debug, clap::Args)]
@@ -31,7 +33,7 @@ pub struct Args {
     /// Optional components.
     #[command(flatten)]
     pub components: ComponentArgs,
-    /// The release namespace [default: the bundle's name].
+    /// The release namespace [default: the release name].
     #[arg(long, short = 'n', value_name = "NAMESPACE")]
     pub namespace: Option<String>,
     /// The release name [default: the bundle's name].
@@ -47,24 +49,42 @@ pub struct Args {
 
 /// Runs `render`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
+    let diag = CommandError::diagnosed;
     let trust = args.trust.trust()?;
-    let (bundle, _) = open_verified(&args.bundle, &trust, no_progress, false)?;
+    let progress = progress_for(no_progress);
+    let (bundle, _) =
+        open_verified(&args.bundle, &trust, progress.as_ref(), false).map_err(diag)?;
     let m = bundle.manifest();
+    let site = SiteRequest {
+        release: args.release.clone(),
+        namespace: args.namespace.clone(),
+        values_files: args.config.values.clone(),
+        set: args.config.set.clone(),
+        ..SiteRequest::default()
+    };
+    let (name, namespace) = release_names(&site, &m.metadata.name);
     let release = ReleaseInfo {
-        name: args
-            .release
-            .clone()
-            .unwrap_or_else(|| m.metadata.name.clone()),
-        namespace: args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| m.metadata.name.clone()),
+        name,
+        namespace,
         revision: 1,
     };
-    let config = resolve(&m.config, &args.config, &BTreeMap::new())?;
-    let relocation = planned_relocation(m, &args.target.destination()?)?;
-    let components = args.components.select(&m.components)?;
-    let rendered = render_bundle(&bundle, &components, &config, &relocation, None, &release)?;
+    let (config, _) = resolve_config(
+        &m.config,
+        &site,
+        None,
+        &BTreeMap::new(),
+        &Terminal::new(args.config.yes),
+    )
+    .map_err(diag)?;
+    let relocation = planned_relocation(m, &args.target.destination()?).map_err(diag)?;
+    let components = select_components(
+        &m.components,
+        &args.components.enable,
+        &args.components.disable,
+    )
+    .map_err(diag)?;
+    let rendered = render_bundle(&bundle, &components, &config, &relocation, None, &release)
+        .map_err(diag)?;
     let files = write_out(&args.out, &rendered).kind(ExitKind::Failure)?;
     let secrets = rendered
         .iter()

@@ -1,24 +1,31 @@
-//! `airlift-install rollback RELEASE [REVISION]`: returns to an earlier release.
+//! `airlift-install rollback RELEASE [REVISION]`: returns to an earlier revision, under the
+//! release lock. Without a revision: to the newest earlier deployed one, or, when the last
+//! operation failed or was interrupted, back to the revision still recorded as deployed.
 
 use airlift_cli::output::print_json;
-use airlift_cli::{CommandError, OutputFormat};
-use airlift_cluster::lifecycle::Engine;
+use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_deploy::releases;
 
-use crate::cluster_args::{lifecycle_error, runtime, ClusterArgs, WaitArgs};
+use crate::args::{runtime, ReleaseArgs, WaitArgs};
+use crate::outcome::print_outcome;
 
 /// Arguments of `rollback`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The release name.
-    pub release: String,
-    /// The revision to return to [default: the newest earlier revision that was deployed].
-    pub revision: Option<u32>,
-    /// Cluster flags (`--namespace` defaults to the release name).
+    /// The release.
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub release: ReleaseArgs,
+    /// The revision to return to.
+    pub revision: Option<u32>,
     /// Readiness.
     #[command(flatten)]
     pub wait: WaitArgs,
+    /// Take the release lock even if another operation holds it (only when that one is gone).
+    #[arg(long)]
+    pub force_unlock: bool,
+    /// Do not ask for confirmation (rollback never asks; accepted for consistency).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -26,33 +33,37 @@ pub struct Args {
 
 /// Runs `rollback`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
-    let namespace = args.cluster.namespace_name(&args.release);
+    let r = &args.release;
+    let namespace = r.namespace();
     let outcome = runtime()?.block_on(async {
-        let cluster = args.cluster.connect().await?;
-        let progress = airlift_cli::progress_for(no_progress || args.output == OutputFormat::Json);
-        Engine::new(&cluster, progress.as_ref())
-            .rollback(
-                &namespace,
-                &args.release,
-                args.revision,
-                &args.wait.deploy_options(),
-            )
-            .await
-            .map_err(lifecycle_error)
+        let cluster = r.cluster.connect().await?;
+        let progress = progress_for(no_progress || args.output == OutputFormat::Json);
+        releases::rollback(
+            &cluster,
+            progress.as_ref(),
+            &namespace,
+            &r.release,
+            args.revision,
+            &args.wait.deploy_options(),
+            args.force_unlock,
+        )
+        .await
+        .map_err(CommandError::diagnosed)
     })?;
     match args.output {
         OutputFormat::Json => print_json(&serde_json::json!({
-            "release": args.release,
+            "release": r.release,
             "namespace": namespace,
             "revision": outcome.revision,
-            "pruned": outcome.pruned.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "objects": outcome,
         }))?,
-        OutputFormat::Text => println!(
-            "Rolled back release {} in namespace {namespace}: revision {} is running ({} objects removed).",
-            args.release,
-            outcome.revision,
-            outcome.pruned.len()
-        ),
+        OutputFormat::Text => {
+            println!(
+                "Rolled back release {} in namespace {namespace}: revision {} is running.",
+                r.release, outcome.revision
+            );
+            print_outcome(&outcome);
+        }
     }
     Ok(())
 }

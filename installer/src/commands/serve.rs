@@ -11,9 +11,9 @@ use airlift_bundle::BlobSource;
 use airlift_cli::{CommandError, ExitKind};
 use airlift_registry::serve::{serve, Catalog};
 
-use crate::cluster_args::runtime;
+use crate::args::runtime;
 use crate::commands::verify::{open_verified, TrustArgs};
-use crate::relocation::push_images;
+use airlift_deploy::render::push_images;
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]

@@ -1,115 +1,90 @@
-//! `airlift-install status RELEASE`: the current release and its history.
+//! `airlift-install status RELEASE`: the release as the cluster shows it now (workloads ready,
+//! objects missing or changed, the last operation and who ran it) and its history. An unknown
+//! release is an error naming where a release of that name does exist.
 
 use airlift_cli::output::print_json;
-use airlift_cli::{CommandError, OutputFormat};
-use airlift_cluster::lifecycle::Engine;
-use airlift_cluster::release::{Release, ReleaseStatus};
+use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_deploy::releases;
 
-use crate::cluster_args::{lifecycle_error, runtime, ClusterArgs};
+use crate::args::{runtime, ReleaseArgs};
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The release name (the bundle's name unless installed with --release).
-    pub release: String,
-    /// Cluster flags (`--namespace` defaults to the release name).
+    /// The release.
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub release: ReleaseArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Row<'a> {
-    revision: u32,
-    status: ReleaseStatus,
-    bundle: &'a str,
-    version: &'a str,
-    digest: &'a str,
-    time: &'a str,
-    description: &'a str,
-    objects: usize,
-}
-
-fn row(r: &Release) -> Row<'_> {
-    Row {
-        revision: r.revision,
-        status: r.status,
-        bundle: &r.bundle.name,
-        version: &r.bundle.version,
-        digest: &r.bundle.digest,
-        time: &r.time,
-        description: &r.description,
-        objects: r.inventory.len(),
-    }
-}
-
 /// Runs `status`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
-    let namespace = args.cluster.namespace_name(&args.release);
-    let rt = runtime()?;
-    let history = rt.block_on(async {
-        let cluster = args.cluster.connect().await?;
-        let progress = airlift_cli::progress_for(no_progress);
-        Engine::new(&cluster, progress.as_ref())
-            .status(&namespace, &args.release)
+    let r = &args.release;
+    let namespace = r.namespace();
+    let report = runtime()?.block_on(async {
+        let cluster = r.cluster.connect().await?;
+        let progress = progress_for(no_progress || args.output == OutputFormat::Json);
+        releases::status(&cluster, progress.as_ref(), &namespace, &r.release)
             .await
-            .map_err(lifecycle_error)
+            .map_err(CommandError::diagnosed)
     })?;
-    let current = history
-        .iter()
-        .rev()
-        .find(|r| r.status == ReleaseStatus::Deployed);
-    match args.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
-            "release": args.release,
-            "namespace": namespace,
-            "installed": current.is_some(),
-            "current": current.map(row),
-            "config": current.map(|r| &r.config),
-            "history": history.iter().map(row).collect::<Vec<_>>(),
-        }))?,
-        OutputFormat::Text => {
-            match current {
-                Some(r) => println!(
-                    "Release {} in namespace {}: revision {} deployed, {} {} ({} objects)",
-                    args.release,
-                    namespace,
-                    r.revision,
-                    r.bundle.name,
-                    r.bundle.version,
-                    r.inventory.len()
-                ),
-                None if history.is_empty() => {
-                    println!(
-                        "Release {} is not installed in namespace {namespace}.",
-                        args.release
-                    )
-                }
-                None => println!(
-                    "Release {} in namespace {namespace} has no deployed revision.",
-                    args.release
-                ),
-            }
-            if !history.is_empty() {
-                println!(
-                    "\n{:>8}  {:<12}  {:<10}  {:<20}  DESCRIPTION",
-                    "REVISION", "STATUS", "VERSION", "TIME"
-                );
-                for r in &history {
-                    println!(
-                        "{:>8}  {:<12}  {:<10}  {:<20}  {}",
-                        r.revision,
-                        r.status.to_string(),
-                        r.bundle.version,
-                        r.time,
-                        r.description
-                    );
-                }
-            }
+    if args.output == OutputFormat::Json {
+        return Ok(print_json(&report)?);
+    }
+    println!(
+        "Release {} in namespace {}: {}",
+        report.release, report.namespace, report.summary
+    );
+    let last = &report.latest;
+    println!(
+        "Last operation: revision {} {} ({}) at {}{}",
+        last.revision,
+        last.status,
+        last.description,
+        last.time,
+        last.operator
+            .as_ref()
+            .map(|o| format!(" by {o}"))
+            .unwrap_or_default()
+    );
+    if let Some(holder) = &report.locked_by {
+        println!("Locked by {holder}");
+    }
+    if let Some(registry) = &report.registry {
+        println!("Registry: {registry}");
+    }
+    if !report.workloads.is_empty() {
+        println!("\n{:<48} {:>7}  CONDITION", "WORKLOAD", "READY");
+        for w in &report.workloads {
+            println!(
+                "{:<48} {:>7}  {}",
+                w.object.to_string(),
+                format!("{}/{}", w.ready, w.desired),
+                w.condition
+            );
         }
+    }
+    for m in &report.missing {
+        println!("missing: {m}");
+    }
+    for c in &report.changed {
+        println!("changed since applied: {} ({})", c.object, c.fields.join(", "));
+    }
+    println!(
+        "\n{:>8}  {:<12}  {:<10}  {:<20}  DESCRIPTION",
+        "REVISION", "STATUS", "VERSION", "TIME"
+    );
+    for h in &report.history {
+        println!(
+            "{:>8}  {:<12}  {:<10}  {:<20}  {}",
+            h.revision,
+            h.status.to_string(),
+            h.bundle.version,
+            h.time,
+            h.description
+        );
     }
     Ok(())
 }

@@ -1,27 +1,31 @@
-//! `airlift-install uninstall RELEASE`: deletes the release's objects in reverse order.
+//! `airlift-install uninstall RELEASE`: deletes the objects the release owns, in reverse order,
+//! under the release lock. Volumes, CRDs, generated secrets and the namespaces holding them stay
+//! unless `--delete-data`.
 
 use airlift_cli::output::print_json;
-use airlift_cli::{CommandError, ExitKind, OutputFormat};
-use airlift_cluster::generated;
-use airlift_cluster::lifecycle::Engine;
+use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_deploy::{releases, DeployError, Interaction};
 
-use crate::cluster_args::{lifecycle_error, runtime, ClusterArgs};
+use crate::args::{runtime, ReleaseArgs};
+use crate::interact::Terminal;
+use crate::outcome::print_outcome;
 
 /// Arguments of `uninstall`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The release name.
-    pub release: String,
-    /// Cluster flags (`--namespace` defaults to the release name).
+    /// The release.
     #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// Also delete PersistentVolumeClaims, the namespaces holding them, CRDs and the generated
-    /// secrets. Without it, data survives and a later install finds it again.
+    pub release: ReleaseArgs,
+    /// Also delete PersistentVolumeClaims, CRDs, the generated secrets and the namespaces
+    /// holding them. Without it, data survives and a later install finds it again.
     #[arg(long)]
     pub delete_data: bool,
-    /// Do not ask for confirmation.
+    /// Do not ask before deleting data.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Take the release lock even if another operation holds it (only when that one is gone).
+    #[arg(long)]
+    pub force_unlock: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -29,49 +33,46 @@ pub struct Args {
 
 /// Runs `uninstall`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
-    let namespace = args.cluster.namespace_name(&args.release);
+    let r = &args.release;
+    let namespace = r.namespace();
+    let terminal = Terminal::new(args.yes);
     if args.delete_data && !args.yes {
-        crate::confirm::confirm(&format!(
+        let question = format!(
             "Delete release {} AND its data (volumes, CRDs, generated secrets)?",
-            args.release
-        ))?;
+            r.release
+        );
+        let go = terminal.interactive() && terminal.confirm(&question).map_err(CommandError::diagnosed)?;
+        if !go {
+            return Err(CommandError::diagnosed(DeployError::Declined)
+                .with_hint("pass --yes to delete data without a question"));
+        }
     }
     let outcome = runtime()?.block_on(async {
-        let cluster = args.cluster.connect().await?;
-        let progress = airlift_cli::progress_for(no_progress || args.output == OutputFormat::Json);
-        let outcome = Engine::new(&cluster, progress.as_ref())
-            .uninstall(&namespace, &args.release, args.delete_data)
-            .await
-            .map_err(lifecycle_error)?;
-        if args.delete_data {
-            generated::delete(&cluster, &namespace, &args.release)
-                .await
-                .map_err(|e| {
-                    let hint = e.hint();
-                    CommandError::new(ExitKind::Cluster, e).with_hint(hint)
-                })?;
-        }
-        Ok::<_, CommandError>(outcome)
+        let cluster = r.cluster.connect().await?;
+        let progress = progress_for(no_progress || args.output == OutputFormat::Json);
+        releases::uninstall(
+            &cluster,
+            progress.as_ref(),
+            &namespace,
+            &r.release,
+            args.delete_data,
+            args.force_unlock,
+        )
+        .await
+        .map_err(CommandError::diagnosed)
     })?;
     match args.output {
         OutputFormat::Json => print_json(&serde_json::json!({
-            "release": args.release,
+            "release": r.release,
             "namespace": namespace,
-            "deleted": outcome.pruned.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "kept": outcome.kept.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "objects": outcome,
         }))?,
         OutputFormat::Text => {
             println!(
-                "Uninstalled release {} from namespace {namespace}: {} objects deleted.",
-                args.release,
-                outcome.pruned.len()
+                "Uninstalled release {} from namespace {namespace}.",
+                r.release
             );
-            if !outcome.kept.is_empty() {
-                println!("Kept (pass --delete-data to delete them):");
-                for k in &outcome.kept {
-                    println!("  {k}");
-                }
-            }
+            print_outcome(&outcome);
         }
     }
     Ok(())

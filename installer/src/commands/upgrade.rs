@@ -1,13 +1,18 @@
-//! `airlift-install upgrade BUNDLE`: shows the plan, pushes, applies, prunes; rolls back
-//! automatically when the new version fails to apply or to become ready.
+//! `airlift-install upgrade BUNDLE`: shows the plan, asks (when interactive), pushes, applies,
+//! prunes; rolls back automatically when the new version fails to apply or to become ready.
 
+use std::sync::Arc;
+
+use airlift_bundle::Progress;
 use airlift_cli::output::print_json;
-use airlift_cli::{CommandError, OutputFormat};
-use airlift_cluster::lifecycle::Engine;
+use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_deploy::{open_verified, DeployError, Deployer, Intent, Interaction};
 
-use crate::cluster_args::{lifecycle_error, runtime};
-use crate::commands::install::{cluster_preflight, push_phase};
-use crate::deploy::{keep_generated, prepare, DeployArgs, Intent};
+use crate::args::{runtime, DeployArgs};
+use crate::commands::plan::print_plan;
+use crate::interact::Terminal;
+use crate::outcome::print_outcome;
+use crate::signals::cancel_on_signals;
 
 /// Arguments of `upgrade`.
 #[derive(Debug, clap::Args)]
@@ -26,58 +31,65 @@ pub struct Args {
 /// Runs `upgrade`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let (bundle, progress) = a.open(no_progress)?;
+    let trust = a.trust.trust()?;
+    let quiet = no_progress || a.output == OutputFormat::Json;
+    let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
+    let (bundle, _) = open_verified(&a.bundle, &trust, progress.as_ref(), false)
+        .map_err(CommandError::diagnosed)?;
+    let site = a.site()?;
     let rt = runtime()?;
-    let (prepared, plan, outcome) = rt.block_on(async {
+    let cancel = cancel_on_signals(&rt);
+    let interaction = Terminal::new(a.config.yes);
+    let (plan, report) = rt.block_on(async {
         let cluster = a.cluster.connect().await?;
-        let prepared = prepare(a, bundle, &cluster, progress.as_ref(), Intent::Upgrade).await?;
-        // Secret values rendered into any object are kept out of the release records.
-        let engine = Engine::new(&cluster, progress.as_ref()).redacting(&prepared.config);
-        let plan = engine
-            .plan(&prepared.request)
+        let deployer = Deployer::new(&cluster, progress.clone(), &interaction, cancel);
+        let diag = CommandError::diagnosed;
+        let prepared = deployer
+            .prepare(Arc::new(bundle), &site, Intent::Upgrade)
             .await
-            .map_err(lifecycle_error)?;
-        if a.output == OutputFormat::Text {
-            println!("Plan for release {}:\n{plan}", prepared.request.release);
-        }
-        if !a.config.yes && a.config.interactive() {
-            crate::confirm::confirm("Apply this upgrade?")?;
-        }
-        cluster_preflight(&engine, &prepared).await?;
-        push_phase(
-            &prepared,
-            usize::from(a.registry.concurrency),
-            progress.clone(),
-        )
-        .await?;
-        keep_generated(&cluster, &prepared).await?;
-        let mut options = a.wait.deploy_options();
+            .map_err(diag)?;
+        let mut options = a.options();
         options.no_rollback = args.no_rollback;
         options.force = args.force;
-        let outcome = engine
-            .upgrade(&prepared.request, &options)
+        // Refused before a plan is shown: not installed, or a downgrade without --force.
+        airlift_cluster::lifecycle::Engine::new(&cluster, progress.as_ref())
+            .check_upgrade(&prepared.request, options.force)
             .await
-            .map_err(lifecycle_error)?;
-        Ok::<_, CommandError>((prepared, plan, outcome))
+            .map_err(|e| diag(e.into()))?;
+        let plan = deployer.plan(&prepared).await.map_err(diag)?;
+        if a.output == OutputFormat::Text {
+            print_plan(&plan);
+        }
+        if interaction.interactive() && !interaction.confirm("Apply this upgrade?").map_err(diag)? {
+            return Err(diag(DeployError::Declined));
+        }
+        let report = deployer
+            .deploy(&prepared, Intent::Upgrade, &options, a.force_unlock)
+            .await
+            .map_err(diag)?;
+        Ok::<_, CommandError>((plan, report))
     })?;
-    let m = prepared.bundle.manifest();
     match a.output {
         OutputFormat::Json => print_json(&serde_json::json!({
-            "release": prepared.request.release,
-            "namespace": prepared.request.namespace,
-            "bundle": {"name": m.metadata.name, "version": m.metadata.version},
-            "revision": outcome.revision,
+            "release": report.release,
+            "namespace": report.namespace,
+            "bundle": {"name": report.bundle.name, "version": report.bundle.version},
+            "revision": report.outcome.revision,
             "plan": plan,
-            "pruned": outcome.pruned.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "objects": report.outcome,
+            "push": report.push,
         }))?,
-        OutputFormat::Text => println!(
-            "Upgraded release {} to {} {} (revision {}); {} objects pruned.",
-            prepared.request.release,
-            m.metadata.name,
-            m.metadata.version,
-            outcome.revision,
-            outcome.pruned.len()
-        ),
+        OutputFormat::Text => {
+            println!(
+                "Upgraded release {} in namespace {} to {} {} (revision {})",
+                report.release,
+                report.namespace,
+                report.bundle.name,
+                report.bundle.version,
+                report.outcome.revision,
+            );
+            print_outcome(&report.outcome);
+        }
     }
     Ok(())
 }

@@ -5,35 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use airlift_bundle::{Bundle, BundleError, ProofStore, SignatureStatus, Trust, VerifyReport};
+use airlift_bundle::{Bundle, BundleError, SignatureStatus, Trust, VerifyReport};
 use airlift_cli::output::{human_bytes, print_json};
 use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat};
 
-/// The trust flags shared by every command that reads a bundle.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TrustArgs {
-    /// The vendor's public key (SPKI PEM); the bundle's signature must verify with it.
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// Accept a bundle without checking its signature (digests are still checked). Not
-    /// recommended: nothing then proves who built the bundle.
-    #[arg(long, conflicts_with = "key")]
-    pub insecure_skip_verify: bool,
-}
-
-impl TrustArgs {
-    /// The trust policy these flags ask for.
-    pub fn trust(&self) -> Result<Trust, CommandError> {
-        Trust::from_flags(self.key.as_deref(), self.insecure_skip_verify).map_err(|e| {
-            let hint = e.hint();
-            CommandError::new(
-                ExitKind::Usage,
-                anyhow::Error::new(e).context("cannot load the vendor key"),
-            )
-            .with_hint(hint)
-        })
-    }
-}
+pub use crate::args::TrustArgs;
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
@@ -67,23 +43,21 @@ pub fn bundle_error(path: &Path, e: BundleError) -> CommandError {
     CommandError::new(kind, anyhow::Error::new(e).context(what)).with_hint(hint)
 }
 
-/// Opens `path`, checks its signature under `trust` and every digest (skipping the hash pass
-/// when a recorded proof for this exact, unchanged file exists, unless `no_cache`). Nothing else
-/// may happen to a bundle before this returns `Ok`.
+/// Opens `path`, checks its signature under `trust` and every digest (or a recorded proof of
+/// this exact, unchanged file, unless `no_cache`); the library's step, with this binary's
+/// progress and error classification.
 pub fn open_verified(
     path: &Path,
     trust: &Trust,
     no_progress: bool,
     no_cache: bool,
 ) -> Result<(Bundle, VerifyReport), CommandError> {
-    let bundle = Bundle::open_trusted(path, trust).map_err(|e| bundle_error(path, e))?;
     let progress = progress_for(no_progress);
-    let report = match ProofStore::default_location() {
-        Some(proofs) if !no_cache => bundle.verify_with_proof(trust, progress.as_ref(), &proofs),
-        _ => bundle.verify(trust, progress.as_ref()),
-    }
-    .map_err(|e| bundle_error(path, e))?;
-    Ok((bundle, report))
+    airlift_deploy::open_verified(path, trust, progress.as_ref(), no_cache)
+        .map_err(|e| match e {
+            airlift_deploy::DeployError::Bundle { path, source } => bundle_error(&path, source),
+            other => CommandError::diagnosed(other),
+        })
 }
 
 /// A sentence for a signature status.

@@ -8,25 +8,29 @@
 //!   (install that bundle version again instead).
 //!
 //! A failed upgrade never deletes anything the running release needs: pruning happens only after
-//! every workload of the new set is ready.
+//! every workload of the new set is ready. Nothing is deleted unless its live ownership names the
+//! release ([`crate::ownership`]). Callers hold the release lock ([`crate::lock`]) around every
+//! operation that writes.
 
+mod deploy;
 mod error;
+mod remove;
 
 use std::collections::BTreeMap;
 
 use airlift_bundle::Progress;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::{Api, ListParams};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::apply::{apply_all, apply_one, delete_one, get_live, prepare};
+use crate::apply::prepare;
+use crate::cancel::Cancel;
 use crate::kubeconfig::Cluster;
-use crate::object::{sort_for_delete, ManagedObject, ObjectRef};
+use crate::object::{ManagedObject, ObjectRef};
+use crate::ownership::{check_ownership, Conflict, Owner, OwnershipReport};
 use crate::plan::{plan, ConfigDiff, Plan};
-use crate::readiness::{wait_ready, WaitOptions};
+use crate::readiness::WaitOptions;
 use crate::release::{
-    now, BundleInfo, Release, ReleaseError, ReleaseStatus, ReleaseStore, StoredObject,
-    DEFAULT_HISTORY,
+    BundleInfo, Release, ReleaseStatus, ReleaseStore, SiteInputs, DEFAULT_HISTORY,
 };
 use crate::resolve::Resolver;
 
@@ -45,12 +49,16 @@ pub struct DeployRequest {
     pub config: BTreeMap<String, Value>,
     /// The bundle's SaaS defaults (non-secret items), recorded for later plans.
     pub saas_defaults: BTreeMap<String, Value>,
+    /// The site's inputs, remembered for later upgrades.
+    pub site: Option<SiteInputs>,
+    /// Who runs the operation (the cluster identity), recorded with the revision.
+    pub operator: Option<String>,
     /// The rendered objects.
     pub objects: Vec<ManagedObject>,
 }
 
 /// Knobs for deploys.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DeployOptions {
     /// How long to wait for workloads.
     pub wait: WaitOptions,
@@ -62,6 +70,10 @@ pub struct DeployOptions {
     pub no_rollback: bool,
     /// Allow a downgrade.
     pub force: bool,
+    /// Take over objects that exist and belong to no release or to another one.
+    pub adopt: bool,
+    /// Stop at the next safe point when set.
+    pub cancel: Cancel,
 }
 
 impl Default for DeployOptions {
@@ -72,21 +84,41 @@ impl Default for DeployOptions {
             history: DEFAULT_HISTORY,
             no_rollback: false,
             force: false,
+            adopt: false,
+            cancel: Cancel::new(),
         }
     }
 }
 
-/// What a deploy did.
-#[derive(Debug, Clone)]
+/// An object left in place on purpose, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Kept {
+    /// The object.
+    pub object: ObjectRef,
+    /// Why it was kept.
+    pub reason: String,
+}
+
+/// Exactly what an operation did to the cluster.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Outcome {
-    /// The revision now deployed.
+    /// The revision now deployed (for uninstall: the last one).
     pub revision: u32,
     /// Whether a new revision was recorded (false for a re-install that changed nothing).
     pub recorded: bool,
-    /// Objects deleted because the new set no longer has them.
-    pub pruned: Vec<ObjectRef>,
-    /// Objects kept on purpose (PersistentVolumeClaims and the namespaces holding them).
-    pub kept: Vec<ObjectRef>,
+    /// Objects that did not exist and were created.
+    pub created: Vec<ObjectRef>,
+    /// Objects that existed and were applied again (changed, or confirmed unchanged).
+    pub updated: Vec<ObjectRef>,
+    /// Objects deleted: pruned because the new set no longer has them, or uninstalled.
+    pub deleted: Vec<ObjectRef>,
+    /// Objects kept on purpose, with the reason (volumes, CRDs, namespaces holding data, and
+    /// objects whose live ownership names another release).
+    pub kept: Vec<Kept>,
+    /// Objects taken over with `--adopt`, with their previous owner.
+    pub adopted: Vec<Conflict>,
 }
 
 /// The lifecycle engine for one cluster.
@@ -137,6 +169,11 @@ impl<'a> Engine<'a> {
         &self.resolver
     }
 
+    /// The cluster.
+    pub fn cluster(&self) -> &Cluster {
+        self.cluster
+    }
+
     fn store(&self, namespace: &str, release: &str) -> ReleaseStore {
         ReleaseStore::new(self.cluster.client().clone(), namespace, release)
     }
@@ -150,18 +187,66 @@ impl<'a> Engine<'a> {
         Ok(self.store(namespace, release).history().await?)
     }
 
-    /// What deploying `request` would do, changing nothing.
-    pub async fn plan(&self, request: &DeployRequest) -> Result<Plan, LifecycleError> {
-        let store = self.store(&request.namespace, &request.release);
-        let history = store.history().await?;
-        let current = inventory_since_deployed(&history);
-        let prepared = prepare(
+    /// The release's history, or [`LifecycleError::NotInstalled`] (naming the namespaces where
+    /// a release of that name does exist) when it has none.
+    pub async fn existing(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Result<Vec<Release>, LifecycleError> {
+        let history = self.status(namespace, release).await?;
+        if history.is_empty() {
+            return Err(self.not_installed(namespace, release).await);
+        }
+        Ok(history)
+    }
+
+    async fn not_installed(&self, namespace: &str, release: &str) -> LifecycleError {
+        let elsewhere =
+            crate::release::namespaces_of(self.cluster.client().clone(), release).await;
+        LifecycleError::NotInstalled {
+            release: release.to_string(),
+            namespace: namespace.to_string(),
+            elsewhere: elsewhere.into_iter().filter(|n| n != namespace).collect(),
+        }
+    }
+
+    /// Checks, reading only, that every object of `request` is absent or already the
+    /// release's. With `adopt`, someone else's objects are reported as adopted instead.
+    pub async fn check(
+        &self,
+        request: &DeployRequest,
+        adopt: bool,
+    ) -> Result<OwnershipReport, LifecycleError> {
+        let history = self.status(&request.namespace, &request.release).await?;
+        let known = known_inventory(&history);
+        let prepared = self.prepare(request).await?;
+        let owner = Owner::new(&request.namespace, &request.release);
+        Ok(check_ownership(&self.resolver, &prepared, &owner, &known, adopt).await?)
+    }
+
+    /// The objects as they will be applied: labels, ownership, namespaces and order.
+    async fn prepare(&self, request: &DeployRequest) -> Result<Vec<ManagedObject>, LifecycleError> {
+        let mut prepared = prepare(
             &self.resolver,
             &request.objects,
             &request.release,
             &request.namespace,
         )
         .await?;
+        crate::ownership::stamp(
+            &mut prepared,
+            &Owner::new(&request.namespace, &request.release),
+        );
+        Ok(prepared)
+    }
+
+    /// What deploying `request` would do, changing nothing.
+    pub async fn plan(&self, request: &DeployRequest) -> Result<Plan, LifecycleError> {
+        let store = self.store(&request.namespace, &request.release);
+        let history = store.history().await?;
+        let current = inventory_since_deployed(&history);
+        let prepared = self.prepare(request).await?;
         let mut plan = plan(&self.resolver, &prepared, &current).await?;
         if let Some(deployed) = history
             .iter()
@@ -186,6 +271,7 @@ impl<'a> Engine<'a> {
             if current.bundle != request.bundle {
                 return Err(LifecycleError::AlreadyInstalled {
                     release: request.release.clone(),
+                    namespace: request.namespace.clone(),
                     installed: format!("{} {}", current.bundle.name, current.bundle.version),
                     new: format!("{} {}", request.bundle.name, request.bundle.version),
                 });
@@ -194,19 +280,18 @@ impl<'a> Engine<'a> {
         self.deploy(request, options, "install").await
     }
 
-    /// Upgrades (or reconfigures) a deployed release; refuses a downgrade unless
-    /// `options.force`. On failure the previous release is restored unless `options.no_rollback`.
-    pub async fn upgrade(
+    /// Refuses an upgrade that cannot go ahead: the release is not installed, or the version
+    /// is older without `force`. Reads only.
+    pub async fn check_upgrade(
         &self,
         request: &DeployRequest,
-        options: &DeployOptions,
-    ) -> Result<Outcome, LifecycleError> {
+        force: bool,
+    ) -> Result<Release, LifecycleError> {
         let store = self.store(&request.namespace, &request.release);
         let Some(current) = store.deployed().await? else {
-            return Err(LifecycleError::NotInstalled {
-                release: request.release.clone(),
-                namespace: request.namespace.clone(),
-            });
+            return Err(self
+                .not_installed(&request.namespace, &request.release)
+                .await);
         };
         let bad = |v: &str| {
             let v = v.to_string();
@@ -216,488 +301,47 @@ impl<'a> Engine<'a> {
             .map_err(bad(&request.bundle.version))?;
         let old = semver::Version::parse(&current.bundle.version)
             .map_err(bad(&current.bundle.version))?;
-        if new < old && !options.force {
+        if new < old && !force {
             return Err(LifecycleError::Downgrade {
                 release: request.release.clone(),
                 from: current.bundle.version,
                 to: request.bundle.version.clone(),
             });
         }
-        self.deploy(request, options, "upgrade").await
+        Ok(current)
     }
 
-    async fn deploy(
+    /// Upgrades (or reconfigures) a deployed release; refuses a downgrade unless
+    /// `options.force`. On failure the previous release is restored unless `options.no_rollback`.
+    pub async fn upgrade(
         &self,
         request: &DeployRequest,
         options: &DeployOptions,
-        action: &'static str,
     ) -> Result<Outcome, LifecycleError> {
-        let store = self.store(&request.namespace, &request.release);
-        let history = store.history().await?;
-        let previous = history
-            .iter()
-            .rev()
-            .find(|r| r.status == ReleaseStatus::Deployed)
-            .cloned();
-        let leftovers = inventory_since_deployed(&history);
-        self.ensure_namespace(&request.namespace).await?;
-        let prepared = prepare(
-            &self.resolver,
-            &request.objects,
-            &request.release,
-            &request.namespace,
-        )
-        .await?;
-        let inventory: Vec<ObjectRef> = prepared.iter().filter_map(ManagedObject::id).collect();
-        let revision = history.last().map_or(1, |r| r.revision + 1);
-        let unchanged_reinstall = previous.as_ref().is_some_and(|p| {
-            p.bundle == request.bundle
-                && p.config == request.config
-                && same_set(&p.inventory, &inventory)
-        });
-        // Secret values of the running release, in memory only, for an exact rollback.
-        let snapshot = match &previous {
-            Some(p) => self.snapshot_secrets(p).await?,
-            None => BTreeMap::new(),
-        };
-        self.progress.message(&format!(
-            "{action}: release {} revision {revision} ({} {})",
-            request.release, request.bundle.name, request.bundle.version
-        ));
-        let record = |status, description: String, inventory: Vec<ObjectRef>| Release {
-            name: request.release.clone(),
-            namespace: request.namespace.clone(),
-            revision,
-            bundle: request.bundle.clone(),
-            config: request.config.clone(),
-            saas_defaults: request.saas_defaults.clone(),
-            inventory,
-            objects: prepared
-                .iter()
-                .map(|o| StoredObject::redact_with(o, &self.secrets))
-                .collect(),
-            status,
-            time: now(),
-            description,
-        };
-        if !unchanged_reinstall {
-            // Recorded before anything changes, so an interrupted deploy leaves a trace of what
-            // it may have created: a later deploy or rollback prunes it.
-            store
-                .write(&record(
-                    ReleaseStatus::Pending,
-                    format!("{action} in progress"),
-                    inventory.clone(),
-                ))
-                .await?;
-        }
-        let mut applied = Vec::new();
-        let result = match apply_all(
-            &self.resolver,
-            &prepared,
-            options.crd_timeout,
-            self.progress,
-            &mut applied,
-        )
-        .await
-        {
-            Ok(()) => wait_ready(&self.resolver, &inventory, options.wait, self.progress)
-                .await
-                .map_err(DeployFailure::from),
-            Err(e) => Err(DeployFailure::from(e)),
-        };
-        if let Err(cause) = result {
-            // Everything this attempt may have created is recorded, so uninstall and later
-            // deploys can find it.
-            let mut touched = inventory.clone();
-            for a in &applied {
-                if !touched.contains(a) {
-                    touched.push(a.clone());
-                }
-            }
-            store
-                .write(&record(
-                    ReleaseStatus::Failed,
-                    format!("{action} failed: {cause}"),
-                    touched,
-                ))
-                .await?;
-            let Some(prev) = previous.filter(|_| !options.no_rollback && !unchanged_reinstall)
-            else {
-                return Err(LifecycleError::Failed {
-                    action,
-                    release: request.release.clone(),
-                    revision,
-                    cause,
-                });
-            };
-            self.progress.message(&format!(
-                "{action} failed; rolling back to revision {}",
-                prev.revision
-            ));
-            return match self.restore(&prev, &snapshot, &inventory, options).await {
-                Ok(()) => Err(LifecycleError::RolledBack {
-                    release: request.release.clone(),
-                    version: request.bundle.version.clone(),
-                    running: prev.revision,
-                    running_version: prev.bundle.version.clone(),
-                    cause,
-                }),
-                Err(e) => Err(LifecycleError::RollbackFailed {
-                    release: request.release.clone(),
-                    previous: prev.revision,
-                    rollback_error: format!("{e}: {}", e.hint()),
-                    cause,
-                }),
-            };
-        }
-        let (pruned, kept) = self.prune(&leftovers, &inventory, false).await?;
-        if unchanged_reinstall {
-            let revision = previous.map_or(revision, |p| p.revision);
-            self.progress
-                .message(&format!("release {} is up to date", request.release));
-            return Ok(Outcome {
-                revision,
-                recorded: false,
-                pruned,
-                kept,
-            });
-        }
-        let description = match &previous {
-            Some(p) if action == "upgrade" => format!("upgrade from {}", p.bundle.version),
-            Some(_) => "re-install".to_string(),
-            None => action.to_string(),
-        };
-        store
-            .write(&record(
-                ReleaseStatus::Deployed,
-                description,
-                inventory.clone(),
-            ))
-            .await?;
-        for r in history {
-            settle(&store, r, ReleaseStatus::Superseded).await?;
-        }
-        store.prune(options.history).await?;
-        Ok(Outcome {
-            revision,
-            recorded: true,
-            pruned,
-            kept,
-        })
-    }
-
-    /// Re-applies `target`'s objects (Secrets with the data from `secrets`, or else the live
-    /// data), deletes what the failed attempt added, and waits.
-    async fn restore(
-        &self,
-        target: &Release,
-        snapshot: &BTreeMap<ObjectRef, Value>,
-        attempted: &[ObjectRef],
-        options: &DeployOptions,
-    ) -> Result<(), LifecycleError> {
-        let objects = self.rehydrate(target, snapshot).await?;
-        let mut applied = Vec::new();
-        apply_all(
-            &self.resolver,
-            &objects,
-            options.crd_timeout,
-            self.progress,
-            &mut applied,
-        )
-        .await?;
-        let added: Vec<ObjectRef> = attempted
-            .iter()
-            .filter(|a| !target.inventory.iter().any(|t| t.same_object(a)))
-            .cloned()
-            .collect();
-        self.prune(&added, &target.inventory, false).await?;
-        wait_ready(
-            &self.resolver,
-            &target.inventory,
-            options.wait,
-            self.progress,
-        )
-        .await
-        .map_err(|cause| LifecycleError::Failed {
-            action: "rollback",
-            release: target.name.clone(),
-            revision: target.revision,
-            cause: cause.into(),
-        })?;
-        Ok(())
-    }
-
-    /// Rolls back to `revision` (default: the newest earlier revision that was deployed).
-    pub async fn rollback(
-        &self,
-        namespace: &str,
-        release: &str,
-        revision: Option<u32>,
-        options: &DeployOptions,
-    ) -> Result<Outcome, LifecycleError> {
-        let store = self.store(namespace, release);
-        let history = store.history().await?;
-        let Some(current) = history
-            .iter()
-            .rev()
-            .find(|r| r.status == ReleaseStatus::Deployed)
-            .cloned()
-        else {
-            return Err(LifecycleError::NotInstalled {
-                release: release.to_string(),
-                namespace: namespace.to_string(),
-            });
-        };
-        let target = match revision {
-            Some(n) => store.get(n).await?,
-            None => history
-                .iter()
-                .rev()
-                .find(|r| r.revision < current.revision && r.status != ReleaseStatus::Failed)
-                .cloned()
-                .ok_or(ReleaseError::NoRevision {
-                    release: release.to_string(),
-                    revision: current.revision.saturating_sub(1),
-                })?,
-        };
-        let leftovers = inventory_since_deployed(&history);
-        self.restore(&target, &BTreeMap::new(), &leftovers, options)
-            .await?;
-        let new_revision = history.last().map_or(1, |r| r.revision + 1);
-        let mut record = target.clone();
-        record.revision = new_revision;
-        record.status = ReleaseStatus::Deployed;
-        record.time = now();
-        record.description = format!("rollback to {}", target.revision);
-        store.write(&record).await?;
-        for r in history {
-            let status = if r.revision == current.revision {
-                ReleaseStatus::RolledBack
-            } else {
-                ReleaseStatus::Superseded
-            };
-            settle(&store, r, status).await?;
-        }
-        store.prune(options.history).await?;
-        Ok(Outcome {
-            revision: new_revision,
-            recorded: true,
-            pruned: Vec::new(),
-            kept: Vec::new(),
-        })
-    }
-
-    /// Deletes every object of every revision in reverse apply order, then the records.
-    /// PersistentVolumeClaims, the namespaces holding them, CRDs (which hold custom resources)
-    /// and the generated secret values are kept unless `delete_data`.
-    pub async fn uninstall(
-        &self,
-        namespace: &str,
-        release: &str,
-        delete_data: bool,
-    ) -> Result<Outcome, LifecycleError> {
-        let store = self.store(namespace, release);
-        let history = store.history().await?;
-        if history.is_empty() {
-            return Err(LifecycleError::NotInstalled {
-                release: release.to_string(),
-                namespace: namespace.to_string(),
-            });
-        }
-        let mut all: Vec<ObjectRef> = Vec::new();
-        for r in &history {
-            for o in &r.inventory {
-                if !all.iter().any(|a| a.same_object(o)) {
-                    all.push(o.clone());
-                }
-            }
-        }
-        let (pruned, kept) = self.prune(&all, &[], delete_data).await?;
-        store.delete_all().await?;
-        if delete_data {
-            crate::generated::GeneratedValues::new(
-                self.cluster.client().clone(),
-                namespace,
-                release,
-            )
-            .delete()
-            .await?;
-        }
-        let revision = history.last().map_or(0, |r| r.revision);
-        Ok(Outcome {
-            revision,
-            recorded: false,
-            pruned,
-            kept,
-        })
-    }
-
-    /// Deletes `candidates` that are not in `keep`, in reverse apply order. Unless `delete_data`,
-    /// PVCs, CRDs and namespaces still holding PVCs are kept. Returns (deleted, kept).
-    async fn prune(
-        &self,
-        candidates: &[ObjectRef],
-        keep: &[ObjectRef],
-        delete_data: bool,
-    ) -> Result<(Vec<ObjectRef>, Vec<ObjectRef>), LifecycleError> {
-        let mut doomed: Vec<ObjectRef> = candidates
-            .iter()
-            .filter(|c| !keep.iter().any(|k| k.same_object(c)))
-            .cloned()
-            .collect();
-        sort_for_delete(&mut doomed);
-        let mut deleted = Vec::new();
-        let mut kept = Vec::new();
-        for id in doomed {
-            let is_data = (id.group.is_empty() && id.kind == "PersistentVolumeClaim")
-                || (id.group == "apiextensions.k8s.io" && id.kind == "CustomResourceDefinition");
-            if !delete_data && is_data {
-                kept.push(id);
-                continue;
-            }
-            if !delete_data && id.group.is_empty() && id.kind == "Namespace" {
-                let pvcs: Api<PersistentVolumeClaim> =
-                    Api::namespaced(self.cluster.client().clone(), &id.name);
-                let has_pvcs = match pvcs.list(&ListParams::default()).await {
-                    Ok(l) => !l.items.is_empty(),
-                    Err(kube::Error::Api(s)) if s.code == 404 => false,
-                    Err(source) => {
-                        return Err(LifecycleError::ListPvcs {
-                            namespace: id.name.clone(),
-                            source,
-                        })
-                    }
-                };
-                if has_pvcs {
-                    kept.push(id);
-                    continue;
-                }
-            }
-            if delete_one(&self.resolver, &id).await? {
-                self.progress.message(&format!("deleted {id}"));
-                deleted.push(id);
-            }
-        }
-        Ok((deleted, kept))
-    }
-
-    /// Reads the live objects whose stored copy lacks secret values (Secrets, and objects with
-    /// scrubbed strings), in memory only, so an automatic rollback restores them exactly.
-    async fn snapshot_secrets(
-        &self,
-        release: &Release,
-    ) -> Result<BTreeMap<ObjectRef, Value>, LifecycleError> {
-        let mut out = BTreeMap::new();
-        for stored in &release.objects {
-            if stored.redacted_keys.is_empty() && stored.redacted_paths.is_empty() {
-                continue;
-            }
-            let Some(id) = stored.object.id() else {
-                continue;
-            };
-            if let Some(live) = get_live(&self.resolver, &id).await? {
-                out.insert(id, live);
-            }
-        }
-        Ok(out)
-    }
-
-    /// `release`'s stored objects with their secret values put back: from `snapshot` when it
-    /// has the object, else from the live object.
-    async fn rehydrate(
-        &self,
-        release: &Release,
-        snapshot: &BTreeMap<ObjectRef, Value>,
-    ) -> Result<Vec<ManagedObject>, LifecycleError> {
-        let mut out = Vec::new();
-        for stored in &release.objects {
-            let mut o = stored.object.clone();
-            if stored.redacted_keys.is_empty() && stored.redacted_paths.is_empty() {
-                out.push(o);
-                continue;
-            }
-            let Some(id) = o.id() else { continue };
-            let source = match snapshot.get(&id) {
-                Some(v) => Some(v.clone()),
-                None => get_live(&self.resolver, &id).await?,
-            }
-            .unwrap_or(Value::Null);
-            let mut missing = Vec::new();
-            if !stored.redacted_keys.is_empty() {
-                let data = source.get("data").and_then(Value::as_object);
-                let mut kept = Map::new();
-                for key in &stored.redacted_keys {
-                    match data.and_then(|d| d.get(key)) {
-                        Some(v) => {
-                            kept.insert(key.clone(), v.clone());
-                        }
-                        None => missing.push(key.clone()),
-                    }
-                }
-                o.object["data"] = Value::Object(kept);
-            }
-            for path in &stored.redacted_paths {
-                match (source.pointer(path), o.object.pointer_mut(path)) {
-                    (Some(v), Some(slot)) => *slot = v.clone(),
-                    _ => missing.push(path.clone()),
-                }
-            }
-            if !missing.is_empty() {
-                return Err(LifecycleError::SecretDataLost {
-                    object: id.to_string(),
-                    keys: missing,
-                });
-            }
-            out.push(o);
-        }
-        Ok(out)
-    }
-
-    /// Creates the release namespace when it does not exist (it is not part of the inventory).
-    async fn ensure_namespace(&self, namespace: &str) -> Result<(), LifecycleError> {
-        let id = ObjectRef {
-            group: String::new(),
-            version: "v1".into(),
-            kind: "Namespace".into(),
-            namespace: None,
-            name: namespace.to_string(),
-        };
-        if get_live(&self.resolver, &id).await?.is_none() {
-            let ns = json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": namespace}});
-            apply_one(&self.resolver, &ns, false).await?;
-        }
-        Ok(())
+        self.check_upgrade(request, options.force).await?;
+        self.deploy(request, options, "upgrade").await
     }
 }
 
-/// After a new revision is deployed: the previously deployed one becomes `replaced_as`, and a
-/// pending one (a deploy that was interrupted) becomes failed.
-async fn settle(
-    store: &ReleaseStore,
-    mut r: Release,
-    replaced_as: ReleaseStatus,
-) -> Result<(), ReleaseError> {
-    match r.status {
-        ReleaseStatus::Deployed => r.status = replaced_as,
-        ReleaseStatus::Pending => {
-            r.status = ReleaseStatus::Failed;
-            r.description = format!("{} (interrupted)", r.description);
-        }
-        _ => return Ok(()),
-    }
-    store.write(&r).await
-}
-
-/// Objects of the deployed revision and of every later (failed or pending) one: what the cluster may hold.
+/// Objects of the deployed revision and of every later (failed, pending or interrupted) one:
+/// what the cluster may hold.
 fn inventory_since_deployed(history: &[Release]) -> Vec<ObjectRef> {
     let start = history
         .iter()
         .rposition(|r| r.status == ReleaseStatus::Deployed)
         .unwrap_or(0);
+    union(history[start..].iter())
+}
+
+/// Every object any kept revision lists: what may carry this release's label without the
+/// ownership annotation (applied by an older Airlift).
+fn known_inventory(history: &[Release]) -> Vec<ObjectRef> {
+    union(history.iter())
+}
+
+fn union<'r>(revisions: impl Iterator<Item = &'r Release>) -> Vec<ObjectRef> {
     let mut out: Vec<ObjectRef> = Vec::new();
-    for r in &history[start..] {
+    for r in revisions {
         for o in &r.inventory {
             if !out.iter().any(|x| x.same_object(o)) {
                 out.push(o.clone());

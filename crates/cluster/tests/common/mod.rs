@@ -220,6 +220,8 @@ pub fn demo_request(
         saas_defaults: [("web.replicas".to_string(), json!(2))]
             .into_iter()
             .collect(),
+        site: None,
+        operator: None,
         objects,
     }
 }

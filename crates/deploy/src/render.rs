@@ -2,14 +2,17 @@
 //!
 //! Every image reference in every workload becomes `REGISTRY/…@sha256:…`; when the registry
 //! needs credentials, each pod spec gets `imagePullSecrets` and each namespace the pull Secret.
+//! The relocation is computed by the same mapping rule the push uses, without contacting the
+//! registry, so rendering and pushing always agree.
 
 use std::collections::BTreeMap;
 
 use airlift_bundle::schema::common::ComponentMode;
-use airlift_bundle::schema::manifest::Component;
+use airlift_bundle::schema::manifest::{BundleManifest, Component};
 use airlift_bundle::Bundle;
-use airlift_cli::{CommandError, ExitKind};
 use airlift_cluster::ManagedObject;
+use airlift_registry::mapping::Destination;
+use airlift_registry::push::{plan_repositories, PushImage};
 use airlift_render::images::{
     add_pull_secret, pod_namespaces, pull_secret_object, rewrite_images, Relocation,
 };
@@ -17,55 +20,46 @@ use airlift_render::{
     render_manifests, BundleInfo, Config, K8sObject, ReleaseInfo, Renderer, Secret,
 };
 
+use crate::error::DeployError;
+
 /// The largest manifest template read from a bundle.
 const TEMPLATE_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// The name of the image pull Secret added to every namespace with pods.
 pub const PULL_SECRET_NAME: &str = "airlift-registry";
 
-/// Which optional components to install.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ComponentArgs {
-    /// Install this optional component even if it is off by default. Repeatable.
-    #[arg(long = "enable", value_name = "COMPONENT")]
-    pub enable: Vec<String>,
-    /// Leave out this optional component. Repeatable.
-    #[arg(long = "disable", value_name = "COMPONENT")]
-    pub disable: Vec<String>,
-}
-
-impl ComponentArgs {
-    /// The components to install, in install order; refuses unknown names and required ones.
-    pub fn select<'a>(
-        &self,
-        components: &'a [Component],
-    ) -> Result<Vec<&'a Component>, CommandError> {
-        let usage = |msg: String| {
-            CommandError::new(ExitKind::Usage, anyhow::anyhow!(msg))
-                .with_hint("`airlift-install inspect BUNDLE` lists the components")
-        };
-        for name in self.enable.iter().chain(&self.disable) {
-            match components.iter().find(|c| &c.name == name) {
-                None => return Err(usage(format!("the bundle has no component `{name}`"))),
-                Some(c) if c.mode == ComponentMode::Required && self.disable.contains(name) => {
-                    return Err(usage(format!(
-                        "component `{name}` is required and cannot be disabled"
-                    )))
-                }
-                _ => {}
+/// The components to install, in install order: required ones, optional-on ones unless
+/// disabled, optional-off ones when enabled. Refuses unknown names and disabling required ones.
+pub fn select_components<'a>(
+    components: &'a [Component],
+    enable: &[String],
+    disable: &[String],
+) -> Result<Vec<&'a Component>, DeployError> {
+    for name in enable.iter().chain(disable) {
+        match components.iter().find(|c| &c.name == name) {
+            None => {
+                return Err(DeployError::Component(format!(
+                    "the bundle has no component `{name}`"
+                )))
             }
+            Some(c) if c.mode == ComponentMode::Required && disable.contains(name) => {
+                return Err(DeployError::Component(format!(
+                    "component `{name}` is required and cannot be disabled"
+                )))
+            }
+            _ => {}
         }
-        let mut chosen: Vec<&Component> = components
-            .iter()
-            .filter(|c| match c.mode {
-                ComponentMode::Required => true,
-                ComponentMode::OptionalOn => !self.disable.contains(&c.name),
-                ComponentMode::OptionalOff => self.enable.contains(&c.name),
-            })
-            .collect();
-        chosen.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
-        Ok(chosen)
     }
+    let mut chosen: Vec<&Component> = components
+        .iter()
+        .filter(|c| match c.mode {
+            ComponentMode::Required => true,
+            ComponentMode::OptionalOn => !disable.contains(&c.name),
+            ComponentMode::OptionalOff => enable.contains(&c.name),
+        })
+        .collect();
+    chosen.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
+    Ok(chosen)
 }
 
 /// Credentials the cluster's nodes use to pull from the customer registry.
@@ -97,7 +91,7 @@ pub fn render_bundle(
     relocation: &BTreeMap<String, String>,
     pull: Option<&PullCredentials>,
     release: &ReleaseInfo,
-) -> Result<Vec<Rendered>, CommandError> {
+) -> Result<Vec<Rendered>, DeployError> {
     let m = bundle.manifest();
     let renderer = Renderer::new(
         config,
@@ -107,38 +101,29 @@ pub fn render_bundle(
         },
         release,
     );
-    let fail =
-        |kind: ExitKind, e: anyhow::Error, hint: &str| CommandError::new(kind, e).with_hint(hint);
     // `owners[i]` is the component (name, order) of `objects[i]`.
     let mut owners: Vec<(String, i32)> = Vec::new();
     let mut objects: Vec<K8sObject> = Vec::new();
     for component in components {
         let mut files = Vec::new();
         for path in &component.manifests {
-            let data = bundle.read_member(path, TEMPLATE_LIMIT).map_err(|e| {
-                let hint = e.hint();
-                CommandError::new(ExitKind::Trust, anyhow::Error::new(e)).with_hint(hint)
-            })?;
-            let text = String::from_utf8(data).map_err(|_| {
-                fail(
-                    ExitKind::Failure,
-                    anyhow::anyhow!("manifest `{path}` in the bundle is not UTF-8 text"),
-                    "the bundle is malformed: ask the vendor for a new build",
-                )
-            })?;
+            let data = bundle
+                .read_member(path, TEMPLATE_LIMIT)
+                .map_err(|source| DeployError::Bundle {
+                    path: bundle.path().to_path_buf(),
+                    source,
+                })?;
+            let text =
+                String::from_utf8(data).map_err(|_| DeployError::NotText { path: path.clone() })?;
             files.push((path.clone(), text));
         }
         let rendered = render_manifests(
             &renderer,
             files.iter().map(|(p, t)| (p.as_str(), t.as_str())),
         )
-        .map_err(|e| {
-            fail(
-                ExitKind::Config,
-                anyhow::Error::new(e)
-                    .context(format!("cannot render component `{}`", component.name)),
-                "check the configuration values used by the template named above",
-            )
+        .map_err(|source| DeployError::Render {
+            component: component.name.clone(),
+            source,
         })?;
         owners.extend(
             rendered
@@ -148,20 +133,8 @@ pub fn render_bundle(
         objects.extend(rendered);
     }
 
-    let relocation = Relocation::new(relocation).map_err(|e| {
-        fail(
-            ExitKind::Failure,
-            anyhow::Error::new(e),
-            "the relocation map is malformed: push again",
-        )
-    })?;
-    rewrite_images(&mut objects, &relocation).map_err(|e| {
-        fail(
-            ExitKind::Config,
-            anyhow::Error::new(e),
-            "every image a manifest uses must be carried by the bundle and pushed: push the bundle first",
-        )
-    })?;
+    let relocation = Relocation::new(relocation).map_err(DeployError::Images)?;
+    rewrite_images(&mut objects, &relocation).map_err(DeployError::Images)?;
     if let (Some(pull), Some(first)) = (pull, owners.first().cloned()) {
         add_pull_secret(&mut objects, PULL_SECRET_NAME);
         for ns in pod_namespaces(&objects, &release.namespace) {
@@ -192,13 +165,45 @@ pub fn render_bundle(
 }
 
 /// Wraps rendered objects for the cluster engine.
-pub fn managed(rendered: &[Rendered]) -> Result<Vec<ManagedObject>, CommandError> {
+pub fn managed(rendered: &[Rendered]) -> Result<Vec<ManagedObject>, DeployError> {
     rendered
         .iter()
         .enumerate()
         .map(|(i, r)| {
             ManagedObject::new(&r.component, r.order, i, r.object.value.clone())
-                .map_err(|e| CommandError::new(ExitKind::Config, anyhow::Error::new(e)))
+                .map_err(DeployError::Object)
         })
         .collect()
+}
+
+/// Every image of the bundle, as the push engine takes them.
+pub fn push_images(manifest: &BundleManifest) -> Vec<PushImage> {
+    let mut images: Vec<PushImage> = manifest
+        .components
+        .iter()
+        .flat_map(|c| &c.images)
+        .map(PushImage::from)
+        .collect();
+    images.sort_by(|a, b| a.reference.cmp(&b.reference));
+    images.dedup_by(|a, b| a.reference == b.reference);
+    images
+}
+
+/// Original reference -> `REGISTRY/REPOSITORY@sha256:…`, computed by the same mapping rule the
+/// push uses, without contacting the registry. The whole bundle's image set is mapped, so the
+/// collision suffixes match the push exactly.
+pub fn planned_relocation(
+    manifest: &BundleManifest,
+    destination: &Destination,
+) -> Result<BTreeMap<String, String>, DeployError> {
+    let images = push_images(manifest);
+    let repos = plan_repositories(&images, destination).map_err(DeployError::Mapping)?;
+    Ok(images
+        .iter()
+        .filter_map(|i| {
+            repos
+                .get(&i.reference)
+                .map(|repo| (i.reference.clone(), format!("{repo}@{}", i.digest)))
+        })
+        .collect())
 }

@@ -1,0 +1,220 @@
+//! The deploy pipeline's errors: each says what kind of failure it is and how to fix it
+//! ([`airlift_bundle::Diagnose`]).
+
+use std::path::PathBuf;
+
+use airlift_bundle::{Diagnose, ExitKind};
+
+/// One failed preflight check, from the cluster, the registry or the release's own state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreflightFailure {
+    /// What was checked: `cluster`, `registry`, `ownership`, `permissions`.
+    pub area: &'static str,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+/// Errors of the deploy pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The bundle could not be read or failed verification.
+    #[error("{} `{}`", if .source.is_trust_failure() { "bundle failed verification:" } else { "cannot read bundle" }, .path.display())]
+    Bundle {
+        /// The bundle file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: airlift_bundle::BundleError,
+    },
+    /// The vendor key could not be loaded.
+    #[error("cannot load the vendor key")]
+    Trust(#[source] airlift_bundle::TrustError),
+    /// A manifest in the bundle is not text.
+    #[error("manifest `{path}` in the bundle is not UTF-8 text")]
+    NotText {
+        /// The member.
+        path: String,
+    },
+    /// The configuration is not usable.
+    #[error("the configuration is not usable")]
+    Config(#[source] airlift_render::ConfigError),
+    /// A component failed to render.
+    #[error("cannot render component `{component}`")]
+    Render {
+        /// The component.
+        component: String,
+        /// The cause.
+        #[source]
+        source: airlift_render::RenderError,
+    },
+    /// Images could not be rewritten to the customer registry.
+    #[error("cannot point the manifests at the customer registry")]
+    Images(#[source] airlift_render::images::ImageError),
+    /// A rendered object is not a Kubernetes object.
+    #[error("a rendered object is not a Kubernetes object")]
+    Object(#[source] airlift_cluster::object::ObjectError),
+    /// `--enable`/`--disable` named a component wrongly.
+    #[error("{0}")]
+    Component(String),
+    /// The registry destination is malformed or missing.
+    #[error("{0}")]
+    Destination(String),
+    /// The repository mapping failed.
+    #[error("cannot map the bundle's images to the customer registry")]
+    Mapping(#[source] airlift_registry::push::PushError),
+    /// The registry client could not be built.
+    #[error("cannot set up the registry client for `{registry}`")]
+    RegistryClient {
+        /// The registry.
+        registry: String,
+        /// The cause.
+        #[source]
+        source: airlift_registry::client::ClientSetupError,
+    },
+    /// The push failed.
+    #[error("failed to push the bundle's images")]
+    Push(#[source] airlift_registry::push::PushError),
+    /// The push did not put an image where rendering assumed.
+    #[error("image `{reference}` was pushed to `{got}`, but the manifests were rendered for `{want}`")]
+    Relocation {
+        /// The original reference.
+        reference: String,
+        /// Where it went.
+        got: String,
+        /// Where rendering expected it.
+        want: String,
+    },
+    /// One or more preflight checks failed; nothing was changed.
+    #[error("preflight failed; nothing was changed:\n{}", failure_lines(.0))]
+    Preflight(Vec<PreflightFailure>),
+    /// A cluster operation failed.
+    #[error(transparent)]
+    Lifecycle(#[from] airlift_cluster::lifecycle::LifecycleError),
+    /// The release lock.
+    #[error(transparent)]
+    Lock(#[from] airlift_cluster::lock::LockError),
+    /// Connecting to the cluster failed.
+    #[error(transparent)]
+    Connect(#[from] airlift_cluster::ConnectError),
+    /// Reading or writing kept values (generated or site secrets) failed.
+    #[error(transparent)]
+    Kept(#[from] airlift_cluster::generated::GeneratedError),
+    /// Reading release records failed.
+    #[error(transparent)]
+    Records(#[from] airlift_cluster::release::ReleaseError),
+    /// A live read of the cluster failed.
+    #[error("failed to read {what} from the cluster")]
+    Read {
+        /// What was read.
+        what: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// The operator declined the confirmation.
+    #[error("the operator declined; nothing was changed")]
+    Declined,
+    /// A prompt failed (e.g. the terminal went away).
+    #[error("the prompt for `{key}` failed: {reason}")]
+    Prompt {
+        /// The key asked for.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The operator interrupted before any change.
+    #[error("interrupted before any change; nothing was changed")]
+    Interrupted,
+}
+
+fn failure_lines(failures: &[PreflightFailure]) -> String {
+    failures
+        .iter()
+        .map(|f| format!("  - [{}] {}", f.area, f.problem))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Diagnose for DeployError {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            Self::Bundle { source, .. } if source.is_trust_failure() => ExitKind::Trust,
+            Self::Bundle { .. } | Self::Relocation { .. } | Self::NotText { .. } => {
+                ExitKind::Failure
+            }
+            Self::Trust(_) | Self::Component(_) | Self::Destination(_) => ExitKind::Usage,
+            Self::Config(_)
+            | Self::Render { .. }
+            | Self::Images(_)
+            | Self::Object(_)
+            | Self::Mapping(_) => ExitKind::Config,
+            Self::RegistryClient { .. } | Self::Push(_) => ExitKind::Registry,
+            Self::Preflight(_) => ExitKind::Preflight,
+            Self::Lifecycle(e) => e.exit_kind(),
+            Self::Lock(e) => e.exit_kind(),
+            Self::Connect(_) | Self::Kept(_) | Self::Records(_) | Self::Read { .. } => {
+                ExitKind::Cluster
+            }
+            Self::Declined | Self::Prompt { .. } | Self::Interrupted => ExitKind::Interrupted,
+        }
+    }
+
+    fn fix(&self) -> Option<String> {
+        Some(match self {
+            Self::Bundle { source, .. } => source.hint(),
+            Self::Trust(e) => e.hint(),
+            Self::NotText { .. } => "the bundle is malformed: ask the vendor for a new build".into(),
+            Self::Config(e) => match e {
+                airlift_render::ConfigError::Missing { .. } => {
+                    "run interactively to be prompted, or pass a values file (-f) or --set KEY=VALUE"
+                        .into()
+                }
+                airlift_render::ConfigError::Invalid { .. } => {
+                    "fix each value named above; `airlift-install config BUNDLE` lists the items \
+                     and their rules"
+                        .into()
+                }
+                airlift_render::ConfigError::MalformedSet { .. } => {
+                    "write --set group.item=value".into()
+                }
+                _ => "check the values files named above".into(),
+            },
+            Self::Render { .. } => {
+                "check the configuration values used by the template named above".into()
+            }
+            Self::Images(_) => "every image a manifest uses must be carried by the bundle: ask \
+                                the vendor for a fixed bundle"
+                .into(),
+            Self::Object(_) => "the bundle is malformed: ask the vendor for a new build".into(),
+            Self::Component(_) => "`airlift-install inspect BUNDLE` lists the components".into(),
+            Self::Destination(_) => {
+                "write --registry HOST[:PORT][/PREFIX], e.g. registry.corp:5000/vendor".into()
+            }
+            Self::Mapping(e) => e.hint(),
+            Self::RegistryClient { registry, .. } => {
+                format!("check --registry-ca and the registry address `{registry}`")
+            }
+            Self::Push(e) => e.hint(),
+            Self::Relocation { .. } => {
+                "this is a bug in Airlift: report it with the bundle's `inspect` output".into()
+            }
+            Self::Preflight(failures) => failures
+                .iter()
+                .map(|f| f.fix.as_str())
+                .filter(|f| !f.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
+            Self::Lifecycle(e) => return e.fix(),
+            Self::Lock(e) => return e.fix(),
+            Self::Connect(e) => e.hint(),
+            Self::Kept(e) => e.hint(),
+            Self::Records(e) => e.hint(),
+            Self::Read { source, .. } => airlift_cluster::kubeconfig::api_hint(source),
+            Self::Declined | Self::Interrupted => return None,
+            Self::Prompt { .. } => "pass the value with --set or a values file instead".into(),
+        })
+    }
+}

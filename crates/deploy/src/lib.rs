@@ -1,0 +1,27 @@
+//! The Airlift deploy pipeline as a library.
+//!
+//! ```text
+//! open_verified(path, trust)                  // signature, then every digest; nothing before
+//!   → Deployer::prepare(bundle, site, intent) // configuration, relocation, render; reads only
+//!   → Deployer::plan(prepared)                // what would change, old → new values
+//!   → Deployer::deploy(prepared, intent, ..)  // preflight (all at once) → push → lock →
+//!                                             // keep values → apply → wait → record → unlock
+//! releases::{status, list, rollback, uninstall, values}
+//! ```
+//!
+//! The installer binary holds only flags, prompts ([`site::Interaction`]), progress and
+//! printing; fleet rollouts and tests drive the same calls. Every error implements
+//! [`airlift_bundle::Diagnose`].
+
+pub mod error;
+pub mod pipeline;
+pub mod registry;
+pub mod releases;
+pub mod render;
+pub mod site;
+pub mod source;
+
+pub use error::{DeployError, PreflightFailure};
+pub use pipeline::{DeployReport, Deployer, Intent, PlanReport, Prepared};
+pub use site::{Interaction, NonInteractive, SiteRequest};
+pub use source::open_verified;

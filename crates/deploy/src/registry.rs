@@ -1,0 +1,110 @@
+//! The registry phase: preflight, then a resumable push from the verified bundle file, checked
+//! against the relocation rendering assumed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use airlift_bundle::schema::manifest::BundleManifest;
+use airlift_bundle::{BlobSource, Bundle, Progress};
+use airlift_registry::client::RegistryClient;
+use airlift_registry::mapping::{Destination, RelocationMap};
+use airlift_registry::preflight::preflight as registry_preflight;
+use airlift_registry::push::{plan_repositories, push, PushReport};
+use airlift_registry::RegistryOptions;
+
+use crate::error::{DeployError, PreflightFailure};
+use crate::render::push_images;
+
+/// A client for the destination registry.
+pub fn client(
+    destination: &Destination,
+    options: &RegistryOptions,
+) -> Result<RegistryClient, DeployError> {
+    RegistryClient::new(&destination.registry, options).map_err(|source| {
+        DeployError::RegistryClient {
+            registry: destination.registry.clone(),
+            source,
+        }
+    })
+}
+
+/// Before anything is sent: the registry is reachable, its certificate trusted, it is a
+/// registry, and the credentials may push (an upload to the first target repository is started
+/// and cancelled). Returns the failure, if any, for the combined preflight report.
+pub async fn preflight(
+    client: &RegistryClient,
+    manifest: &BundleManifest,
+    destination: &Destination,
+) -> Result<Option<PreflightFailure>, DeployError> {
+    let repos =
+        plan_repositories(&push_images(manifest), destination).map_err(DeployError::Mapping)?;
+    let first = repos
+        .into_values()
+        .next()
+        .and_then(|r| r.split_once('/').map(|(_, repo)| repo.to_string()));
+    // A bundle without images needs no registry.
+    let Some(repo) = first else {
+        return Ok(None);
+    };
+    Ok(registry_preflight(client, &repo)
+        .await
+        .err()
+        .map(|e| PreflightFailure {
+            area: "registry",
+            problem: chain(&e),
+            fix: e.hint(),
+        }))
+}
+
+/// An error and its causes on one line.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// Pushes every image of `bundle` to `destination` (skipping what the registry holds), then
+/// checks that each went where rendering assumed.
+pub async fn push_bundle(
+    client: &RegistryClient,
+    bundle: Arc<Bundle>,
+    destination: &Destination,
+    planned: &BTreeMap<String, String>,
+    concurrency: usize,
+    progress: Arc<dyn Progress>,
+) -> Result<PushReport, DeployError> {
+    let images = push_images(bundle.manifest());
+    let concurrency = concurrency.max(1);
+    let source: Arc<dyn BlobSource> = bundle;
+    let report = push(client, source, &images, destination, concurrency, progress)
+        .await
+        .map_err(DeployError::Push)?;
+    check_relocation(planned, &report.relocation_map)?;
+    Ok(report)
+}
+
+/// Checks that the push put every image where rendering assumed it would be.
+fn check_relocation(
+    planned: &BTreeMap<String, String>,
+    pushed: &RelocationMap,
+) -> Result<(), DeployError> {
+    for (reference, want) in planned {
+        let got = pushed.images.get(reference).map(|r| r.reference.as_str());
+        if got != Some(want.as_str()) {
+            return Err(DeployError::Relocation {
+                reference: reference.clone(),
+                got: got.unwrap_or("nowhere").to_string(),
+                want: want.clone(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! Operations on installed releases: live status, list, rollback, uninstall and the site's
+//! values. Rollback and uninstall take the release lock.
+
+use std::collections::BTreeMap;
+
+use airlift_bundle::Progress;
+use airlift_cluster::apply::get_live;
+use airlift_cluster::lifecycle::{DeployOptions, Engine, Outcome};
+use airlift_cluster::lock::{lease_name, ReleaseLock};
+use airlift_cluster::object::{is_workload, ObjectRef};
+use airlift_cluster::readiness::{evaluate, State};
+use airlift_cluster::release::{list_releases, Release, ReleaseStatus, ReleaseSummary};
+use airlift_cluster::Cluster;
+use k8s_openapi::api::coordination::v1::Lease;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::DeployError;
+
+/// One workload's readiness, read live.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    /// The workload.
+    pub object: ObjectRef,
+    /// Ready replicas (or completed pods for Jobs).
+    pub ready: i64,
+    /// Desired replicas.
+    pub desired: i64,
+    /// Ready, progressing, or why not.
+    pub condition: String,
+}
+
+/// An object whose live value differs from what the release applied.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Changed {
+    /// The object.
+    pub object: ObjectRef,
+    /// The fields that differ (paths only).
+    pub fields: Vec<String>,
+}
+
+/// A release as the cluster shows it now.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    /// The release.
+    pub release: String,
+    /// The release namespace.
+    pub namespace: String,
+    /// The revision recorded as deployed, if any.
+    pub deployed: Option<Release>,
+    /// The newest revision (the last operation), which may be newer than the deployed one.
+    pub latest: Release,
+    /// Every revision, oldest first.
+    pub history: Vec<Release>,
+    /// Workloads, read live.
+    pub workloads: Vec<WorkloadStatus>,
+    /// Objects of the deployed revision that no longer exist.
+    pub missing: Vec<ObjectRef>,
+    /// Objects whose live fields differ from what was applied.
+    pub changed: Vec<Changed>,
+    /// Who holds the release lock now, and since when.
+    pub locked_by: Option<String>,
+    /// The registry the release pulls from.
+    pub registry: Option<String>,
+    /// One sentence for the state: `deployed`, `deployed, 1 of 2 workloads not ready`, ...
+    pub summary: String,
+}
+
+/// Reads the release's records and the live state of its objects.
+pub async fn status(
+    cluster: &Cluster,
+    progress: &dyn Progress,
+    namespace: &str,
+    release: &str,
+) -> Result<StatusReport, DeployError> {
+    let engine = Engine::new(cluster, progress);
+    let history = engine.existing(namespace, release).await?;
+    let latest = history
+        .last()
+        .cloned()
+        .ok_or_else(|| DeployError::Component("no revisions".into()))?;
+    let deployed = history
+        .iter()
+        .rev()
+        .find(|r| r.status == ReleaseStatus::Deployed)
+        .cloned();
+    let resolver = engine.resolver();
+    let mut workloads = Vec::new();
+    let mut missing = Vec::new();
+    let mut changed = Vec::new();
+    if let Some(d) = &deployed {
+        for stored in &d.objects {
+            let Some(id) = stored.object.id() else {
+                continue;
+            };
+            let live = get_live(resolver, &id)
+                .await
+                .map_err(|e| DeployError::Lifecycle(e.into()))?;
+            let Some(live) = live else {
+                missing.push(id);
+                continue;
+            };
+            let mut skip: Vec<String> = stored.redacted_paths.clone();
+            if !stored.redacted_keys.is_empty() {
+                skip.push("/data".into());
+                skip.push("/stringData".into());
+            }
+            let mut fields = Vec::new();
+            differing(&stored.object.object, &live, "", &skip, &mut fields);
+            if !fields.is_empty() {
+                changed.push(Changed {
+                    object: id.clone(),
+                    fields,
+                });
+            }
+            if is_workload(&id.group, &id.kind) {
+                workloads.push(workload_status(&id, &live));
+            }
+        }
+    }
+    let locked_by = lock_holder(cluster, namespace, release).await;
+    let summary = summarize(&latest, deployed.as_ref(), &workloads, &missing, &locked_by);
+    Ok(StatusReport {
+        release: release.to_string(),
+        namespace: namespace.to_string(),
+        registry: deployed
+            .as_ref()
+            .and_then(|d| d.site.as_ref())
+            .and_then(|s| s.registry.clone()),
+        deployed,
+        latest,
+        history,
+        workloads,
+        missing,
+        changed,
+        locked_by,
+        summary,
+    })
+}
+
+fn summarize(
+    latest: &Release,
+    deployed: Option<&Release>,
+    workloads: &[WorkloadStatus],
+    missing: &[ObjectRef],
+    locked_by: &Option<String>,
+) -> String {
+    let mut parts = Vec::new();
+    match deployed {
+        Some(d) => parts.push(format!(
+            "revision {} ({} {}) deployed",
+            d.revision, d.bundle.name, d.bundle.version
+        )),
+        None => parts.push("no revision deployed".into()),
+    }
+    if deployed.map(|d| d.revision) != Some(latest.revision) {
+        let state = match (latest.status, locked_by) {
+            (ReleaseStatus::Pending, Some(_)) => "in progress".to_string(),
+            (ReleaseStatus::Pending, None) => {
+                "pending, but no process holds the lock: it stopped partway (run the same \
+                 command again, or roll back)"
+                    .to_string()
+            }
+            (s, _) => s.to_string(),
+        };
+        parts.push(format!(
+            "last operation: revision {} ({}) {state}",
+            latest.revision, latest.description
+        ));
+    }
+    let not_ready = workloads.iter().filter(|w| w.ready < w.desired).count();
+    if not_ready > 0 {
+        parts.push(format!(
+            "{not_ready} of {} workloads not ready",
+            workloads.len()
+        ));
+    }
+    if !missing.is_empty() {
+        parts.push(format!("{} objects missing", missing.len()));
+    }
+    parts.join("; ")
+}
+
+fn workload_status(id: &ObjectRef, live: &Value) -> WorkloadStatus {
+    let status = live.get("status");
+    let num = |p: &str| status.and_then(|s| s.pointer(p)).and_then(Value::as_i64);
+    let (ready, desired) = match id.kind.as_str() {
+        "DaemonSet" => (
+            num("/numberReady").unwrap_or(0),
+            num("/desiredNumberScheduled").unwrap_or(0),
+        ),
+        "Job" => (
+            num("/succeeded").unwrap_or(0),
+            live.pointer("/spec/completions")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+        ),
+        "CronJob" => (0, 0),
+        _ => (
+            num("/readyReplicas").unwrap_or(0),
+            live.pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+        ),
+    };
+    let condition = match evaluate(&id.kind, live) {
+        State::Ready => "ready".to_string(),
+        other => format!("{other:?}").to_lowercase(),
+    };
+    WorkloadStatus {
+        object: id.clone(),
+        ready,
+        desired,
+        condition,
+    }
+}
+
+/// Collects the JSON paths where `applied` has a value that `live` lacks or holds differently.
+/// Only what was applied is compared, so server-set fields and defaults never count.
+fn differing(applied: &Value, live: &Value, path: &str, skip: &[String], out: &mut Vec<String>) {
+    if skip.iter().any(|s| s == path) || path == "/status" || path.starts_with("/metadata/managedFields") {
+        return;
+    }
+    match (applied, live) {
+        (Value::Object(a), Value::Object(l)) => {
+            for (k, v) in a {
+                let key = k.replace('~', "~0").replace('/', "~1");
+                let child = format!("{path}/{key}");
+                match l.get(k) {
+                    Some(lv) => differing(v, lv, &child, skip, out),
+                    None if v.is_null() => {}
+                    None => out.push(child),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(l)) if a.len() == l.len() => {
+            for (i, (av, lv)) in a.iter().zip(l).enumerate() {
+                differing(av, lv, &format!("{path}/{i}"), skip, out);
+            }
+        }
+        (a, l) if a == l => {}
+        // `1` applied may read back as `1`, `"1"` stays a string: compare as text last.
+        (a, l) if a.to_string().trim_matches('"') == l.to_string().trim_matches('"') => {}
+        _ => out.push(if path.is_empty() { "/".into() } else { path.to_string() }),
+    }
+}
+
+async fn lock_holder(cluster: &Cluster, namespace: &str, release: &str) -> Option<String> {
+    let api: kube::Api<Lease> = kube::Api::namespaced(cluster.client().clone(), namespace);
+    let lease = api.get_opt(&lease_name(release)).await.ok()??;
+    if airlift_cluster::lock::is_stale(&lease) {
+        return None;
+    }
+    let spec = lease.spec?;
+    Some(format!(
+        "{} since {}",
+        spec.holder_identity.unwrap_or_default(),
+        spec.acquire_time.map(|t| t.0.to_string()).unwrap_or_default()
+    ))
+}
+
+/// Every release in `namespace`, or in every namespace.
+pub async fn list(
+    cluster: &Cluster,
+    namespace: Option<&str>,
+) -> Result<Vec<ReleaseSummary>, DeployError> {
+    Ok(list_releases(cluster.client().clone(), namespace).await?)
+}
+
+/// Rolls back under the release lock.
+pub async fn rollback(
+    cluster: &Cluster,
+    progress: &dyn Progress,
+    namespace: &str,
+    release: &str,
+    revision: Option<u32>,
+    options: &DeployOptions,
+    force_unlock: bool,
+) -> Result<Outcome, DeployError> {
+    let engine = Engine::new(cluster, progress);
+    engine.existing(namespace, release).await?;
+    let lock = ReleaseLock::acquire(
+        cluster.client().clone(),
+        namespace,
+        release,
+        "rollback",
+        force_unlock,
+    )
+    .await?;
+    let result = engine.rollback(namespace, release, revision, options).await;
+    let unlocked = lock.release().await;
+    let outcome = result?;
+    unlocked?;
+    Ok(outcome)
+}
+
+/// Uninstalls under the release lock. The lock itself goes with the release.
+pub async fn uninstall(
+    cluster: &Cluster,
+    progress: &dyn Progress,
+    namespace: &str,
+    release: &str,
+    delete_data: bool,
+    force_unlock: bool,
+) -> Result<Outcome, DeployError> {
+    let engine = Engine::new(cluster, progress);
+    engine.existing(namespace, release).await?;
+    let lock = ReleaseLock::acquire(
+        cluster.client().clone(),
+        namespace,
+        release,
+        "uninstall",
+        force_unlock,
+    )
+    .await?;
+    let result = engine.uninstall(namespace, release, delete_data).await;
+    let unlocked = lock.release().await;
+    let outcome = result?;
+    // The namespace may be gone with the lease in it.
+    if let Err(e) = unlocked {
+        if !matches!(&e, airlift_cluster::lock::LockError::Api { source: kube::Error::Api(s), .. } if s.code == 404 || s.code == 409)
+        {
+            return Err(e.into());
+        }
+    }
+    Ok(outcome)
+}
+
+/// One configuration item: the SaaS default beside the site's value.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueRow {
+    /// The key.
+    pub key: String,
+    /// The SaaS default of the deployed bundle (`None` for secrets and items without one).
+    pub saas_default: Option<Value>,
+    /// The site's own value, if it gave one (`(secret)` for secrets).
+    pub site: Option<Value>,
+    /// The value in effect (secrets as fingerprints).
+    pub effective: Option<Value>,
+}
+
+/// The site's overrides beside the SaaS defaults of the deployed revision.
+pub async fn values(
+    cluster: &Cluster,
+    progress: &dyn Progress,
+    namespace: &str,
+    release: &str,
+) -> Result<Vec<ValueRow>, DeployError> {
+    let engine = Engine::new(cluster, progress);
+    let history = engine.existing(namespace, release).await?;
+    let Some(d) = history
+        .iter()
+        .rev()
+        .find(|r| r.status == ReleaseStatus::Deployed)
+    else {
+        return Ok(Vec::new());
+    };
+    let site = d.site.clone().unwrap_or_default();
+    let mut keys: BTreeMap<&str, ()> = BTreeMap::new();
+    for k in d
+        .config
+        .keys()
+        .chain(d.saas_defaults.keys())
+        .chain(site.values.keys())
+    {
+        keys.insert(k, ());
+    }
+    Ok(keys
+        .into_keys()
+        .map(|k| ValueRow {
+            key: k.to_string(),
+            saas_default: d.saas_defaults.get(k).cloned(),
+            site: site.values.get(k).cloned().or_else(|| {
+                site.secret_keys
+                    .iter()
+                    .any(|s| s == k)
+                    .then(|| Value::String("(secret)".into()))
+            }),
+            effective: d.config.get(k).cloned(),
+        })
+        .collect())
+}
