@@ -1,0 +1,243 @@
+//! Signed product bundles for lifecycle tests: a small "shop" product (a namespace, a ConfigMap
+//! from configuration, a Secret with a generated password, a web Deployment on a real image) at
+//! any version, with SaaS defaults and extra manifests chosen by the test. Written with the
+//! bundle library, so tests need no packager binary.
+
+use std::path::{Path, PathBuf};
+
+use airlift_bundle::schema::common::{ComponentMode, Layer, Metadata, Requirements};
+use airlift_bundle::schema::config::{
+    ConfigGroup, ConfigItem, ConfigSchema, ConfigType, Generate,
+};
+use airlift_bundle::schema::manifest::{BuildInfo, BundleManifest, Component, ImageRecord};
+use airlift_bundle::{write_bundle, BundleContents, ComponentFile, Digest, NoProgress, PrivateKey};
+use serde_json::{json, Value};
+
+use crate::images::{sample_set, SampleSet, OCI_MANIFEST};
+
+/// The image reference the shop's web Deployment uses (relocated at install).
+pub const SHOP_IMAGE: &str = "registry.example.com/acme/api:1.0";
+
+const BASE: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {{ release.namespace }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  hostname: \"{{ config.web.hostname }}\"
+  color: \"{{ config.web.color }}\"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+stringData:
+  password: \"{{ config.db.password }}\"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {{ config.web.replicas }}
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: registry.example.com/acme/api:1.0
+";
+
+/// One version of the shop product.
+#[derive(Debug, Clone)]
+pub struct ShopVersion {
+    /// The bundle name (and default release name).
+    pub name: String,
+    /// The version.
+    pub version: String,
+    /// SaaS default of `web.replicas`.
+    pub replicas: i64,
+    /// SaaS default of `web.color`.
+    pub color: String,
+    /// Extra manifest templates (YAML documents) appended to the component.
+    pub extra: String,
+}
+
+impl ShopVersion {
+    /// `shop` at `version`, 1 replica, color `blue`.
+    pub fn new(version: &str) -> Self {
+        Self {
+            name: "shop".into(),
+            version: version.into(),
+            replicas: 1,
+            color: "blue".into(),
+            extra: String::new(),
+        }
+    }
+}
+
+/// Signed bundles over one key and one image set.
+pub struct ShopBundles {
+    dir: PathBuf,
+    key: PrivateKey,
+    images: SampleSet,
+}
+
+impl std::fmt::Debug for ShopBundles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShopBundles")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn item(name: &str, kind: ConfigType, default: Option<Value>, description: &str) -> ConfigItem {
+    ConfigItem {
+        name: name.into(),
+        kind,
+        description: description.into(),
+        default,
+        required: true,
+        validation: Default::default(),
+        generate: None,
+    }
+}
+
+impl ShopBundles {
+    /// Writes the image set and a signing key under `dir`.
+    pub fn new(dir: &Path) -> std::io::Result<Self> {
+        let images = sample_set(&dir.join("images"), 7, 64 << 10)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key: PrivateKey::generate(),
+            images,
+        })
+    }
+
+    /// The vendor's public key file (written on first use).
+    pub fn public_key(&self) -> std::io::Result<PathBuf> {
+        let path = self.dir.join("vendor.pub");
+        let pem = self
+            .key
+            .public_key()
+            .to_pem()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::write(&path, pem)?;
+        Ok(path)
+    }
+
+    /// Writes the signed bundle for `v` and returns its path.
+    pub fn write(&self, v: &ShopVersion) -> std::io::Result<PathBuf> {
+        let path = "components/shop/shop.yaml".to_string();
+        let mut template = BASE.to_string();
+        if !v.extra.is_empty() {
+            template.push_str("---\n");
+            template.push_str(&v.extra);
+        }
+        let mut password = item("password", ConfigType::Secret, None, "database password");
+        password.generate = Some(Generate {
+            length: 24,
+            charset: Default::default(),
+        });
+        let config = ConfigSchema {
+            groups: vec![
+                ConfigGroup {
+                    name: "web".into(),
+                    title: None,
+                    description: None,
+                    items: vec![
+                        item("replicas", ConfigType::Int, Some(json!(v.replicas)), "web pods"),
+                        item(
+                            "hostname",
+                            ConfigType::Hostname,
+                            Some(json!("shop.example.com")),
+                            "public host name",
+                        ),
+                        item("color", ConfigType::String, Some(json!(v.color)), "theme"),
+                    ],
+                },
+                ConfigGroup {
+                    name: "db".into(),
+                    title: None,
+                    description: None,
+                    items: vec![password],
+                },
+            ],
+        };
+        let api = &self.images.api;
+        let manifest = BundleManifest {
+            api_version: "airlift.dev/v1alpha1".into(),
+            kind: "Bundle".into(),
+            metadata: Metadata {
+                name: v.name.clone(),
+                version: v.version.clone(),
+                channel: "stable".into(),
+                vendor: "Acme".into(),
+                description: None,
+            },
+            build: BuildInfo {
+                created: "2026-01-02T03:04:05Z".into(),
+                tool: "airlift-testkit".into(),
+                definition_digest: Digest::of_bytes(v.version.as_bytes()),
+                signer: None,
+            },
+            requirements: Requirements {
+                kubernetes: ">=1.28.0".into(),
+                platforms: vec!["linux/amd64"
+                    .parse()
+                    .map_err(|e| std::io::Error::other(format!("{e}")))?],
+                storage_classes: vec![],
+                crds: vec![],
+            },
+            components: vec![Component {
+                name: "shop".into(),
+                description: "the shop".into(),
+                mode: ComponentMode::Required,
+                layer: Layer::Workload,
+                order: 0,
+                images: vec![ImageRecord {
+                    reference: SHOP_IMAGE.into(),
+                    source: format!("oci-layout:test@{}", api.manifest.digest),
+                    digest: api.manifest.digest.clone(),
+                    media_type: OCI_MANIFEST.into(),
+                    platforms: vec![api
+                        .platform
+                        .parse()
+                        .map_err(|e| std::io::Error::other(format!("{e}")))?],
+                }],
+                manifests: vec![path.clone()],
+            }],
+            config,
+            members: vec![],
+            blobs: vec![],
+        };
+        let store = airlift_bundle::DirBlobStore::open(self.dir.join("images/blobs"))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let out = self
+            .dir
+            .join(format!("{}-{}.airlift", v.name, v.version));
+        write_bundle(
+            BundleContents {
+                manifest,
+                files: vec![ComponentFile {
+                    path,
+                    data: template.into_bytes(),
+                }],
+            },
+            &store,
+            Some(&self.key),
+            &out,
+            &NoProgress,
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(out)
+    }
+}
