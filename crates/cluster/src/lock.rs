@@ -7,8 +7,10 @@
 //! [`LockError::Held`], naming the holder and since when. A Lease whose `renewTime` is older
 //! than its duration belonged to a process that died: it is taken over, with the
 //! `resourceVersion` of the stale Lease as a precondition, so two processes cannot both take it.
-//! `force` takes over a live Lease too (`--force-unlock`).
+//! `force` takes over a live Lease too (`--force-unlock`). A Lease whose holder is a process of
+//! this same machine that no longer runs (killed with SIGKILL) is taken over at once.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,18 +87,36 @@ pub fn lease_name(release: &str) -> String {
     format!("airlift-lock-{release}")
 }
 
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
 /// Who we are, for the holder identity: `user@host pid N: operation`.
 pub fn holder_identity(operation: &str) -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into());
-    format!("{user}@{host} pid {}: {operation}", std::process::id())
+    format!("{user}@{} pid {}: {operation}", host_name(), std::process::id())
+}
+
+/// Whether `holder` names a process on this machine that no longer runs (killed, crashed): its
+/// lock can be taken over at once instead of after the lease expires.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some((who, rest)) = holder.split_once(" pid ") else {
+        return false;
+    };
+    let Some(host) = who.split_once('@').map(|(_, h)| h) else {
+        return false;
+    };
+    let Some(pid) = rest.split(':').next().and_then(|p| p.trim().parse::<u32>().ok()) else {
+        return false;
+    };
+    host == host_name() && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// A held lock. Renewed in the background until [`ReleaseLock::release`] (or drop, which stops
@@ -188,7 +208,7 @@ impl ReleaseLock {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 let current = api.get(&name).await.map_err(err("read"))?;
-                if !force && !is_stale(&current) {
+                if !force && is_held(&current) {
                     return Err(held(&current));
                 }
                 let rv = current.metadata.resource_version.clone();
@@ -268,6 +288,17 @@ async fn renew(api: Api<Lease>, name: String, stop: Arc<Notify>) {
     }
 }
 
+/// Whether a live process holds `lease`: renewed within its duration, and not a process of this
+/// machine that is gone.
+pub fn is_held(lease: &Lease) -> bool {
+    let gone = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .is_some_and(holder_is_gone);
+    !gone && !is_stale(lease)
+}
+
 /// Whether `lease` has not been renewed within its duration.
 pub fn is_stale(lease: &Lease) -> bool {
     let Some(spec) = &lease.spec else {
@@ -277,5 +308,20 @@ pub fn is_stale(lease: &Lease) -> bool {
     match spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) {
         Some(last) => now().0.as_second() - last.0.as_second() > duration,
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_dead_process_on_this_host_is_gone() {
+        let me = holder_identity("install");
+        assert!(!holder_is_gone(&me), "we run");
+        let dead = format!("root@{} pid 4194304: install", host_name());
+        assert!(holder_is_gone(&dead), "no such pid");
+        assert!(!holder_is_gone("root@another-host pid 4194304: install"));
+        assert!(!holder_is_gone("garbage"));
     }
 }

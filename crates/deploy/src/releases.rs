@@ -251,7 +251,7 @@ fn differing(applied: &Value, live: &Value, path: &str, skip: &[String], out: &m
 async fn lock_holder(cluster: &Cluster, namespace: &str, release: &str) -> Option<String> {
     let api: kube::Api<Lease> = kube::Api::namespaced(cluster.client().clone(), namespace);
     let lease = api.get_opt(&lease_name(release)).await.ok()??;
-    if airlift_cluster::lock::is_stale(&lease) {
+    if !airlift_cluster::lock::is_held(&lease) {
         return None;
     }
     let spec = lease.spec?;
