@@ -64,7 +64,11 @@ fn signal(pid: u32, sig: &str) {
 
 #[test]
 fn kills_at_seeded_moments_leave_a_truthful_status_and_a_converging_rerun() {
-    let site = Site::start();
+    // Pods take 1.5 s to become ready, so the readiness wait is a phase a kill can land in.
+    let site = Site::start_with(
+        airlift_testkit::cluster::ClusterOptions::default()
+            .with_ready_delay(Duration::from_millis(1500)),
+    );
     let v1 = site.bundle(&ShopVersion::new("1.0.0"));
     let v2 = site.bundle(&ShopVersion::new("2.0.0"));
     assert!(site.install(&v1, &["--release", "other"]).ok());
@@ -84,7 +88,7 @@ fn kills_at_seeded_moments_leave_a_truthful_status_and_a_converging_rerun() {
         let args = site.deploy_args(cmd, bundle, &["--release", &release, "--yes"], true);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         // Upgrades spend their first half second verifying and planning: aim past that.
-        let delay = if upgrade { 500 + rng.next(1600) } else { rng.next(2500) };
+        let delay = if upgrade { 500 + rng.next(2500) } else { rng.next(3500) };
         let sig = if i % 2 == 0 { "-INT" } else { "-KILL" };
         let tag = format!("#{i} {cmd} {sig} after {delay} ms");
         let child = site

@@ -50,6 +50,7 @@ spec:
   template:
     metadata:
       labels: {app: web}
+      annotations: {shop.example.com/version: \"{{ bundle.version }}\"}
     spec:
       containers:
         - name: web

@@ -53,11 +53,16 @@ pub struct Site {
 impl Site {
     /// Starts the cluster and the registry.
     pub fn start() -> Self {
+        Self::start_with(ClusterOptions::default())
+    }
+
+    /// Starts the cluster with `options`, and the registry.
+    pub fn start_with(options: ClusterOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bundles = ShopBundles::new(dir.path()).unwrap();
         let key = bundles.public_key().unwrap();
         Self {
-            cluster: TestCluster::start(ClusterOptions::default()).unwrap(),
+            cluster: TestCluster::start(options).unwrap(),
             registry: TestRegistry::plain(),
             dir,
             bundles,
