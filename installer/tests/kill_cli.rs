@@ -16,19 +16,26 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
 }
 
 fn snapshot(site: &Site, ns: &str) -> Vec<String> {
-    [("", "configmaps", "web-config"), ("", "secrets", "db"), ("apps", "deployments", "web")]
-        .iter()
-        .map(|(g, plural, name)| {
-            let o = site.object(g, plural, ns, name);
-            format!("{plural}/{name}@{}", o["metadata"]["resourceVersion"])
-        })
-        .collect()
+    [
+        ("", "configmaps", "web-config"),
+        ("", "secrets", "db"),
+        ("apps", "deployments", "web"),
+    ]
+    .iter()
+    .map(|(g, plural, name)| {
+        let o = site.object(g, plural, ns, name);
+        format!("{plural}/{name}@{}", o["metadata"]["resourceVersion"])
+    })
+    .collect()
 }
 
 /// Checks that `status` tells the truth about a release whose operation just stopped.
@@ -47,7 +54,10 @@ fn status_is_truthful(site: &Site, release: &str, tag: &str) -> String {
         "deployed" => assert!(summary.contains("deployed"), "{tag}: {summary}"),
         "interrupted" => assert!(summary.contains("interrupted"), "{tag}: {summary}"),
         "pending" => {
-            assert!(json["lockedBy"].is_null(), "{tag}: the killed process holds no lock");
+            assert!(
+                json["lockedBy"].is_null(),
+                "{tag}: the killed process holds no lock"
+            );
             assert!(summary.contains("stopped partway"), "{tag}: {summary}");
         }
         other => panic!("{tag}: unexpected status {other}: {summary}"),
@@ -88,7 +98,11 @@ fn kills_at_seeded_moments_leave_a_truthful_status_and_a_converging_rerun() {
         let args = site.deploy_args(cmd, bundle, &["--release", &release, "--yes"], true);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         // Upgrades spend their first half second verifying and planning: aim past that.
-        let delay = if upgrade { 500 + rng.next(2500) } else { rng.next(3500) };
+        let delay = if upgrade {
+            500 + rng.next(2500)
+        } else {
+            rng.next(3500)
+        };
         let sig = if i % 2 == 0 { "-INT" } else { "-KILL" };
         let tag = format!("#{i} {cmd} {sig} after {delay} ms");
         let child = site
@@ -123,6 +137,10 @@ fn kills_at_seeded_moments_leave_a_truthful_status_and_a_converging_rerun() {
         assert_eq!(json["latest"]["status"], "deployed", "{tag}: {status}");
         assert_eq!(json["deployed"]["bundle"]["version"], version, "{tag}");
         assert_eq!(json["missing"].as_array().map(Vec::len), Some(0), "{tag}");
-        assert_eq!(snapshot(&site, "other"), other, "{tag}: another release was touched");
+        assert_eq!(
+            snapshot(&site, "other"),
+            other,
+            "{tag}: another release was touched"
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 mod releases_support;
 
-use releases_support::{Site, ShopVersion};
+use releases_support::{ShopVersion, Site};
 
 #[test]
 fn a_release_lives_in_the_namespace_named_after_it_and_unknown_ones_fail() {
@@ -17,7 +17,10 @@ fn a_release_lives_in_the_namespace_named_after_it_and_unknown_ones_fail() {
     assert!(out.stdout.contains("in namespace staging-copy"), "{out}");
     let status = site.run(&["status", "staging-copy"]);
     assert!(status.ok(), "{status}");
-    assert!(status.stdout.contains("revision 1 (shop 1.0.0) deployed"), "{status}");
+    assert!(
+        status.stdout.contains("revision 1 (shop 1.0.0) deployed"),
+        "{status}"
+    );
     let elsewhere = site.run(&["status", "staging-copy", "-n", "default"]);
     assert_eq!(elsewhere.code, 1, "{elsewhere}");
     assert!(elsewhere.stderr.contains("-n staging-copy"), "{elsewhere}");
@@ -37,11 +40,16 @@ fn a_second_release_is_refused_and_uninstall_never_deletes_anothers_objects() {
     let second = site.install(&v1, &["--release", "copy", "-n", "shared"]);
     assert_eq!(second.code, 7, "{second}");
     assert!(
-        second.stderr.contains("ConfigMap shared/web-config belongs to release `shop` in namespace `shared`"),
+        second.stderr.contains(
+            "ConfigMap shared/web-config belongs to release `shop` in namespace `shared`"
+        ),
         "{second}"
     );
     assert!(second.stderr.contains("--adopt"), "{second}");
-    assert_eq!(site.resource_version("configmaps", "shared", "web-config"), before);
+    assert_eq!(
+        site.resource_version("configmaps", "shared", "web-config"),
+        before
+    );
     let gone = site.run(&["uninstall", "copy", "-n", "shared", "--yes"]);
     assert_eq!(gone.code, 1, "{gone}");
     let status = site.run(&["status", "shop", "-n", "shared"]);
@@ -62,8 +70,15 @@ fn upgrades_keep_the_sites_values_and_credentials_and_plans_show_old_and_new() {
     // No --registry, no values file: only one --set.
     let plan = site.run_deploy("plan", &v2, &["--set", "web.replicas=3"], false);
     assert!(plan.ok(), "{plan}");
-    assert!(plan.stdout.contains("web.replicas: 1 -> 3 (set by --set)"), "{plan}");
-    assert!(plan.stdout.contains("web.color: blue -> red (the SaaS default changed)"), "{plan}");
+    assert!(
+        plan.stdout.contains("web.replicas: 1 -> 3 (set by --set)"),
+        "{plan}"
+    );
+    assert!(
+        plan.stdout
+            .contains("web.color: blue -> red (the SaaS default changed)"),
+        "{plan}"
+    );
     assert!(!plan.stdout.contains("web.hostname"), "{plan}");
     let up = site.run_deploy("upgrade", &v2, &["--set", "web.replicas=3", "--yes"], false);
     assert!(up.ok(), "{up}");
@@ -81,9 +96,16 @@ fn generated_secrets_survive_uninstall() {
     let first = site.object("", "secrets", "shop", "db")["data"]["password"].clone();
     let out = site.run(&["uninstall", "shop", "--yes"]);
     assert!(out.ok(), "{out}");
-    assert!(out.stdout.contains("kept Namespace shop: it holds the generated secret values"), "{out}");
+    assert!(
+        out.stdout
+            .contains("kept Namespace shop: it holds the generated secret values"),
+        "{out}"
+    );
     assert!(site.install(&v1, &[]).ok());
-    assert_eq!(site.object("", "secrets", "shop", "db")["data"]["password"], first);
+    assert_eq!(
+        site.object("", "secrets", "shop", "db")["data"]["password"],
+        first
+    );
 }
 
 #[test]
@@ -97,7 +119,10 @@ fn refused_upgrade_writes_nothing_and_rollback_reports_deletions() {
     assert_eq!(refused.code, 1, "{refused}");
     assert!(refused.stderr.contains("is not installed"), "{refused}");
     assert!(site.cluster.object("", "namespaces", "", "shop").is_none());
-    assert!(site.cluster.object("", "secrets", "shop", "airlift-generated-shop").is_none());
+    assert!(site
+        .cluster
+        .object("", "secrets", "shop", "airlift-generated-shop")
+        .is_none());
 
     assert!(site.install(&v1, &[]).ok());
     assert!(site.run_deploy("upgrade", &v2, &["--yes"], true).ok());

@@ -246,10 +246,7 @@ async fn ensure_namespace(
     if api.get_opt(namespace).await.map_err(err("read"))?.is_none() {
         let mut body =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-        crate::ownership::stamp_value(
-            &mut body,
-            &crate::ownership::Owner::new(namespace, release),
-        );
+        crate::ownership::stamp_value(&mut body, &crate::ownership::Owner::new(namespace, release));
         api.patch(
             namespace,
             &PatchParams::apply(FIELD_MANAGER).force(),

@@ -30,9 +30,7 @@ pub const LEASE_SECONDS: i32 = 30;
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another operation holds the lock.
-    #[error(
-        "release `{release}` in namespace `{namespace}` is locked by {holder} since {since}"
-    )]
+    #[error("release `{release}` in namespace `{namespace}` is locked by {holder} since {since}")]
     Held {
         /// The release.
         release: String,
@@ -44,7 +42,9 @@ pub enum LockError {
         since: String,
     },
     /// The API call failed.
-    #[error("failed to {action} the lock `{lease}` of release `{release}` in namespace `{namespace}`")]
+    #[error(
+        "failed to {action} the lock `{lease}` of release `{release}` in namespace `{namespace}`"
+    )]
     Api {
         /// What we tried.
         action: &'static str,
@@ -101,7 +101,11 @@ pub fn holder_identity(operation: &str) -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{} pid {}: {operation}", host_name(), std::process::id())
+    format!(
+        "{user}@{} pid {}: {operation}",
+        host_name(),
+        std::process::id()
+    )
 }
 
 /// Whether `holder` names a process on this machine that no longer runs (killed, crashed): its
@@ -113,7 +117,11 @@ fn holder_is_gone(holder: &str) -> bool {
     let Some(host) = who.split_once('@').map(|(_, h)| h) else {
         return false;
     };
-    let Some(pid) = rest.split(':').next().and_then(|p| p.trim().parse::<u32>().ok()) else {
+    let Some(pid) = rest
+        .split(':')
+        .next()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    else {
         return false;
     };
     host == host_name() && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()

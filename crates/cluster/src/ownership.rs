@@ -243,13 +243,23 @@ mod tests {
         let me = Owner::new("ns", "one");
         assert!(owned_by(&v, &me, &id("a"), &[id("a")]));
         assert!(!owned_by(&v, &me, &id("a"), &[]));
-        assert!(!owned_by(&v, &Owner::new("ns", "two"), &id("a"), &[id("a")]));
+        assert!(!owned_by(
+            &v,
+            &Owner::new("ns", "two"),
+            &id("a"),
+            &[id("a")]
+        ));
     }
 
     #[test]
     fn foreign_objects_are_nobodys() {
         let v = json!({"metadata": {"name": "a", "labels": {"app": "x"}}});
         assert_eq!(live_owner(&v), LiveOwner::Foreign);
-        assert!(!owned_by(&v, &Owner::new("ns", "one"), &id("a"), &[id("a")]));
+        assert!(!owned_by(
+            &v,
+            &Owner::new("ns", "one"),
+            &id("a"),
+            &[id("a")]
+        ));
     }
 }

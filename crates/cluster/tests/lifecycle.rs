@@ -227,7 +227,10 @@ async fn uninstall_keeps_pvcs_unless_asked() {
         engine.install(&v1, &options()).await.unwrap();
         let out = engine.uninstall(&ns, "demo", true).await.unwrap();
         assert!(out.kept.is_empty(), "{:?}", out.kept);
-        assert!(out.deleted.iter().any(|o| o.kind == "PersistentVolumeClaim"));
+        assert!(out
+            .deleted
+            .iter()
+            .any(|o| o.kind == "PersistentVolumeClaim"));
     }
 }
 

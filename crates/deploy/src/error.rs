@@ -27,7 +27,7 @@ pub enum DeployError {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: airlift_bundle::BundleError,
+        source: Box<airlift_bundle::BundleError>,
     },
     /// The vendor key could not be loaded.
     #[error("cannot load the vendor key")]
@@ -78,7 +78,9 @@ pub enum DeployError {
     #[error("failed to push the bundle's images")]
     Push(#[source] airlift_registry::push::PushError),
     /// The push did not put an image where rendering assumed.
-    #[error("image `{reference}` was pushed to `{got}`, but the manifests were rendered for `{want}`")]
+    #[error(
+        "image `{reference}` was pushed to `{got}`, but the manifests were rendered for `{want}`"
+    )]
     Relocation {
         /// The original reference.
         reference: String,
@@ -92,7 +94,7 @@ pub enum DeployError {
     Preflight(Vec<PreflightFailure>),
     /// A cluster operation failed.
     #[error(transparent)]
-    Lifecycle(#[from] airlift_cluster::lifecycle::LifecycleError),
+    Lifecycle(Box<airlift_cluster::lifecycle::LifecycleError>),
     /// The release lock.
     #[error(transparent)]
     Lock(#[from] airlift_cluster::lock::LockError),
@@ -128,6 +130,22 @@ pub enum DeployError {
     /// The operator interrupted before any change.
     #[error("interrupted before any change; nothing was changed")]
     Interrupted,
+}
+
+impl From<airlift_cluster::lifecycle::LifecycleError> for DeployError {
+    fn from(e: airlift_cluster::lifecycle::LifecycleError) -> Self {
+        Self::Lifecycle(Box::new(e))
+    }
+}
+
+impl DeployError {
+    /// The cluster operation's error, when that is what failed.
+    pub fn lifecycle(&self) -> Option<&airlift_cluster::lifecycle::LifecycleError> {
+        match self {
+            Self::Lifecycle(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 fn failure_lines(failures: &[PreflightFailure]) -> String {

@@ -26,7 +26,9 @@ use serde::Serialize;
 
 use crate::error::{DeployError, PreflightFailure};
 use crate::registry::{chain, client, preflight as registry_preflight, push_bundle};
-use crate::render::{managed, planned_relocation, render_bundle, select_components, PullCredentials};
+use crate::render::{
+    managed, planned_relocation, render_bundle, select_components, PullCredentials,
+};
 use crate::site::{
     components, release_names, resolve_config, site_inputs, values_diff, DefaultChange,
     Interaction, Remembered, SiteRequest, ValueChange, REGISTRY_PASSWORD_KEY,
@@ -197,8 +199,7 @@ impl<'a> Deployer<'a> {
                 ))
             })?;
         let flatten = request.flatten
-            || (request.registry.is_none()
-                && remembered.as_ref().is_some_and(|r| r.site.flatten));
+            || (request.registry.is_none() && remembered.as_ref().is_some_and(|r| r.site.flatten));
         let destination = Destination::parse(&registry_text, flatten)
             .map_err(|e| DeployError::Destination(format!("{registry_text}: {e}")))?;
         let mut registry = request.registry_options.clone();
@@ -351,18 +352,20 @@ impl<'a> Deployer<'a> {
         }
         let registry = client(&prepared.destination, &prepared.registry)?;
         if let Some(f) =
-            registry_preflight(&registry, prepared.bundle.manifest(), &prepared.destination)
-                .await?
+            registry_preflight(&registry, prepared.bundle.manifest(), &prepared.destination).await?
         {
             failures.push(f);
         }
         match engine.check(&prepared.request, adopt).await {
-            Ok(report) => failures.extend(report.conflicts.iter().map(|c| PreflightFailure {
-                area: "ownership",
-                problem: c.to_string(),
-                fix: "install this release in its own namespace (-n NAME), uninstall the owner, \
+            Ok(report) => failures.extend(report.conflicts.iter().map(|c| {
+                PreflightFailure {
+                    area: "ownership",
+                    problem: c.to_string(),
+                    fix:
+                        "install this release in its own namespace (-n NAME), uninstall the owner, \
                       or pass --adopt to take the objects over"
-                    .into(),
+                            .into(),
+                }
             })),
             Err(e) => failures.push(PreflightFailure {
                 area: "ownership",
@@ -497,7 +500,10 @@ pub async fn whoami(cluster: &Cluster) -> Option<String> {
     use k8s_openapi::api::authentication::v1::SelfSubjectReview;
     let api: kube::Api<SelfSubjectReview> = kube::Api::all(cluster.client().clone());
     let review = api
-        .create(&kube::api::PostParams::default(), &SelfSubjectReview::default())
+        .create(
+            &kube::api::PostParams::default(),
+            &SelfSubjectReview::default(),
+        )
         .await
         .ok()?;
     review.status?.user_info?.username

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use airlift_bundle::Progress;
 use airlift_cluster::apply::get_live;
-use airlift_cluster::lifecycle::{DeployOptions, Engine, Outcome};
+use airlift_cluster::cancel::Cancel;
+use airlift_cluster::lifecycle::{DeployOptions, Engine, LifecycleError, Outcome};
 use airlift_cluster::lock::{lease_name, ReleaseLock};
 use airlift_cluster::object::{is_workload, ObjectRef};
 use airlift_cluster::readiness::{evaluate, State};
@@ -98,7 +99,7 @@ pub async fn status(
             };
             let live = get_live(resolver, &id)
                 .await
-                .map_err(|e| DeployError::Lifecycle(e.into()))?;
+                .map_err(|e| DeployError::from(LifecycleError::from(e)))?;
             let Some(live) = live else {
                 missing.push(id);
                 continue;
@@ -221,7 +222,10 @@ fn workload_status(id: &ObjectRef, live: &Value) -> WorkloadStatus {
 /// Collects the JSON paths where `applied` has a value that `live` lacks or holds differently.
 /// Only what was applied is compared, so server-set fields and defaults never count.
 fn differing(applied: &Value, live: &Value, path: &str, skip: &[String], out: &mut Vec<String>) {
-    if skip.iter().any(|s| s == path) || path == "/status" || path.starts_with("/metadata/managedFields") {
+    if skip.iter().any(|s| s == path)
+        || path == "/status"
+        || path.starts_with("/metadata/managedFields")
+    {
         return;
     }
     match (applied, live) {
@@ -244,7 +248,11 @@ fn differing(applied: &Value, live: &Value, path: &str, skip: &[String], out: &m
         (a, l) if a == l => {}
         // `1` applied may read back as `1`, `"1"` stays a string: compare as text last.
         (a, l) if a.to_string().trim_matches('"') == l.to_string().trim_matches('"') => {}
-        _ => out.push(if path.is_empty() { "/".into() } else { path.to_string() }),
+        _ => out.push(if path.is_empty() {
+            "/".into()
+        } else {
+            path.to_string()
+        }),
     }
 }
 
@@ -258,7 +266,9 @@ async fn lock_holder(cluster: &Cluster, namespace: &str, release: &str) -> Optio
     Some(format!(
         "{} since {}",
         spec.holder_identity.unwrap_or_default(),
-        spec.acquire_time.map(|t| t.0.to_string()).unwrap_or_default()
+        spec.acquire_time
+            .map(|t| t.0.to_string())
+            .unwrap_or_default()
     ))
 }
 
@@ -270,7 +280,7 @@ pub async fn list(
     Ok(list_releases(cluster.client().clone(), namespace).await?)
 }
 
-/// Rolls back under the release lock.
+/// Rolls back under the release lock; `options.cancel` stops it before it re-applies.
 pub async fn rollback(
     cluster: &Cluster,
     progress: &dyn Progress,
@@ -280,7 +290,7 @@ pub async fn rollback(
     options: &DeployOptions,
     force_unlock: bool,
 ) -> Result<Outcome, DeployError> {
-    let engine = Engine::new(cluster, progress);
+    let engine = Engine::new(cluster, progress).cancellable(options.cancel.clone());
     engine.existing(namespace, release).await?;
     let lock = ReleaseLock::acquire(
         cluster.client().clone(),
@@ -297,7 +307,8 @@ pub async fn rollback(
     Ok(outcome)
 }
 
-/// Uninstalls under the release lock. The lock itself goes with the release.
+/// Uninstalls under the release lock; `cancel` stops it between two deletions (the records
+/// stay, so running it again finishes). The lock itself goes with the release.
 pub async fn uninstall(
     cluster: &Cluster,
     progress: &dyn Progress,
@@ -305,8 +316,9 @@ pub async fn uninstall(
     release: &str,
     delete_data: bool,
     force_unlock: bool,
+    cancel: Cancel,
 ) -> Result<Outcome, DeployError> {
-    let engine = Engine::new(cluster, progress);
+    let engine = Engine::new(cluster, progress).cancellable(cancel);
     engine.existing(namespace, release).await?;
     let lock = ReleaseLock::acquire(
         cluster.client().clone(),

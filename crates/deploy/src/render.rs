@@ -107,12 +107,13 @@ pub fn render_bundle(
     for component in components {
         let mut files = Vec::new();
         for path in &component.manifests {
-            let data = bundle
-                .read_member(path, TEMPLATE_LIMIT)
-                .map_err(|source| DeployError::Bundle {
-                    path: bundle.path().to_path_buf(),
-                    source,
-                })?;
+            let data =
+                bundle
+                    .read_member(path, TEMPLATE_LIMIT)
+                    .map_err(|source| DeployError::Bundle {
+                        path: bundle.path().to_path_buf(),
+                        source: Box::new(source),
+                    })?;
             let text =
                 String::from_utf8(data).map_err(|_| DeployError::NotText { path: path.clone() })?;
             files.push((path.clone(), text));

@@ -322,7 +322,10 @@ pub fn values_diff(
         if !new.entries().iter().any(|e| &e.key == key) {
             changes.push(ValueChange {
                 key: key.clone(),
-                from: shown(Some(old), old.as_str().is_some_and(|s| s.starts_with("sha256:"))),
+                from: shown(
+                    Some(old),
+                    old.as_str().is_some_and(|s| s.starts_with("sha256:")),
+                ),
                 to: None,
                 reason: "the new bundle no longer has this key".into(),
             });

@@ -17,7 +17,7 @@ pub fn open_verified(
 ) -> Result<(Bundle, VerifyReport), DeployError> {
     let err = |source| DeployError::Bundle {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let bundle = Bundle::open_trusted(path, trust).map_err(err)?;
     let report = match ProofStore::default_location() {

@@ -37,11 +37,11 @@ impl Progress for CancelAt {
 }
 
 fn interrupted(e: &DeployError) -> (Option<u32>, Option<u32>) {
-    match e {
-        DeployError::Lifecycle(LifecycleError::Interrupted {
+    match e.lifecycle() {
+        Some(LifecycleError::Interrupted {
             revision, deployed, ..
         }) => (*revision, *deployed),
-        other => panic!("expected an interruption, got {other:?}"),
+        _ => panic!("expected an interruption, got {e:?}"),
     }
 }
 
@@ -53,8 +53,8 @@ async fn interrupted_deploys_say_so_and_a_rerun_converges() {
         let site = env.site("shop", Some(&ns));
         let v1 = env.bundle(&ShopVersion::new("1.0.0"));
         let mut two = ShopVersion::new("2.0.0");
-        two.extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n"
-            .into();
+        two.extra =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n".into();
         let v2 = env.bundle(&two);
 
         // Ctrl-C as the first install starts applying.
@@ -63,21 +63,39 @@ async fn interrupted_deploys_say_so_and_a_rerun_converges() {
             prefix: "install: release",
             cancel: cancel.clone(),
         });
-        let err = deploy_with(&env, &v1, &site, Intent::Install, &options(), progress, cancel)
-            .await
-            .unwrap_err();
+        let err = deploy_with(
+            &env,
+            &v1,
+            &site,
+            Intent::Install,
+            &options(),
+            progress,
+            cancel,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.exit_kind(), ExitKind::Interrupted, "[{}]", env.tier);
         assert_eq!(interrupted(&err), (Some(1), None));
-        assert!(err.fix().unwrap().contains("uninstall shop"), "{:?}", err.fix());
+        assert!(
+            err.fix().unwrap().contains("uninstall shop"),
+            "{:?}",
+            err.fix()
+        );
         let s = releases::status(&cluster, &NoProgress, &ns, "shop")
             .await
             .unwrap();
         assert_eq!(s.latest.status, ReleaseStatus::Interrupted);
         assert!(s.summary.contains("no revision deployed"), "{}", s.summary);
         assert!(s.locked_by.is_none(), "the lock was released");
-        assert!(live(&cluster, "coordination.k8s.io/v1", "Lease", Some(&ns), &lease_name("shop"))
-            .await
-            .is_none());
+        assert!(live(
+            &cluster,
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some(&ns),
+            &lease_name("shop")
+        )
+        .await
+        .is_none());
 
         // The same command again converges.
         let done = deploy(&env, &v1, &site, Intent::Install).await.unwrap();
@@ -90,11 +108,23 @@ async fn interrupted_deploys_say_so_and_a_rerun_converges() {
             prefix: "upgrade: release",
             cancel: cancel.clone(),
         });
-        let err = deploy_with(&env, &v2, &site, Intent::Upgrade, &options(), progress, cancel)
-            .await
-            .unwrap_err();
+        let err = deploy_with(
+            &env,
+            &v2,
+            &site,
+            Intent::Upgrade,
+            &options(),
+            progress,
+            cancel,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(interrupted(&err), (Some(3), Some(2)), "[{}]", env.tier);
-        assert!(err.fix().unwrap().contains("rollback shop"), "{:?}", err.fix());
+        assert!(
+            err.fix().unwrap().contains("rollback shop"),
+            "{:?}",
+            err.fix()
+        );
         let s = releases::status(&cluster, &NoProgress, &ns, "shop")
             .await
             .unwrap();
@@ -115,9 +145,17 @@ async fn interrupted_deploys_say_so_and_a_rerun_converges() {
         assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "extra")
             .await
             .is_some());
-        releases::uninstall(&cluster, &NoProgress, &ns, "shop", true, false)
-            .await
-            .unwrap();
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -145,16 +183,31 @@ async fn one_operation_at_a_time_per_release() {
             .unwrap();
         assert_eq!(s.history.len(), 1, "nothing recorded while locked");
         assert!(s.locked_by.is_some());
-        let err = releases::uninstall(&cluster, &NoProgress, &ns, "shop", false, false)
-            .await
-            .unwrap_err();
+        let err = releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            false,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.exit_kind(), ExitKind::Locked);
         // --force-unlock takes it over.
         drop(held);
-        let forced =
-            releases::rollback(&cluster, &NoProgress, &ns, "shop", Some(1), &options(), true)
-                .await
-                .unwrap();
+        let forced = releases::rollback(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            Some(1),
+            &options(),
+            true,
+        )
+        .await
+        .unwrap();
         assert_eq!(forced.revision, 2);
 
         // Two upgrades at once: one runs, the other is refused or finds it done; no record is
@@ -179,9 +232,17 @@ async fn one_operation_at_a_time_per_release() {
             env.tier
         );
         assert_eq!(s.deployed.map(|d| d.bundle.version), Some("2.0.0".into()));
-        releases::uninstall(&cluster, &NoProgress, &ns, "shop", true, false)
-            .await
-            .unwrap();
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -213,8 +274,16 @@ async fn a_stale_lock_is_taken_over() {
             .unwrap();
         let v2 = env.bundle(&ShopVersion::new("2.0.0"));
         deploy(&env, &v2, &site, Intent::Upgrade).await.unwrap();
-        releases::uninstall(&cluster, &NoProgress, &ns, "shop", true, false)
-            .await
-            .unwrap();
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }

@@ -15,9 +15,9 @@ use common::{deploy, envs, live, options, unique};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 
 fn not_installed_elsewhere(e: &DeployError) -> Vec<String> {
-    match e {
-        DeployError::Lifecycle(LifecycleError::NotInstalled { elsewhere, .. }) => elsewhere.clone(),
-        other => panic!("expected NotInstalled, got {other:?}"),
+    match e.lifecycle() {
+        Some(LifecycleError::NotInstalled { elsewhere, .. }) => elsewhere.clone(),
+        _ => panic!("expected NotInstalled, got {e:?}"),
     }
 }
 
@@ -36,21 +36,43 @@ async fn a_release_lives_in_the_namespace_named_after_it() {
         let status = releases::status(&cluster, &NoProgress, &release, &release)
             .await
             .unwrap();
-        assert!(status.summary.contains("deployed"), "[{}] {}", env.tier, status.summary);
+        assert!(
+            status.summary.contains("deployed"),
+            "[{}] {}",
+            env.tier,
+            status.summary
+        );
 
         let err = releases::status(&cluster, &NoProgress, "default", &release)
             .await
             .unwrap_err();
         assert_ne!(err.exit_kind().code(), 0, "an unknown release is an error");
-        assert_eq!(not_installed_elsewhere(&err), vec![release.clone()], "[{}]", env.tier);
-        assert!(err.fix().unwrap().contains(&format!("-n {release}")), "{:?}", err.fix());
+        assert_eq!(
+            not_installed_elsewhere(&err),
+            vec![release.clone()],
+            "[{}]",
+            env.tier
+        );
+        assert!(
+            err.fix().unwrap().contains(&format!("-n {release}")),
+            "{:?}",
+            err.fix()
+        );
         let unknown = releases::status(&cluster, &NoProgress, "nowhere", "nowhere")
             .await
             .unwrap_err();
         assert!(not_installed_elsewhere(&unknown).is_empty());
-        releases::uninstall(&cluster, &NoProgress, &release, &release, true, false)
-            .await
-            .unwrap();
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &release,
+            &release,
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -84,8 +106,8 @@ async fn a_second_release_never_takes_over_the_first() {
             .await
             .unwrap_err();
         assert!(matches!(
-            none,
-            DeployError::Lifecycle(LifecycleError::NotInstalled { .. })
+            none.lifecycle(),
+            Some(LifecycleError::NotInstalled { .. })
         ));
         let cm = live(&cluster, "v1", "ConfigMap", Some(&ns), "web-config")
             .await
@@ -100,18 +122,36 @@ async fn a_second_release_never_takes_over_the_first() {
         deploy(&env, &v1, &env.site("two", Some(&ns2)), Intent::Install)
             .await
             .unwrap();
-        let out = releases::uninstall(&cluster, &NoProgress, &ns2, "two", true, false)
-            .await
-            .unwrap();
-        assert!(out.deleted.iter().all(|o| o.namespace.as_deref() != Some(&ns)
-            && o.name != ns));
+        let out = releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns2,
+            "two",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        assert!(out
+            .deleted
+            .iter()
+            .all(|o| o.namespace.as_deref() != Some(&ns) && o.name != ns));
         let one = releases::status(&cluster, &NoProgress, &ns, "one")
             .await
             .unwrap();
         assert!(one.missing.is_empty(), "[{}] {:?}", env.tier, one.missing);
-        releases::uninstall(&cluster, &NoProgress, &ns, "one", true, false)
-            .await
-            .unwrap();
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "one",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -127,11 +167,23 @@ async fn generated_secrets_survive_uninstall_and_reinstall() {
             .await
             .unwrap();
         let password = |s: serde_json::Value| s["data"]["password"].as_str().unwrap().to_string();
-        let first = password(live(&cluster, "v1", "Secret", Some(&ns), "db").await.unwrap());
+        let first = password(
+            live(&cluster, "v1", "Secret", Some(&ns), "db")
+                .await
+                .unwrap(),
+        );
 
-        let out = releases::uninstall(&cluster, &NoProgress, &ns, "shop", false, false)
-            .await
-            .unwrap();
+        let out = releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            false,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
         assert!(
             out.kept
                 .iter()
@@ -140,9 +192,15 @@ async fn generated_secrets_survive_uninstall_and_reinstall() {
             env.tier,
             out.kept
         );
-        assert!(live(&cluster, "v1", "Secret", Some(&ns), "airlift-generated-shop")
-            .await
-            .is_some());
+        assert!(live(
+            &cluster,
+            "v1",
+            "Secret",
+            Some(&ns),
+            "airlift-generated-shop"
+        )
+        .await
+        .is_some());
         assert!(live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
             .await
             .is_none());
@@ -150,14 +208,32 @@ async fn generated_secrets_survive_uninstall_and_reinstall() {
         deploy(&env, &v1, &env.site("shop", Some(&ns)), Intent::Install)
             .await
             .unwrap();
-        let again = password(live(&cluster, "v1", "Secret", Some(&ns), "db").await.unwrap());
+        let again = password(
+            live(&cluster, "v1", "Secret", Some(&ns), "db")
+                .await
+                .unwrap(),
+        );
         assert_eq!(first, again, "[{}] the same generated password", env.tier);
-        releases::uninstall(&cluster, &NoProgress, &ns, "shop", true, false)
-            .await
-            .unwrap();
-        assert!(live(&cluster, "v1", "Secret", Some(&ns), "airlift-generated-shop")
-            .await
-            .is_none_or(|s| s["metadata"]["deletionTimestamp"].is_string()));
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        assert!(live(
+            &cluster,
+            "v1",
+            "Secret",
+            Some(&ns),
+            "airlift-generated-shop"
+        )
+        .await
+        .is_none_or(|s| s["metadata"]["deletionTimestamp"].is_string()));
     }
 }
 
@@ -174,7 +250,7 @@ async fn a_refused_upgrade_writes_nothing() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, DeployError::Lifecycle(LifecycleError::NotInstalled { .. })),
+            matches!(err.lifecycle(), Some(LifecycleError::NotInstalled { .. })),
             "[{}] {err:?}",
             env.tier
         );
@@ -199,8 +275,8 @@ async fn rollback_reports_what_it_deleted() {
         let ns = unique("rb");
         let v1 = env.bundle(&ShopVersion::new("1.0.0"));
         let mut two = ShopVersion::new("2.0.0");
-        two.extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n"
-            .into();
+        two.extra =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n".into();
         let v2 = env.bundle(&two);
         deploy(&env, &v1, &env.site("shop", Some(&ns)), Intent::Install)
             .await
@@ -213,13 +289,26 @@ async fn rollback_reports_what_it_deleted() {
             .await
             .unwrap();
         let deleted: Vec<String> = out.deleted.iter().map(ToString::to_string).collect();
-        assert_eq!(deleted, vec![format!("ConfigMap {ns}/extra")], "[{}]", env.tier);
+        assert_eq!(
+            deleted,
+            vec![format!("ConfigMap {ns}/extra")],
+            "[{}]",
+            env.tier
+        );
         assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "extra")
             .await
             .is_none());
-        releases::uninstall(&cluster, &NoProgress, &ns, "shop", true, false)
-            .await
-            .unwrap();
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -243,7 +332,10 @@ async fn status_reads_the_cluster() {
 
         let gvk = |v: &str, k: &str| {
             kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-                v.split('/').next().filter(|_| v.contains('/')).unwrap_or(""),
+                v.split('/')
+                    .next()
+                    .filter(|_| v.contains('/'))
+                    .unwrap_or(""),
                 v.rsplit('/').next().unwrap(),
                 k,
             ))
@@ -257,11 +349,8 @@ async fn status_reads_the_cluster() {
         )
         .await
         .unwrap();
-        let deployments: Api<DynamicObject> = Api::namespaced_with(
-            cluster.client().clone(),
-            &ns,
-            &gvk("apps/v1", "Deployment"),
-        );
+        let deployments: Api<DynamicObject> =
+            Api::namespaced_with(cluster.client().clone(), &ns, &gvk("apps/v1", "Deployment"));
         deployments
             .delete("web", &DeleteParams::default())
             .await
@@ -276,10 +365,22 @@ async fn status_reads_the_cluster() {
             s.missing
         );
         assert!(s.summary.contains("missing"), "{}", s.summary);
-        let changed = s.changed.iter().find(|c| c.object.name == "web-config").unwrap();
-        assert_eq!(changed.fields, vec!["/data/color".to_string()]);
-        releases::uninstall(&cluster, &NoProgress, &ns, "shop", true, false)
-            .await
+        let changed = s
+            .changed
+            .iter()
+            .find(|c| c.object.name == "web-config")
             .unwrap();
+        assert_eq!(changed.fields, vec!["/data/color".to_string()]);
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }

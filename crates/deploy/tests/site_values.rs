@@ -35,7 +35,12 @@ async fn upgrades_keep_the_sites_values_and_plans_say_why_values_change() {
         next.set = vec!["web.replicas=3".into()];
         let p = plan(&env, &v2, &next).await.unwrap();
         let change = |key: &str| p.values.iter().find(|c| c.key == key).cloned();
-        assert!(change("web.hostname").is_none(), "[{}] {:?}", env.tier, p.values);
+        assert!(
+            change("web.hostname").is_none(),
+            "[{}] {:?}",
+            env.tier,
+            p.values
+        );
         let replicas = change("web.replicas").unwrap();
         assert_eq!(
             (replicas.from.as_deref(), replicas.to.as_deref()),
@@ -51,7 +56,11 @@ async fn upgrades_keep_the_sites_values_and_plans_say_why_values_change() {
         let follows = p.defaults.iter().find(|d| d.key == "web.color").unwrap();
         assert_eq!(follows.site, "follows the new default");
         let overrides = p.defaults.iter().find(|d| d.key == "web.replicas").unwrap();
-        assert!(overrides.site.starts_with("overrides it with 3"), "{}", overrides.site);
+        assert!(
+            overrides.site.starts_with("overrides it with 3"),
+            "{}",
+            overrides.site
+        );
         assert!(
             p.objects.delete.is_empty(),
             "[{}] nothing is deleted: {:?}",
@@ -70,7 +79,10 @@ async fn upgrades_keep_the_sites_values_and_plans_say_why_values_change() {
             .unwrap();
         let row = rows.iter().find(|r| r.key == "web.hostname").unwrap();
         assert_eq!(row.site, Some(serde_json::json!("shop.site.test")));
-        assert_eq!(row.saas_default, Some(serde_json::json!("shop.example.com")));
+        assert_eq!(
+            row.saas_default,
+            Some(serde_json::json!("shop.example.com"))
+        );
 
         // A second upgrade with no flags at all changes nothing.
         let mut bare = env.site("shop", Some(&ns));
@@ -81,12 +93,24 @@ async fn upgrades_keep_the_sites_values_and_plans_say_why_values_change() {
         // --reset-values starts from the SaaS defaults again.
         bare.reset_values = true;
         let reset = plan(&env, &v2, &bare).await.unwrap();
-        let host = reset.values.iter().find(|c| c.key == "web.hostname").unwrap();
+        let host = reset
+            .values
+            .iter()
+            .find(|c| c.key == "web.hostname")
+            .unwrap();
         assert_eq!(host.to.as_deref(), Some("shop.example.com"));
         assert_eq!(host.reason, "the site override was removed");
-        releases::uninstall(&cluster, &NoProgress, &ns, "shop", true, false)
-            .await
-            .unwrap();
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -108,12 +132,17 @@ async fn registry_credentials_are_remembered() {
             .with_ca_file(registry.ca_pem().unwrap())
             .with_credentials(
                 registry.host(),
-                Credentials::basic("site", airlift_registry::Secret::new("pull-Password-1".to_string())),
+                Credentials::basic(
+                    "site",
+                    airlift_registry::Secret::new("pull-Password-1".to_string()),
+                ),
             );
         deploy(&env, &v1, &site, Intent::Install).await.unwrap();
-        assert!(live(&cluster, "v1", "Secret", Some(&ns), "airlift-registry")
-            .await
-            .is_some());
+        assert!(
+            live(&cluster, "v1", "Secret", Some(&ns), "airlift-registry")
+                .await
+                .is_some()
+        );
 
         let mut next = env.site("shop", Some(&ns));
         next.registry = None;
@@ -121,21 +150,37 @@ async fn registry_credentials_are_remembered() {
             airlift_registry::RegistryOptions::default().with_ca_file(registry.ca_pem().unwrap());
         let p = plan(&env, &v2, &next).await.unwrap();
         assert!(
-            !p.objects.delete.iter().any(|d| d.name == "airlift-registry"),
+            !p.objects
+                .delete
+                .iter()
+                .any(|d| d.name == "airlift-registry"),
             "{:?}",
             p.objects.delete
         );
         deploy(&env, &v2, &next, Intent::Upgrade).await.unwrap();
-        assert!(live(&cluster, "v1", "Secret", Some(&ns), "airlift-registry")
-            .await
-            .is_some());
+        assert!(
+            live(&cluster, "v1", "Secret", Some(&ns), "airlift-registry")
+                .await
+                .is_some()
+        );
         let records = releases::status(&cluster, &NoProgress, &ns, "shop")
             .await
             .unwrap();
         let text = serde_json::to_string(&records.history).unwrap();
-        assert!(!text.contains("pull-Password-1"), "no password in any record");
-        releases::uninstall(&cluster, &NoProgress, &ns, "shop", true, false)
-            .await
-            .unwrap();
+        assert!(
+            !text.contains("pull-Password-1"),
+            "no password in any record"
+        );
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }

@@ -6,9 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use airlift_bundle::schema::common::{ComponentMode, Layer, Metadata, Requirements};
-use airlift_bundle::schema::config::{
-    ConfigGroup, ConfigItem, ConfigSchema, ConfigType, Generate,
-};
+use airlift_bundle::schema::config::{ConfigGroup, ConfigItem, ConfigSchema, ConfigType, Generate};
 use airlift_bundle::schema::manifest::{BuildInfo, BundleManifest, Component, ImageRecord};
 use airlift_bundle::{write_bundle, BundleContents, ComponentFile, Digest, NoProgress, PrivateKey};
 use serde_json::{json, Value};
@@ -155,7 +153,12 @@ impl ShopBundles {
                     title: None,
                     description: None,
                     items: vec![
-                        item("replicas", ConfigType::Int, Some(json!(v.replicas)), "web pods"),
+                        item(
+                            "replicas",
+                            ConfigType::Int,
+                            Some(json!(v.replicas)),
+                            "web pods",
+                        ),
                         item(
                             "hostname",
                             ConfigType::Hostname,
@@ -222,9 +225,7 @@ impl ShopBundles {
         };
         let store = airlift_bundle::DirBlobStore::open(self.dir.join("images/blobs"))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let out = self
-            .dir
-            .join(format!("{}-{}.airlift", v.name, v.version));
+        let out = self.dir.join(format!("{}-{}.airlift", v.name, v.version));
         write_bundle(
             BundleContents {
                 manifest,

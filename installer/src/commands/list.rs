@@ -10,7 +10,12 @@ use crate::args::{runtime, ClusterArgs};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this namespace [default: every namespace, since each release has its own].
-    #[arg(long, short = 'n', value_name = "NAMESPACE", conflicts_with = "all_namespaces")]
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
     pub namespace: Option<String>,
     /// Releases in every namespace (the default; kept for kubectl habits).
     #[arg(long, short = 'A')]

@@ -35,7 +35,10 @@ pub struct Args {
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let r = &args.release;
     let namespace = r.namespace();
-    let outcome = runtime()?.block_on(async {
+    let rt = runtime()?;
+    let mut options = args.wait.deploy_options();
+    options.cancel = crate::signals::cancel_on_signals(&rt);
+    let outcome = rt.block_on(async {
         let cluster = r.cluster.connect().await?;
         let progress = progress_for(no_progress || args.output == OutputFormat::Json);
         releases::rollback(
@@ -44,7 +47,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             &namespace,
             &r.release,
             args.revision,
-            &args.wait.deploy_options(),
+            &options,
             args.force_unlock,
         )
         .await

@@ -70,7 +70,11 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         println!("missing: {m}");
     }
     for c in &report.changed {
-        println!("changed since applied: {} ({})", c.object, c.fields.join(", "));
+        println!(
+            "changed since applied: {} ({})",
+            c.object,
+            c.fields.join(", ")
+        );
     }
     println!(
         "\n{:>8}  {:<12}  {:<10}  {:<20}  DESCRIPTION",

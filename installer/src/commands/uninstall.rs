@@ -41,13 +41,18 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "Delete release {} AND its data (volumes, CRDs, generated secrets)?",
             r.release
         );
-        let go = terminal.interactive() && terminal.confirm(&question).map_err(CommandError::diagnosed)?;
+        let go = terminal.interactive()
+            && terminal
+                .confirm(&question)
+                .map_err(CommandError::diagnosed)?;
         if !go {
             return Err(CommandError::diagnosed(DeployError::Declined)
                 .with_hint("pass --yes to delete data without a question"));
         }
     }
-    let outcome = runtime()?.block_on(async {
+    let rt = runtime()?;
+    let cancel = crate::signals::cancel_on_signals(&rt);
+    let outcome = rt.block_on(async {
         let cluster = r.cluster.connect().await?;
         let progress = progress_for(no_progress || args.output == OutputFormat::Json);
         releases::uninstall(
@@ -57,6 +62,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             &r.release,
             args.delete_data,
             args.force_unlock,
+            cancel,
         )
         .await
         .map_err(CommandError::diagnosed)

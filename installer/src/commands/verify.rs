@@ -53,11 +53,10 @@ pub fn open_verified(
     no_cache: bool,
 ) -> Result<(Bundle, VerifyReport), CommandError> {
     let progress = progress_for(no_progress);
-    airlift_deploy::open_verified(path, trust, progress.as_ref(), no_cache)
-        .map_err(|e| match e {
-            airlift_deploy::DeployError::Bundle { path, source } => bundle_error(&path, source),
-            other => CommandError::diagnosed(other),
-        })
+    airlift_deploy::open_verified(path, trust, progress.as_ref(), no_cache).map_err(|e| match e {
+        airlift_deploy::DeployError::Bundle { path, source } => bundle_error(&path, *source),
+        other => CommandError::diagnosed(other),
+    })
 }
 
 /// A sentence for a signature status.

@@ -6,8 +6,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-pub use airlift_testkit::bundles::ShopVersion;
 use airlift_testkit::bundles::ShopBundles;
+pub use airlift_testkit::bundles::ShopVersion;
 use airlift_testkit::cluster::{ClusterOptions, TestCluster};
 use airlift_testkit::registry::TestRegistry;
 
@@ -99,7 +99,13 @@ impl Site {
 
     /// The arguments of `install`/`upgrade`/`plan` for `bundle`, plus `extra`; with
     /// `--registry` (plain HTTP) when `with_registry`.
-    pub fn deploy_args(&self, cmd: &str, bundle: &Path, extra: &[&str], with_registry: bool) -> Vec<String> {
+    pub fn deploy_args(
+        &self,
+        cmd: &str,
+        bundle: &Path,
+        extra: &[&str],
+        with_registry: bool,
+    ) -> Vec<String> {
         let mut args: Vec<String> = vec![
             cmd.into(),
             bundle.to_str().unwrap().into(),
@@ -109,7 +115,11 @@ impl Site {
             "60".into(),
         ];
         if with_registry {
-            args.extend(["--registry".into(), self.registry.host(), "--insecure".into()]);
+            args.extend([
+                "--registry".into(),
+                self.registry.host(),
+                "--insecure".into(),
+            ]);
         } else {
             args.extend(["--insecure-registry".into(), self.registry.host()]);
         }

@@ -108,7 +108,7 @@ pub enum LifecycleError {
         conflicts: Vec<crate::ownership::Conflict>,
     },
     /// The operator interrupted the operation; it stopped at a safe point.
-    #[error("{action} of release `{release}` was interrupted during {phase}{}", interrupted_text(*.revision, *.deployed))]
+    #[error("{action} of release `{release}` was interrupted during {phase}{}", interrupted_text(.action, *.revision, *.deployed))]
     Interrupted {
         /// `install`, `upgrade`, `rollback` or `uninstall`.
         action: &'static str,
@@ -229,6 +229,10 @@ impl LifecycleError {
                 deployed,
                 ..
             } => match (revision, deployed) {
+                (None, _) if *action == "uninstall" => format!(
+                    "run the same `airlift-install uninstall {release} -n {namespace}` again to \
+                     finish deleting"
+                ),
                 (None, _) => format!("nothing was changed; run the {action} again"),
                 (Some(_), Some(d)) => format!(
                     "run the same `airlift-install {action}` command again to finish it, or \
@@ -239,9 +243,9 @@ impl LifecycleError {
                      `airlift-install uninstall {release} -n {namespace}` to remove what it applied"
                 ),
             },
-            Self::NoEarlierRevision { release, namespace, .. } => format!(
-                "`airlift-install status {release} -n {namespace}` lists the revisions"
-            ),
+            Self::NoEarlierRevision {
+                release, namespace, ..
+            } => format!("`airlift-install status {release} -n {namespace}` lists the revisions"),
             Self::NeverDeployed { release, .. } => format!(
                 "pick a revision whose status is deployed, superseded or rolled-back \
                  (`airlift-install status {release}`)"
@@ -286,8 +290,9 @@ fn conflict_lines(conflicts: &[crate::ownership::Conflict]) -> String {
         .join("\n")
 }
 
-fn interrupted_text(revision: Option<u32>, deployed: Option<u32>) -> String {
+fn interrupted_text(action: &str, revision: Option<u32>, deployed: Option<u32>) -> String {
     match (revision, deployed) {
+        (None, _) if action == "uninstall" => "; some objects are deleted, the records remain".into(),
         (None, _) => "; nothing was changed".into(),
         (Some(r), Some(d)) => format!(
             "; revision {r} is recorded as interrupted (partly applied), revision {d} is the last deployed"

@@ -128,6 +128,8 @@ pub struct Engine<'a> {
     progress: &'a dyn Progress,
     /// Secret configuration values, scrubbed from every object stored in a release record.
     secrets: Vec<String>,
+    /// Checked between deletions by rollback and uninstall.
+    cancel: Cancel,
 }
 
 impl<'a> Engine<'a> {
@@ -138,7 +140,16 @@ impl<'a> Engine<'a> {
             cluster,
             progress,
             secrets: Vec::new(),
+            cancel: Cancel::new(),
         }
+    }
+
+    /// Makes rollback and uninstall stop at a safe point (between two deletions, before
+    /// re-applying) when `cancel` is set. Install and upgrade take theirs from
+    /// [`DeployOptions::cancel`].
+    pub fn cancellable(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// Scrubs the values of `config`'s secret items from the objects stored in release records,
@@ -202,8 +213,7 @@ impl<'a> Engine<'a> {
     }
 
     async fn not_installed(&self, namespace: &str, release: &str) -> LifecycleError {
-        let elsewhere =
-            crate::release::namespaces_of(self.cluster.client().clone(), release).await;
+        let elsewhere = crate::release::namespaces_of(self.cluster.client().clone(), release).await;
         LifecycleError::NotInstalled {
             release: release.to_string(),
             namespace: namespace.to_string(),

@@ -8,8 +8,7 @@ use kube::api::{Api, ListParams};
 
 use super::deploy::settle;
 use super::{
-    inventory_since_deployed, known_inventory, DeployOptions, Engine, Kept, LifecycleError,
-    Outcome,
+    inventory_since_deployed, known_inventory, DeployOptions, Engine, Kept, LifecycleError, Outcome,
 };
 use crate::apply::{delete_one, get_live};
 use crate::generated::GeneratedValues;
@@ -30,11 +29,14 @@ impl Engine<'_> {
     ) -> Result<Outcome, LifecycleError> {
         let store = self.store(namespace, release);
         let history = self.existing(namespace, release).await?;
-        let latest = history.last().cloned().ok_or_else(|| LifecycleError::NotInstalled {
-            release: release.to_string(),
-            namespace: namespace.to_string(),
-            elsewhere: Vec::new(),
-        })?;
+        let latest = history
+            .last()
+            .cloned()
+            .ok_or_else(|| LifecycleError::NotInstalled {
+                release: release.to_string(),
+                namespace: namespace.to_string(),
+                elsewhere: Vec::new(),
+            })?;
         let deployed = history
             .iter()
             .rev()
@@ -58,25 +60,32 @@ impl Engine<'_> {
                 r
             }
             None => {
-                let n = rollback_target(&history).ok_or_else(|| {
-                    LifecycleError::NoEarlierRevision {
+                let n =
+                    rollback_target(&history).ok_or_else(|| LifecycleError::NoEarlierRevision {
                         release: release.to_string(),
                         namespace: namespace.to_string(),
                         current: latest.revision,
-                    }
-                })?;
-                history
-                    .iter()
-                    .find(|r| r.revision == n)
-                    .cloned()
-                    .ok_or(crate::release::ReleaseError::NoRevision {
+                    })?;
+                history.iter().find(|r| r.revision == n).cloned().ok_or(
+                    crate::release::ReleaseError::NoRevision {
                         release: release.to_string(),
                         revision: n,
-                    })?
+                    },
+                )?
             }
         };
         let leftovers = inventory_since_deployed(&history);
         let known = known_inventory(&history);
+        if self.cancel.is_cancelled() || options.cancel.is_cancelled() {
+            return Err(LifecycleError::Interrupted {
+                action: "rollback",
+                release: release.to_string(),
+                namespace: namespace.to_string(),
+                revision: None,
+                phase: "checks",
+                deployed: deployed.as_ref().map(|d| d.revision),
+            });
+        }
         let (deleted, kept) = self
             .restore(&target, &BTreeMap::new(), &leftovers, &known, options)
             .await?;
@@ -121,6 +130,17 @@ impl Engine<'_> {
         let all = known_inventory(&history);
         let owner = Owner::new(namespace, release);
         let (deleted, kept) = self.prune(&all, &[], &owner, &all, delete_data).await?;
+        if self.cancel.is_cancelled() {
+            // The records stay, so the same uninstall run again finishes the job.
+            return Err(LifecycleError::Interrupted {
+                action: "uninstall",
+                release: release.to_string(),
+                namespace: namespace.to_string(),
+                revision: None,
+                phase: "deletion",
+                deployed: None,
+            });
+        }
         let client = self.cluster.client().clone();
         if delete_data {
             GeneratedValues::new(client.clone(), namespace, release)
@@ -160,6 +180,9 @@ impl Engine<'_> {
         let mut deleted = Vec::new();
         let mut kept = Vec::new();
         for id in doomed {
+            if self.cancel.is_cancelled() {
+                break;
+            }
             let Some(live) = get_live(&self.resolver, &id).await? else {
                 continue;
             };
@@ -194,8 +217,7 @@ impl Engine<'_> {
     ) -> Result<Option<String>, LifecycleError> {
         let data_hint = "--delete-data deletes it";
         if id.group == "apiextensions.k8s.io" && id.kind == "CustomResourceDefinition" {
-            return Ok((!delete_data)
-                .then(|| format!("a CRD holds custom resources; {data_hint}")));
+            return Ok((!delete_data).then(|| format!("a CRD holds custom resources; {data_hint}")));
         }
         if id.group.is_empty() && id.kind == "PersistentVolumeClaim" {
             return Ok((!delete_data).then(|| format!("a volume holds data; {data_hint}")));

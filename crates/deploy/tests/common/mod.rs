@@ -65,7 +65,14 @@ pub fn envs() -> Vec<Env> {
                 )
             });
             let insecure = std::env::var("AIRLIFT_E2E_REGISTRY_INSECURE").as_deref() == Ok("1");
-            out.push(env("real-cluster", PathBuf::from(kc), None, registry, None, insecure));
+            out.push(env(
+                "real-cluster",
+                PathBuf::from(kc),
+                None,
+                registry,
+                None,
+                insecure,
+            ));
         }
         None => eprintln!(
             "note: AIRLIFT_E2E_KUBECONFIG is not set: the real-cluster tier is skipped; the \
@@ -91,7 +98,10 @@ fn env(
             .insecure
             .insert(registry.split('/').next().unwrap_or(&registry).to_string());
     }
-    eprintln!("[{tier}] kubeconfig {} registry {registry}", kubeconfig.display());
+    eprintln!(
+        "[{tier}] kubeconfig {} registry {registry}",
+        kubeconfig.display()
+    );
     Env {
         tier,
         kubeconfig,
@@ -201,7 +211,12 @@ pub async fn plan(
 ) -> Result<PlanReport, DeployError> {
     let cluster = env.connect().await;
     let (b, _) = open_verified(bundle, &env.trust(), &NoProgress, true)?;
-    let deployer = Deployer::new(&cluster, Arc::new(NoProgress), &NonInteractive, Cancel::new());
+    let deployer = Deployer::new(
+        &cluster,
+        Arc::new(NoProgress),
+        &NonInteractive,
+        Cancel::new(),
+    );
     let prepared = deployer.prepare(Arc::new(b), site, Intent::Upgrade).await?;
     deployer.plan(&prepared).await
 }
@@ -226,5 +241,7 @@ pub async fn live(
         name: name.into(),
     };
     let resolver = airlift_cluster::resolve::Resolver::new(cluster.client().clone());
-    airlift_cluster::apply::get_live(&resolver, &id).await.unwrap()
+    airlift_cluster::apply::get_live(&resolver, &id)
+        .await
+        .unwrap()
 }
