@@ -189,11 +189,6 @@ impl fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Wraps any client, e.g. one over a `tower_test` mock service.
-    pub fn from_client(client: Client, target: ClusterTarget) -> Self {
-        Self { client, target }
-    }
-
     /// Loads the kubeconfig, picks the context and checks the API server answers `/version`.
     pub async fn connect(options: &ConnectOptions) -> Result<Self, ConnectError> {
         let (kubeconfig, source_desc) = load_kubeconfig(options.kubeconfig.as_deref())?;
