@@ -79,10 +79,15 @@ pub async fn status(
 ) -> Result<StatusReport, DeployError> {
     let engine = Engine::new(cluster, progress);
     let history = engine.existing(namespace, release).await?;
-    let latest = history
-        .last()
-        .cloned()
-        .ok_or_else(|| DeployError::Component("no revisions".into()))?;
+    // `existing` never returns an empty history.
+    let Some(latest) = history.last().cloned() else {
+        return Err(LifecycleError::NotInstalled {
+            release: release.to_string(),
+            namespace: namespace.to_string(),
+            elsewhere: Vec::new(),
+        }
+        .into());
+    };
     let deployed = history
         .iter()
         .rev()

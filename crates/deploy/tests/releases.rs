@@ -384,3 +384,67 @@ async fn status_reads_the_cluster() {
         .unwrap();
     }
 }
+
+/// Preflight reports the cluster's, the registry's and ownership's failures together, once, and
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn preflight_reports_every_failure_at_once() {
+    use airlift_testkit::cluster::{ClusterOptions, TestCluster};
+    let old = TestCluster::start(ClusterOptions::default().with_version("1.27.3")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = airlift_testkit::bundles::ShopBundles::new(dir.path()).unwrap();
+    let bundle = bundles.write(&ShopVersion::new("1.0.0")).unwrap();
+    let key = airlift_bundle::PublicKey::load(&bundles.public_key().unwrap()).unwrap();
+    let cluster = airlift_cluster::Cluster::connect(&airlift_cluster::ConnectOptions {
+        kubeconfig: Some(old.kubeconfig_path().to_path_buf()),
+        context: None,
+    })
+    .await
+    .unwrap();
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let registry = format!("127.0.0.1:{port}");
+    let site = airlift_deploy::SiteRequest {
+        release: Some("shop".into()),
+        registry: Some(registry.clone()),
+        registry_options: airlift_registry::RegistryOptions::default().with_insecure(registry),
+        ..Default::default()
+    };
+    let (b, _) =
+        airlift_deploy::open_verified(&bundle, &airlift_bundle::Trust::Key(key), &NoProgress, true)
+            .unwrap();
+    let deployer = airlift_deploy::Deployer::new(
+        &cluster,
+        std::sync::Arc::new(NoProgress),
+        &airlift_deploy::NonInteractive,
+        Default::default(),
+    );
+    let prepared = deployer
+        .prepare(std::sync::Arc::new(b), &site, Intent::Install)
+        .await
+        .unwrap();
+    let before = old.requests().len();
+    let err = deployer
+        .deploy(&prepared, Intent::Install, &options(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_kind(), ExitKind::Preflight);
+    let DeployError::Preflight(failures) = &err else {
+        panic!("{err:?}")
+    };
+    let areas: Vec<&str> = failures.iter().map(|f| f.area).collect();
+    assert!(
+        areas.contains(&"cluster") && areas.contains(&"registry"),
+        "{failures:?}"
+    );
+    assert!(err.to_string().contains("1.27.3"), "{err}");
+    let writes = old.requests()[before..]
+        .iter()
+        .filter(|r| {
+            r.method != "GET" && !r.path.contains("selfsubject") && !r.query.contains("dryRun")
+        })
+        .count();
+    assert_eq!(writes, 0, "nothing changed");
+}
