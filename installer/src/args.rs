@@ -85,9 +85,9 @@ impl ReleaseArgs {
 /// How long to wait for readiness.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WaitArgs {
-    /// How long to wait for workloads to become ready, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
-    pub timeout: u64,
+    /// How long to wait for workloads to become ready: `300`, `90s`, `5m`, `1h30m`.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 impl WaitArgs {
@@ -95,10 +95,69 @@ impl WaitArgs {
     pub fn deploy_options(&self) -> DeployOptions {
         DeployOptions {
             wait: WaitOptions {
-                timeout: Duration::from_secs(self.timeout),
+                timeout: self.timeout,
                 ..WaitOptions::default()
             },
             ..DeployOptions::default()
+        }
+    }
+}
+
+/// Parses `300` (seconds), `90s`, `5m`, `2h`, `1h30m`, `1m30s`, as kubectl and helm take them.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let bad = || format!("`{text}` is not a duration: write e.g. 300, 90s, 5m or 1h30m");
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || text.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_kubectls() {
+        for (text, secs) in [
+            ("300", 300),
+            ("90s", 90),
+            ("5m", 300),
+            ("1h30m", 5400),
+            ("1m30s", 90),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in ["", "5x", "m", "1.5m", "5m3"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }
@@ -217,6 +276,10 @@ pub struct DeployArgs {
     /// Take the release lock even if another operation holds it (only when that one is gone).
     #[arg(long)]
     pub force_unlock: bool,
+    /// Run everything up to and including preflight (cluster, registry, ownership), print the
+    /// plan, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Readiness.
     #[command(flatten)]
     pub wait: WaitArgs,

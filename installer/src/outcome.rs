@@ -1,6 +1,10 @@
-//! Printing what an operation did: every object created, updated, deleted, kept and adopted.
+//! Printing plans and what an operation did: every object created, updated, deleted, kept and
+//! adopted.
 
+use airlift_cli::output::print_json;
+use airlift_cli::{CommandError, OutputFormat};
 use airlift_cluster::lifecycle::Outcome;
+use airlift_deploy::PlanReport;
 
 /// Prints the lines of `outcome` under a heading already printed.
 pub fn print_outcome(outcome: &Outcome) {
@@ -26,4 +30,58 @@ pub fn print_outcome(outcome: &Outcome) {
     for a in &outcome.adopted {
         println!("    adopted {a}");
     }
+}
+
+/// Prints a plan as text.
+pub fn print_plan(plan: &PlanReport) {
+    match &plan.from {
+        Some(from) => println!(
+            "Plan for release {} in namespace {}: {} {} -> {} {}",
+            plan.release, plan.namespace, from.name, from.version, plan.to.name, plan.to.version
+        ),
+        None => println!(
+            "Plan for release {} in namespace {} (not installed yet): {} {}",
+            plan.release, plan.namespace, plan.to.name, plan.to.version
+        ),
+    }
+    println!("{}", plan.objects);
+    if !plan.values.is_empty() {
+        println!("Values that change:");
+        for v in &plan.values {
+            println!(
+                "  {}: {} -> {} ({})",
+                v.key,
+                v.from.as_deref().unwrap_or("(unset)"),
+                v.to.as_deref().unwrap_or("(unset)"),
+                v.reason
+            );
+        }
+    }
+    if !plan.defaults.is_empty() {
+        println!("SaaS defaults the vendor changed:");
+        for d in &plan.defaults {
+            println!(
+                "  {}: {} -> {}; the site {}",
+                d.key,
+                d.from.as_deref().unwrap_or("(none)"),
+                d.to.as_deref().unwrap_or("(none)"),
+                d.site
+            );
+        }
+    }
+    for key in &plan.dropped {
+        println!("  note: the site's value for `{key}` is dropped: the new bundle has no such key");
+    }
+}
+
+/// Prints a `--dry-run`: the plan, and that preflight passed and nothing changed.
+pub fn print_dry_run(plan: &PlanReport, output: OutputFormat) -> Result<(), CommandError> {
+    match output {
+        OutputFormat::Json => print_json(&serde_json::json!({"dryRun": true, "plan": plan}))?,
+        OutputFormat::Text => {
+            print_plan(plan);
+            println!("Dry run: preflight passed; nothing was changed.");
+        }
+    }
+    Ok(())
 }

@@ -159,3 +159,26 @@ fn concurrent_installs_never_both_write() {
         assert_ne!(r["status"], "failed", "{status}");
     }
 }
+
+#[test]
+fn dry_run_checks_everything_and_changes_nothing() {
+    let site = Site::start();
+    let v1 = site.bundle(&ShopVersion::new("1.0.0"));
+    let dry = site.install(&v1, &["--dry-run"]);
+    assert!(dry.ok(), "{dry}");
+    assert!(
+        dry.stdout
+            .contains("Dry run: preflight passed; nothing was changed."),
+        "{dry}"
+    );
+    assert!(dry.stdout.contains("not installed yet"), "{dry}");
+    assert!(site.cluster.object("", "namespaces", "", "shop").is_none());
+    let blobs = site.registry.storage_dir().join("docker/registry/v2/blobs");
+    assert!(!blobs.exists(), "no image was pushed");
+    // A dry run of an upgrade of a release that is not installed is refused like the upgrade.
+    let refused = site.run_deploy("upgrade", &v1, &["--dry-run"], true);
+    assert_eq!(refused.code, 1, "{refused}");
+    let bad = site.run(&["install", v1.to_str().unwrap(), "--timeout", "5x"]);
+    assert_eq!(bad.code, 2, "{bad}");
+    assert!(bad.stderr.contains("`5x` is not a duration"), "{bad}");
+}

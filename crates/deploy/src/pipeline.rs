@@ -300,6 +300,15 @@ impl<'a> Deployer<'a> {
         })
     }
 
+    /// Refuses an upgrade that cannot go ahead (the release is not installed, or the version is
+    /// older without `force`), reading only: before a plan is shown or a question asked.
+    pub async fn check_upgrade(&self, prepared: &Prepared, force: bool) -> Result<(), DeployError> {
+        self.engine()
+            .check_upgrade(&prepared.request, force)
+            .await?;
+        Ok(())
+    }
+
     /// What deploying `prepared` would change, changing nothing.
     pub async fn plan(&self, prepared: &Prepared) -> Result<PlanReport, DeployError> {
         let objects = self.engine().plan(&prepared.request).await?;
@@ -378,6 +387,21 @@ impl<'a> Deployer<'a> {
         } else {
             Err(DeployError::Preflight(failures))
         }
+    }
+
+    /// Everything up to and including preflight, then the plan: what `--dry-run` shows.
+    /// Changes nothing.
+    pub async fn dry_run(
+        &self,
+        prepared: &Prepared,
+        intent: Intent,
+        options: &DeployOptions,
+    ) -> Result<PlanReport, DeployError> {
+        if intent == Intent::Upgrade {
+            self.check_upgrade(prepared, options.force).await?;
+        }
+        self.preflight(prepared, intent, options.adopt).await?;
+        self.plan(prepared).await
     }
 
     /// Installs or upgrades `prepared`: preflight, push, lock, keep values, apply, wait, record.

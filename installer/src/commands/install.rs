@@ -10,7 +10,7 @@ use airlift_deploy::{open_verified, Deployer, Intent};
 
 use crate::args::{runtime, DeployArgs};
 use crate::interact::Terminal;
-use crate::outcome::print_outcome;
+use crate::outcome::{print_dry_run, print_outcome};
 use crate::signals::cancel_on_signals;
 
 /// Arguments of `install`.
@@ -33,19 +33,30 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let rt = runtime()?;
     let cancel = cancel_on_signals(&rt);
     let interaction = Terminal::new(a.config.yes);
-    let (report, relocation, server) = rt.block_on(async {
+    let done = rt.block_on(async {
         let cluster = a.cluster.connect().await?;
         let deployer = Deployer::new(&cluster, progress.clone(), &interaction, cancel);
         let prepared = deployer
             .prepare(Arc::new(bundle), &site, Intent::Install)
             .await
             .map_err(CommandError::diagnosed)?;
+        if a.dry_run {
+            let plan = deployer
+                .dry_run(&prepared, Intent::Install, &a.options())
+                .await
+                .map_err(CommandError::diagnosed)?;
+            return Ok(Err(plan));
+        }
         let report = deployer
             .deploy(&prepared, Intent::Install, &a.options(), a.force_unlock)
             .await
             .map_err(CommandError::diagnosed)?;
-        Ok::<_, CommandError>((report, prepared.relocation, cluster.target().clone()))
+        Ok::<_, CommandError>(Ok((report, prepared.relocation, cluster.target().clone())))
     })?;
+    let (report, relocation, server) = match done {
+        Ok(done) => done,
+        Err(plan) => return print_dry_run(&plan, a.output),
+    };
     match a.output {
         OutputFormat::Json => print_json(&serde_json::json!({
             "release": report.release,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use airlift_bundle::Progress;
 use airlift_cli::output::print_json;
 use airlift_cli::{progress_for, CommandError, OutputFormat};
-use airlift_deploy::{open_verified, Deployer, Intent, NonInteractive, PlanReport};
+use airlift_deploy::{open_verified, Deployer, Intent, NonInteractive};
 
 use crate::args::{runtime, DeployArgs};
+use crate::outcome::print_plan;
 
 /// Arguments of `plan`.
 #[derive(Debug, clap::Args)]
@@ -16,48 +17,6 @@ pub struct Args {
     /// The new bundle and where it would go.
     #[command(flatten)]
     pub deploy: DeployArgs,
-}
-
-/// Prints a plan as text.
-pub fn print_plan(plan: &PlanReport) {
-    match &plan.from {
-        Some(from) => println!(
-            "Plan for release {} in namespace {}: {} {} -> {} {}",
-            plan.release, plan.namespace, from.name, from.version, plan.to.name, plan.to.version
-        ),
-        None => println!(
-            "Plan for release {} in namespace {} (not installed yet): {} {}",
-            plan.release, plan.namespace, plan.to.name, plan.to.version
-        ),
-    }
-    println!("{}", plan.objects);
-    if !plan.values.is_empty() {
-        println!("Values that change:");
-        for v in &plan.values {
-            println!(
-                "  {}: {} -> {} ({})",
-                v.key,
-                v.from.as_deref().unwrap_or("(unset)"),
-                v.to.as_deref().unwrap_or("(unset)"),
-                v.reason
-            );
-        }
-    }
-    if !plan.defaults.is_empty() {
-        println!("SaaS defaults the vendor changed:");
-        for d in &plan.defaults {
-            println!(
-                "  {}: {} -> {}; the site {}",
-                d.key,
-                d.from.as_deref().unwrap_or("(none)"),
-                d.to.as_deref().unwrap_or("(none)"),
-                d.site
-            );
-        }
-    }
-    for key in &plan.dropped {
-        println!("  note: the site's value for `{key}` is dropped: the new bundle has no such key");
-    }
 }
 
 /// Runs `plan`.

@@ -9,9 +9,8 @@ use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::{open_verified, DeployError, Deployer, Intent, Interaction};
 
 use crate::args::{runtime, DeployArgs};
-use crate::commands::plan::print_plan;
 use crate::interact::Terminal;
-use crate::outcome::print_outcome;
+use crate::outcome::{print_dry_run, print_outcome, print_plan};
 use crate::signals::cancel_on_signals;
 
 /// Arguments of `upgrade`.
@@ -40,7 +39,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let rt = runtime()?;
     let cancel = cancel_on_signals(&rt);
     let interaction = Terminal::new(a.config.yes);
-    let (plan, report) = rt.block_on(async {
+    let done = rt.block_on(async {
         let cluster = a.cluster.connect().await?;
         let deployer = Deployer::new(&cluster, progress.clone(), &interaction, cancel);
         let diag = CommandError::diagnosed;
@@ -52,10 +51,17 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         options.no_rollback = args.no_rollback;
         options.force = args.force;
         // Refused before a plan is shown: not installed, or a downgrade without --force.
-        airlift_cluster::lifecycle::Engine::new(&cluster, progress.as_ref())
-            .check_upgrade(&prepared.request, options.force)
+        deployer
+            .check_upgrade(&prepared, options.force)
             .await
-            .map_err(|e| diag(e.into()))?;
+            .map_err(diag)?;
+        if a.dry_run {
+            let plan = deployer
+                .dry_run(&prepared, Intent::Upgrade, &options)
+                .await
+                .map_err(diag)?;
+            return Ok(Err(plan));
+        }
         let plan = deployer.plan(&prepared).await.map_err(diag)?;
         if a.output == OutputFormat::Text {
             print_plan(&plan);
@@ -67,8 +73,12 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .deploy(&prepared, Intent::Upgrade, &options, a.force_unlock)
             .await
             .map_err(diag)?;
-        Ok::<_, CommandError>((plan, report))
+        Ok::<_, CommandError>(Ok((plan, report)))
     })?;
+    let (plan, report) = match done {
+        Ok(done) => done,
+        Err(plan) => return print_dry_run(&plan, a.output),
+    };
     match a.output {
         OutputFormat::Json => print_json(&serde_json::json!({
             "release": report.release,

@@ -112,7 +112,7 @@ impl Site {
             "--key".into(),
             self.key.to_str().unwrap().into(),
             "--timeout".into(),
-            "60".into(),
+            "1m".into(),
         ];
         if with_registry {
             args.extend([
