@@ -302,7 +302,6 @@ impl DeployArgs {
             flatten: self.target.flatten,
             registry_options: self.target.registry_options(&self.registry)?,
             reset_values: self.reset_values,
-            adopt: self.adopt,
         })
     }
 

@@ -156,7 +156,12 @@ pub fn cluster_writes(site: &Site) -> Vec<String> {
         .requests()
         .into_iter()
         .filter(|r| matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
-        .filter(|r| !r.path.contains("accessreviews") && !r.path.contains("rulesreviews"))
+        // Reviews (access, rules, who-am-I) are questions, not writes: nothing is stored.
+        .filter(|r| {
+            !r.path.contains("accessreviews")
+                && !r.path.contains("rulesreviews")
+                && !r.path.ends_with("/selfsubjectreviews")
+        })
         .filter(|r| !r.query.contains("dryRun"))
         .map(|r| format!("{} {} -> {}", r.method, r.path, r.status))
         .collect()

@@ -46,8 +46,6 @@ pub struct SiteRequest {
     pub registry_options: RegistryOptions,
     /// Forget the values the release remembers and start from the SaaS defaults.
     pub reset_values: bool,
-    /// Take over objects that exist and belong to no release or to another one.
-    pub adopt: bool,
 }
 
 /// The names every command agrees on: the release defaults to the bundle's name, the namespace

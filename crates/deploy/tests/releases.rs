@@ -448,3 +448,92 @@ async fn preflight_reports_every_failure_at_once() {
         .count();
     assert_eq!(writes, 0, "nothing changed");
 }
+
+/// An object that exists without Airlift's ownership is a conflict; `--adopt` takes it over and
+/// the revision records that.
+#[tokio::test(flavor = "multi_thread")]
+async fn adopting_takes_over_foreign_objects_and_records_it() {
+    for env in envs() {
+        let cluster = env.connect().await;
+        let ns = unique("adopt");
+        let resolver = airlift_cluster::resolve::Resolver::new(cluster.client().clone());
+        let put = |v: serde_json::Value| {
+            let resolver = &resolver;
+            async move {
+                airlift_cluster::apply::apply_one(resolver, &v, false)
+                    .await
+                    .unwrap();
+            }
+        };
+        put(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns}}))
+        .await;
+        put(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "web-config", "namespace": ns}, "data": {"hand": "made"}}))
+        .await;
+        let v1 = env.bundle(&ShopVersion::new("1.0.0"));
+        let err = deploy(&env, &v1, &env.site("shop", Some(&ns)), Intent::Install)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "ConfigMap {ns}/web-config exists and is not managed by Airlift"
+            )),
+            "[{}] {text}",
+            env.tier
+        );
+        assert!(text.contains(&format!("Namespace {ns} exists")), "{text}");
+
+        let site = env.site("shop", Some(&ns));
+        let mut opts = options();
+        opts.adopt = true;
+        let report = common::deploy_with(
+            &env,
+            &v1,
+            &site,
+            Intent::Install,
+            &opts,
+            std::sync::Arc::new(NoProgress),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let adopted: Vec<&str> = report
+            .outcome
+            .adopted
+            .iter()
+            .map(|a| a.object.as_str())
+            .collect();
+        assert!(
+            adopted.contains(&format!("ConfigMap {ns}/web-config").as_str()),
+            "{adopted:?}"
+        );
+        let cm = live(&cluster, "v1", "ConfigMap", Some(&ns), "web-config")
+            .await
+            .unwrap();
+        assert_eq!(
+            cm["metadata"]["annotations"]["airlift.dev/owned-by"],
+            format!("{ns}/shop")
+        );
+        let s = releases::status(&cluster, &NoProgress, &ns, "shop")
+            .await
+            .unwrap();
+        assert!(
+            s.latest.description.contains("adopted"),
+            "{}",
+            s.latest.description
+        );
+        releases::uninstall(
+            &cluster,
+            &NoProgress,
+            &ns,
+            "shop",
+            true,
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+}

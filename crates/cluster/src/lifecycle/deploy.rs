@@ -206,11 +206,15 @@ impl Engine<'_> {
                 .message(&format!("release {} is up to date", request.release));
             return Ok(outcome);
         }
-        let description = match &previous {
+        let mut description = match &previous {
             Some(p) if action == "upgrade" => format!("upgrade from {}", p.bundle.version),
             Some(_) => "re-install".to_string(),
             None => action.to_string(),
         };
+        if !outcome.adopted.is_empty() {
+            let names: Vec<String> = outcome.adopted.iter().map(|a| a.to_string()).collect();
+            description.push_str(&format!("; adopted: {}", names.join("; ")));
+        }
         store
             .write(&record(
                 ReleaseStatus::Deployed,
