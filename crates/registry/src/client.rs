@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use airlift_bundle::oci::ACCEPTED_MANIFEST_TYPES;
 use airlift_bundle::{BlobSource, Digest};
 use bytes::Bytes;
 use http::header::{
@@ -23,12 +24,6 @@ use crate::auth::{authorize, resolve_credentials, AuthError, Challenge, Credenti
 use crate::error::{RegistryError, Target};
 use crate::options::{RegistryOptions, RetryPolicy};
 use crate::tls::{http_client, TlsError};
-
-/// The manifest media types we accept when asking for manifests.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-application/vnd.oci.image.manifest.v1+json, \
-application/vnd.docker.distribution.manifest.list.v2+json, \
-application/vnd.docker.distribution.manifest.v2+json";
 
 /// How many bytes one positioned read of an upload body takes.
 const CHUNK: usize = 512 * 1024;
@@ -405,9 +400,10 @@ impl RegistryClient {
         let target = self.target(format!("{repo}:{reference}"));
         let url = self.url(&format!("{repo}/manifests/{reference}"));
         let scope = Self::push_scope(repo);
+        let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
         let resp = self
             .send(&target, Some(&scope), Retries::Yes, &url, || {
-                self.http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+                self.http.head(url.clone()).header(ACCEPT, accept.as_str())
             })
             .await?;
         match resp.status() {

@@ -14,7 +14,8 @@ use oci_client::client::BlobResponse;
 use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
 
-use super::select::{self, Descriptor};
+use airlift_bundle::oci::{Descriptor, ACCEPTED_MANIFEST_TYPES};
+
 use super::{plan, BlobRef, DocKind, FetchDoc, PullError, PulledImage};
 use crate::auth::{resolve_credentials, Credentials};
 use crate::error::{RegistryError, Target};
@@ -136,7 +137,7 @@ impl RegistryPuller {
         let top = self
             .retry(|| async {
                 ctx.client_call(|c| {
-                    c.pull_manifest_raw(&ctx.reference, &ctx.auth, select::ACCEPTED)
+                    c.pull_manifest_raw(&ctx.reference, &ctx.auth, ACCEPTED_MANIFEST_TYPES)
                 })
                 .await
             })
@@ -395,11 +396,11 @@ impl FetchDoc for Ctx<'_> {
         Box::pin(async move {
             match kind {
                 DocKind::Manifest => {
-                    let r = self.reference.clone_with_digest(desc.digest_str.clone());
+                    let r = self.reference.clone_with_digest(desc.digest.to_string());
                     self.puller
                         .retry(|| async {
                             self.client_call(|c| {
-                                c.pull_manifest_raw(&r, &self.auth, select::ACCEPTED)
+                                c.pull_manifest_raw(&r, &self.auth, ACCEPTED_MANIFEST_TYPES)
                             })
                             .await
                         })
@@ -407,20 +408,25 @@ impl FetchDoc for Ctx<'_> {
                         .map(|(bytes, _)| bytes)
                 }
                 DocKind::Config => {
+                    let digest = desc.digest.to_string();
+                    let digest = &digest;
                     self.puller
                         .retry(|| async {
                             let mut s = self
                                 .client_call(|c| {
-                                    c.pull_blob_stream(&self.reference, desc.digest_str.as_str())
+                                    c.pull_blob_stream(&self.reference, digest.as_str())
                                 })
                                 .await?;
                             let mut out = Vec::new();
                             while let Some(chunk) = s.next().await {
                                 let chunk = chunk.map_err(|e| self.stream_err(e))?;
-                                if out.len() as u64 + chunk.len() as u64 > select::MAX_DOCUMENT {
+                                if out.len() as u64 + chunk.len() as u64 > kind.limit() {
                                     return Err(PullError::BadManifest {
                                         image: self.target.image.clone(),
-                                        detail: "config larger than 4 MiB".to_string(),
+                                        detail: format!(
+                                            "config {digest} is larger than {} bytes",
+                                            kind.limit()
+                                        ),
                                     });
                                 }
                                 out.extend_from_slice(&chunk);
