@@ -2,8 +2,8 @@
 //! scope), blob HEAD, cross-repository mount, streamed monolithic upload, manifest HEAD/PUT with
 //! the exact original bytes, and cancelling an upload (for preflight).
 //!
-//! Every request retries transient failures (5xx, 429, resets, timeouts) with the exponential
-//! backoff of [`RetryPolicy`]; failures come back as a named [`RegistryError`] that carries the
+//! Every request retries transient failures (5xx, 408, 429 honouring `Retry-After`, resets,
+//! timeouts) as the one [`RetryPolicy`] says; failures come back as a named [`RegistryError`] that carries the
 //! registry and repository. Blob bodies are read from a [`BlobSource`] in chunks by positioned
 //! reads, so a blob is never whole in memory.
 
@@ -22,7 +22,8 @@ use url::Url;
 
 use crate::auth::{authorize, resolve_credentials, AuthError, Challenge, Credentials};
 use crate::error::{RegistryError, Target};
-use crate::options::{RegistryOptions, RetryPolicy};
+use crate::options::RegistryOptions;
+use crate::retry::{is_retryable_status, parse_retry_after, Retry, RetryPolicy, Retryable};
 use crate::tls::{http_client, TlsError};
 
 /// How many bytes one positioned read of an upload body takes.
@@ -203,6 +204,7 @@ impl RegistryClient {
                 target,
                 status: 404,
                 message: "the server has no /v2/ API".to_string(),
+                retry_after: None,
             });
         }
         Err(RegistryError::from_status(
@@ -320,35 +322,28 @@ impl RegistryClient {
         on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<bool, RegistryError> {
         let high_water = Arc::new(AtomicU64::new(0));
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result: Result<bool, RegistryError> = async {
-                let session = match self.start_upload(repo, digest, mount_from).await? {
-                    UploadStart::Mounted => return Ok(true),
-                    UploadStart::Session(url) => url,
-                };
-                self.put_blob(
-                    repo,
-                    &session,
-                    digest,
-                    size,
-                    &source,
-                    &high_water,
-                    &on_bytes,
-                )
-                .await?;
-                Ok(false)
-            }
-            .await;
-            match result {
-                Ok(mounted) => return Ok(mounted),
-                Err(e) if e.is_transient() && self.retry.should_retry(attempt) => {
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.retry
+            .run(
+                || async {
+                    let session = match self.start_upload(repo, digest, mount_from).await? {
+                        UploadStart::Mounted => return Ok(true),
+                        UploadStart::Session(url) => url,
+                    };
+                    self.put_blob(
+                        repo,
+                        &session,
+                        digest,
+                        size,
+                        &source,
+                        &high_water,
+                        &on_bytes,
+                    )
+                    .await?;
+                    Ok(false)
+                },
+                |_, _, _| {},
+            )
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -477,12 +472,7 @@ impl RegistryClient {
         status: StatusCode,
         resp: reqwest::Response,
     ) -> RegistryError {
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .map(std::time::Duration::from_secs);
+        let retry_after = retry_after(&resp);
         let body = resp.bytes().await.unwrap_or_default();
         let body = &body[..body.len().min(4096)];
         RegistryError::from_status(
@@ -546,13 +536,16 @@ impl RegistryClient {
                 }
             }
             let outcome = req.send().await;
-            let retry_allowed = retries == Retries::Yes && self.retry.should_retry(attempt);
+            let policy = match retries {
+                Retries::Yes => self.retry,
+                Retries::No => RetryPolicy::none(),
+            };
             let resp = match outcome {
                 Ok(r) => r,
                 Err(e) => {
                     let err = RegistryError::from_reqwest(target.clone(), e);
-                    if err.is_transient() && retry_allowed {
-                        tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    if let Some(wait) = policy.next_delay(attempt, err.retry()) {
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     return Err(err);
@@ -597,17 +590,25 @@ impl RegistryClient {
                 }
                 return Ok(resp);
             }
-            let transient = status.is_server_error()
-                || status == StatusCode::TOO_MANY_REQUESTS
-                || status == StatusCode::REQUEST_TIMEOUT;
-            if transient && retry_allowed {
-                let _ = resp.bytes().await;
-                tokio::time::sleep(self.retry.backoff(attempt)).await;
-                continue;
+            if is_retryable_status(status.as_u16()) {
+                let class = retry_after(&resp).map_or(Retry::Backoff, Retry::After);
+                if let Some(wait) = policy.next_delay(attempt, class) {
+                    let _ = resp.bytes().await;
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             }
             return Ok(resp);
         }
     }
+}
+
+/// The response's `Retry-After`, when it has a valid one.
+fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    resp.headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
 }
 
 /// A request body that streams `[0, size)` of a blob by positioned reads, one chunk at a time.

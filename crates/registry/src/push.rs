@@ -97,7 +97,7 @@ impl PushError {
     pub fn hint(&self) -> String {
         match self {
             Self::Registry { source, .. } => source.hint(),
-            Self::Mapping(_) => "check the image references the bundle records".to_string(),
+            Self::Mapping(e) => airlift_bundle::Diagnose::fix(e).unwrap_or_default(),
             _ => "the bundle is incomplete or damaged: run `airlift-install verify` on it, \
                   or ask the vendor for a new copy"
                 .to_string(),

@@ -32,6 +32,7 @@ pub use remote::RegistryPuller;
 
 use crate::auth::AuthError;
 use crate::error::RegistryError;
+use crate::retry::{Retry, Retryable};
 use crate::tls::TlsError;
 
 /// A blob (or manifest) of a pulled image.
@@ -181,7 +182,17 @@ impl PullError {
 
     /// True when retrying the whole operation may help.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Registry(e) if e.is_transient())
+        self.retry() != Retry::Never
+    }
+}
+
+impl Retryable for PullError {
+    /// Registry failures retry as [`RegistryError`] says; nothing else is transient.
+    fn retry(&self) -> Retry {
+        match self {
+            Self::Registry(e) => e.retry(),
+            _ => Retry::Never,
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use super::{plan, BlobRef, DocKind, FetchDoc, PullError, PulledImage};
 use crate::auth::{resolve_credentials, Credentials};
 use crate::error::{RegistryError, Target};
 use crate::options::RegistryOptions;
+use crate::retry::Retryable;
 use crate::tls;
 
 /// Pulls images from registries into a [`DirBlobStore`]. Use one per build and run pulls on it
@@ -79,30 +80,13 @@ impl RegistryPuller {
         Ok(found)
     }
 
-    /// Runs `op` until it succeeds, fails permanently, or the retry policy gives up.
-    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, PullError>
+    /// Runs `op` under the retry policy.
+    async fn retry<T, F, Fut>(&self, op: F) -> Result<T, PullError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, PullError>>,
     {
-        let mut attempt = 1;
-        loop {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() && self.opts.retry.should_retry(attempt) => {
-                    let wait = match &e {
-                        PullError::Registry(RegistryError::RateLimited {
-                            retry_after: Some(d),
-                            ..
-                        }) => (*d).min(self.opts.retry.max_backoff * 4),
-                        _ => self.opts.retry.backoff(attempt),
-                    };
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.opts.retry.run(op, |_, _, _| {}).await
     }
 
     /// Pulls `reference` (`host[:port]/repo:tag` or `…@sha256:…`) keeping exactly `platforms`
@@ -289,16 +273,18 @@ impl Ctx<'_> {
                 .await;
             match res {
                 Ok(()) => break,
-                Err(e) if e.is_transient() && self.puller.opts.retry.should_retry(attempt) => {
-                    progress.message(&format!(
-                        "retrying {} of {image} at byte {written} (attempt {}): {e}",
-                        blob.digest,
-                        attempt + 1
-                    ));
-                    tokio::time::sleep(self.puller.opts.retry.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+                Err(e) => match self.puller.opts.retry.next_delay(attempt, e.retry()) {
+                    Some(wait) => {
+                        progress.message(&format!(
+                            "retrying {} of {image} at byte {written} (attempt {}): {e}",
+                            blob.digest,
+                            attempt + 1
+                        ));
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    None => return Err(e),
+                },
             }
         }
         if written != blob.size {
