@@ -81,6 +81,31 @@ pub enum LocalImageError {
     Store(#[from] StoreError),
 }
 
+impl airlift_bundle::Diagnose for LocalImageError {
+    /// The build context is the definition's (exit 6); reading or storing is a failure (exit 1).
+    fn exit_kind(&self) -> airlift_bundle::ExitKind {
+        match self {
+            Self::Io { .. } | Self::Store(_) => airlift_bundle::ExitKind::Failure,
+            _ => airlift_bundle::ExitKind::Config,
+        }
+    }
+    fn fix(&self) -> Option<String> {
+        match self {
+            Self::Context { .. } => Some(
+                "give `build.context` as a relative folder inside the definition's folder".into(),
+            ),
+            Self::NoPlatform => Some("list platforms under requirements.platforms".into()),
+            Self::Io { .. } | Self::Store(_) => {
+                Some("check free disk space and the permissions of the files named".into())
+            }
+            // The message says what to do.
+            Self::SymlinkEscapes { .. } | Self::SpecialFile { .. } | Self::NonUtf8Name { .. } => {
+                None
+            }
+        }
+    }
+}
+
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LocalImageError + '_ {
     move |source| LocalImageError::Io {
         path: path.to_path_buf(),

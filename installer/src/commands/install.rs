@@ -1,6 +1,7 @@
 //! `airlift-install install BUNDLE`: verify, configure, render, preflight, push, apply, wait,
 //! record. Running it again after an interruption converges to the same state.
 
+use airlift_cli::outln;
 use std::sync::Arc;
 
 use airlift_bundle::Progress;
@@ -100,7 +101,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "push": push,
         }))?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "Installed {} {} as release {} (revision {}) in namespace {} on {}",
                 m.metadata.name,
                 m.metadata.version,
@@ -108,15 +109,15 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 outcome.revision,
                 prepared.request.namespace,
                 target
-            );
-            println!(
+            )?;
+            outln!(
                 "  images: {} pushed, {} already in {} ({} mounted)",
                 human_bytes(push.bytes_pushed),
                 human_bytes(push.bytes_skipped),
                 push.registry,
                 human_bytes(push.bytes_mounted)
-            );
-            println!(
+            )?;
+            outln!(
                 "  objects: {} applied{}",
                 prepared.request.objects.len(),
                 if outcome.recorded {
@@ -124,9 +125,9 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 } else {
                     " (no change: nothing new recorded)"
                 }
-            );
+            )?;
             for (from, to) in &prepared.relocation {
-                println!("  {from} -> {to}");
+                outln!("  {from} -> {to}")?;
             }
         }
     }

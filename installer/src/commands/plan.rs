@@ -1,5 +1,6 @@
 //! `airlift-install plan BUNDLE`: what upgrading to BUNDLE would change, changing nothing.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_cluster::lifecycle::Engine;
@@ -49,20 +50,22 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         }))?,
         OutputFormat::Text => {
             match &current {
-                Some(r) => println!(
+                Some(r) => outln!(
                     "Plan for release {}: {} {} -> {} {}",
                     prepared.request.release,
                     r.bundle.name,
                     r.bundle.version,
                     m.metadata.name,
                     m.metadata.version
-                ),
-                None => println!(
+                )?,
+                None => outln!(
                     "Plan for release {} (not installed yet): {} {}",
-                    prepared.request.release, m.metadata.name, m.metadata.version
-                ),
+                    prepared.request.release,
+                    m.metadata.name,
+                    m.metadata.version
+                )?,
             }
-            println!("{plan}");
+            outln!("{plan}")?;
         }
     }
     Ok(())

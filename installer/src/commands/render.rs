@@ -1,5 +1,6 @@
 //! `airlift-install render BUNDLE --registry … --out DIR`: the final manifests, for GitOps sites.
 
+use airlift_cli::outln;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -79,17 +80,17 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "relocation": relocation,
         }))?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "Rendered {} objects from {} {} into {}",
                 rendered.len(),
                 m.metadata.name,
                 m.metadata.version,
                 args.out.display()
-            );
+            )?;
             if secrets > 0 {
-                println!(
+                outln!(
                     "  {secrets} Secret manifests hold configuration values: their files are mode 0600; keep them out of plain Git"
-                );
+                )?;
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `airlift-install rollback RELEASE [REVISION]`: returns to an earlier release.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_cluster::lifecycle::Engine;
@@ -47,12 +48,12 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "revision": outcome.revision,
             "pruned": outcome.pruned.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))?,
-        OutputFormat::Text => println!(
+        OutputFormat::Text => outln!(
             "Rolled back release {} in namespace {namespace}: revision {} is running ({} objects removed).",
             args.release,
             outcome.revision,
             outcome.pruned.len()
-        ),
+        )?,
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `airlift-install status RELEASE`: the current release and its history.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_cluster::lifecycle::Engine;
@@ -73,7 +74,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         }))?,
         OutputFormat::Text => {
             match current {
-                Some(r) => println!(
+                Some(r) => outln!(
                     "Release {} in namespace {}: revision {} deployed, {} {} ({} objects)",
                     args.release,
                     namespace,
@@ -81,32 +82,33 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                     r.bundle.name,
                     r.bundle.version,
                     r.inventory.len()
-                ),
-                None if history.is_empty() => {
-                    println!(
-                        "Release {} is not installed in namespace {namespace}.",
-                        args.release
-                    )
-                }
-                None => println!(
+                )?,
+                None if history.is_empty() => outln!(
+                    "Release {} is not installed in namespace {namespace}.",
+                    args.release
+                )?,
+                None => outln!(
                     "Release {} in namespace {namespace} has no deployed revision.",
                     args.release
-                ),
+                )?,
             }
             if !history.is_empty() {
-                println!(
+                outln!(
                     "\n{:>8}  {:<12}  {:<10}  {:<20}  DESCRIPTION",
-                    "REVISION", "STATUS", "VERSION", "TIME"
-                );
+                    "REVISION",
+                    "STATUS",
+                    "VERSION",
+                    "TIME"
+                )?;
                 for r in &history {
-                    println!(
+                    outln!(
                         "{:>8}  {:<12}  {:<10}  {:<20}  {}",
                         r.revision,
                         r.status.to_string(),
                         r.bundle.version,
                         r.time,
                         r.description
-                    );
+                    )?;
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! `airlift-install uninstall RELEASE`: deletes the release's objects in reverse order.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{CommandError, ExitKind, OutputFormat};
 use airlift_cluster::generated;
@@ -61,15 +62,15 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "kept": outcome.kept.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "Uninstalled release {} from namespace {namespace}: {} objects deleted.",
                 args.release,
                 outcome.pruned.len()
-            );
+            )?;
             if !outcome.kept.is_empty() {
-                println!("Kept (pass --delete-data to delete them):");
+                outln!("Kept (pass --delete-data to delete them):")?;
                 for k in &outcome.kept {
-                    println!("  {k}");
+                    outln!("  {k}")?;
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! `airlift-install upgrade BUNDLE`: shows the plan, pushes, applies, prunes; rolls back
 //! automatically when the new version fails to apply or to become ready.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_cluster::lifecycle::Engine;
@@ -38,7 +39,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .await
             .map_err(lifecycle_error)?;
         if a.output == OutputFormat::Text {
-            println!("Plan for release {}:\n{plan}", prepared.request.release);
+            outln!("Plan for release {}:\n{plan}", prepared.request.release)?;
         }
         if !a.config.yes && a.config.interactive() {
             crate::confirm::confirm("Apply this upgrade?")?;
@@ -70,14 +71,14 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "plan": plan,
             "pruned": outcome.pruned.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))?,
-        OutputFormat::Text => println!(
+        OutputFormat::Text => outln!(
             "Upgraded release {} to {} {} (revision {}); {} objects pruned.",
             prepared.request.release,
             m.metadata.name,
             m.metadata.version,
             outcome.revision,
             outcome.pruned.len()
-        ),
+        )?,
     }
     Ok(())
 }
