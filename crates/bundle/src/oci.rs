@@ -457,6 +457,6 @@ mod tests {
         assert!(p.extra.is_empty());
         let p = OciPlatform::from_config(b"{}").unwrap();
         assert_eq!(p.platform_or_unknown().to_string(), "unknown/unknown");
-        assert!(OciPlatform::from_config(&vec![b'['; 100]).is_err());
+        assert!(OciPlatform::from_config(&[b'['; 100]).is_err());
     }
 }

@@ -198,7 +198,9 @@ impl RegistryClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = body_prefix(resp, ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
         if status == StatusCode::NOT_FOUND {
             return Err(RegistryError::Status {
                 target,
@@ -266,7 +268,7 @@ impl RegistryClient {
             .await?;
         let status = resp.status();
         if status == StatusCode::CREATED && mount_from.is_some() {
-            let _ = resp.bytes().await;
+            let _ = body_prefix(resp, DRAIN_LIMIT).await;
             return Ok(UploadStart::Mounted);
         }
         if status != StatusCode::ACCEPTED {
@@ -278,7 +280,7 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let base = resp.url().clone();
-        let _ = resp.bytes().await;
+        let _ = body_prefix(resp, DRAIN_LIMIT).await;
         let location = location.ok_or_else(|| RegistryError::Protocol {
             target: target.clone(),
             detail: "upload started (202) without a Location header".to_string(),
@@ -302,7 +304,7 @@ impl RegistryClient {
         let status = resp.status();
         // 404: the session is already gone, which is what we wanted.
         if status.is_success() || status == StatusCode::NOT_FOUND {
-            let _ = resp.bytes().await;
+            let _ = body_prefix(resp, DRAIN_LIMIT).await;
             return Ok(());
         }
         Err(self.status_error(target, status, resp).await)
@@ -380,7 +382,7 @@ impl RegistryClient {
             .await?;
         let status = resp.status();
         if status == StatusCode::CREATED || status.is_success() {
-            let _ = resp.bytes().await;
+            let _ = body_prefix(resp, DRAIN_LIMIT).await;
             return Ok(());
         }
         Err(self.status_error(target, status, resp).await)
@@ -449,7 +451,7 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let _ = resp.bytes().await;
+        let _ = body_prefix(resp, DRAIN_LIMIT).await;
         match got {
             Some(d) if d != expected => Err(RegistryError::Protocol {
                 target,
@@ -473,8 +475,10 @@ impl RegistryClient {
         resp: reqwest::Response,
     ) -> RegistryError {
         let retry_after = retry_after(&resp);
-        let body = resp.bytes().await.unwrap_or_default();
-        let body = &body[..body.len().min(4096)];
+        let body = body_prefix(resp, ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
+        let body = &body[..];
         RegistryError::from_status(
             target,
             status.as_u16(),
@@ -569,7 +573,7 @@ impl RegistryClient {
                 let can_answer = self.creds.is_some() || !known;
                 if !refreshed && can_answer && scope.is_some() {
                     refreshed = true;
-                    let _ = resp.bytes().await;
+                    let _ = body_prefix(resp, DRAIN_LIMIT).await;
                     if self.auth_header(target, scope, true).await?.is_some() {
                         attempt -= 1;
                         continue;
@@ -593,7 +597,7 @@ impl RegistryClient {
             if is_retryable_status(status.as_u16()) {
                 let class = retry_after(&resp).map_or(Retry::Backoff, Retry::After);
                 if let Some(wait) = policy.next_delay(attempt, class) {
-                    let _ = resp.bytes().await;
+                    let _ = body_prefix(resp, DRAIN_LIMIT).await;
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -601,6 +605,29 @@ impl RegistryClient {
             return Ok(resp);
         }
     }
+}
+
+/// The most bytes of an error body read (the message is taken from them).
+pub(crate) const ERROR_BODY_LIMIT: usize = 4096;
+/// The most bytes read from a response only to finish it; a longer body is dropped with the
+/// connection.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// At most `limit` bytes of a response's body, read chunk by chunk: a registry that sends an
+/// endless body costs `limit` bytes of memory, not all of it.
+pub(crate) async fn body_prefix(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let Some(chunk) = resp.chunk().await? else {
+            break;
+        };
+        let room = limit - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(out)
 }
 
 /// The response's `Retry-After`, when it has a valid one.

@@ -453,4 +453,29 @@ mod tests {
         assert!(e.is_transient());
         assert!(e.to_string().contains("503"));
     }
+
+    #[test]
+    fn retry_classes_follow_the_status_and_retry_after() {
+        let secs = |n| Some(Duration::from_secs(n));
+        let class =
+            |status, after| RegistryError::from_status(t(), status, b"", false, after).retry();
+        assert_eq!(class(503, secs(2)), Retry::After(Duration::from_secs(2)));
+        assert_eq!(class(429, secs(5)), Retry::After(Duration::from_secs(5)));
+        assert_eq!(class(429, None), Retry::Backoff);
+        assert_eq!(class(502, None), Retry::Backoff);
+        assert_eq!(class(408, None), Retry::Backoff);
+        for permanent in [400, 401, 403, 404, 405] {
+            assert_eq!(class(permanent, secs(1)), Retry::Never, "{permanent}");
+        }
+        let reset = RegistryError::Unreachable {
+            target: t(),
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        };
+        assert_eq!(reset.retry(), Retry::Backoff);
+        let bad = RegistryError::Protocol {
+            target: t(),
+            detail: "x".into(),
+        };
+        assert_eq!(bad.retry(), Retry::Never);
+    }
 }
