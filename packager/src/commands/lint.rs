@@ -280,7 +280,7 @@ pub fn run(args: Args) -> Result<(), CommandError> {
     let report = lint(&args);
     if args.output == OutputFormat::Text {
         for w in &report.warnings {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", airlift_cli::output::escape_control(w));
         }
     }
     match args.output {
