@@ -1,13 +1,14 @@
 //! Printing plans and what an operation did: every object created, updated, deleted, kept and
 //! adopted.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_cluster::lifecycle::Outcome;
 use airlift_deploy::PlanReport;
 
 /// Prints the lines of `outcome` under a heading already printed.
-pub fn print_outcome(outcome: &Outcome) {
+pub fn print_outcome(outcome: &Outcome) -> std::io::Result<()> {
     let groups = [
         ("created", &outcome.created),
         ("updated", &outcome.updated),
@@ -18,60 +19,70 @@ pub fn print_outcome(outcome: &Outcome) {
         .map(|(what, list)| format!("{} {what}", list.len()))
         .chain(std::iter::once(format!("{} kept", outcome.kept.len())))
         .collect();
-    println!("  objects: {}", counts.join(", "));
+    outln!("  objects: {}", counts.join(", "))?;
     for (what, list) in [("created", &outcome.created), ("deleted", &outcome.deleted)] {
         for o in list.iter() {
-            println!("    {what} {o}");
+            outln!("    {what} {o}")?;
         }
     }
     for k in &outcome.kept {
-        println!("    kept {}: {}", k.object, k.reason);
+        outln!("    kept {}: {}", k.object, k.reason)?;
     }
     for a in &outcome.adopted {
-        println!("    adopted {a}");
+        outln!("    adopted {a}")?;
     }
+    Ok(())
 }
 
 /// Prints a plan as text.
-pub fn print_plan(plan: &PlanReport) {
+pub fn print_plan(plan: &PlanReport) -> std::io::Result<()> {
     match &plan.from {
-        Some(from) => println!(
+        Some(from) => outln!(
             "Plan for release {} in namespace {}: {} {} -> {} {}",
-            plan.release, plan.namespace, from.name, from.version, plan.to.name, plan.to.version
-        ),
-        None => println!(
+            plan.release,
+            plan.namespace,
+            from.name,
+            from.version,
+            plan.to.name,
+            plan.to.version
+        )?,
+        None => outln!(
             "Plan for release {} in namespace {} (not installed yet): {} {}",
-            plan.release, plan.namespace, plan.to.name, plan.to.version
-        ),
+            plan.release,
+            plan.namespace,
+            plan.to.name,
+            plan.to.version
+        )?,
     }
-    println!("{}", plan.objects);
+    outln!("{}", plan.objects)?;
     if !plan.values.is_empty() {
-        println!("Values that change:");
+        outln!("Values that change:")?;
         for v in &plan.values {
-            println!(
+            outln!(
                 "  {}: {} -> {} ({})",
                 v.key,
                 v.from.as_deref().unwrap_or("(unset)"),
                 v.to.as_deref().unwrap_or("(unset)"),
                 v.reason
-            );
+            )?;
         }
     }
     if !plan.defaults.is_empty() {
-        println!("SaaS defaults the vendor changed:");
+        outln!("SaaS defaults the vendor changed:")?;
         for d in &plan.defaults {
-            println!(
+            outln!(
                 "  {}: {} -> {}; the site {}",
                 d.key,
                 d.from.as_deref().unwrap_or("(none)"),
                 d.to.as_deref().unwrap_or("(none)"),
                 d.site
-            );
+            )?;
         }
     }
     for key in &plan.dropped {
-        println!("  note: the site's value for `{key}` is dropped: the new bundle has no such key");
+        outln!("  note: the site's value for `{key}` is dropped: the new bundle has no such key")?;
     }
+    Ok(())
 }
 
 /// Prints a `--dry-run`: the plan, and that preflight passed and nothing changed.
@@ -79,8 +90,8 @@ pub fn print_dry_run(plan: &PlanReport, output: OutputFormat) -> Result<(), Comm
     match output {
         OutputFormat::Json => print_json(&serde_json::json!({"dryRun": true, "plan": plan}))?,
         OutputFormat::Text => {
-            print_plan(plan);
-            println!("Dry run: preflight passed; nothing was changed.");
+            print_plan(plan)?;
+            outln!("Dry run: preflight passed; nothing was changed.")?;
         }
     }
     Ok(())

@@ -27,6 +27,17 @@ pub enum Command {
     Lint(commands::lint::Args),
 }
 
+impl Cli {
+    /// The `--output` format of the command, which also decides how an error is printed.
+    pub fn output(&self) -> airlift_cli::OutputFormat {
+        match &self.command {
+            Command::Build(a) => a.output,
+            Command::Lint(a) => a.output,
+            Command::Keygen(_) => airlift_cli::OutputFormat::Text,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;

@@ -15,19 +15,23 @@ use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+use airlift_bundle::oci::{
+    Descriptor, ImageIndex, ImageManifest, OciPlatform, MEDIA_TYPE_OCI_CONFIG,
+    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER_GZIP, MEDIA_TYPE_OCI_MANIFEST,
+};
 use airlift_bundle::schema::common::Platform;
 use airlift_bundle::schema::definition::BuildSpec;
 use airlift_bundle::{Digest, DirBlobStore, HashingWriter, StoreError};
 use serde::Serialize;
 
 /// OCI image index media type.
-pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+pub const INDEX_MEDIA_TYPE: &str = MEDIA_TYPE_OCI_INDEX;
 /// OCI image manifest media type.
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MANIFEST_MEDIA_TYPE: &str = MEDIA_TYPE_OCI_MANIFEST;
 /// OCI image config media type.
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+pub const CONFIG_MEDIA_TYPE: &str = MEDIA_TYPE_OCI_CONFIG;
 /// OCI gzip layer media type.
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const LAYER_MEDIA_TYPE: &str = MEDIA_TYPE_OCI_LAYER_GZIP;
 /// The fixed time stamped on everything: the Unix epoch.
 const EPOCH: &str = "1970-01-01T00:00:00Z";
 
@@ -75,6 +79,31 @@ pub enum LocalImageError {
     /// The blob store refused a blob.
     #[error("cannot store a blob of the image")]
     Store(#[from] StoreError),
+}
+
+impl airlift_bundle::Diagnose for LocalImageError {
+    /// The build context is the definition's (exit 6); reading or storing is a failure (exit 1).
+    fn exit_kind(&self) -> airlift_bundle::ExitKind {
+        match self {
+            Self::Io { .. } | Self::Store(_) => airlift_bundle::ExitKind::Failure,
+            _ => airlift_bundle::ExitKind::Config,
+        }
+    }
+    fn fix(&self) -> Option<String> {
+        match self {
+            Self::Context { .. } => Some(
+                "give `build.context` as a relative folder inside the definition's folder".into(),
+            ),
+            Self::NoPlatform => Some("list platforms under requirements.platforms".into()),
+            Self::Io { .. } | Self::Store(_) => {
+                Some("check free disk space and the permissions of the files named".into())
+            }
+            // The message says what to do.
+            Self::SymlinkEscapes { .. } | Self::SpecialFile { .. } | Self::NonUtf8Name { .. } => {
+                None
+            }
+        }
+    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LocalImageError + '_ {
@@ -146,21 +175,25 @@ pub fn build_local_image(
     for platform in platforms {
         let config = image_config(spec, platform, &diff_id);
         let config_ref = put_json(store, &config, CONFIG_MEDIA_TYPE)?;
-        let manifest = Manifest {
+        let manifest = ImageManifest {
             schema_version: 2,
-            media_type: MANIFEST_MEDIA_TYPE,
-            config: Descriptor::of(&config_ref, None),
-            layers: vec![Descriptor::of(&layer, None)],
+            media_type: Some(MANIFEST_MEDIA_TYPE.to_string()),
+            config: descriptor(&config_ref, None),
+            layers: vec![descriptor(&layer, None)],
+            annotations: BTreeMap::new(),
+            extra: BTreeMap::new(),
         };
         let manifest_ref = put_json(store, &manifest, MANIFEST_MEDIA_TYPE)?;
-        manifests.push(Descriptor::of(&manifest_ref, Some(platform)));
+        manifests.push(descriptor(&manifest_ref, Some(platform)));
         blobs.push(config_ref);
         blobs.push(manifest_ref);
     }
-    let index = Index {
+    let index = ImageIndex {
         schema_version: 2,
-        media_type: INDEX_MEDIA_TYPE,
+        media_type: Some(INDEX_MEDIA_TYPE.to_string()),
         manifests,
+        annotations: BTreeMap::new(),
+        extra: BTreeMap::new(),
     };
     let index_ref = put_json(store, &index, INDEX_MEDIA_TYPE)?;
     blobs.push(index_ref.clone());
@@ -383,60 +416,9 @@ fn put_json<T: Serialize>(
     })
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    media_type: &'static str,
-    digest: String,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    platform: Option<OciPlatform>,
-}
-
-impl Descriptor {
-    fn of(blob: &BlobRef, platform: Option<&Platform>) -> Self {
-        Self {
-            media_type: blob.media_type,
-            digest: blob.digest.to_string(),
-            size: blob.size,
-            platform: platform.map(OciPlatform::from),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct OciPlatform {
-    architecture: String,
-    os: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    variant: Option<String>,
-}
-
-impl From<&Platform> for OciPlatform {
-    fn from(p: &Platform) -> Self {
-        Self {
-            architecture: p.architecture.clone(),
-            os: p.os.clone(),
-            variant: p.variant.clone(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest {
-    schema_version: u32,
-    media_type: &'static str,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Index {
-    schema_version: u32,
-    media_type: &'static str,
-    manifests: Vec<Descriptor>,
+fn descriptor(blob: &BlobRef, platform: Option<&Platform>) -> Descriptor {
+    Descriptor::new(blob.media_type, blob.digest.clone(), blob.size)
+        .with_platform(platform.map(OciPlatform::from_platform))
 }
 
 #[derive(Serialize)]

@@ -93,6 +93,18 @@ fn uncarried_and_unparsable_images_are_named() {
 fn template_typo_names_file_and_line() {
     let out = lint(&fixture("11-template-typo"), true);
     assert_eq!(out.status.code(), Some(6));
+    // Under --output json the error is one JSON object on stderr, too.
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).expect("json error");
+    assert_eq!(error["exitCode"], 6);
+    assert!(
+        error["message"].as_str().unwrap().contains("failed lint"),
+        "{error}"
+    );
+    assert!(error["hint"]
+        .as_str()
+        .unwrap()
+        .contains("airlift-pack lint"));
+    assert_eq!(error["causes"], serde_json::json!([]));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(report["ok"], false);
     assert_eq!(report["placeholders"], serde_json::json!(["web.license"]));

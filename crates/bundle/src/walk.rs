@@ -1,23 +1,23 @@
-//! Walking an image's blob graph (index → manifests → config and layers) in any [`BlobSource`].
+//! Walking an image's blob graph (index → manifests → config and layers).
 //!
-//! The writer uses it to find every blob a bundle must hold; the verifier uses it to prove that
-//! every image in a bundle is complete. Manifests and indexes are read into memory (they are
-//! small and bounded by [`MAX_MANIFEST_SIZE`]) and checked against their digest; layers never are.
+//! This is the one graph walker of Airlift. [`Walker`] is the walk itself, with no I/O: it asks
+//! for one manifest or index at a time ([`Walker::next_manifest`]), and the caller hands its bytes
+//! back ([`Walker::visit`]), read from wherever it likes (a bundle, a blob store, a registry).
+//! The walker checks each document's size and digest against its descriptor, parses it with
+//! [`Parsed::from_slice`] (size and nesting bounded), bounds index nesting at
+//! [`MAX_INDEX_DEPTH`], and records every manifest and blob once. [`walk_image`] drives it over
+//! any [`BlobSource`]: the writer uses it to find every blob a bundle must hold, the verifier to
+//! prove that every image is complete, push and serve to know what to send. Manifests and
+//! indexes are read into memory (small, bounded by [`MAX_MANIFEST_SIZE`]); layers never are.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 use crate::digest::{Digest, Hasher};
-use crate::oci::{OciPlatform, Parsed};
+use crate::oci::{is_index_media_type, Descriptor, OciPlatform, Parsed};
+pub use crate::oci::{MAX_CONFIG_SIZE, MAX_INDEX_DEPTH, MAX_MANIFEST_SIZE};
 use crate::schema::common::Platform;
 use crate::source::BlobSource;
-
-/// The largest manifest or index read into memory (registries use the same 4 MiB limit).
-pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
-/// The largest image config read into memory to learn its platform.
-pub const MAX_CONFIG_SIZE: u64 = 16 * 1024 * 1024;
-/// How deep indexes may nest.
-const MAX_DEPTH: usize = 4;
 
 /// Why an image's blob graph cannot be walked.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ pub enum WalkError {
         source: serde_json::Error,
     },
     /// Indexes nest deeper than allowed.
-    #[error("image `{reference}`: indexes nest deeper than {MAX_DEPTH} levels")]
+    #[error("image `{reference}`: indexes nest deeper than {MAX_INDEX_DEPTH} levels")]
     TooDeep {
         /// The image.
         reference: String,
@@ -109,10 +109,227 @@ pub enum WalkError {
 /// Every blob of one image, and the platforms it carries.
 #[derive(Debug, Clone, Default)]
 pub struct ImageGraph {
-    /// Every blob, the top manifest first, each once, with its size.
+    /// Every blob, the top manifest first, each once, with its size (manifests and indexes in
+    /// walk order, each followed by the config and layers it adds).
     pub blobs: Vec<(Digest, u64)>,
     /// The platforms of the single-platform manifests an index lists (empty for a lone manifest).
     pub platforms: Vec<OciPlatform>,
+    /// Every manifest and index, the top one first, each once.
+    pub manifests: Vec<ManifestNode>,
+}
+
+impl ImageGraph {
+    /// The configs and layers (no manifests), each once, in walk order.
+    pub fn content_blobs(&self) -> Vec<&Descriptor> {
+        let mut seen = HashSet::new();
+        self.manifests
+            .iter()
+            .flat_map(|m| m.blobs.iter())
+            .filter(|d| seen.insert(&d.digest))
+            .collect()
+    }
+}
+
+/// One manifest or index of an image graph.
+#[derive(Debug, Clone)]
+pub struct ManifestNode {
+    /// How its parent (or the caller, for the top) describes it, with the media type decided by
+    /// [`Parsed::from_slice`].
+    pub descriptor: Descriptor,
+    /// For an index: the positions in [`ImageGraph::manifests`] of the manifests it lists.
+    pub children: Vec<usize>,
+    /// For a manifest: its config, then its layers.
+    pub blobs: Vec<Descriptor>,
+    /// The `subject` it refers to (OCI referrers), when it names one.
+    pub subject: Option<Descriptor>,
+}
+
+impl ManifestNode {
+    /// True for an index (or manifest list).
+    pub fn is_index(&self) -> bool {
+        is_index_media_type(&self.descriptor.media_type)
+    }
+}
+
+/// A walk over one image's graph, with no I/O (see the module docs).
+///
+/// ```
+/// # use airlift_bundle::walk::Walker;
+/// # use airlift_bundle::oci::Descriptor;
+/// # use airlift_bundle::Digest;
+/// let cfg = Digest::of_bytes(b"{}");
+/// let manifest = format!(
+///     r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{cfg}","size":2}},"layers":[]}}"#
+/// );
+/// let top = Descriptor::new("", Digest::of_bytes(manifest.as_bytes()), manifest.len() as u64);
+/// let mut walker = Walker::new("example", top);
+/// while let Some(desc) = walker.next_manifest() {
+///     assert_eq!(desc.digest, Digest::of_bytes(manifest.as_bytes()));
+///     walker.visit(manifest.as_bytes()).unwrap();
+/// }
+/// assert_eq!(walker.finish().blobs.len(), 2);
+/// ```
+#[derive(Debug)]
+pub struct Walker {
+    reference: String,
+    /// Manifests still to read, as a stack (depth first, in document order).
+    pending: Vec<Pending>,
+    /// The manifest handed out by [`Walker::next_manifest`] and not visited yet.
+    current: Option<Pending>,
+    /// Blobs recorded.
+    seen: HashSet<Digest>,
+    /// Position of every manifest node by digest.
+    nodes: HashMap<Digest, usize>,
+    graph: ImageGraph,
+}
+
+#[derive(Debug)]
+struct Pending {
+    desc: Descriptor,
+    depth: usize,
+    parent: Option<usize>,
+}
+
+impl Walker {
+    /// A walk of the image `reference` (named in errors) whose top manifest or index is `top`.
+    pub fn new(reference: &str, top: Descriptor) -> Self {
+        Self {
+            reference: reference.to_string(),
+            pending: vec![Pending {
+                desc: top,
+                depth: 0,
+                parent: None,
+            }],
+            current: None,
+            seen: HashSet::new(),
+            nodes: HashMap::new(),
+            graph: ImageGraph::default(),
+        }
+    }
+
+    /// The next manifest or index whose bytes [`Walker::visit`] needs, or `None` when the walk is
+    /// complete. A manifest listed twice is asked for once.
+    pub fn next_manifest(&mut self) -> Option<&Descriptor> {
+        while let Some(p) = self.pending.pop() {
+            if let Some(&i) = self.nodes.get(&p.desc.digest) {
+                if let Some(parent) = p.parent {
+                    self.graph.manifests[parent].children.push(i);
+                }
+                continue;
+            }
+            self.current = Some(p);
+            return self.current.as_ref().map(|p| &p.desc);
+        }
+        None
+    }
+
+    /// Takes the bytes of the manifest last returned by [`Walker::next_manifest`]: checks their
+    /// size and digest, parses them, records the manifest, its config and layers, and queues
+    /// the manifests an index lists. Returns the recorded node.
+    pub fn visit(&mut self, bytes: &[u8]) -> Result<&ManifestNode, WalkError> {
+        let r = || self.reference.clone();
+        let Some(Pending {
+            mut desc,
+            depth,
+            parent,
+        }) = self.current.take()
+        else {
+            return Err(WalkError::Io {
+                reference: r(),
+                digest: Digest::of_bytes(b""),
+                source: io::Error::other("Walker::visit called without next_manifest"),
+            });
+        };
+        if depth > MAX_INDEX_DEPTH {
+            return Err(WalkError::TooDeep { reference: r() });
+        }
+        if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+            return Err(WalkError::TooLarge {
+                reference: r(),
+                digest: desc.digest,
+                size: bytes.len() as u64,
+            });
+        }
+        if bytes.len() as u64 != desc.size {
+            return Err(WalkError::SizeMismatch {
+                reference: r(),
+                digest: desc.digest,
+                declared: desc.size,
+                actual: bytes.len() as u64,
+            });
+        }
+        let actual = Digest::of_bytes(bytes);
+        if actual != desc.digest {
+            return Err(WalkError::DigestMismatch {
+                reference: r(),
+                digest: desc.digest,
+                actual,
+            });
+        }
+        let parsed = Parsed::from_slice(&desc.media_type, bytes).map_err(|source| {
+            WalkError::Unparseable {
+                reference: r(),
+                digest: desc.digest.clone(),
+                source,
+            }
+        })?;
+        desc.media_type = parsed.media_type().to_string();
+        let index = self.graph.manifests.len();
+        if self.seen.insert(desc.digest.clone()) {
+            self.graph.blobs.push((desc.digest.clone(), desc.size));
+        }
+        self.nodes.insert(desc.digest.clone(), index);
+        if let Some(parent) = parent {
+            self.graph.manifests[parent].children.push(index);
+        }
+        let subject = parsed.subject();
+        let mut node = ManifestNode {
+            descriptor: desc,
+            children: Vec::new(),
+            blobs: Vec::new(),
+            subject: None,
+        };
+        match parsed {
+            Parsed::Index(i) => {
+                for child in i.manifests.iter().rev() {
+                    self.pending.push(Pending {
+                        desc: child.clone(),
+                        depth: depth + 1,
+                        parent: Some(index),
+                    });
+                }
+                for child in &i.manifests {
+                    if let Some(p) = &child.platform {
+                        if !self.graph.platforms.contains(p) {
+                            self.graph.platforms.push(p.clone());
+                        }
+                    }
+                }
+            }
+            Parsed::Manifest(m) => {
+                for d in std::iter::once(m.config).chain(m.layers) {
+                    if self.seen.insert(d.digest.clone()) {
+                        self.graph.blobs.push((d.digest.clone(), d.size));
+                    }
+                    node.blobs.push(d);
+                }
+            }
+        }
+        // A `subject` (what a referrer points at) is recorded as a blob the image carries.
+        if let Some(d) = subject {
+            if self.seen.insert(d.digest.clone()) {
+                self.graph.blobs.push((d.digest.clone(), d.size));
+            }
+            node.subject = Some(d);
+        }
+        self.graph.manifests.push(node);
+        Ok(&self.graph.manifests[index])
+    }
+
+    /// The graph walked so far (all of it once [`Walker::next_manifest`] returned `None`).
+    pub fn finish(self) -> ImageGraph {
+        self.graph
+    }
 }
 
 /// Reads a whole small blob, refusing above `limit` bytes, and checks its digest.
@@ -176,24 +393,43 @@ pub enum SmallReadError {
     Io(#[source] io::Error),
 }
 
-/// Walks the image `reference` whose top manifest or index is `top` (of `media_type`), and
-/// returns all its blobs. Fails on the first missing, mis-sized or corrupt manifest.
+/// Walks the image `reference` whose top manifest or index is `top` (of `media_type`) in
+/// `source`, and returns all its blobs. Fails on the first missing, mis-sized or corrupt
+/// manifest, and on a config or layer the source lacks or holds with another size.
 pub fn walk_image(
     source: &dyn BlobSource,
     reference: &str,
     top: &Digest,
     media_type: &str,
 ) -> Result<ImageGraph, WalkError> {
-    let mut graph = ImageGraph::default();
-    let mut seen = HashSet::new();
     let size = source.blob_size(top).ok_or_else(|| WalkError::Missing {
         reference: reference.to_string(),
         digest: top.clone(),
     })?;
-    visit(
-        source, reference, top, size, media_type, 0, &mut seen, &mut graph,
-    )?;
-    Ok(graph)
+    let mut walker = Walker::new(reference, Descriptor::new(media_type, top.clone(), size));
+    while let Some(desc) = walker.next_manifest() {
+        let digest = desc.digest.clone();
+        let bytes = read_small(source, &digest, MAX_MANIFEST_SIZE)
+            .map_err(small_err(reference, &digest))?;
+        let node = walker.visit(&bytes)?;
+        for blob in node.blobs.iter().chain(&node.subject) {
+            let actual = source
+                .blob_size(&blob.digest)
+                .ok_or_else(|| WalkError::Missing {
+                    reference: reference.to_string(),
+                    digest: blob.digest.clone(),
+                })?;
+            if actual != blob.size {
+                return Err(WalkError::SizeMismatch {
+                    reference: reference.to_string(),
+                    digest: blob.digest.clone(),
+                    declared: blob.size,
+                    actual,
+                });
+            }
+        }
+    }
+    Ok(walker.finish())
 }
 
 fn small_err(reference: &str, digest: &Digest) -> impl FnOnce(SmallReadError) -> WalkError {
@@ -246,20 +482,9 @@ pub fn image_platforms(
         Parsed::Manifest(m) => {
             let config = read_small(source, &m.config.digest, MAX_CONFIG_SIZE)
                 .map_err(small_err(reference, &m.config.digest))?;
-            #[derive(serde::Deserialize)]
-            struct Cfg {
-                os: Option<String>,
-                architecture: Option<String>,
-                variant: Option<String>,
-            }
-            let cfg: Option<Cfg> = serde_json::from_slice(&config).ok();
-            let platform = cfg.and_then(|c| {
-                let mut s = format!("{}/{}", c.os?, c.architecture?);
-                if let Some(v) = c.variant {
-                    s = format!("{s}/{v}");
-                }
-                s.parse::<Platform>().ok()
-            });
+            let platform = OciPlatform::from_config(&config)
+                .ok()
+                .and_then(|p| p.to_platform());
             Ok(platform.into_iter().collect())
         }
     }
@@ -298,96 +523,103 @@ pub fn check_platforms(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn visit(
-    source: &dyn BlobSource,
-    reference: &str,
-    digest: &Digest,
-    declared: u64,
-    media_type: &str,
-    depth: usize,
-    seen: &mut HashSet<Digest>,
-    graph: &mut ImageGraph,
-) -> Result<(), WalkError> {
-    let r = || reference.to_string();
-    if depth > MAX_DEPTH {
-        return Err(WalkError::TooDeep { reference: r() });
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
+    use crate::DirBlobStore;
+
+    fn put(store: &DirBlobStore, bytes: &[u8]) -> Descriptor {
+        let d = Digest::of_bytes(bytes);
+        store.put(&d, &mut &bytes[..]).unwrap();
+        Descriptor::new("", d, bytes.len() as u64)
     }
-    let bytes = read_small(source, digest, MAX_MANIFEST_SIZE).map_err(|e| match e {
-        SmallReadError::Missing(d) => WalkError::Missing {
-            reference: r(),
-            digest: d,
-        },
-        SmallReadError::TooLarge { size, .. } => WalkError::TooLarge {
-            reference: r(),
-            digest: digest.clone(),
-            size,
-        },
-        SmallReadError::DigestMismatch { actual } => WalkError::DigestMismatch {
-            reference: r(),
-            digest: digest.clone(),
-            actual,
-        },
-        SmallReadError::Io(source) => WalkError::Io {
-            reference: r(),
-            digest: digest.clone(),
-            source,
-        },
-    })?;
-    if bytes.len() as u64 != declared {
-        return Err(WalkError::SizeMismatch {
-            reference: r(),
-            digest: digest.clone(),
-            declared,
-            actual: bytes.len() as u64,
-        });
+
+    fn manifest(store: &DirBlobStore, layer: &Descriptor) -> Descriptor {
+        let cfg = put(store, br#"{"os":"linux","architecture":"amd64"}"#);
+        let doc = serde_json::json!({"schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+            "config": {"mediaType": "c", "digest": cfg.digest.to_string(), "size": cfg.size},
+            "layers": [{"mediaType": "l", "digest": layer.digest.to_string(), "size": layer.size}]});
+        let mut d = put(store, &serde_json::to_vec(&doc).unwrap());
+        d.media_type = MEDIA_TYPE_OCI_MANIFEST.into();
+        d
     }
-    if seen.insert(digest.clone()) {
-        graph.blobs.push((digest.clone(), declared));
+
+    fn index(store: &DirBlobStore, children: &[&Descriptor]) -> Descriptor {
+        let list: Vec<_> = children
+            .iter()
+            .map(|c| serde_json::json!({"mediaType": c.media_type, "digest": c.digest.to_string(), "size": c.size}))
+            .collect();
+        let doc = serde_json::json!({"schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_INDEX, "manifests": list});
+        let mut d = put(store, &serde_json::to_vec(&doc).unwrap());
+        d.media_type = MEDIA_TYPE_OCI_INDEX.into();
+        d
     }
-    let parsed =
-        Parsed::from_slice(media_type, &bytes).map_err(|source| WalkError::Unparseable {
-            reference: r(),
-            digest: digest.clone(),
-            source,
-        })?;
-    let is_index = matches!(parsed, Parsed::Index(_));
-    for child in parsed.children() {
-        let actual = source
-            .blob_size(&child.digest)
-            .ok_or_else(|| WalkError::Missing {
-                reference: r(),
-                digest: child.digest.clone(),
-            })?;
-        if actual != child.size {
-            return Err(WalkError::SizeMismatch {
-                reference: r(),
-                digest: child.digest.clone(),
-                declared: child.size,
-                actual,
-            });
+
+    #[test]
+    fn shared_manifests_are_walked_once_and_linked_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirBlobStore::open(dir.path()).unwrap();
+        let layer = put(&store, b"layer bytes");
+        let m = manifest(&store, &layer);
+        let top = index(&store, &[&m, &m]);
+        let g = walk_image(&store, "img", &top.digest, &top.media_type).unwrap();
+        assert_eq!(g.manifests.len(), 2);
+        assert_eq!(g.manifests[0].children, vec![1, 1]);
+        assert!(g.manifests[0].is_index() && !g.manifests[1].is_index());
+        // index, manifest, config, layer: each once, top first.
+        assert_eq!(g.blobs.len(), 4);
+        assert_eq!(g.blobs[0].0, top.digest);
+        assert_eq!(g.content_blobs().len(), 2);
+    }
+
+    #[test]
+    fn indexes_nested_too_deep_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirBlobStore::open(dir.path()).unwrap();
+        let layer = put(&store, b"x");
+        let mut top = manifest(&store, &layer);
+        for _ in 0..MAX_INDEX_DEPTH {
+            top = index(&store, &[&top]);
         }
-        if is_index {
-            if let Some(p) = &child.platform {
-                if !graph.platforms.contains(p) {
-                    graph.platforms.push(p.clone());
-                }
-            }
-            if !seen.contains(&child.digest) {
-                visit(
-                    source,
-                    reference,
-                    &child.digest,
-                    child.size,
-                    &child.media_type,
-                    depth + 1,
-                    seen,
-                    graph,
-                )?;
-            }
-        } else if seen.insert(child.digest.clone()) {
-            graph.blobs.push((child.digest.clone(), child.size));
-        }
+        walk_image(&store, "img", &top.digest, &top.media_type).unwrap();
+        let deeper = index(&store, &[&top]);
+        let e = walk_image(&store, "img", &deeper.digest, &deeper.media_type).unwrap_err();
+        assert!(matches!(e, WalkError::TooDeep { .. }), "{e:?}");
     }
-    Ok(())
+
+    #[test]
+    fn visit_checks_size_and_digest_against_the_descriptor() {
+        let bytes = br#"{"schemaVersion":2,"manifests":[]}"#;
+        let good = Descriptor::new("", Digest::of_bytes(bytes), bytes.len() as u64);
+        let mut w = Walker::new(
+            "img",
+            Descriptor {
+                size: 3,
+                ..good.clone()
+            },
+        );
+        w.next_manifest();
+        assert!(matches!(
+            w.visit(bytes),
+            Err(WalkError::SizeMismatch { .. })
+        ));
+        let other = Digest::of_bytes(b"other");
+        let mut w = Walker::new(
+            "img",
+            Descriptor {
+                digest: other,
+                ..good.clone()
+            },
+        );
+        w.next_manifest();
+        assert!(matches!(
+            w.visit(bytes),
+            Err(WalkError::DigestMismatch { .. })
+        ));
+        let mut w = Walker::new("img", good);
+        assert!(w.next_manifest().is_some());
+        assert!(w.visit(bytes).unwrap().is_index());
+        assert!(w.next_manifest().is_none());
+    }
 }

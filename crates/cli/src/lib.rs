@@ -7,7 +7,7 @@ pub mod output;
 pub mod progress;
 pub mod registry_flags;
 
-pub use exit::{report, CommandError, ExitKind, ResultExt};
-pub use output::OutputFormat;
+pub use exit::{report, report_json, CommandError, ExitKind, ResultExt};
+pub use output::{OutputFormat, Printer};
 pub use progress::{progress_for, progress_with_total, BarProgress};
 pub use registry_flags::RegistryFlags;

@@ -1,4 +1,13 @@
-//! The `--output` format and colour handling.
+//! The `--output` format, colour handling, and everything a command prints on stdout.
+//!
+//! Commands print through [`Printer`] (or the [`outln!`](crate::outln) macro), never
+//! `println!`: a closed stdout (`airlift-install inspect B --output json | head -1`) then comes
+//! back as a `BrokenPipe` error, which [`crate::report`] turns into a quiet exit 0, instead of
+//! a panic with exit 101.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::{self, Write};
 
 use serde::Serialize;
 
@@ -20,14 +29,120 @@ pub fn init_colors() {
     }
 }
 
+/// Writes a command's output. Every write returns `io::Result`, so a reader that went away is
+/// an error the command returns (and [`crate::report`] makes a quiet exit 0), never a panic.
+#[derive(Debug)]
+pub struct Printer<W: Write = io::Stdout> {
+    out: W,
+}
+
+impl Printer<io::Stdout> {
+    /// A printer on the process's stdout.
+    pub fn stdout() -> Self {
+        Self { out: io::stdout() }
+    }
+}
+
+impl<W: Write> Printer<W> {
+    /// A printer on any writer (tests use a `Vec<u8>`).
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+
+    /// Writes one line (the text and `\n`), flushed.
+    pub fn line(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+        self.out.write_fmt(args)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+
+    /// Writes `value` as pretty JSON and a newline.
+    pub fn json<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+        self.line(format_args!("{text}"))
+    }
+
+    /// The writer, back.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// Prints one line on stdout through a [`Printer`]; evaluates to `std::io::Result<()>`, so use
+/// it with `?`. With no arguments it prints an empty line.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::output::Printer::stdout().line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::Printer::stdout().line(format_args!($($arg)*))
+    };
+}
+
 /// Prints `value` as pretty JSON on stdout.
-pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    println!("{text}");
-    Ok(())
+pub fn print_json<T: Serialize>(value: &T) -> io::Result<()> {
+    Printer::stdout().json(value)
 }
 
 /// Formats a byte count for people, e.g. `1.5 GiB`.
 pub fn human_bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
+}
+
+/// `text` with every control character but newline and tab escaped (`\u{1b}`, `\r`), so text
+/// from outside (registry messages, file names, bundle contents) cannot move the cursor,
+/// recolour or rewrite the terminal.
+pub fn escape_control(text: &str) -> Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that went away.
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn printer_writes_lines_and_json_and_returns_broken_pipes() {
+        let mut p = Printer::new(Vec::new());
+        p.line(format_args!("a {}", 1)).unwrap();
+        p.json(&serde_json::json!({"k": "v"})).unwrap();
+        assert_eq!(
+            String::from_utf8(p.into_inner()).unwrap(),
+            "a 1\n{\n  \"k\": \"v\"\n}\n"
+        );
+        let e = Printer::new(Closed).line(format_args!("x")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn escapes_control_characters_only() {
+        assert!(matches!(escape_control("plain\ttext\n"), Cow::Borrowed(_)));
+        assert_eq!(escape_control("a\x1b[2Jb\r\x00"), "a\\u{1b}[2Jb\\r\\u{0}");
+        assert_eq!(escape_control("ünïcode ✓"), "ünïcode ✓");
+    }
 }

@@ -22,6 +22,9 @@ use serde::Deserialize;
 use crate::error::{RegistryError, Target};
 use crate::options::RegistryOptions;
 
+/// The largest token-endpoint response read (tokens are a few KiB).
+const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+
 pub use airlift_bundle::secret::Secret;
 
 /// Credentials for one registry.
@@ -503,7 +506,9 @@ pub async fn authorize(
                 .map_err(|e| RegistryError::from_reqwest(target.clone(), e))?;
             let status = resp.status();
             if !status.is_success() {
-                let body = resp.bytes().await.unwrap_or_default();
+                let body = crate::client::body_prefix(resp, crate::client::ERROR_BODY_LIMIT)
+                    .await
+                    .unwrap_or_default();
                 return Err(RegistryError::from_status(
                     target.clone(),
                     status.as_u16(),
@@ -519,15 +524,16 @@ pub async fn authorize(
                 #[serde(default)]
                 access_token: Option<String>,
             }
-            let body = resp
-                .bytes()
+            let body = crate::client::body_prefix(resp, MAX_TOKEN_RESPONSE + 1)
                 .await
                 .map_err(|e| RegistryError::from_reqwest(target.clone(), e))?;
             let tok: Token =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-                    target: target.clone(),
-                    detail: format!("token endpoint `{realm}` sent invalid JSON: {e}"),
-                })?;
+                airlift_bundle::oci::from_json_bounded(&body, MAX_TOKEN_RESPONSE as u64).map_err(
+                    |e| RegistryError::Protocol {
+                        target: target.clone(),
+                        detail: format!("token endpoint `{realm}` sent invalid JSON: {e}"),
+                    },
+                )?;
             let t = tok
                 .token
                 .or(tok.access_token)

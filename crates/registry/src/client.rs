@@ -2,8 +2,8 @@
 //! scope), blob HEAD, cross-repository mount, streamed monolithic upload, manifest HEAD/PUT with
 //! the exact original bytes, and cancelling an upload (for preflight).
 //!
-//! Every request retries transient failures (5xx, 429, resets, timeouts) with the exponential
-//! backoff of [`RetryPolicy`]; failures come back as a named [`RegistryError`] that carries the
+//! Every request retries transient failures (5xx, 408, 429 honouring `Retry-After`, resets,
+//! timeouts) as the one [`RetryPolicy`] says; failures come back as a named [`RegistryError`] that carries the
 //! registry and repository. Blob bodies are read from a [`BlobSource`] in chunks by positioned
 //! reads, so a blob is never whole in memory.
 
@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use airlift_bundle::oci::ACCEPTED_MANIFEST_TYPES;
 use airlift_bundle::{BlobSource, Digest};
 use bytes::Bytes;
 use http::header::{
@@ -21,14 +22,9 @@ use url::Url;
 
 use crate::auth::{authorize, resolve_credentials, AuthError, Challenge, Credentials};
 use crate::error::{RegistryError, Target};
-use crate::options::{RegistryOptions, RetryPolicy};
+use crate::options::RegistryOptions;
+use crate::retry::{is_retryable_status, parse_retry_after, Retry, RetryPolicy, Retryable};
 use crate::tls::{http_client, TlsError};
-
-/// The manifest media types we accept when asking for manifests.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-application/vnd.oci.image.manifest.v1+json, \
-application/vnd.docker.distribution.manifest.list.v2+json, \
-application/vnd.docker.distribution.manifest.v2+json";
 
 /// How many bytes one positioned read of an upload body takes.
 const CHUNK: usize = 512 * 1024;
@@ -202,12 +198,15 @@ impl RegistryClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = body_prefix(resp, ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
         if status == StatusCode::NOT_FOUND {
             return Err(RegistryError::Status {
                 target,
                 status: 404,
                 message: "the server has no /v2/ API".to_string(),
+                retry_after: None,
             });
         }
         Err(RegistryError::from_status(
@@ -269,7 +268,7 @@ impl RegistryClient {
             .await?;
         let status = resp.status();
         if status == StatusCode::CREATED && mount_from.is_some() {
-            let _ = resp.bytes().await;
+            let _ = body_prefix(resp, DRAIN_LIMIT).await;
             return Ok(UploadStart::Mounted);
         }
         if status != StatusCode::ACCEPTED {
@@ -281,7 +280,7 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let base = resp.url().clone();
-        let _ = resp.bytes().await;
+        let _ = body_prefix(resp, DRAIN_LIMIT).await;
         let location = location.ok_or_else(|| RegistryError::Protocol {
             target: target.clone(),
             detail: "upload started (202) without a Location header".to_string(),
@@ -305,7 +304,7 @@ impl RegistryClient {
         let status = resp.status();
         // 404: the session is already gone, which is what we wanted.
         if status.is_success() || status == StatusCode::NOT_FOUND {
-            let _ = resp.bytes().await;
+            let _ = body_prefix(resp, DRAIN_LIMIT).await;
             return Ok(());
         }
         Err(self.status_error(target, status, resp).await)
@@ -325,35 +324,28 @@ impl RegistryClient {
         on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<bool, RegistryError> {
         let high_water = Arc::new(AtomicU64::new(0));
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result: Result<bool, RegistryError> = async {
-                let session = match self.start_upload(repo, digest, mount_from).await? {
-                    UploadStart::Mounted => return Ok(true),
-                    UploadStart::Session(url) => url,
-                };
-                self.put_blob(
-                    repo,
-                    &session,
-                    digest,
-                    size,
-                    &source,
-                    &high_water,
-                    &on_bytes,
-                )
-                .await?;
-                Ok(false)
-            }
-            .await;
-            match result {
-                Ok(mounted) => return Ok(mounted),
-                Err(e) if e.is_transient() && self.retry.should_retry(attempt) => {
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.retry
+            .run(
+                || async {
+                    let session = match self.start_upload(repo, digest, mount_from).await? {
+                        UploadStart::Mounted => return Ok(true),
+                        UploadStart::Session(url) => url,
+                    };
+                    self.put_blob(
+                        repo,
+                        &session,
+                        digest,
+                        size,
+                        &source,
+                        &high_water,
+                        &on_bytes,
+                    )
+                    .await?;
+                    Ok(false)
+                },
+                |_, _, _| {},
+            )
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -390,7 +382,7 @@ impl RegistryClient {
             .await?;
         let status = resp.status();
         if status == StatusCode::CREATED || status.is_success() {
-            let _ = resp.bytes().await;
+            let _ = body_prefix(resp, DRAIN_LIMIT).await;
             return Ok(());
         }
         Err(self.status_error(target, status, resp).await)
@@ -405,9 +397,10 @@ impl RegistryClient {
         let target = self.target(format!("{repo}:{reference}"));
         let url = self.url(&format!("{repo}/manifests/{reference}"));
         let scope = Self::push_scope(repo);
+        let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
         let resp = self
             .send(&target, Some(&scope), Retries::Yes, &url, || {
-                self.http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+                self.http.head(url.clone()).header(ACCEPT, accept.as_str())
             })
             .await?;
         match resp.status() {
@@ -458,7 +451,7 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let _ = resp.bytes().await;
+        let _ = body_prefix(resp, DRAIN_LIMIT).await;
         match got {
             Some(d) if d != expected => Err(RegistryError::Protocol {
                 target,
@@ -481,14 +474,11 @@ impl RegistryClient {
         status: StatusCode,
         resp: reqwest::Response,
     ) -> RegistryError {
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .map(std::time::Duration::from_secs);
-        let body = resp.bytes().await.unwrap_or_default();
-        let body = &body[..body.len().min(4096)];
+        let retry_after = retry_after(&resp);
+        let body = body_prefix(resp, ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
+        let body = &body[..];
         RegistryError::from_status(
             target,
             status.as_u16(),
@@ -550,13 +540,16 @@ impl RegistryClient {
                 }
             }
             let outcome = req.send().await;
-            let retry_allowed = retries == Retries::Yes && self.retry.should_retry(attempt);
+            let policy = match retries {
+                Retries::Yes => self.retry,
+                Retries::No => RetryPolicy::none(),
+            };
             let resp = match outcome {
                 Ok(r) => r,
                 Err(e) => {
                     let err = RegistryError::from_reqwest(target.clone(), e);
-                    if err.is_transient() && retry_allowed {
-                        tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    if let Some(wait) = policy.next_delay(attempt, err.retry()) {
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     return Err(err);
@@ -580,7 +573,7 @@ impl RegistryClient {
                 let can_answer = self.creds.is_some() || !known;
                 if !refreshed && can_answer && scope.is_some() {
                     refreshed = true;
-                    let _ = resp.bytes().await;
+                    let _ = body_prefix(resp, DRAIN_LIMIT).await;
                     if self.auth_header(target, scope, true).await?.is_some() {
                         attempt -= 1;
                         continue;
@@ -601,17 +594,48 @@ impl RegistryClient {
                 }
                 return Ok(resp);
             }
-            let transient = status.is_server_error()
-                || status == StatusCode::TOO_MANY_REQUESTS
-                || status == StatusCode::REQUEST_TIMEOUT;
-            if transient && retry_allowed {
-                let _ = resp.bytes().await;
-                tokio::time::sleep(self.retry.backoff(attempt)).await;
-                continue;
+            if is_retryable_status(status.as_u16()) {
+                let class = retry_after(&resp).map_or(Retry::Backoff, Retry::After);
+                if let Some(wait) = policy.next_delay(attempt, class) {
+                    let _ = body_prefix(resp, DRAIN_LIMIT).await;
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             }
             return Ok(resp);
         }
     }
+}
+
+/// The most bytes of an error body read (the message is taken from them).
+pub(crate) const ERROR_BODY_LIMIT: usize = 4096;
+/// The most bytes read from a response only to finish it; a longer body is dropped with the
+/// connection.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// At most `limit` bytes of a response's body, read chunk by chunk: a registry that sends an
+/// endless body costs `limit` bytes of memory, not all of it.
+pub(crate) async fn body_prefix(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let Some(chunk) = resp.chunk().await? else {
+            break;
+        };
+        let room = limit - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(out)
+}
+
+/// The response's `Retry-After`, when it has a valid one.
+fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    resp.headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
 }
 
 /// A request body that streams `[0, size)` of a blob by positioned reads, one chunk at a time.

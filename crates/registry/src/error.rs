@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use oci_client::errors::OciDistributionError;
 
+use crate::retry::{is_retryable_status, Retry, Retryable};
 use crate::tls::{classify_tls, TlsProblem};
 
 /// Where a registry operation failed: the registry host and the image (or repository).
@@ -106,6 +107,8 @@ pub enum RegistryError {
         status: u16,
         /// The registry's error message (the body's first error, trimmed).
         message: String,
+        /// The `Retry-After` the registry asked for, when it sent one (503 often does).
+        retry_after: Option<Duration>,
     },
     /// The registry sent something that is not a valid answer: a bad manifest, a too large
     /// document, a missing header, or content that does not match its digest.
@@ -211,13 +214,9 @@ impl RegistryError {
         }
     }
 
-    /// True for failures worth retrying: 5xx, 429, resets, timeouts.
+    /// True for failures worth retrying: 5xx, 408, 429, resets, timeouts.
     pub fn is_transient(&self) -> bool {
-        match self {
-            Self::RateLimited { .. } | Self::Unreachable { .. } => true,
-            Self::Status { status, .. } => *status >= 500 || *status == 408,
-            _ => false,
-        }
+        self.retry() != Retry::Never
     }
 
     /// Classifies an HTTP status that is not a success. `body` is the response body (only its
@@ -248,6 +247,7 @@ impl RegistryError {
                 target,
                 status,
                 message,
+                retry_after,
             },
         }
     }
@@ -336,6 +336,7 @@ impl RegistryError {
                         target,
                         status: 400,
                         message,
+                        retry_after: None,
                     }
                 }
             }
@@ -351,6 +352,24 @@ impl RegistryError {
                 target,
                 detail: error_chain(&other),
             },
+        }
+    }
+}
+
+impl Retryable for RegistryError {
+    /// Unreachable (resets, refusals, timeouts), 5xx, 408 and 429 are transient; a
+    /// `Retry-After` the registry sent is honoured.
+    fn retry(&self) -> Retry {
+        let after = |d: &Option<Duration>| d.map_or(Retry::Backoff, Retry::After);
+        match self {
+            Self::Unreachable { .. } => Retry::Backoff,
+            Self::RateLimited { retry_after, .. } => after(retry_after),
+            Self::Status {
+                status,
+                retry_after,
+                ..
+            } if is_retryable_status(*status) => after(retry_after),
+            _ => Retry::Never,
         }
     }
 }
@@ -433,5 +452,30 @@ mod tests {
         let e = RegistryError::from_status(t(), 503, b"busy", false, None);
         assert!(e.is_transient());
         assert!(e.to_string().contains("503"));
+    }
+
+    #[test]
+    fn retry_classes_follow_the_status_and_retry_after() {
+        let secs = |n| Some(Duration::from_secs(n));
+        let class =
+            |status, after| RegistryError::from_status(t(), status, b"", false, after).retry();
+        assert_eq!(class(503, secs(2)), Retry::After(Duration::from_secs(2)));
+        assert_eq!(class(429, secs(5)), Retry::After(Duration::from_secs(5)));
+        assert_eq!(class(429, None), Retry::Backoff);
+        assert_eq!(class(502, None), Retry::Backoff);
+        assert_eq!(class(408, None), Retry::Backoff);
+        for permanent in [400, 401, 403, 404, 405] {
+            assert_eq!(class(permanent, secs(1)), Retry::Never, "{permanent}");
+        }
+        let reset = RegistryError::Unreachable {
+            target: t(),
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        };
+        assert_eq!(reset.retry(), Retry::Backoff);
+        let bad = RegistryError::Protocol {
+            target: t(),
+            detail: "x".into(),
+        };
+        assert_eq!(bad.retry(), Retry::Never);
     }
 }

@@ -8,6 +8,8 @@
 //!   registry, each with a hint.
 //! - [`pull`]: pull images (registry, OCI layout folder, OCI archive) into a
 //!   [`airlift_bundle::DirBlobStore`], keeping exactly the required platforms.
+//! - [`retry`]: [`RetryPolicy`], the one retry policy (attempts, backoff with jitter,
+//!   `Retry-After`, what is retryable) every request and transfer uses.
 //! - [`client`]: a small OCI distribution client for pushing (blob HEAD, mount, streamed upload,
 //!   manifest HEAD/PUT with the original bytes), with retries and token caching.
 //! - [`mapping`]: where each image lands in the customer's registry (the documented rule), and
@@ -15,16 +17,19 @@
 //! - [`push`]: push images from any [`airlift_bundle::BlobSource`], blobs before manifests,
 //!   tags last; resumable and parallel.
 //! - [`preflight`]: reachable, trusted, a registry, credentials that can push.
+//! - [`diagnose`]: `airlift_bundle::Diagnose` (exit kind and fix) for every error above.
 //! - [`serve`]: a read-only OCI endpoint over a [`airlift_bundle::BlobSource`].
 
 pub mod auth;
 pub mod client;
+pub mod diagnose;
 pub mod error;
 pub mod mapping;
 pub mod options;
 pub mod preflight;
 pub mod pull;
 pub mod push;
+pub mod retry;
 pub mod serve;
 pub mod tls;
 

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::Credentials;
+pub use crate::retry::RetryPolicy;
 
 /// The default number of blobs transferred at the same time.
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -139,80 +140,10 @@ impl RegistryOptions {
     }
 }
 
-/// Exponential backoff for transient failures (5xx, 429, resets, timeouts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total, the first included (1 = no retry).
-    pub max_attempts: u32,
-    /// The wait before the second attempt; doubled after each failure.
-    pub initial_backoff: Duration,
-    /// The longest wait between two attempts.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(8),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries at all.
-    pub fn none() -> Self {
-        Self {
-            max_attempts: 1,
-            ..Self::default()
-        }
-    }
-
-    /// The wait after failed attempt number `attempt` (1-based): `initial * 2^(attempt-1)`,
-    /// capped at `max_backoff`, plus up to 25% jitter so parallel transfers do not retry in
-    /// lockstep.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(20);
-        let base = self
-            .initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.max_backoff);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let jitter = base / 4 * (nanos % 1000) / 1000;
-        base + jitter
-    }
-
-    /// True when another attempt is allowed after `attempt` failed attempts.
-    pub fn should_retry(&self, attempt: u32) -> bool {
-        attempt < self.max_attempts
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::Secret;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy {
-            max_attempts: 10,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(1000),
-        };
-        let b1 = p.backoff(1);
-        assert!(b1 >= Duration::from_millis(100) && b1 <= Duration::from_millis(125));
-        let b3 = p.backoff(3);
-        assert!(b3 >= Duration::from_millis(400) && b3 <= Duration::from_millis(500));
-        let b9 = p.backoff(9);
-        assert!(b9 >= Duration::from_millis(1000) && b9 <= Duration::from_millis(1250));
-        assert!(p.should_retry(9));
-        assert!(!p.should_retry(10));
-    }
 
     #[test]
     fn insecure_only_when_named_and_debug_hides_password() {

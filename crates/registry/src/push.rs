@@ -20,8 +20,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use airlift_bundle::oci::Parsed;
-use airlift_bundle::walk::{read_small, SmallReadError, MAX_MANIFEST_SIZE};
+use airlift_bundle::walk::{
+    read_small, walk_image, ImageGraph, SmallReadError, WalkError, MAX_MANIFEST_SIZE,
+};
 use airlift_bundle::{BlobSource, Digest, Progress};
 use bytes::Bytes;
 use futures::future::{try_join_all, BoxFuture};
@@ -36,8 +37,6 @@ use airlift_bundle::reference::ImageRef;
 
 /// The progress label of the overall byte count.
 pub const OVERALL_LABEL: &str = "push";
-/// Indexes may nest this deep.
-const MAX_DEPTH: usize = 4;
 
 /// One image to push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +65,10 @@ pub enum PushError {
     /// An image reference does not parse.
     #[error("cannot map image to the target registry")]
     Mapping(#[source] MappingError),
-    /// A manifest of an image could not be read from the source.
+    /// An image's manifests or blobs in the source are missing, damaged or invalid.
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+    /// A manifest could not be read again from the source to be sent.
     #[error("cannot read manifest {digest} of image `{image}` from the bundle")]
     ReadManifest {
         /// The image.
@@ -76,31 +78,6 @@ pub enum PushError {
         /// The cause.
         #[source]
         source: SmallReadError,
-    },
-    /// A manifest of an image is not a valid OCI / Docker manifest or index.
-    #[error("manifest {digest} of image `{image}` is not a valid manifest or index")]
-    BadManifest {
-        /// The image.
-        image: String,
-        /// The manifest.
-        digest: Digest,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A blob an image references is not in the source.
-    #[error("image `{image}` references blob {digest}, which the bundle does not hold")]
-    MissingBlob {
-        /// The image.
-        image: String,
-        /// The blob.
-        digest: Digest,
-    },
-    /// Indexes nest deeper than allowed.
-    #[error("image `{image}`: indexes nest deeper than {MAX_DEPTH} levels")]
-    TooDeep {
-        /// The image.
-        image: String,
     },
     /// The registry refused or failed; the image is left untagged.
     #[error("failed to push image `{image}` to `{destination}`")]
@@ -120,41 +97,10 @@ impl PushError {
     pub fn hint(&self) -> String {
         match self {
             Self::Registry { source, .. } => source.hint(),
-            Self::Mapping(_) => "check the image references the bundle records".to_string(),
+            Self::Mapping(e) => airlift_bundle::Diagnose::fix(e).unwrap_or_default(),
             _ => "the bundle is incomplete or damaged: run `airlift-install verify` on it, \
                   or ask the vendor for a new copy"
                 .to_string(),
-        }
-    }
-}
-
-/// A manifest or index to push, with everything under it.
-#[derive(Debug, Clone)]
-struct Node {
-    digest: Digest,
-    media_type: String,
-    bytes: Bytes,
-    kind: NodeKind,
-}
-
-#[derive(Debug, Clone)]
-enum NodeKind {
-    Index(Vec<Node>),
-    Manifest(Vec<(Digest, u64)>),
-}
-
-impl Node {
-    /// Every blob (not manifest) under this node, each once.
-    fn blobs(&self, out: &mut Vec<(Digest, u64)>, seen: &mut HashSet<Digest>) {
-        match &self.kind {
-            NodeKind::Index(children) => children.iter().for_each(|c| c.blobs(out, seen)),
-            NodeKind::Manifest(blobs) => {
-                for (d, s) in blobs {
-                    if seen.insert(d.clone()) {
-                        out.push((d.clone(), *s));
-                    }
-                }
-            }
         }
     }
 }
@@ -165,67 +111,31 @@ struct Planned {
     image: PushImage,
     repository: String,
     tag: Option<String>,
-    root: Node,
+    graph: ImageGraph,
     blob_bytes: u64,
 }
 
-fn read_node(
-    source: &dyn BlobSource,
-    image: &str,
-    digest: &Digest,
-    media_type: &str,
-    depth: usize,
-) -> Result<Node, PushError> {
-    if depth > MAX_DEPTH {
-        return Err(PushError::TooDeep {
-            image: image.to_string(),
-        });
-    }
-    let bytes = read_small(source, digest, MAX_MANIFEST_SIZE).map_err(|e| match e {
-        SmallReadError::Missing(d) => PushError::MissingBlob {
-            image: image.to_string(),
-            digest: d,
-        },
-        other => PushError::ReadManifest {
-            image: image.to_string(),
-            digest: digest.clone(),
-            source: other,
-        },
-    })?;
-    let parsed =
-        Parsed::from_slice(media_type, &bytes).map_err(|source| PushError::BadManifest {
-            image: image.to_string(),
-            digest: digest.clone(),
-            source,
-        })?;
-    let kind = match parsed {
-        Parsed::Index(index) => NodeKind::Index(
-            index
-                .manifests
-                .iter()
-                .map(|d| read_node(source, image, &d.digest, &d.media_type, depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
-        Parsed::Manifest(m) => {
-            let mut blobs = Vec::with_capacity(m.layers.len() + 1);
-            for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-                if source.blob_size(&d.digest).is_none() {
-                    return Err(PushError::MissingBlob {
-                        image: image.to_string(),
-                        digest: d.digest.clone(),
-                    });
-                }
-                blobs.push((d.digest.clone(), d.size));
+impl Planned {
+    /// Every config and layer under manifest `node` (a position in the graph), each once.
+    fn blobs_under(&self, node: usize) -> Vec<(Digest, u64)> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack = vec![node];
+        let mut visited = HashSet::new();
+        while let Some(i) = stack.pop() {
+            if !visited.insert(i) {
+                continue;
             }
-            NodeKind::Manifest(blobs)
+            let m = &self.graph.manifests[i];
+            for d in &m.blobs {
+                if seen.insert(d.digest.clone()) {
+                    out.push((d.digest.clone(), d.size));
+                }
+            }
+            stack.extend(m.children.iter().rev());
         }
-    };
-    Ok(Node {
-        digest: digest.clone(),
-        media_type: media_type.to_string(),
-        bytes: Bytes::from(bytes),
-        kind,
-    })
+        out
+    }
 }
 
 fn plan(
@@ -245,25 +155,18 @@ fn plan(
     let repos = destination.map_repositories(parsed.iter().map(|(_, r)| r));
     let mut out = Vec::new();
     for (image, r) in parsed {
-        let root = read_node(
-            source,
-            &image.reference,
-            &image.digest,
-            &image.media_type,
-            0,
-        )?;
-        let mut blobs = Vec::new();
-        root.blobs(&mut blobs, &mut HashSet::new());
+        let graph = walk_image(source, &image.reference, &image.digest, &image.media_type)?;
+        let blob_bytes = graph.content_blobs().iter().map(|d| d.size).sum();
         let repository = repos
             .get(&r.name())
             .cloned()
             .unwrap_or_else(|| r.repository.clone());
         out.push(Planned {
-            blob_bytes: blobs.iter().map(|(_, s)| s).sum(),
+            blob_bytes,
             image,
             repository,
             tag: r.tag,
-            root,
+            graph,
         });
     }
     Ok(out)
@@ -454,10 +357,8 @@ impl Ctx<'_> {
 
     /// Marks every blob under `node` as held by the image's repository (the registry holds the
     /// manifest, so it holds them), counting newly known ones as skipped.
-    async fn mark_present(&self, p: &Planned, node: &Node) {
-        let mut blobs = Vec::new();
-        node.blobs(&mut blobs, &mut HashSet::new());
-        for (digest, size) in blobs {
+    async fn mark_present(&self, p: &Planned, node: usize) {
+        for (digest, size) in p.blobs_under(node) {
             let holder = self.holder(&digest);
             let mut held = holder.lock().await;
             if held.insert(p.repository.clone()) {
@@ -485,16 +386,29 @@ impl Ctx<'_> {
     async fn put_manifest(
         &self,
         p: &Planned,
-        node: &Node,
+        node: usize,
         reference: &str,
     ) -> Result<(), PushError> {
+        let desc = &p.graph.manifests[node].descriptor;
+        let bytes = {
+            let source = self.source.clone();
+            let digest = desc.digest.clone();
+            tokio::task::spawn_blocking(move || read_small(&*source, &digest, MAX_MANIFEST_SIZE))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+                .map_err(|source| PushError::ReadManifest {
+                    image: p.image.reference.clone(),
+                    digest: desc.digest.clone(),
+                    source,
+                })?
+        };
         let _permit = self.permits.acquire().await.ok();
         self.client
             .put_manifest(
                 &p.repository,
                 reference,
-                &node.media_type,
-                node.bytes.clone(),
+                &desc.media_type,
+                Bytes::from(bytes),
             )
             .await
             .map_err(|e| self.registry_err(p, e))?;
@@ -504,30 +418,30 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Pushes `node` and everything under it, children first, and `PUT`s it by digest.
+    /// Pushes manifest `node` and everything under it, children first, and `PUT`s it by digest.
     fn push_node<'s>(
         &'s self,
         p: &'s Planned,
-        node: &'s Node,
+        node: usize,
     ) -> BoxFuture<'s, Result<(), PushError>> {
         async move {
-            if self
-                .manifest_head(p, &node.digest.to_string())
-                .await?
-                .is_some()
-            {
+            let m = &p.graph.manifests[node];
+            let digest = m.descriptor.digest.to_string();
+            if self.manifest_head(p, &digest).await?.is_some() {
                 self.mark_present(p, node).await;
                 return Ok(());
             }
-            match &node.kind {
-                NodeKind::Index(children) => {
-                    try_join_all(children.iter().map(|c| self.push_node(p, c))).await?;
-                }
-                NodeKind::Manifest(blobs) => {
-                    try_join_all(blobs.iter().map(|(d, s)| self.ensure_blob(p, d, *s))).await?;
-                }
+            if m.is_index() {
+                try_join_all(m.children.iter().map(|&c| self.push_node(p, c))).await?;
+            } else {
+                try_join_all(
+                    m.blobs
+                        .iter()
+                        .map(|d| self.ensure_blob(p, &d.digest, d.size)),
+                )
+                .await?;
             }
-            self.put_manifest(p, node, &node.digest.to_string()).await
+            self.put_manifest(p, node, &digest).await
         }
         .boxed()
     }
@@ -544,13 +458,13 @@ impl Ctx<'_> {
             (Some(_), None) => false,
         };
         if done {
-            self.mark_present(p, &p.root).await;
+            self.mark_present(p, 0).await;
             self.progress.finish(label);
             return Ok(true);
         }
-        self.push_node(p, &p.root).await?;
+        self.push_node(p, 0).await?;
         if let Some(tag) = &p.tag {
-            self.put_manifest(p, &p.root, tag).await?;
+            self.put_manifest(p, 0, tag).await?;
         }
         self.progress.finish(label);
         Ok(false)
@@ -577,9 +491,7 @@ pub async fn push(
     };
     let mut users: HashMap<Digest, Vec<String>> = HashMap::new();
     for p in &planned {
-        let mut blobs = Vec::new();
-        p.root.blobs(&mut blobs, &mut HashSet::new());
-        for (d, _) in blobs {
+        for (d, _) in p.blobs_under(0) {
             let u = users.entry(d).or_default();
             if !u.contains(&p.repository) {
                 u.push(p.repository.clone());

@@ -17,8 +17,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
-use airlift_bundle::oci::Parsed;
-use airlift_bundle::walk::{read_small, SmallReadError, MAX_MANIFEST_SIZE};
+use airlift_bundle::walk::{read_small, walk_image, WalkError, MAX_MANIFEST_SIZE};
 use airlift_bundle::{BlobSource, Digest};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -43,34 +42,9 @@ pub enum ServeError {
     /// An image reference does not parse.
     #[error("cannot name a repository for an image")]
     Mapping(#[source] MappingError),
-    /// A manifest of an image could not be read from the source.
-    #[error("cannot read manifest {digest} of image `{image}` from the bundle")]
-    ReadManifest {
-        /// The image.
-        image: String,
-        /// The manifest.
-        digest: Digest,
-        /// The cause.
-        #[source]
-        source: SmallReadError,
-    },
-    /// A manifest of an image is not valid.
-    #[error("manifest {digest} of image `{image}` is not a valid manifest or index")]
-    BadManifest {
-        /// The image.
-        image: String,
-        /// The manifest.
-        digest: Digest,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// Indexes nest too deeply.
-    #[error("image `{image}`: indexes nest too deeply")]
-    TooDeep {
-        /// The image.
-        image: String,
-    },
+    /// An image's manifests or blobs in the source are missing, damaged or invalid.
+    #[error(transparent)]
+    Walk(#[from] WalkError),
 }
 
 /// What one repository serves.
@@ -109,14 +83,12 @@ impl Catalog {
                 .cloned()
                 .unwrap_or(r.repository.clone());
             let repo = catalog.repos.entry(repo_name).or_default();
-            add_graph(
-                source,
-                &img.reference,
-                &img.digest,
-                &img.media_type,
-                0,
-                repo,
-            )?;
+            let graph = walk_image(source, &img.reference, &img.digest, &img.media_type)?;
+            for m in &graph.manifests {
+                repo.manifests
+                    .insert(m.descriptor.digest.clone(), m.descriptor.media_type.clone());
+            }
+            repo.blobs.extend(graph.blobs.into_iter().map(|(d, _)| d));
             if let Some(tag) = r.tag {
                 repo.tags.insert(tag, img.digest.clone());
             }
@@ -140,53 +112,6 @@ impl Catalog {
             })
             .collect()
     }
-}
-
-fn add_graph(
-    source: &dyn BlobSource,
-    image: &str,
-    digest: &Digest,
-    media_type: &str,
-    depth: usize,
-    repo: &mut Repo,
-) -> Result<(), ServeError> {
-    if depth > 4 {
-        return Err(ServeError::TooDeep {
-            image: image.to_string(),
-        });
-    }
-    if repo.manifests.contains_key(digest) {
-        return Ok(());
-    }
-    let bytes = read_small(source, digest, MAX_MANIFEST_SIZE).map_err(|source| {
-        ServeError::ReadManifest {
-            image: image.to_string(),
-            digest: digest.clone(),
-            source,
-        }
-    })?;
-    let parsed =
-        Parsed::from_slice(media_type, &bytes).map_err(|source| ServeError::BadManifest {
-            image: image.to_string(),
-            digest: digest.clone(),
-            source,
-        })?;
-    repo.manifests
-        .insert(digest.clone(), media_type.to_string());
-    repo.blobs.insert(digest.clone());
-    match parsed {
-        Parsed::Index(index) => {
-            for d in &index.manifests {
-                add_graph(source, image, &d.digest, &d.media_type, depth + 1, repo)?;
-            }
-        }
-        Parsed::Manifest(m) => {
-            for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-                repo.blobs.insert(d.digest.clone());
-            }
-        }
-    }
-    Ok(())
 }
 
 struct State {

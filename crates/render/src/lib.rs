@@ -11,6 +11,7 @@
 //! [`definition::load_definition`] reads a definition folder for the packager. No network I/O.
 
 pub mod definition;
+pub mod diagnose;
 pub mod images;
 pub mod objects;
 pub use airlift_bundle::reference;

@@ -1,6 +1,7 @@
 //! `airlift-install config BUNDLE`: the configuration items, their SaaS defaults and the values in
 //! effect, marking where the customer differs from the SaaS. Secrets are masked.
 
+use airlift_cli::outln;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -52,25 +53,28 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     match args.output {
         OutputFormat::Json => print_json(&rows)?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "{:<32} {:<9} {:<24} {:<24} DIFFERS",
-                "KEY", "TYPE", "SAAS DEFAULT", "IN EFFECT"
-            );
+                "KEY",
+                "TYPE",
+                "SAAS DEFAULT",
+                "IN EFFECT"
+            )?;
             for r in &rows {
-                println!(
+                outln!(
                     "{:<32} {:<9} {:<24} {:<24} {}",
                     r.key,
                     format!("{:?}", r.kind).to_ascii_lowercase(),
                     r.saas_default.as_deref().unwrap_or("-"),
                     r.value.as_deref().unwrap_or("-"),
                     if r.differs { "*" } else { "" }
-                );
+                )?;
             }
             let differing = rows.iter().filter(|r| r.differs).count();
-            println!(
+            outln!(
                 "\n{differing} of {} items differ from the SaaS (*).",
                 rows.len()
-            );
+            )?;
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `airlift-install inspect`: what a bundle holds (images, platforms, sizes, components,
 //! configuration keys, signature status), read from its manifest without hashing the blobs.
 
+use airlift_cli::outln;
 use std::path::PathBuf;
 
 use airlift_bundle::walk::walk_image;
@@ -156,7 +157,7 @@ fn collect(bundle: &Bundle, path: &std::path::Path) -> Output {
 }
 
 /// Prints rows as aligned columns under a header.
-fn table(header: &[&str], rows: &[Vec<String>]) {
+fn table(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -172,12 +173,13 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end())
     };
-    line(header.iter().map(|h| h.to_string()).collect());
+    line(header.iter().map(|h| h.to_string()).collect())?;
     for r in rows {
-        line(r.clone());
+        line(r.clone())?;
     }
+    Ok(())
 }
 
 fn short(digest: &str) -> String {
@@ -186,25 +188,28 @@ fn short(digest: &str) -> String {
         .map_or_else(|| digest.to_string(), |s| format!("{s}…"))
 }
 
-fn print_text(o: &Output) {
-    println!(
+fn print_text(o: &Output) -> std::io::Result<()> {
+    outln!(
         "Bundle     {} {} ({}) by {}",
-        o.name, o.version, o.channel, o.vendor
-    );
-    println!("Built      {} with {}", o.created, o.tool);
-    println!("Signature  {}", describe_signature(&o.signature));
-    println!(
+        o.name,
+        o.version,
+        o.channel,
+        o.vendor
+    )?;
+    outln!("Built      {} with {}", o.created, o.tool)?;
+    outln!("Signature  {}", describe_signature(&o.signature))?;
+    outln!(
         "Size       {} file, {} in {} blobs",
         human_bytes(o.file_size),
         human_bytes(o.blobs_size),
         o.blobs
-    );
-    println!(
+    )?;
+    outln!(
         "Requires   Kubernetes {}, platforms {}",
         o.kubernetes,
         o.platforms.join(", ")
-    );
-    println!();
+    )?;
+    outln!()?;
     table(
         &["COMPONENT", "MODE", "LAYER", "ORDER", "IMAGES", "MANIFESTS"],
         &o.components
@@ -220,8 +225,8 @@ fn print_text(o: &Output) {
                 ]
             })
             .collect::<Vec<_>>(),
-    );
-    println!();
+    )?;
+    outln!()?;
     table(
         &["IMAGE", "COMPONENT", "PLATFORMS", "SIZE", "DIGEST"],
         &o.images
@@ -236,10 +241,10 @@ fn print_text(o: &Output) {
                 ]
             })
             .collect::<Vec<_>>(),
-    );
-    println!();
+    )?;
+    outln!()?;
     if o.config.is_empty() {
-        println!("No configuration keys.");
+        outln!("No configuration keys.")?;
     } else {
         table(
             &["CONFIG KEY", "TYPE", "REQUIRED", "DEFAULT"],
@@ -256,8 +261,9 @@ fn print_text(o: &Output) {
                     ]
                 })
                 .collect::<Vec<_>>(),
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Runs `inspect`.
@@ -272,9 +278,6 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
     let out = collect(&bundle, &args.bundle);
     match args.output {
         OutputFormat::Json => print_json(&out).map_err(|e| CommandError::new(ExitKind::Failure, e)),
-        OutputFormat::Text => {
-            print_text(&out);
-            Ok(())
-        }
+        OutputFormat::Text => Ok(print_text(&out)?),
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use airlift_bundle::Progress;
+use airlift_cli::outln;
 use airlift_cli::output::{human_bytes, print_json};
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::{open_verified, Deployer, Intent};
@@ -69,7 +70,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "push": report.push,
         }))?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "Installed {} {} as release {} (revision {}) in namespace {} on {}{}",
                 report.bundle.name,
                 report.bundle.version,
@@ -82,17 +83,17 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 } else {
                     " (no change: nothing new recorded)"
                 }
-            );
-            println!(
+            )?;
+            outln!(
                 "  images: {} pushed, {} already in {} ({} mounted)",
                 human_bytes(report.push.bytes_pushed),
                 human_bytes(report.push.bytes_skipped),
                 report.push.registry,
                 human_bytes(report.push.bytes_mounted)
-            );
-            print_outcome(&report.outcome);
+            )?;
+            print_outcome(&report.outcome)?;
             for (from, to) in &relocation {
-                println!("  {from} -> {to}");
+                outln!("  {from} -> {to}")?;
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `airlift-install list [-n NAMESPACE | -A]`: the releases, newest revision first per release.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_deploy::releases;
@@ -40,12 +41,17 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
     if args.output == OutputFormat::Json {
         return Ok(print_json(&list)?);
     }
-    println!(
+    outln!(
         "{:<20} {:<20} {:<16} {:<10} {:>8}  {:<12} UPDATED",
-        "NAME", "NAMESPACE", "BUNDLE", "VERSION", "REVISION", "STATUS"
-    );
+        "NAME",
+        "NAMESPACE",
+        "BUNDLE",
+        "VERSION",
+        "REVISION",
+        "STATUS"
+    )?;
     for r in &list {
-        println!(
+        outln!(
             "{:<20} {:<20} {:<16} {:<10} {:>8}  {:<12} {}",
             r.name,
             r.namespace,
@@ -54,7 +60,7 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
             r.latest.revision,
             r.latest.status.to_string(),
             r.latest.time
-        );
+        )?;
     }
     if list.is_empty() {
         eprintln!(

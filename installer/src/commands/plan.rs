@@ -47,7 +47,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     })?;
     match a.output {
         OutputFormat::Json => print_json(&plan)?,
-        OutputFormat::Text => print_plan(&plan),
+        OutputFormat::Text => print_plan(&plan)?,
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! write the relocation map. Interrupted or failed, it can be run again: it resumes, sending
 //! only what the registry does not hold.
 
+use airlift_cli::outln;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -138,7 +139,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         .map_err(|e| CommandError::new(ExitKind::Failure, e))?,
         OutputFormat::Text => {
             let present = report.images.iter().filter(|i| i.already_present).count();
-            println!(
+            outln!(
                 "pushed {} {} to {}: {} sent, {} already there, {} mounted ({} of {} images were \
                  complete already) in {seconds:.1}s",
                 meta.name,
@@ -149,12 +150,12 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 human_bytes(report.bytes_mounted),
                 present,
                 report.images.len(),
-            );
+            )?;
             for (from, to) in &report.relocation_map.images {
-                println!("  {from} -> {}", to.reference);
+                outln!("  {from} -> {}", to.reference)?;
             }
             if let Some(path) = &args.relocation_map {
-                println!("relocation map written to {}", path.display());
+                outln!("relocation map written to {}", path.display())?;
             }
         }
     }

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use std::collections::BTreeMap;
 
@@ -99,17 +100,17 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "relocation": relocation,
         }))?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "Rendered {} objects from {} {} into {}",
                 rendered.len(),
                 m.metadata.name,
                 m.metadata.version,
                 args.out.display()
-            );
+            )?;
             if secrets > 0 {
-                println!(
+                outln!(
                     "  {secrets} Secret manifests hold configuration values: their files are mode 0600; keep them out of plain Git"
-                );
+                )?;
             }
         }
     }

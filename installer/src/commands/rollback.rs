@@ -2,6 +2,7 @@
 //! release lock. Without a revision: to the newest earlier deployed one, or, when the last
 //! operation failed or was interrupted, back to the revision still recorded as deployed.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::releases;
@@ -61,11 +62,12 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "objects": outcome,
         }))?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "Rolled back release {} in namespace {namespace}: revision {} is running.",
-                r.release, outcome.revision
-            );
-            print_outcome(&outcome);
+                r.release,
+                outcome.revision
+            )?;
+            print_outcome(&outcome)?;
         }
     }
     Ok(())

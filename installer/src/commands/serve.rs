@@ -3,6 +3,7 @@
 //! nodes' registry mirrors at it). Images are served under their original paths, by tag and by
 //! digest; nothing is extracted.
 
+use airlift_cli::outln;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,13 +60,13 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 .with_hint("pick a free port with --listen ADDR:PORT")
             })?;
         let addr = listener.local_addr().unwrap_or(args.listen);
-        println!(
+        outln!(
             "serving {} images of {} read-only on http://{addr} (Ctrl-C to stop)",
             images.len(),
             args.bundle.display()
-        );
+        )?;
         for (repo, tag, digest) in catalog.tags() {
-            println!("  {addr}/{repo}:{tag}  {digest}");
+            outln!("  {addr}/{repo}:{tag}  {digest}")?;
         }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

@@ -2,6 +2,7 @@
 //! objects missing or changed, the last operation and who ran it) and its history. An unknown
 //! release is an error naming where a release of that name does exist.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::releases;
@@ -33,12 +34,14 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     if args.output == OutputFormat::Json {
         return Ok(print_json(&report)?);
     }
-    println!(
+    outln!(
         "Release {} in namespace {}: {}",
-        report.release, report.namespace, report.summary
-    );
+        report.release,
+        report.namespace,
+        report.summary
+    )?;
     let last = &report.latest;
-    println!(
+    outln!(
         "Last operation: revision {} {} ({}) at {}{}",
         last.revision,
         last.status,
@@ -48,47 +51,50 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .as_ref()
             .map(|o| format!(" by {o}"))
             .unwrap_or_default()
-    );
+    )?;
     if let Some(holder) = &report.locked_by {
-        println!("Locked by {holder}");
+        outln!("Locked by {holder}")?;
     }
     if let Some(registry) = &report.registry {
-        println!("Registry: {registry}");
+        outln!("Registry: {registry}")?;
     }
     if !report.workloads.is_empty() {
-        println!("\n{:<48} {:>7}  CONDITION", "WORKLOAD", "READY");
+        outln!("\n{:<48} {:>7}  CONDITION", "WORKLOAD", "READY")?;
         for w in &report.workloads {
-            println!(
+            outln!(
                 "{:<48} {:>7}  {}",
                 w.object.to_string(),
                 format!("{}/{}", w.ready, w.desired),
                 w.condition
-            );
+            )?;
         }
     }
     for m in &report.missing {
-        println!("missing: {m}");
+        outln!("missing: {m}")?;
     }
     for c in &report.changed {
-        println!(
+        outln!(
             "changed since applied: {} ({})",
             c.object,
             c.fields.join(", ")
-        );
+        )?;
     }
-    println!(
+    outln!(
         "\n{:>8}  {:<12}  {:<10}  {:<20}  DESCRIPTION",
-        "REVISION", "STATUS", "VERSION", "TIME"
-    );
+        "REVISION",
+        "STATUS",
+        "VERSION",
+        "TIME"
+    )?;
     for h in &report.history {
-        println!(
+        outln!(
             "{:>8}  {:<12}  {:<10}  {:<20}  {}",
             h.revision,
             h.status.to_string(),
             h.bundle.version,
             h.time,
             h.description
-        );
+        )?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! under the release lock. Volumes, CRDs, generated secrets and the namespaces holding them stay
 //! unless `--delete-data`.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::{releases, DeployError, Interaction};
@@ -74,11 +75,11 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "objects": outcome,
         }))?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "Uninstalled release {} from namespace {namespace}.",
                 r.release
-            );
-            print_outcome(&outcome);
+            )?;
+            print_outcome(&outcome)?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use airlift_bundle::Progress;
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::{open_verified, DeployError, Deployer, Intent, Interaction};
@@ -64,7 +65,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         }
         let plan = deployer.plan(&prepared).await.map_err(diag)?;
         if a.output == OutputFormat::Text {
-            print_plan(&plan);
+            print_plan(&plan)?;
         }
         if interaction.interactive() && !interaction.confirm("Apply this upgrade?").map_err(diag)? {
             return Err(diag(DeployError::Declined));
@@ -90,15 +91,15 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             "push": report.push,
         }))?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "Upgraded release {} in namespace {} to {} {} (revision {})",
                 report.release,
                 report.namespace,
                 report.bundle.name,
                 report.bundle.version,
                 report.outcome.revision,
-            );
-            print_outcome(&report.outcome);
+            )?;
+            print_outcome(&report.outcome)?;
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `airlift-install values RELEASE`: the site's own values beside the SaaS defaults of the
 //! deployed revision, and the value in effect. Secrets show as `(secret)` or a fingerprint.
 
+use airlift_cli::outln;
 use airlift_cli::output::print_json;
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::releases;
@@ -41,18 +42,20 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     match args.output {
         OutputFormat::Json => print_json(&rows)?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "{:<32} {:<24} {:<24} IN EFFECT",
-                "KEY", "SAAS DEFAULT", "SITE VALUE"
-            );
+                "KEY",
+                "SAAS DEFAULT",
+                "SITE VALUE"
+            )?;
             for row in &rows {
-                println!(
+                outln!(
                     "{:<32} {:<24} {:<24} {}",
                     row.key,
                     text(row.saas_default.as_ref()),
                     text(row.site.as_ref()),
                     text(row.effective.as_ref())
-                );
+                )?;
             }
         }
     }

@@ -2,6 +2,7 @@
 //! with no side effects. Also holds the trust flags and the open-and-verify step that every
 //! command reading a bundle shares.
 
+use airlift_cli::outln;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -104,16 +105,18 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         })
         .map_err(|e| CommandError::new(ExitKind::Failure, e))?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "bundle {} {} ({}) is intact",
-                m.metadata.name, m.metadata.version, m.metadata.vendor
-            );
-            println!("  signature: {}", describe_signature(&report.signature));
+                m.metadata.name,
+                m.metadata.version,
+                m.metadata.vendor
+            )?;
+            outln!("  signature: {}", describe_signature(&report.signature))?;
             if report.from_proof {
-                println!(
+                outln!(
                     "  content:   {} blobs, {} images; unchanged since a full verification (recorded proof; --no-cache to re-hash)",
                     report.blobs, report.images
-                );
+                )?;
             } else {
                 let rate = if seconds > 0.0 {
                     format!(
@@ -123,14 +126,14 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 } else {
                     String::new()
                 };
-                println!(
+                outln!(
                     "  content:   {} blobs, {} members, {} images; {} hashed in {:.1}s{rate}",
                     report.blobs,
                     report.members,
                     report.images,
                     human_bytes(report.bytes_hashed),
                     seconds
-                );
+                )?;
             }
         }
     }

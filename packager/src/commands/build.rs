@@ -1,5 +1,6 @@
 //! `airlift-pack build`.
 
+use airlift_cli::outln;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -47,7 +48,7 @@ pub struct Args {
 /// Runs `build`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     crate::commands::lint::check(&args.dir)?;
-    let definition = airlift_render::load_definition(&args.dir).kind(ExitKind::Config)?;
+    let definition = airlift_render::load_definition(&args.dir).map_err(CommandError::diagnosed)?;
     let key = match &args.key {
         Some(path) => Some(PrivateKey::load(path).map_err(|e| {
             let hint = e.hint();
@@ -95,18 +96,21 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let summary = runtime.block_on(build(req, progress)).map_err(classify)?;
     match args.output {
         OutputFormat::Json => print_json(&summary)?,
-        OutputFormat::Text => print_summary(&summary),
+        OutputFormat::Text => print_summary(&summary)?,
     }
     Ok(())
 }
 
-/// Registry failures exit 4, everything else 1; the hint comes from the library error.
+/// Pull failures (exit 4) and local image failures diagnose themselves; a write failure
+/// exits 1 with its hint; everything else exits 1.
 fn classify(err: anyhow::Error) -> CommandError {
+    let err = match CommandError::diagnosed_cause::<airlift_registry::pull::PullError>(err)
+        .or_else(CommandError::diagnosed_cause::<crate::local_image::LocalImageError>)
+    {
+        Ok(diagnosed) => return diagnosed,
+        Err(err) => err,
+    };
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<airlift_registry::pull::PullError>() {
-            let hint = e.hint();
-            return CommandError::new(ExitKind::Registry, err).with_hint(hint);
-        }
         if let Some(e) = cause.downcast_ref::<airlift_bundle::WriteError>() {
             let hint = match e {
                 airlift_bundle::WriteError::SourceCorrupt { .. } => {
@@ -134,29 +138,30 @@ fn dirs_cache() -> Result<PathBuf, CommandError> {
     }
 }
 
-fn print_summary(s: &BuildSummary) {
-    println!("Built {}", s.bundle.display());
-    println!(
+fn print_summary(s: &BuildSummary) -> std::io::Result<()> {
+    outln!("Built {}", s.bundle.display())?;
+    outln!(
         "  {} images, {} unique blobs, {} stored ({} referenced, {} saved by deduplication)",
         s.images.len(),
         s.unique_blobs,
         human_bytes(s.unique_bytes),
         human_bytes(s.referenced_bytes),
         human_bytes(s.dedup_saved_bytes)
-    );
-    println!(
+    )?;
+    outln!(
         "  bundle {}, {} downloaded, {:.1}s, {}",
         human_bytes(s.size),
         human_bytes(s.downloaded_bytes),
         s.seconds,
         if s.signed { "signed" } else { "UNSIGNED" }
-    );
+    )?;
     for img in &s.images {
-        println!(
+        outln!(
             "  {:<50} {} [{}]",
             img.reference,
             &img.digest[..19.min(img.digest.len())],
             img.platforms.join(", ")
-        );
+        )?;
     }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `airlift-pack keygen`: writes a new ECDSA P-256 signing key pair.
 
+use airlift_cli::outln;
 use std::path::PathBuf;
 
 use airlift_cli::{CommandError, ExitKind};
@@ -26,18 +27,18 @@ pub fn run(args: Args) -> Result<(), CommandError> {
         )
         .with_hint(hint)
     })?;
-    println!(
+    outln!(
         "wrote private key {} (mode 0600: keep it secret, it signs your bundles)",
         files.private_key.display()
-    );
-    println!(
+    )?;
+    outln!(
         "wrote public key  {} (give it to customers: `airlift-install verify BUNDLE --key {}`)",
         files.public_key.display(),
         files.public_key.file_name().map_or_else(
             || files.public_key.display().to_string(),
             |n| n.to_string_lossy().into_owned()
         )
-    );
-    println!("fingerprint       {}", files.fingerprint);
+    )?;
+    outln!("fingerprint       {}", files.fingerprint)?;
     Ok(())
 }

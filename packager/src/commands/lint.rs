@@ -11,6 +11,7 @@
 //!   scratch store that is removed afterwards; its reproducible digest is reported), and every
 //!   image a manifest uses is carried by the bundle.
 
+use airlift_cli::outln;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -279,25 +280,25 @@ pub fn run(args: Args) -> Result<(), CommandError> {
     let report = lint(&args);
     if args.output == OutputFormat::Text {
         for w in &report.warnings {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", airlift_cli::output::escape_control(w));
         }
     }
     match args.output {
         OutputFormat::Json => airlift_cli::output::print_json(&report)?,
         OutputFormat::Text if report.ok => {
-            println!(
+            outln!(
                 "ok: `{}` passes lint: {} components, {} manifests, {} objects, {} images",
                 report.definition,
                 report.components,
                 report.manifests,
                 report.objects,
                 report.images.len()
-            );
+            )?;
             if !report.placeholders.is_empty() {
-                println!(
+                outln!(
                     "note: required items without a SaaS default were rendered with placeholders: {}",
                     report.placeholders.join(", ")
-                );
+                )?;
             }
         }
         OutputFormat::Text => {}

@@ -9,15 +9,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use airlift_bundle::oci::{from_json_bounded, Descriptor, ImageIndex, MAX_MANIFEST_SIZE};
 use airlift_bundle::schema::common::Platform;
 use airlift_bundle::source::BlobSourceReader;
 use airlift_bundle::{BlobSource, Digest, DirBlobStore, Progress};
 use futures::future::BoxFuture;
 
-use super::select::{self, Descriptor};
 use super::{plan, BlobRef, DocKind, FetchDoc, PullError, PulledImage};
-
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// The blobs of an OCI archive file, read in place: `blobs/sha256/<hex>` members by offset.
 #[derive(Debug)]
@@ -56,8 +54,10 @@ impl ArchiveSource {
             let name = name.trim_start_matches("./");
             if name == "index.json" {
                 let size = entry.size();
-                if size > select::MAX_DOCUMENT {
-                    return Err(layout_err("index.json larger than 4 MiB".into()));
+                if size > MAX_MANIFEST_SIZE {
+                    return Err(layout_err(format!(
+                        "index.json is larger than {MAX_MANIFEST_SIZE} bytes"
+                    )));
                 }
                 let mut buf = Vec::new();
                 entry.read_to_end(&mut buf).map_err(io_err)?;
@@ -194,25 +194,22 @@ impl FetchDoc for LocalFetch {
     fn fetch_doc<'a>(
         &'a self,
         desc: &'a Descriptor,
-        _kind: DocKind,
+        kind: DocKind,
     ) -> BoxFuture<'a, Result<Vec<u8>, PullError>> {
         Box::pin(async move {
-            let digest: Digest = desc
-                .digest_str
-                .parse()
-                .map_err(|_| self.missing(&desc.digest_str))?;
+            let digest = &desc.digest;
             let size = self
                 .src
-                .blob_size(&digest)
-                .ok_or_else(|| self.missing(&desc.digest_str))?;
-            if size > select::MAX_DOCUMENT {
+                .blob_size(digest)
+                .ok_or_else(|| self.missing(&digest.to_string()))?;
+            if size > kind.limit() {
                 return Err(PullError::Layout {
                     path: self.path.clone(),
-                    detail: format!("document {digest} is larger than 4 MiB"),
+                    detail: format!("document {digest} is larger than {} bytes", kind.limit()),
                 });
             }
             let mut out = Vec::new();
-            BlobSourceReader::range(self.src.as_ref(), digest, 0, size)
+            BlobSourceReader::range(self.src.as_ref(), digest.clone(), 0, size)
                 .read_to_end(&mut out)
                 .map_err(|source| PullError::Io {
                     path: self.path.clone(),
@@ -239,29 +236,18 @@ async fn pull_local(
         path: path.to_path_buf(),
         detail,
     };
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        #[serde(flatten)]
-        desc: Descriptor,
-        #[serde(default)]
-        annotations: HashMap<String, String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Index {
-        manifests: Vec<Entry>,
-    }
-    let idx: Index = serde_json::from_slice(index)
+    let idx: ImageIndex = from_json_bounded(index, MAX_MANIFEST_SIZE)
         .map_err(|e| layout_err(format!("index.json is invalid: {e}")))?;
     let names: Vec<&str> = idx
         .manifests
         .iter()
-        .filter_map(|e| e.annotations.get(REF_NAME).map(String::as_str))
+        .filter_map(Descriptor::ref_name)
         .collect();
     let entry = match tag {
         Some(t) => idx
             .manifests
             .iter()
-            .find(|e| e.annotations.get(REF_NAME).map(String::as_str) == Some(t))
+            .find(|e| e.ref_name() == Some(t))
             .ok_or_else(|| {
                 layout_err(format!(
                     "no image tagged `{t}` (tags: {})",
@@ -281,15 +267,15 @@ async fn pull_local(
         src: src.clone(),
         path: path.to_path_buf(),
     };
-    let top = fetch.fetch_doc(&entry.desc, DocKind::Manifest).await?;
+    let top = fetch.fetch_doc(entry, DocKind::Manifest).await?;
     let source_digest = Digest::of_bytes(&top);
-    if source_digest.to_string() != entry.desc.digest_str {
+    if source_digest != entry.digest {
         return Err(layout_err(format!(
             "blob {} does not match its digest",
-            entry.desc.digest_str
+            entry.digest
         )));
     }
-    let media = Some(entry.desc.media_type.as_str()).filter(|m| !m.is_empty());
+    let media = Some(entry.media_type.as_str()).filter(|m| !m.is_empty());
     let plan = plan(&fetch, store, reference, top, media, platforms).await?;
 
     let missing: Vec<BlobRef> = plan

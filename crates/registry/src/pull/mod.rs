@@ -4,8 +4,10 @@
 //!
 //! Every source follows the same rules:
 //! - tags resolve to digests, and the result records the pinned digest;
-//! - manifests and configs (small, capped at [`select::MAX_DOCUMENT`]) are verified and stored
-//!   by digest; blobs stream into the store, hashed while written, never whole in memory;
+//! - manifests and configs (small, capped at [`MAX_MANIFEST_SIZE`] and [`MAX_CONFIG_SIZE`],
+//!   their JSON nesting bounded) are verified and stored by digest, and walked with the one
+//!   graph walker, [`airlift_bundle::walk::Walker`]; blobs stream into the store, hashed while
+//!   written, never whole in memory;
 //! - a blob already in the store is not transferred again;
 //! - exactly the required platforms are kept: an index with more is rewritten (same media type,
 //!   the source digest recorded apart); a missing platform is [`PullError::PlatformMissing`],
@@ -17,7 +19,11 @@ pub mod select;
 
 use std::path::PathBuf;
 
+use airlift_bundle::oci::{
+    is_index_media_type, Descriptor, Parsed, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE,
+};
 use airlift_bundle::schema::common::Platform;
+use airlift_bundle::walk::{WalkError, Walker};
 use airlift_bundle::{Digest, DirBlobStore, StoreError};
 use futures::future::BoxFuture;
 
@@ -26,14 +32,8 @@ pub use remote::RegistryPuller;
 
 use crate::auth::AuthError;
 use crate::error::RegistryError;
+use crate::retry::{Retry, Retryable};
 use crate::tls::TlsError;
-use select::{Descriptor, Document};
-
-/// The default blob cache: `$XDG_CACHE_HOME/airlift/blobs` (`~/.cache/airlift/blobs`), or
-/// `None` when the platform has no cache folder. Open it with [`DirBlobStore::open`].
-pub fn default_cache_dir() -> Option<PathBuf> {
-    dirs::cache_dir().map(|d| d.join("airlift").join("blobs"))
-}
 
 /// A blob (or manifest) of a pulled image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,9 @@ pub enum PullError {
         #[source]
         source: AuthError,
     },
+    /// A manifest or index is missing, damaged, too large, too deeply nested or unsupported.
+    #[error(transparent)]
+    Walk(#[from] WalkError),
     /// A manifest, index or config is invalid or unsupported.
     #[error("image `{image}` has an invalid or unsupported manifest: {detail}")]
     BadManifest {
@@ -161,7 +164,7 @@ impl PullError {
             }
             Self::Tls(e) => e.hint().to_string(),
             Self::Auth { source, .. } => source.hint().to_string(),
-            Self::BadManifest { .. } => {
+            Self::BadManifest { .. } | Self::Walk(_) => {
                 "rebuild or re-push the image with a current tool (OCI or docker schema 2)"
                     .to_string()
             }
@@ -179,7 +182,17 @@ impl PullError {
 
     /// True when retrying the whole operation may help.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Registry(e) if e.is_transient())
+        self.retry() != Retry::Never
+    }
+}
+
+impl Retryable for PullError {
+    /// Registry failures retry as [`RegistryError`] says; nothing else is transient.
+    fn retry(&self) -> Retry {
+        match self {
+            Self::Registry(e) => e.retry(),
+            _ => Retry::Never,
+        }
     }
 }
 
@@ -192,9 +205,20 @@ pub(crate) enum DocKind {
     Config,
 }
 
+impl DocKind {
+    /// The most bytes read into memory for this kind.
+    pub(crate) fn limit(self) -> u64 {
+        match self {
+            DocKind::Manifest => MAX_MANIFEST_SIZE,
+            DocKind::Config => MAX_CONFIG_SIZE,
+        }
+    }
+}
+
 /// Fetches small documents (manifests, configs) from a source, by digest.
 pub(crate) trait FetchDoc: Sync {
-    /// Fetches the document; the caller verifies its digest and size.
+    /// Fetches the document, at most `kind.limit()` bytes; the caller verifies its digest and
+    /// size.
     fn fetch_doc<'a>(
         &'a self,
         desc: &'a Descriptor,
@@ -241,32 +265,40 @@ async fn get_doc(
     desc: &Descriptor,
     kind: DocKind,
 ) -> Result<Vec<u8>, PullError> {
-    let digest = desc.digest().map_err(|e| bad(image, e))?;
-    if desc.size > select::MAX_DOCUMENT {
+    let digest = &desc.digest;
+    if desc.size > kind.limit() {
         return Err(bad(
             image,
             format!(
                 "{digest} is {} bytes, more than the {} allowed for a manifest or config",
                 desc.size,
-                select::MAX_DOCUMENT
+                kind.limit()
             ),
         ));
     }
-    if store.contains(&digest) {
-        if let Ok(bytes) = std::fs::read(store.path_of(&digest)) {
+    if store.contains(digest) {
+        if let Ok(bytes) = std::fs::read(store.path_of(digest)) {
             return Ok(bytes);
         }
     }
     let bytes = fetch.fetch_doc(desc, kind).await?;
     let actual = Digest::of_bytes(&bytes);
-    if actual != digest {
+    if &actual != digest {
         return Err(bad(
             image,
             format!("document {digest} hashes to {actual}: the source sent the wrong content"),
         ));
     }
-    store_doc(store, image, &digest, &bytes)?;
+    store_doc(store, image, digest, &bytes)?;
     Ok(bytes)
+}
+
+fn blob_ref(d: &Descriptor) -> BlobRef {
+    BlobRef {
+        digest: d.digest.clone(),
+        size: d.size,
+        media_type: d.media_type.clone(),
+    }
 }
 
 /// Works out what an image consists of, from its top-level document, keeping exactly
@@ -279,31 +311,12 @@ pub(crate) async fn plan(
     top_hint: Option<&str>,
     required: &[Platform],
 ) -> Result<Plan, PullError> {
-    if top_bytes.len() as u64 > select::MAX_DOCUMENT {
-        return Err(bad(image, "top-level manifest larger than 4 MiB"));
-    }
-    let source_digest = Digest::of_bytes(&top_bytes);
-    let doc = select::parse_document(&top_bytes, top_hint).map_err(|e| bad(image, e))?;
-    let mut manifests = Vec::new();
-    let mut blobs: Vec<BlobRef> = Vec::new();
-    let push_blob = |blobs: &mut Vec<BlobRef>, d: &Descriptor| -> Result<(), PullError> {
-        let digest = d.digest().map_err(|e| bad(image, e))?;
-        if !blobs.iter().any(|b| b.digest == digest) {
-            blobs.push(BlobRef {
-                digest,
-                size: d.size,
-                media_type: d.media_type.clone(),
-            });
-        }
-        Ok(())
-    };
-    match doc {
-        Document::Manifest {
-            media_type,
-            config,
-            layers,
-        } => {
-            let cfg = get_doc(fetch, store, image, &config, DocKind::Config).await?;
+    let parsed = Parsed::from_slice(top_hint.unwrap_or(""), &top_bytes)
+        .map_err(|e| bad(image, e.to_string()))?;
+    let media_type = parsed.media_type().to_string();
+    let (top_kept, platforms) = match parsed {
+        Parsed::Manifest(m) => {
+            let cfg = get_doc(fetch, store, image, &m.config, DocKind::Config).await?;
             let have = select::config_platform(&cfg).map_err(|e| bad(image, e))?;
             if let Err(platform) = select::check_single(&have, required) {
                 return Err(PullError::PlatformMissing {
@@ -312,84 +325,57 @@ pub(crate) async fn plan(
                     available: format!("only {have}"),
                 });
             }
-            store_doc(store, image, &source_digest, &top_bytes)?;
-            let top = BlobRef {
-                digest: source_digest.clone(),
-                size: top_bytes.len() as u64,
-                media_type,
-            };
-            manifests.push(top.clone());
-            push_blob(&mut blobs, &config)?;
-            for l in &layers {
-                push_blob(&mut blobs, l)?;
-            }
-            Ok(Plan {
-                top,
-                platforms: vec![have],
-                manifests,
-                blobs,
-            })
+            (top_bytes, vec![have])
         }
-        Document::Index {
-            media_type,
-            manifests: entries,
-        } => {
-            let sel =
-                select::select_platforms(&entries, required).map_err(|(platform, available)| {
-                    PullError::PlatformMissing {
-                        image: image.to_string(),
-                        platform,
-                        available,
-                    }
-                })?;
-            let top_kept = if sel.filtered {
-                select::filtered_index(&top_bytes, &sel.kept).map_err(|e| bad(image, e))?
+        Parsed::Index(index) => {
+            let sel = select::select_platforms(&index.manifests, required).map_err(
+                |(platform, available)| PullError::PlatformMissing {
+                    image: image.to_string(),
+                    platform,
+                    available,
+                },
+            )?;
+            let platforms = sel
+                .kept
+                .iter()
+                .filter_map(|e| e.platform.as_ref().map(|p| p.platform_or_unknown()))
+                .collect();
+            if sel.filtered {
+                let kept =
+                    select::filtered_index(&top_bytes, &sel.kept).map_err(|e| bad(image, e))?;
+                (kept, platforms)
             } else {
-                top_bytes
-            };
-            let top_digest = Digest::of_bytes(&top_kept);
-            store_doc(store, image, &top_digest, &top_kept)?;
-            let top = BlobRef {
-                digest: top_digest,
-                size: top_kept.len() as u64,
-                media_type,
-            };
-            manifests.push(top.clone());
-            let mut platforms = Vec::new();
-            for entry in &sel.kept {
-                if select::is_index(&entry.media_type) {
-                    return Err(bad(image, "nested indexes are not supported"));
-                }
-                let bytes = get_doc(fetch, store, image, entry, DocKind::Manifest).await?;
-                let child = select::parse_document(&bytes, Some(&entry.media_type))
-                    .map_err(|e| bad(image, e))?;
-                let Document::Manifest {
-                    media_type,
-                    config,
-                    layers,
-                } = child
-                else {
-                    return Err(bad(image, "nested indexes are not supported"));
-                };
-                manifests.push(BlobRef {
-                    digest: entry.digest().map_err(|e| bad(image, e))?,
-                    size: bytes.len() as u64,
-                    media_type,
-                });
-                if let Some(p) = &entry.platform {
-                    platforms.push(p.to_platform());
-                }
-                push_blob(&mut blobs, &config)?;
-                for l in &layers {
-                    push_blob(&mut blobs, l)?;
-                }
+                (top_bytes, platforms)
             }
-            Ok(Plan {
-                top,
-                platforms,
-                manifests,
-                blobs,
-            })
+        }
+    };
+    let top_digest = Digest::of_bytes(&top_kept);
+    let top = Descriptor::new(media_type, top_digest.clone(), top_kept.len() as u64);
+    let mut walker = Walker::new(image, top);
+    // The top document is in hand (and already checked against the platforms).
+    if walker.next_manifest().is_some() {
+        walker.visit(&top_kept)?;
+        store_doc(store, image, &top_digest, &top_kept)?;
+    }
+    while let Some(desc) = walker.next_manifest() {
+        let desc = desc.clone();
+        if is_index_media_type(&desc.media_type) {
+            return Err(bad(image, "nested indexes are not supported"));
+        }
+        let bytes = get_doc(fetch, store, image, &desc, DocKind::Manifest).await?;
+        if walker.visit(&bytes)?.is_index() {
+            return Err(bad(image, "nested indexes are not supported"));
         }
     }
+    let graph = walker.finish();
+    Ok(Plan {
+        top: blob_ref(&graph.manifests[0].descriptor),
+        platforms,
+        manifests: graph
+            .manifests
+            .iter()
+            .map(|m| blob_ref(&m.descriptor))
+            .collect(),
+        blobs: graph.content_blobs().into_iter().map(blob_ref).collect(),
+    })
 }

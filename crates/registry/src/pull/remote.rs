@@ -14,11 +14,13 @@ use oci_client::client::BlobResponse;
 use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
 
-use super::select::{self, Descriptor};
+use airlift_bundle::oci::{Descriptor, ACCEPTED_MANIFEST_TYPES};
+
 use super::{plan, BlobRef, DocKind, FetchDoc, PullError, PulledImage};
 use crate::auth::{resolve_credentials, Credentials};
 use crate::error::{RegistryError, Target};
 use crate::options::RegistryOptions;
+use crate::retry::Retryable;
 use crate::tls;
 
 /// Pulls images from registries into a [`DirBlobStore`]. Use one per build and run pulls on it
@@ -78,30 +80,13 @@ impl RegistryPuller {
         Ok(found)
     }
 
-    /// Runs `op` until it succeeds, fails permanently, or the retry policy gives up.
-    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, PullError>
+    /// Runs `op` under the retry policy.
+    async fn retry<T, F, Fut>(&self, op: F) -> Result<T, PullError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, PullError>>,
     {
-        let mut attempt = 1;
-        loop {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() && self.opts.retry.should_retry(attempt) => {
-                    let wait = match &e {
-                        PullError::Registry(RegistryError::RateLimited {
-                            retry_after: Some(d),
-                            ..
-                        }) => (*d).min(self.opts.retry.max_backoff * 4),
-                        _ => self.opts.retry.backoff(attempt),
-                    };
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.opts.retry.run(op, |_, _, _| {}).await
     }
 
     /// Pulls `reference` (`host[:port]/repo:tag` or `…@sha256:…`) keeping exactly `platforms`
@@ -136,7 +121,7 @@ impl RegistryPuller {
         let top = self
             .retry(|| async {
                 ctx.client_call(|c| {
-                    c.pull_manifest_raw(&ctx.reference, &ctx.auth, select::ACCEPTED)
+                    c.pull_manifest_raw(&ctx.reference, &ctx.auth, ACCEPTED_MANIFEST_TYPES)
                 })
                 .await
             })
@@ -288,16 +273,18 @@ impl Ctx<'_> {
                 .await;
             match res {
                 Ok(()) => break,
-                Err(e) if e.is_transient() && self.puller.opts.retry.should_retry(attempt) => {
-                    progress.message(&format!(
-                        "retrying {} of {image} at byte {written} (attempt {}): {e}",
-                        blob.digest,
-                        attempt + 1
-                    ));
-                    tokio::time::sleep(self.puller.opts.retry.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+                Err(e) => match self.puller.opts.retry.next_delay(attempt, e.retry()) {
+                    Some(wait) => {
+                        progress.message(&format!(
+                            "retrying {} of {image} at byte {written} (attempt {}): {e}",
+                            blob.digest,
+                            attempt + 1
+                        ));
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    None => return Err(e),
+                },
             }
         }
         if written != blob.size {
@@ -395,11 +382,11 @@ impl FetchDoc for Ctx<'_> {
         Box::pin(async move {
             match kind {
                 DocKind::Manifest => {
-                    let r = self.reference.clone_with_digest(desc.digest_str.clone());
+                    let r = self.reference.clone_with_digest(desc.digest.to_string());
                     self.puller
                         .retry(|| async {
                             self.client_call(|c| {
-                                c.pull_manifest_raw(&r, &self.auth, select::ACCEPTED)
+                                c.pull_manifest_raw(&r, &self.auth, ACCEPTED_MANIFEST_TYPES)
                             })
                             .await
                         })
@@ -407,20 +394,25 @@ impl FetchDoc for Ctx<'_> {
                         .map(|(bytes, _)| bytes)
                 }
                 DocKind::Config => {
+                    let digest = desc.digest.to_string();
+                    let digest = &digest;
                     self.puller
                         .retry(|| async {
                             let mut s = self
                                 .client_call(|c| {
-                                    c.pull_blob_stream(&self.reference, desc.digest_str.as_str())
+                                    c.pull_blob_stream(&self.reference, digest.as_str())
                                 })
                                 .await?;
                             let mut out = Vec::new();
                             while let Some(chunk) = s.next().await {
                                 let chunk = chunk.map_err(|e| self.stream_err(e))?;
-                                if out.len() as u64 + chunk.len() as u64 > select::MAX_DOCUMENT {
+                                if out.len() as u64 + chunk.len() as u64 > kind.limit() {
                                     return Err(PullError::BadManifest {
                                         image: self.target.image.clone(),
-                                        detail: "config larger than 4 MiB".to_string(),
+                                        detail: format!(
+                                            "config {digest} is larger than {} bytes",
+                                            kind.limit()
+                                        ),
                                     });
                                 }
                                 out.extend_from_slice(&chunk);

@@ -1,181 +1,9 @@
-//! Pure manifest logic shared by every image source: parsing manifests and indexes, matching
-//! platforms, and writing a filtered index that keeps exactly the required platforms.
+//! Platform selection shared by every image source: matching platforms, choosing the entries
+//! of an index that satisfy the required platforms, and writing a filtered index that keeps
+//! exactly those. Documents are parsed with the one OCI model, [`airlift_bundle::oci`].
 
+use airlift_bundle::oci::{Descriptor, OciPlatform};
 use airlift_bundle::schema::common::Platform;
-use airlift_bundle::Digest;
-use serde::Deserialize;
-
-/// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// Docker schema 2 manifest.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list.
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Every manifest media type we accept, for `Accept` headers.
-pub const ACCEPTED: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
-
-/// The largest manifest or config we read (they are held in memory; blobs never are).
-pub const MAX_DOCUMENT: u64 = 4 << 20;
-
-/// True for index / manifest-list media types.
-pub fn is_index(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == DOCKER_LIST
-}
-
-/// A descriptor inside a manifest or index.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    /// Media type.
-    #[serde(default)]
-    pub media_type: String,
-    /// Digest (validated by [`Descriptor::digest`]).
-    #[serde(rename = "digest")]
-    pub digest_str: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Platform, in index entries.
-    #[serde(default)]
-    pub platform: Option<PlatformJson>,
-}
-
-impl Descriptor {
-    /// The parsed digest.
-    pub fn digest(&self) -> Result<Digest, String> {
-        self.digest_str
-            .parse()
-            .map_err(|e: airlift_bundle::DigestError| e.to_string())
-    }
-}
-
-/// The platform object of an index entry or the os/architecture fields of a config.
-#[derive(Debug, Clone, Deserialize, Default)]
-pub struct PlatformJson {
-    /// Operating system.
-    #[serde(default)]
-    pub os: String,
-    /// Architecture.
-    #[serde(default)]
-    pub architecture: String,
-    /// Variant.
-    #[serde(default)]
-    pub variant: Option<String>,
-}
-
-impl PlatformJson {
-    /// As a [`Platform`] (with `unknown` parts when empty).
-    pub fn to_platform(&self) -> Platform {
-        let or_unknown = |s: &str| {
-            if s.is_empty() {
-                "unknown".to_string()
-            } else {
-                s.to_string()
-            }
-        };
-        Platform {
-            os: or_unknown(&self.os),
-            architecture: or_unknown(&self.architecture),
-            variant: self.variant.clone().filter(|v| !v.is_empty()),
-        }
-    }
-}
-
-/// A parsed manifest or index (only what we need).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawDoc {
-    #[serde(default)]
-    schema_version: Option<u32>,
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
-}
-
-/// A parsed top-level document.
-#[derive(Debug, Clone)]
-pub enum Document {
-    /// An index (OCI index or docker manifest list) and its entries.
-    Index {
-        /// The media type.
-        media_type: String,
-        /// The entries.
-        manifests: Vec<Descriptor>,
-    },
-    /// A single image manifest.
-    Manifest {
-        /// The media type.
-        media_type: String,
-        /// The config blob.
-        config: Descriptor,
-        /// The layers.
-        layers: Vec<Descriptor>,
-    },
-}
-
-impl Document {
-    /// The media type.
-    pub fn media_type(&self) -> &str {
-        match self {
-            Self::Index { media_type, .. } | Self::Manifest { media_type, .. } => media_type,
-        }
-    }
-}
-
-/// Parses a manifest or index; `hint_type` is the media type from a descriptor or
-/// `Content-Type`, used when the document does not name its own.
-pub fn parse_document(bytes: &[u8], hint_type: Option<&str>) -> Result<Document, String> {
-    let raw: RawDoc =
-        serde_json::from_slice(bytes).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
-    if raw.schema_version != Some(2) {
-        return Err(format!(
-            "unsupported manifest schemaVersion {:?} (only 2; docker schema 1 is obsolete)",
-            raw.schema_version
-        ));
-    }
-    let media_type = raw
-        .media_type
-        .clone()
-        .or_else(|| hint_type.map(str::to_string))
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| {
-            if raw.manifests.is_some() {
-                OCI_INDEX.to_string()
-            } else {
-                OCI_MANIFEST.to_string()
-            }
-        });
-    if is_index(&media_type) {
-        let manifests = raw.manifests.ok_or("index without `manifests`")?;
-        for m in &manifests {
-            m.digest()?;
-        }
-        Ok(Document::Index {
-            media_type,
-            manifests,
-        })
-    } else if media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST {
-        let config = raw.config.ok_or("manifest without `config`")?;
-        config.digest()?;
-        let layers = raw.layers.unwrap_or_default();
-        for l in &layers {
-            l.digest()?;
-        }
-        Ok(Document::Manifest {
-            media_type,
-            config,
-            layers,
-        })
-    } else {
-        Err(format!("unsupported manifest media type `{media_type}`"))
-    }
-}
 
 /// Whether an available platform satisfies a required one: os and architecture equal, and the
 /// variant equal when the requirement names one.
@@ -212,7 +40,7 @@ pub fn select_platforms(
     let mut keep = vec![false; manifests.len()];
     for req in required {
         // Prefer an exact variant match, then the first compatible entry.
-        let plat = |m: &Descriptor| m.platform.as_ref().map(PlatformJson::to_platform);
+        let plat = |m: &Descriptor| m.platform.as_ref().map(OciPlatform::platform_or_unknown);
         let exact = manifests.iter().position(|m| plat(m).as_ref() == Some(req));
         let any = || {
             manifests
@@ -241,7 +69,7 @@ pub fn available_platforms(manifests: &[Descriptor]) -> String {
     let list: Vec<String> = manifests
         .iter()
         .filter_map(|m| m.platform.as_ref())
-        .map(|p| p.to_platform().to_string())
+        .map(|p| p.platform_or_unknown().to_string())
         .collect();
     if list.is_empty() {
         "no platforms".to_string()
@@ -254,7 +82,8 @@ pub fn available_platforms(manifests: &[Descriptor]) -> String {
 /// other field (media type, annotations) and the entries' own JSON.
 pub fn filtered_index(original: &[u8], kept: &[Descriptor]) -> Result<Vec<u8>, String> {
     let mut doc: serde_json::Value =
-        serde_json::from_slice(original).map_err(|e| format!("index is not valid JSON: {e}"))?;
+        airlift_bundle::oci::from_json_bounded(original, airlift_bundle::oci::MAX_MANIFEST_SIZE)
+            .map_err(|e| format!("index is not valid JSON: {e}"))?;
     let entries = doc
         .get("manifests")
         .and_then(|m| m.as_array())
@@ -264,7 +93,7 @@ pub fn filtered_index(original: &[u8], kept: &[Descriptor]) -> Result<Vec<u8>, S
         .filter(|e| {
             e.get("digest")
                 .and_then(|d| d.as_str())
-                .is_some_and(|d| kept.iter().any(|k| k.digest_str == d))
+                .is_some_and(|d| kept.iter().any(|k| k.digest.to_string() == d))
         })
         .cloned()
         .collect();
@@ -272,11 +101,11 @@ pub fn filtered_index(original: &[u8], kept: &[Descriptor]) -> Result<Vec<u8>, S
     serde_json::to_vec(&doc).map_err(|e| e.to_string())
 }
 
-/// Reads the platform of an image config.
+/// Reads the platform of an image config (`unknown` parts when it does not say).
 pub fn config_platform(config: &[u8]) -> Result<Platform, String> {
-    let p: PlatformJson =
-        serde_json::from_slice(config).map_err(|e| format!("config is not valid JSON: {e}"))?;
-    Ok(p.to_platform())
+    OciPlatform::from_config(config)
+        .map(|p| p.platform_or_unknown())
+        .map_err(|e| format!("config is not valid JSON: {e}"))
 }
 
 /// Checks a single-platform image against the required platforms: it must satisfy every one.
@@ -290,6 +119,7 @@ pub fn check_single(have: &Platform, required: &[Platform]) -> Result<(), Platfo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlift_bundle::oci::{ImageIndex, Parsed, MEDIA_TYPE_OCI_INDEX as OCI_INDEX};
 
     fn p(s: &str) -> Platform {
         s.parse().unwrap()
@@ -304,7 +134,8 @@ mod tests {
 
     #[test]
     fn selects_and_filters_keeping_other_fields() {
-        let Document::Index { manifests, .. } = parse_document(INDEX.as_bytes(), None).unwrap()
+        let Parsed::Index(ImageIndex { manifests, .. }) =
+            Parsed::from_slice("", INDEX.as_bytes()).unwrap()
         else {
             panic!("not an index")
         };
@@ -333,11 +164,5 @@ mod tests {
             check_single(&have, &[p("linux/amd64"), p("linux/arm64")]),
             Err(p("linux/arm64"))
         );
-    }
-
-    #[test]
-    fn rejects_schema1_and_unknown_types() {
-        assert!(parse_document(br#"{"schemaVersion":1}"#, None).is_err());
-        assert!(parse_document(br#"{"schemaVersion":2,"mediaType":"text/plain"}"#, None).is_err());
     }
 }

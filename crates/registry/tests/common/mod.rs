@@ -95,6 +95,8 @@ pub fn fast_retry() -> RetryPolicy {
         max_attempts: 8,
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
+        max_retry_after: Duration::from_millis(200),
+        ..RetryPolicy::default()
     }
 }
 

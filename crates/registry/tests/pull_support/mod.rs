@@ -44,6 +44,8 @@ pub fn fast_retry() -> RetryPolicy {
         max_attempts: 4,
         initial_backoff: std::time::Duration::from_millis(20),
         max_backoff: std::time::Duration::from_millis(200),
+        max_retry_after: std::time::Duration::from_millis(200),
+        ..RetryPolicy::default()
     }
 }
 
