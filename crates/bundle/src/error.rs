@@ -26,7 +26,10 @@ pub enum IntegrityError {
         position: usize,
     },
     /// A blob in the tar that the manifest does not list.
-    #[error("blob {digest} (member `{}`) is in the bundle but not listed in the manifest", Escaped(member))]
+    #[error(
+        "blob {digest} (member `{}`) is in the bundle but not listed in the manifest",
+        Escaped(member)
+    )]
     ExtraBlob {
         /// The blob.
         digest: Digest,
@@ -34,7 +37,10 @@ pub enum IntegrityError {
         member: String,
     },
     /// A member in the tar that the manifest does not list.
-    #[error("member `{}` is in the bundle but not listed in the manifest", Escaped(path))]
+    #[error(
+        "member `{}` is in the bundle but not listed in the manifest",
+        Escaped(path)
+    )]
     ExtraMember {
         /// The member path.
         path: String,
@@ -50,7 +56,10 @@ pub enum IntegrityError {
         member: String,
     },
     /// A member the manifest lists that the tar lacks.
-    #[error("member `{}` is listed in the manifest but missing from the bundle", Escaped(path))]
+    #[error(
+        "member `{}` is listed in the manifest but missing from the bundle",
+        Escaped(path)
+    )]
     MissingMember {
         /// The member path.
         path: String,
@@ -68,7 +77,10 @@ pub enum IntegrityError {
         actual: u64,
     },
     /// A member's size differs from the listed one.
-    #[error("member `{}` is {actual} bytes but the manifest lists {listed}", Escaped(path))]
+    #[error(
+        "member `{}` is {actual} bytes but the manifest lists {listed}",
+        Escaped(path)
+    )]
     MemberSize {
         /// The member path.
         path: String,
@@ -88,7 +100,10 @@ pub enum IntegrityError {
         actual: Digest,
     },
     /// A member's bytes do not hash to the listed digest.
-    #[error("member `{}` was tampered with: listed as {listed}, content hashes to {actual}", Escaped(path))]
+    #[error(
+        "member `{}` was tampered with: listed as {listed}, content hashes to {actual}",
+        Escaped(path)
+    )]
     TamperedMember {
         /// The member path.
         path: String,
@@ -102,7 +117,11 @@ pub enum IntegrityError {
     Image(#[source] WalkError),
     /// The members are not in the order the writer puts them (manifest, signature, `oci-layout`,
     /// `index.json`, component files by path, blobs by digest).
-    #[error("member #{position} is `{}`, but the canonical order puts `{}` there", Escaped(found), Escaped(expected))]
+    #[error(
+        "member #{position} is `{}`, but the canonical order puts `{}` there",
+        Escaped(found),
+        Escaped(expected)
+    )]
     MemberOrder {
         /// The 1-based position.
         position: usize,
@@ -112,7 +131,10 @@ pub enum IntegrityError {
         expected: String,
     },
     /// The tar headers' mtime is not the manifest's `build.created`.
-    #[error("the tar headers' mtime is {mtime}, but the manifest's build.created `{}` is {created}", Escaped(created_text))]
+    #[error(
+        "the tar headers' mtime is {mtime}, but the manifest's build.created `{}` is {created}",
+        Escaped(created_text)
+    )]
     HeaderTime {
         /// The headers' mtime.
         mtime: u64,
@@ -170,7 +192,10 @@ pub enum BundleError {
         kind: String,
     },
     /// A member or blob is too large to read into memory.
-    #[error("`{}` is {size} bytes, over the {limit}-byte limit for reading into memory", Escaped(what))]
+    #[error(
+        "`{}` is {size} bytes, over the {limit}-byte limit for reading into memory",
+        Escaped(what)
+    )]
     TooLarge {
         /// The member path or digest.
         what: String,

@@ -266,7 +266,10 @@ mod tests {
     fn quotes_comments_and_block_scalars_are_not_nesting() {
         assert!(depth_ok("a: \"[[[[[[\"\nb: '{{{{{'\nc: x # [[[[[[\n", 2));
         assert!(depth_ok("d: it's [not] a quote\n", 2));
-        assert!(depth_ok("t: |\n      [[[[[[[[\n          {{{{{{\nu: 1\n", 2));
+        assert!(depth_ok(
+            "t: |\n      [[[[[[[[\n          {{{{{{\nu: 1\n",
+            2
+        ));
         assert!(depth_ok("s: x[[[[[[[[\n", 2));
     }
 

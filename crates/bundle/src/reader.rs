@@ -272,7 +272,11 @@ fn check_order(
         .filter(|p| *p != OCI_LAYOUT_PATH && *p != INDEX_PATH)
         .collect();
     files.sort_unstable();
-    let mut blobs: Vec<String> = manifest.blobs.iter().map(|b| blob_member_path(&b.digest)).collect();
+    let mut blobs: Vec<String> = manifest
+        .blobs
+        .iter()
+        .map(|b| blob_member_path(&b.digest))
+        .collect();
     blobs.sort_unstable();
     let expected = [MANIFEST_PATH]
         .into_iter()

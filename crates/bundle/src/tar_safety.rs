@@ -68,7 +68,10 @@ pub enum TarError {
         field: &'static str,
     },
     /// Non-zero bytes in the padding after a member's content.
-    #[error("the padding after member `{}` (at byte {offset}) is not all zeros", Escaped(path))]
+    #[error(
+        "the padding after member `{}` (at byte {offset}) is not all zeros",
+        Escaped(path)
+    )]
     Padding {
         /// The member path.
         path: String,
@@ -97,7 +100,10 @@ pub enum TarError {
         kind: char,
     },
     /// A path that climbs out of the extraction root with `..`.
-    #[error("member `{}` escapes the archive with `..` (path traversal)", Escaped(path))]
+    #[error(
+        "member `{}` escapes the archive with `..` (path traversal)",
+        Escaped(path)
+    )]
     Traversal {
         /// The member path as stored.
         path: String,
@@ -121,7 +127,11 @@ pub enum TarError {
         path: String,
     },
     /// A symbolic link.
-    #[error("member `{}` is a symbolic link to `{}`", Escaped(path), Escaped(target))]
+    #[error(
+        "member `{}` is a symbolic link to `{}`",
+        Escaped(path),
+        Escaped(target)
+    )]
     Symlink {
         /// The member path.
         path: String,
@@ -146,7 +156,8 @@ pub enum TarError {
     },
     /// Any other entry type (directory, sparse file, …).
     #[error(
-        "member `{}` has unsupported tar entry type {kind:?}: only plain files are allowed", Escaped(path)
+        "member `{}` has unsupported tar entry type {kind:?}: only plain files are allowed",
+        Escaped(path)
     )]
     UnsupportedType {
         /// The member path.
@@ -223,7 +234,12 @@ fn lossy(b: &[u8]) -> String {
 
 /// Refuses every type but a plain file, naming what it is.
 fn check_type(header: &tar::Header, path: String) -> Result<String, TarError> {
-    let link = || header.link_name_bytes().map(|b| lossy(&b)).unwrap_or_default();
+    let link = || {
+        header
+            .link_name_bytes()
+            .map(|b| lossy(&b))
+            .unwrap_or_default()
+    };
     match header.as_bytes()[156] {
         b'0' | b'\0' => Ok(path),
         b'2' => Err(TarError::Symlink {
@@ -294,6 +310,11 @@ pub fn scan(file: &File) -> Result<Vec<MemberEntry>, TarError> {
         let header = tar::Header::from_byte_slice(&block);
         let stored = header.cksum().ok();
         if stored != Some(canonical::checksum(&block)) {
+            // A block with at most one non-zero byte is a damaged end-of-archive block, not a
+            // header: a header has a name, a mode, a magic and a checksum.
+            if pos > 0 && block.iter().filter(|&&b| b != 0).count() <= 1 {
+                return Err(TarError::Trailer { offset: pos });
+            }
             if pos == 0 && header.as_ustar().is_none() && header.as_gnu().is_none() {
                 return Err(TarError::NotTar);
             }
@@ -328,8 +349,13 @@ pub fn scan(file: &File) -> Result<Vec<MemberEntry>, TarError> {
             return Err(TarError::Duplicate { path });
         }
         let mtime = *mtime.get_or_insert(member_mtime);
-        let expected = canonical::member_header(&path, size, mtime).map_err(|_| bad_number("name"))?;
-        if let Some(i) = (0..512).find(|&i| expected[i] != block[i]) {
+        let expected =
+            canonical::member_header(&path, size, mtime).map_err(|_| bad_number("name"))?;
+        // Name the first field that differs; the checksum only when nothing else does (any
+        // other change also changes the canonical checksum).
+        let differs = |i: &usize| expected[*i] != block[*i];
+        let first = (0..148).chain(156..512).find(differs);
+        if let Some(i) = first.or_else(|| (148..156).find(differs)) {
             return Err(bad_number(canonical::field_at(i)));
         }
         let pad = canonical::padding(size);

@@ -160,7 +160,9 @@ impl<W: Write> TarOut<W> {
 
     fn pad(&mut self, size: u64) -> Result<(), WriteError> {
         let zeros = [0u8; 512];
-        let w = self.out.write_all(&zeros[..canonical::padding(size) as usize]);
+        let w = self
+            .out
+            .write_all(&zeros[..canonical::padding(size) as usize]);
         w.map_err(self.io())
     }
 

@@ -240,7 +240,13 @@ fn hostile_gnu_longname_traversal_is_rejected() {
     f.data(&data);
     f.file("innocent", b"ssh-ed25519 AAAA attacker");
     let p = f.write(d.path(), "hostile-gnu-longname-traversal");
-    assert!(matches!(rejected(&p), TarError::Extension { kind: 'L', offset: 1024 }));
+    assert!(matches!(
+        rejected(&p),
+        TarError::Extension {
+            kind: 'L',
+            offset: 1024
+        }
+    ));
 }
 
 #[test]
@@ -286,7 +292,10 @@ fn hostile_huge_pax_header_is_rejected_before_it_is_read() {
     f.header(b"PaxHeader", tar::EntryType::XHeader, 1 << 30, b"");
     f.data(&[b'a'; 512]);
     let p = f.write(d.path(), "hostile-huge-pax-header");
-    assert!(matches!(rejected(&p), TarError::Extension { kind: 'x', .. }));
+    assert!(matches!(
+        rejected(&p),
+        TarError::Extension { kind: 'x', .. }
+    ));
 }
 
 #[test]
@@ -303,5 +312,8 @@ fn hostile_huge_gnu_longname_is_rejected() {
     f.data(&long);
     f.file("innocent", b"x");
     let p = f.write(d.path(), "hostile-huge-gnu-longname");
-    assert!(matches!(rejected(&p), TarError::Extension { kind: 'L', .. }));
+    assert!(matches!(
+        rejected(&p),
+        TarError::Extension { kind: 'L', .. }
+    ));
 }
