@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use airlift_bundle::{Bundle, BundleError, ProofStore, SignatureStatus, Trust, VerifyReport};
+use airlift_bundle::{
+    escape, Bundle, BundleError, ProofStore, SignatureStatus, Trust, VerifyReport,
+};
 use airlift_cli::output::{human_bytes, print_json};
 use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat};
 
@@ -133,8 +135,11 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         OutputFormat::Text => {
             println!(
                 "bundle {} {} ({}) is intact",
-                m.metadata.name, m.metadata.version, m.metadata.vendor
+                escape(&m.metadata.name),
+                escape(&m.metadata.version),
+                escape(&m.metadata.vendor)
             );
+            println!("  sha256:    {}", report.sha256.hex());
             println!("  signature: {}", describe_signature(&report.signature));
             if report.from_proof {
                 println!(
