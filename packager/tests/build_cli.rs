@@ -290,7 +290,10 @@ fn a_world_readable_private_key_is_refused_unless_allowed() {
     let o = run_build(dir.path(), &demo_dir(), &key, "out", "cache", &[]);
     let all = text(&o);
     assert_eq!(o.status.code(), Some(3), "{all}");
-    assert!(all.contains("is readable by other users (mode 0644)"), "{all}");
+    assert!(
+        all.contains("is readable by other users (mode 0644)"),
+        "{all}"
+    );
     assert!(all.contains("chmod 600"), "{all}");
     assert!(!dir.path().join("out").exists(), "nothing is built: {all}");
     let o = run_build(
