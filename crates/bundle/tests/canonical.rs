@@ -35,6 +35,7 @@ fn small_bundle(dir: &Path) -> (PathBuf, PrivateKey) {
     let key = PrivateKey::generate();
     let out = dir.join("small.airlift");
     build(&f, Some(&key), &out);
+    export_fuzz_seed(&out, "small.airlift");
     (out, key)
 }
 
@@ -325,6 +326,7 @@ fn encode(members: &[(String, Vec<u8>)], mtime: u64) -> Vec<u8> {
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
+    export_fuzz_seed(&p, &format!("canonical-{name}"));
     p
 }
 

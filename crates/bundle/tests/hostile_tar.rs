@@ -6,6 +6,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use airlift_bundle::canonical::member_header;
 use airlift_bundle::{Bundle, BundleError, PrivateKey, TarError, Trust};
 
@@ -71,6 +73,7 @@ impl Fixture {
             .unwrap()
             .write_all(&self.out)
             .unwrap();
+        common::export_fuzz_seed(&p, &format!("{name}.tar"));
         p
     }
 }
