@@ -80,7 +80,7 @@ fn regions(path: &Path) -> Vec<Region> {
             _ => Region::Data,
         };
         map[d..d + s].fill(data);
-        map[d + s..d + s + padding(m.size as u64) as usize].fill(Region::Padding);
+        map[d + s..d + s + padding(m.size) as usize].fill(Region::Padding);
     }
     map
 }

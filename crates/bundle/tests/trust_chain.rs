@@ -334,7 +334,7 @@ fn forged_or_unauthenticated_proof_is_refused() {
     let key = proofs.key_for(&open(), &trust).unwrap();
     let proof_file = dir.join(key.id().hex());
     let text = std::fs::read_to_string(&proof_file).unwrap();
-    let forged = text.replace(&first.sha256.hex(), &"0".repeat(64));
+    let forged = text.replace(first.sha256.hex(), &"0".repeat(64));
     std::fs::write(&proof_file, &forged).unwrap();
     assert!(matches!(proofs.lookup(&key), Err(e) if e.why.contains("MAC does not check")));
     let again = open()
