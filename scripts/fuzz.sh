@@ -6,8 +6,8 @@
 #   FUZZ_SECONDS=600 scripts/fuzz.sh values
 #
 # Needs the nightly toolchain and `cargo install cargo-fuzz`. The corpora start from the hostile
-# fixtures of crates/bundle/tests (the tests write them when AIRLIFT_FUZZ_SEEDS is set), a real
-# signed bundle of the demo images, the demo definition and fuzz/seeds/. A crash stops the run,
+# fixtures of crates/bundle/tests (the tests write them when AIRLIFT_FUZZ_SEEDS is set, a real
+# signed bundle with images among them), the demo definition and fuzz/seeds/values. A crash stops the run,
 # leaves its input under fuzz/artifacts/<target>/ and fails the script: turn it into a named
 # regression test.
 set -euo pipefail
@@ -21,11 +21,6 @@ mkdir -p "$corpus"/bundle_reader "$corpus"/definition "$corpus"/values
 echo "== seeding corpora"
 AIRLIFT_FUZZ_SEEDS="$corpus/bundle_reader" cargo test -q -p airlift-bundle \
     --test hostile_tar --test canonical -- --skip every_flipped_byte >/dev/null
-key=$(mktemp)
-trap 'rm -f "$key"' EXIT
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$key" 2>/dev/null
-cargo run -q -p airlift-bundle --example layout_to_bundle -- \
-    bundles/demo/images/web "$corpus/bundle_reader/demo-web.airlift" "$key"
 cp bundles/demo/airlift.yaml "$corpus/definition/demo.yaml"
 cp fuzz/seeds/values/* "$corpus/values/"
 

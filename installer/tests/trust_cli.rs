@@ -210,6 +210,7 @@ fn removed_signature_is_reported_as_tampering_without_suggesting_to_skip() {
         vec!["verify", s(&p), "--key", s(&e.key)],
         vec!["verify", s(&p)],
         vec!["verify", s(&p), "--insecure-skip-verify"],
+        vec!["inspect", s(&p)],
     ] {
         let o = run(&e, &args);
         let out = text(&o);

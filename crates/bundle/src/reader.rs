@@ -298,11 +298,12 @@ fn check_order(
 
 impl Bundle {
     /// Opens a bundle without checking its signature: indexes the tar headers (rejecting hostile
-    /// archives), reads and parses the manifest, and checks that the members match its listing.
+    /// archives), refuses a removed or non-canonical signature, reads and parses the manifest,
+    /// and checks that the members match its listing.
     /// Reads no blob. Use [`Bundle::open_trusted`] before acting on the content.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, BundleError> {
         let raw = Raw::scan(path.as_ref())?;
-        let status = trust::unchecked_status(&raw.manifest_bytes, raw.signature.as_deref());
+        let status = trust::unchecked_status(&raw.manifest_bytes, raw.signature.as_deref())?;
         raw.into_bundle(status)
     }
 

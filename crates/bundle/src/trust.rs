@@ -208,12 +208,20 @@ pub fn check_signature(
     }
 }
 
-/// The signature status known without a key.
-pub fn unchecked_status(manifest_bytes: &[u8], signature: Option<&[u8]>) -> SignatureStatus {
-    match signature {
-        None => SignatureStatus::Unsigned,
-        Some(_) => SignatureStatus::Unchecked {
-            claimed_signer: claimed_signer(manifest_bytes),
-        },
+/// The signature status known without a key. What can be refused without one is: a manifest
+/// that names a signer without a signature ([`TrustError::SignatureRemoved`]), and a signature
+/// that is not in canonical form.
+pub fn unchecked_status(
+    manifest_bytes: &[u8],
+    signature: Option<&[u8]>,
+) -> Result<SignatureStatus, TrustError> {
+    let claimed = claimed_signer(manifest_bytes);
+    match (signature, claimed) {
+        (None, Some(signer)) => Err(TrustError::SignatureRemoved { signer }),
+        (None, None) => Ok(SignatureStatus::Unsigned),
+        (Some(der), claimed_signer) => {
+            parse_signature(der)?;
+            Ok(SignatureStatus::Unchecked { claimed_signer })
+        }
     }
 }

@@ -463,6 +463,11 @@ fn removed_signature_is_tampering_under_every_policy() {
         }
         assert!(!e.hint().contains("--insecure-skip-verify"), "{}", e.hint());
     }
+    // Also without any policy (`inspect` without --key): never shown as "unsigned".
+    assert!(matches!(
+        Bundle::open(&p).unwrap_err(),
+        BundleError::Trust(TrustError::SignatureRemoved { .. })
+    ));
 }
 
 #[test]
