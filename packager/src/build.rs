@@ -288,7 +288,8 @@ fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleMa
         .definition
         .dir
         .join(airlift_render::definition::DEFINITION_FILE);
-    let definition_bytes = fs_err::read(&definition_file)?;
+    let definition_bytes =
+        airlift_bundle::read_bounded(&definition_file, airlift_bundle::limits::MAX_DOCUMENT)?;
     let mut components: Vec<Component> = def
         .components
         .iter()
@@ -342,7 +343,7 @@ fn component_files(def: &LoadedDefinition) -> Result<Vec<ComponentFile>> {
         for m in &c.manifests {
             files.push(ComponentFile {
                 path: member_path(&c.name, &m.rel_path),
-                data: fs_err::read(&m.path)?,
+                data: airlift_bundle::read_bounded(&m.path, airlift_bundle::limits::MAX_DOCUMENT)?,
             });
         }
     }

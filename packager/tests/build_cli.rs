@@ -280,3 +280,45 @@ fn a_corrupt_cache_entry_is_refused_removed_and_fetched_again() {
     let c = std::fs::read(healed["bundle"].as_str().unwrap()).unwrap();
     assert!(a == c, "the healed build differs");
 }
+
+#[test]
+fn a_world_readable_private_key_is_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run_build(dir.path(), &demo_dir(), &key, "out", "cache", &[]);
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("is readable by other users (mode 0644)"),
+        "{all}"
+    );
+    assert!(all.contains("chmod 600"), "{all}");
+    assert!(!dir.path().join("out").exists(), "nothing is built: {all}");
+    let o = run_build(
+        dir.path(),
+        &demo_dir(),
+        &key,
+        "out",
+        "cache",
+        &["--allow-insecure-key-permissions"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn an_endless_key_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_build(
+        dir.path(),
+        &demo_dir(),
+        Path::new("/dev/zero"),
+        "out",
+        "cache",
+        &["--allow-insecure-key-permissions"],
+    );
+    let all = text(&o);
+    assert!(!o.status.success(), "{all}");
+    assert!(all.contains("larger than the 65536-byte limit"), "{all}");
+}

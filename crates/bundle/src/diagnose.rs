@@ -60,3 +60,115 @@ pub trait Diagnose: std::error::Error + Send + Sync + 'static {
         None
     }
 }
+
+use crate::error::{BundleError, IntegrityError};
+use crate::limits::LimitError;
+use crate::sign::KeyError;
+use crate::tar_safety::TarError;
+use crate::trust::TrustError;
+use crate::writer::WriteError;
+
+impl Diagnose for BundleError {
+    fn exit_kind(&self) -> ExitKind {
+        if self.is_trust_failure() {
+            ExitKind::Trust
+        } else {
+            ExitKind::Failure
+        }
+    }
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
+    }
+}
+
+impl Diagnose for TarError {
+    fn exit_kind(&self) -> ExitKind {
+        ExitKind::Trust
+    }
+    fn fix(&self) -> Option<String> {
+        Some(self.hint().to_string())
+    }
+}
+
+impl Diagnose for TrustError {
+    fn exit_kind(&self) -> ExitKind {
+        ExitKind::Trust
+    }
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
+    }
+}
+
+impl Diagnose for IntegrityError {
+    fn exit_kind(&self) -> ExitKind {
+        ExitKind::Trust
+    }
+    fn fix(&self) -> Option<String> {
+        Some(self.hint().to_string())
+    }
+}
+
+impl Diagnose for KeyError {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            KeyError::Write { .. } | KeyError::Encode => ExitKind::Failure,
+            _ => ExitKind::Usage,
+        }
+    }
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
+    }
+}
+
+impl Diagnose for WriteError {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            WriteError::BadPath { .. }
+            | WriteError::MissingComponentFile { .. }
+            | WriteError::DuplicateFile { .. }
+            | WriteError::ConflictingReference { .. } => ExitKind::Config,
+            _ => ExitKind::Failure,
+        }
+    }
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
+    }
+}
+
+impl Diagnose for LimitError {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            LimitError::Io { .. } => ExitKind::Failure,
+            _ => ExitKind::Config,
+        }
+    }
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_errors_diagnose_themselves() {
+        let tampered = BundleError::Trust(TrustError::MalformedSignature);
+        assert_eq!(tampered.exit_kind(), ExitKind::Trust);
+        assert!(tampered.fix().is_some_and(|f| f.contains("fresh copy")));
+        let missing = BundleError::NotFound { what: "x".into() };
+        assert_eq!(missing.exit_kind(), ExitKind::Failure);
+        assert_eq!(TarError::NotTar.exit_kind(), ExitKind::Trust);
+        let big = LimitError::TooLarge {
+            what: "`/dev/zero`".into(),
+            limit: 1,
+        };
+        assert_eq!(big.exit_kind(), ExitKind::Config);
+        let key = KeyError::InsecurePermissions {
+            path: "k.key".into(),
+            mode: 0o644,
+        };
+        assert_eq!(key.exit_kind(), ExitKind::Usage);
+        assert!(key.fix().is_some_and(|f| f.contains("chmod 600")));
+    }
+}

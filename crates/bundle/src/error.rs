@@ -4,6 +4,8 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::digest::Digest;
+use crate::escape::Escaped;
+use crate::limits::LimitError;
 use crate::tar_safety::TarError;
 use crate::trust::TrustError;
 use crate::walk::WalkError;
@@ -12,7 +14,7 @@ use crate::walk::WalkError;
 #[derive(Debug, thiserror::Error)]
 pub enum IntegrityError {
     /// The first member is not `airlift.yaml`.
-    #[error("the first member is `{found}`, not airlift.yaml")]
+    #[error("the first member is `{}`, not airlift.yaml", Escaped(found))]
     ManifestNotFirst {
         /// The first member's path (empty when the archive is empty).
         found: String,
@@ -24,7 +26,10 @@ pub enum IntegrityError {
         position: usize,
     },
     /// A blob in the tar that the manifest does not list.
-    #[error("blob {digest} (member `{member}`) is in the bundle but not listed in the manifest")]
+    #[error(
+        "blob {digest} (member `{}`) is in the bundle but not listed in the manifest",
+        Escaped(member)
+    )]
     ExtraBlob {
         /// The blob.
         digest: Digest,
@@ -32,7 +37,10 @@ pub enum IntegrityError {
         member: String,
     },
     /// A member in the tar that the manifest does not list.
-    #[error("member `{path}` is in the bundle but not listed in the manifest")]
+    #[error(
+        "member `{}` is in the bundle but not listed in the manifest",
+        Escaped(path)
+    )]
     ExtraMember {
         /// The member path.
         path: String,
@@ -48,7 +56,10 @@ pub enum IntegrityError {
         member: String,
     },
     /// A member the manifest lists that the tar lacks.
-    #[error("member `{path}` is listed in the manifest but missing from the bundle")]
+    #[error(
+        "member `{}` is listed in the manifest but missing from the bundle",
+        Escaped(path)
+    )]
     MissingMember {
         /// The member path.
         path: String,
@@ -66,7 +77,10 @@ pub enum IntegrityError {
         actual: u64,
     },
     /// A member's size differs from the listed one.
-    #[error("member `{path}` is {actual} bytes but the manifest lists {listed}")]
+    #[error(
+        "member `{}` is {actual} bytes but the manifest lists {listed}",
+        Escaped(path)
+    )]
     MemberSize {
         /// The member path.
         path: String,
@@ -86,7 +100,10 @@ pub enum IntegrityError {
         actual: Digest,
     },
     /// A member's bytes do not hash to the listed digest.
-    #[error("member `{path}` was tampered with: listed as {listed}, content hashes to {actual}")]
+    #[error(
+        "member `{}` was tampered with: listed as {listed}, content hashes to {actual}",
+        Escaped(path)
+    )]
     TamperedMember {
         /// The member path.
         path: String,
@@ -98,8 +115,36 @@ pub enum IntegrityError {
     /// An image listed in the manifest is incomplete or corrupt.
     #[error("an image of the bundle is incomplete")]
     Image(#[source] WalkError),
+    /// The members are not in the order the writer puts them (manifest, signature, `oci-layout`,
+    /// `index.json`, component files by path, blobs by digest).
+    #[error(
+        "member #{position} is `{}`, but the canonical order puts `{}` there",
+        Escaped(found),
+        Escaped(expected)
+    )]
+    MemberOrder {
+        /// The 1-based position.
+        position: usize,
+        /// The member found there.
+        found: String,
+        /// The member the canonical order puts there.
+        expected: String,
+    },
+    /// The tar headers' mtime is not the manifest's `build.created`.
+    #[error(
+        "the tar headers' mtime is {mtime}, but the manifest's build.created `{}` is {created}",
+        Escaped(created_text)
+    )]
+    HeaderTime {
+        /// The headers' mtime.
+        mtime: u64,
+        /// `build.created` in seconds since the epoch.
+        created: u64,
+        /// `build.created` as written.
+        created_text: String,
+    },
     /// `index.json` does not name an image the manifest lists, or names it with another digest.
-    #[error("index.json does not list image `{reference}` at {digest}")]
+    #[error("index.json does not list image `{}` at {digest}", Escaped(reference))]
     IndexMismatch {
         /// The image reference.
         reference: String,
@@ -147,7 +192,10 @@ pub enum BundleError {
         kind: String,
     },
     /// A member or blob is too large to read into memory.
-    #[error("`{what}` is {size} bytes, over the {limit}-byte limit for reading into memory")]
+    #[error(
+        "`{}` is {size} bytes, over the {limit}-byte limit for reading into memory",
+        Escaped(what)
+    )]
     TooLarge {
         /// The member path or digest.
         what: String,
@@ -157,7 +205,7 @@ pub enum BundleError {
         limit: u64,
     },
     /// A member or blob that was asked for is not in the bundle.
-    #[error("`{what}` is not in the bundle")]
+    #[error("`{}` is not in the bundle", Escaped(what))]
     NotFound {
         /// The member path or digest.
         what: String,
@@ -165,6 +213,9 @@ pub enum BundleError {
     /// `index.json` is not a valid OCI index.
     #[error("index.json is not a valid OCI image index")]
     IndexInvalid(#[source] serde_json::Error),
+    /// A document of the bundle was refused before parsing (nested too deep).
+    #[error("a document of the bundle is refused before it is parsed")]
+    Limit(#[from] LimitError),
 }
 
 impl BundleError {
@@ -179,6 +230,7 @@ impl BundleError {
             BundleError::ManifestVersion { .. } => "use the airlift-install release that matches the bundle, or ask the vendor for a bundle built for this version".into(),
             BundleError::TooLarge { .. } => "this member is larger than any manifest or template should be: the bundle is likely corrupt".into(),
             BundleError::NotFound { .. } => "check the reference or digest against `airlift-install inspect BUNDLE`".into(),
+            BundleError::Limit(e) => e.hint(),
         }
     }
 
@@ -195,6 +247,9 @@ impl IntegrityError {
         match self {
             IntegrityError::BlobSize { .. } | IntegrityError::MissingBlob { .. } | IntegrityError::MissingMember { .. } => {
                 "the bundle is incomplete (often an interrupted copy): copy it again and compare its sha256sum with the vendor's"
+            }
+            IntegrityError::MemberOrder { .. } | IntegrityError::HeaderTime { .. } => {
+                "the bundle file was rearranged after it was built (any change is refused): get a fresh copy from the vendor and compare its sha256sum"
             }
             IntegrityError::Image(_) | IntegrityError::IndexMismatch { .. } => {
                 "the vendor built an incomplete bundle: ask the vendor to rebuild it with `airlift-pack build`"

@@ -5,9 +5,12 @@
 //! signature; the manifest lists the digest and size of every other member. This crate writes,
 //! reads and verifies bundles. It does no network I/O.
 
+pub mod canonical;
 pub mod diagnose;
 pub mod digest;
 pub mod error;
+pub mod escape;
+pub mod limits;
 pub mod oci;
 pub mod progress;
 pub mod proof;
@@ -27,6 +30,8 @@ pub mod writer;
 pub use diagnose::{Diagnose, ExitKind};
 pub use digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
 pub use error::{BundleError, IntegrityError};
+pub use escape::{escape, Escaped};
+pub use limits::{check_nesting, read_bounded, read_bounded_string, LimitError};
 pub use progress::{NoProgress, Progress};
 pub use proof::ProofStore;
 pub use reader::Bundle;

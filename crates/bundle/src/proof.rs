@@ -4,9 +4,16 @@
 //! finds the same identity can skip hashing. Any write to the file changes its ctime, which user
 //! space cannot set back, so a changed file never matches an old proof. The signature is always
 //! checked again.
+//!
+//! Each proof is authenticated with an HMAC-SHA256 under a per-user key (`proof.key` in the
+//! folder, 32 random bytes, mode 0600, created exclusively): whoever can write the folder but
+//! not read that key cannot forge a proof, and a proof that does not authenticate is ignored.
 
-use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
@@ -76,17 +83,115 @@ impl ProofStore {
         self.dir.join(key.id.hex())
     }
 
-    /// True when a proof for exactly `key` was recorded.
-    pub fn contains(&self, key: &ProofKey) -> bool {
-        std::fs::read_to_string(self.file_of(key)).is_ok_and(|t| t == key.text)
+    /// The per-user MAC key: read it, or create it (0600, exclusively) when `create`. A key file
+    /// that others can read or write is not used.
+    fn mac_key(&self, create: bool) -> io::Result<Vec<u8>> {
+        let path = self.dir.join(MAC_KEY_FILE);
+        if create && path.symlink_metadata().is_err() {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut key = vec![0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(&key).and_then(|()| f.sync_all()));
+            match written {
+                Ok(()) => return Ok(key),
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let meta = path.symlink_metadata()?;
+        if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "`{}` is not a private (0600) regular file: proofs are not used",
+                    path.display()
+                ),
+            ));
+        }
+        let key = crate::limits::read_bounded(&path, 1024).map_err(io::Error::other)?;
+        if key.len() < 32 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("`{}` is shorter than 32 bytes", path.display()),
+            ));
+        }
+        Ok(key)
     }
 
-    /// Records a proof for `key`.
-    pub fn record(&self, key: &ProofKey) -> io::Result<()> {
+    fn mac(key: &[u8], body: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(body.as_bytes());
+        mac
+    }
+
+    /// Looks up the proof for exactly `key`: the bundle file's sha256 recorded with it, when one
+    /// exists and authenticates. `Err` says why a proof file that exists was not accepted (it is
+    /// then ignored; the caller hashes again).
+    pub fn lookup(&self, key: &ProofKey) -> Result<Option<Digest>, ProofError> {
+        let path = self.file_of(key);
+        let Ok(text) = crate::limits::read_bounded_string(&path, 64 * 1024) else {
+            return Ok(None);
+        };
+        let refuse = |why: &'static str| ProofError {
+            path: path.clone(),
+            why,
+        };
+        let (body, tag) = text
+            .rfind("mac ")
+            .map(|i| text.split_at(i))
+            .ok_or_else(|| refuse("it has no MAC"))?;
+        let tag = tag
+            .strip_prefix("mac ")
+            .and_then(|t| hex::decode(t.trim_end()).ok())
+            .ok_or_else(|| refuse("its MAC is not hex"))?;
+        let mac_key = self
+            .mac_key(false)
+            .map_err(|_| refuse("the proof key is missing or not private"))?;
+        Self::mac(&mac_key, body)
+            .verify_slice(&tag)
+            .map_err(|_| refuse("its MAC does not check (it was not written by this user)"))?;
+        let sha = body
+            .strip_prefix(&key.text)
+            .and_then(|rest| rest.strip_prefix("sha256 "))
+            .and_then(|h| h.trim_end().parse::<Digest>().ok())
+            .ok_or_else(|| refuse("it records another file or policy"))?;
+        Ok(Some(sha))
+    }
+
+    /// True when an authenticated proof for exactly `key` was recorded.
+    pub fn contains(&self, key: &ProofKey) -> bool {
+        matches!(self.lookup(key), Ok(Some(_)))
+    }
+
+    /// Records an authenticated proof for `key`, with the bundle file's sha256.
+    pub fn record(&self, key: &ProofKey, sha256: &Digest) -> io::Result<()> {
+        let mac_key = self.mac_key(true)?;
+        let body = format!("{}sha256 {sha256}\n", key.text);
+        let tag = hex::encode(Self::mac(&mac_key, &body).finalize().into_bytes());
         std::fs::create_dir_all(&self.dir)?;
         let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        std::fs::write(tmp.path(), &key.text)?;
+        std::fs::write(tmp.path(), format!("{body}mac {tag}\n"))?;
         tmp.persist(self.file_of(key)).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// The file holding the per-user proof MAC key, in the proof folder.
+pub const MAC_KEY_FILE: &str = "proof.key";
+
+/// A proof file that exists but is not accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("ignoring the verification proof `{}`: {why}", path.display())]
+pub struct ProofError {
+    /// The proof file.
+    pub path: PathBuf,
+    /// Why it is not accepted.
+    pub why: &'static str,
 }

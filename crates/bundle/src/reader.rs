@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{BundleError, IntegrityError};
+use crate::limits;
 use crate::oci::{ImageIndex, Parsed};
 use crate::schema::manifest::{BundleManifest, BUNDLE_KIND, MANIFEST_PATH, SIGNATURE_PATH};
 use crate::schema::API_VERSION;
@@ -127,6 +128,7 @@ impl Raw {
     }
 
     fn into_bundle(self, status: SignatureStatus) -> Result<Bundle, BundleError> {
+        limits::check_nesting(&self.manifest_bytes, MANIFEST_PATH, limits::MAX_NESTING)?;
         let manifest: BundleManifest =
             serde_yaml::from_slice(&self.manifest_bytes).map_err(BundleError::ManifestInvalid)?;
         if manifest.api_version != API_VERSION || manifest.kind != BUNDLE_KIND {
@@ -142,6 +144,16 @@ impl Raw {
             .map(|(i, e)| (e.path.clone(), i))
             .collect();
         check_listing(&manifest, &self.entries, &by_path)?;
+        check_order(&manifest, &self.entries, self.signature.is_some())?;
+        let created = crate::time::rfc3339_to_epoch(&manifest.build.created);
+        if let Some(first) = self.entries.first().filter(|e| e.mtime != created) {
+            return Err(IntegrityError::HeaderTime {
+                mtime: first.mtime,
+                created,
+                created_text: manifest.build.created.clone(),
+            }
+            .into());
+        }
         let blobs = manifest
             .blobs
             .iter()
@@ -246,13 +258,52 @@ fn check_listing(
     Ok(())
 }
 
+/// The members must be in the order the writer puts them: the manifest, the signature,
+/// `oci-layout`, `index.json`, the component files by path, then the blobs by digest.
+fn check_order(
+    manifest: &BundleManifest,
+    entries: &[MemberEntry],
+    signed: bool,
+) -> Result<(), IntegrityError> {
+    let mut files: Vec<&str> = manifest
+        .members
+        .iter()
+        .map(|m| m.path.as_str())
+        .filter(|p| *p != OCI_LAYOUT_PATH && *p != INDEX_PATH)
+        .collect();
+    files.sort_unstable();
+    let mut blobs: Vec<String> = manifest
+        .blobs
+        .iter()
+        .map(|b| blob_member_path(&b.digest))
+        .collect();
+    blobs.sort_unstable();
+    let expected = [MANIFEST_PATH]
+        .into_iter()
+        .chain(signed.then_some(SIGNATURE_PATH))
+        .chain([OCI_LAYOUT_PATH, INDEX_PATH])
+        .chain(files)
+        .chain(blobs.iter().map(String::as_str));
+    for (i, (entry, want)) in entries.iter().zip(expected).enumerate() {
+        if entry.path != want {
+            return Err(IntegrityError::MemberOrder {
+                position: i + 1,
+                found: entry.path.clone(),
+                expected: want.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Bundle {
     /// Opens a bundle without checking its signature: indexes the tar headers (rejecting hostile
-    /// archives), reads and parses the manifest, and checks that the members match its listing.
+    /// archives), refuses a removed or non-canonical signature, reads and parses the manifest,
+    /// and checks that the members match its listing.
     /// Reads no blob. Use [`Bundle::open_trusted`] before acting on the content.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, BundleError> {
         let raw = Raw::scan(path.as_ref())?;
-        let status = trust::unchecked_status(&raw.manifest_bytes, raw.signature.as_deref());
+        let status = trust::unchecked_status(&raw.manifest_bytes, raw.signature.as_deref())?;
         raw.into_bundle(status)
     }
 
@@ -386,6 +437,7 @@ impl Bundle {
     /// The OCI layout's `index.json`, checked against its listed digest and parsed.
     pub fn index(&self) -> Result<ImageIndex, BundleError> {
         let bytes = self.read_member(INDEX_PATH, MAX_MANIFEST_BYTES)?;
+        limits::check_nesting(&bytes, INDEX_PATH, limits::MAX_NESTING)?;
         serde_json::from_slice(&bytes).map_err(BundleError::IndexInvalid)
     }
 

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use p256::ecdsa::signature::{Signer, Verifier};
@@ -17,13 +17,23 @@ use p256::pkcs8::{
 };
 
 use crate::digest::Digest;
+use crate::limits::{self, LimitError, MAX_KEY_FILE};
 
 /// Errors from keys and key files.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// A key file could not be read or written.
-    #[error("cannot access key file `{path}`")]
+    /// A key file could not be read.
+    #[error("cannot read key file `{path}`")]
     Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A key file could not be written.
+    #[error("cannot write key file `{path}`")]
+    Write {
         /// The file.
         path: PathBuf,
         /// The cause.
@@ -48,6 +58,20 @@ pub enum KeyError {
         /// The file.
         path: PathBuf,
     },
+    /// A key file larger than any PEM key ([`MAX_KEY_FILE`]).
+    #[error("key file `{path}` is larger than the {MAX_KEY_FILE}-byte limit for a PEM key")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A private key file that other users can read (as ssh, refused unless allowed).
+    #[error("private key `{path}` is readable by other users (mode {mode:04o})")]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// Encoding a key as PEM failed (should not happen for valid keys).
     #[error("cannot encode the key as PEM")]
     Encode,
@@ -58,8 +82,16 @@ impl KeyError {
     pub fn hint(&self) -> String {
         match self {
             KeyError::Io { path, .. } => {
-                format!("check that `{}` exists and is readable/writable", path.display())
+                format!("check that `{}` exists and is readable", path.display())
             }
+            KeyError::Write { path, .. } => {
+                format!("check that the folder of `{}` exists and is writable", path.display())
+            }
+            KeyError::TooLarge { .. } => "pass the PEM key file itself (a few hundred bytes), not another file".into(),
+            KeyError::InsecurePermissions { path, .. } => format!(
+                "run `chmod 600 {}` (or pass --allow-insecure-key-permissions to sign anyway)",
+                path.display()
+            ),
             KeyError::Exists { path } => format!(
                 "choose another --out prefix, or move `{}` away first (keys are never overwritten)",
                 path.display()
@@ -68,6 +100,23 @@ impl KeyError {
             KeyError::BadPublicKey { .. } => "pass the vendor's PREFIX.pub file (PEM starting with `-----BEGIN PUBLIC KEY-----`), not the private key".into(),
             KeyError::Encode => "regenerate the key with `airlift-pack keygen`".into(),
         }
+    }
+}
+
+/// Reads a PEM key file, at most [`MAX_KEY_FILE`] bytes; a file that is not text is a bad key,
+/// not an unreadable file.
+fn read_key_file(path: &Path) -> Result<String, KeyError> {
+    match limits::read_bounded_string(path, MAX_KEY_FILE) {
+        Ok(pem) => Ok(pem),
+        Err(LimitError::Io { source, .. }) => Err(KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Err(LimitError::TooLarge { .. }) => Err(KeyError::TooLarge {
+            path: path.to_path_buf(),
+        }),
+        // Neither PEM form: the caller's parse names which key was expected.
+        Err(_) => Ok(String::new()),
     }
 }
 
@@ -103,11 +152,27 @@ impl PrivateKey {
 
     /// Reads a PKCS#8 PEM private key file.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        let pem = read_key_file(path)?;
+        Self::from_pem(&pem, path).map_err(|_| KeyError::BadPrivateKey {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Like [`PrivateKey::load`], but refuses a key file that users other than its owner can
+    /// read (any group or other permission bit), as ssh does, unless `allow_insecure`.
+    pub fn load_private(path: &Path, allow_insecure: bool) -> Result<Self, KeyError> {
+        let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_pem(&pem, path)
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 && !allow_insecure {
+            return Err(KeyError::InsecurePermissions {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        Self::load(path)
     }
 
     /// The PKCS#8 PEM text (secret: never log it).
@@ -125,9 +190,11 @@ impl PrivateKey {
         }
     }
 
-    /// Signs `message` (SHA-256, RFC 6979 deterministic nonce) and returns the DER signature.
+    /// Signs `message` (SHA-256, RFC 6979 deterministic nonce) and returns the DER signature,
+    /// normalized to low S: the one form readers accept.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         let sig: Signature = self.inner.sign(message);
+        let sig = sig.normalize_s().unwrap_or(sig);
         sig.to_der().as_bytes().to_vec()
     }
 }
@@ -164,6 +231,11 @@ impl fmt::Debug for PublicKey {
 }
 
 impl PublicKey {
+    /// Wraps a verifying key.
+    pub(crate) fn from_verifying_key(inner: VerifyingKey) -> Self {
+        Self { inner }
+    }
+
     /// Parses an SPKI PEM public key; `path` only names the source in errors.
     pub fn from_pem(pem: &str, path: &Path) -> Result<Self, KeyError> {
         VerifyingKey::from_public_key_pem(pem)
@@ -173,12 +245,9 @@ impl PublicKey {
             })
     }
 
-    /// Reads an SPKI PEM public key file.
+    /// Reads an SPKI PEM public key file (at most [`MAX_KEY_FILE`] bytes).
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let pem = read_key_file(path)?;
         Self::from_pem(&pem, path)
     }
 
@@ -237,7 +306,7 @@ fn create_new(path: &Path, mode: u32, contents: &[u8]) -> Result<(), KeyError> {
                     path: path.to_path_buf(),
                 }
             } else {
-                KeyError::Io {
+                KeyError::Write {
                     path: path.to_path_buf(),
                     source,
                 }
@@ -245,7 +314,7 @@ fn create_new(path: &Path, mode: u32, contents: &[u8]) -> Result<(), KeyError> {
         })?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
-        .map_err(|source| KeyError::Io {
+        .map_err(|source| KeyError::Write {
             path: path.to_path_buf(),
             source,
         })

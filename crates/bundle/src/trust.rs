@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+use ecdsa::RecoveryId;
+use p256::ecdsa::{Signature, VerifyingKey};
+
 use crate::digest::Digest;
 use crate::sign::{KeyError, PublicKey};
 
@@ -96,6 +99,19 @@ pub enum TrustError {
     /// The signature member is not a DER ECDSA signature.
     #[error("airlift.yaml.sig is not a DER-encoded ECDSA signature")]
     MalformedSignature,
+    /// The signature is valid ECDSA but not the one encoding the writer emits: not strict DER,
+    /// or the high-S twin of a signature (which verifies too, but changes the file's bytes).
+    #[error("airlift.yaml.sig is not in canonical form: {reason}")]
+    NonCanonicalSignature {
+        /// What is not canonical.
+        reason: &'static str,
+    },
+    /// The manifest names a signer but the bundle carries no signature: it was removed.
+    #[error("the manifest names signer {signer} but the bundle carries no signature: the signature was removed")]
+    SignatureRemoved {
+        /// The signer the manifest names.
+        signer: Digest,
+    },
 }
 
 impl TrustError {
@@ -106,55 +122,106 @@ impl TrustError {
             TrustError::SignedButNoKey { .. } => "pass the vendor's public key with --key vendor.pub (or --insecure-skip-verify to skip the check, which is not recommended)".into(),
             TrustError::UnsignedNoKey => "this bundle carries no signature, so its origin cannot be proven: pass --insecure-skip-verify to accept it anyway".into(),
             TrustError::WrongKey { signer, .. } => format!("pass the public key whose fingerprint is {signer} (`openssl pkey -pubin -in KEY.pub -outform DER | sha256sum` prints a key's fingerprint)"),
-            TrustError::TamperedManifest { .. } | TrustError::MalformedSignature => "do not install this bundle: it changed after the vendor signed it. Get a fresh copy from the vendor and check its sha256sum".into(),
+            TrustError::TamperedManifest { .. } | TrustError::MalformedSignature | TrustError::NonCanonicalSignature { .. } | TrustError::SignatureRemoved { .. } => "do not install this bundle: it changed after the vendor signed it. Get a fresh copy from the vendor and check its sha256sum".into(),
         }
     }
 }
 
-/// Reads the `build.signer` fingerprint the manifest claims, without trusting or fully parsing it.
-fn claimed_signer(manifest_bytes: &[u8]) -> Option<Digest> {
-    let v: serde_yaml::Value = serde_yaml::from_slice(manifest_bytes).ok()?;
-    v.get("build")?.get("signer")?.as_str()?.parse().ok()
+/// Reads the `build.signer` fingerprint the manifest claims, without trusting or parsing it: a
+/// linear scan for the `signer:` line of the top-level `build:` block, as the writer emits it.
+/// Anything else (a hostile or hand-written manifest) claims no signer.
+pub fn claimed_signer(manifest_bytes: &[u8]) -> Option<Digest> {
+    let mut lines = manifest_bytes.split(|&b| b == b'\n');
+    lines.find(|l| *l == b"build:")?;
+    lines
+        .take_while(|l| l.starts_with(b" "))
+        .find_map(|l| l.strip_prefix(b"  signer: "))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Parses a DER signature, refusing any encoding but the one the writer emits: strict DER with
+/// a low S.
+fn parse_signature(der: &[u8]) -> Result<Signature, TrustError> {
+    let sig = Signature::from_der(der).map_err(|_| TrustError::MalformedSignature)?;
+    if sig.to_der().as_bytes() != der {
+        return Err(TrustError::NonCanonicalSignature {
+            reason: "it is not strict DER",
+        });
+    }
+    if sig.normalize_s().is_some() {
+        return Err(TrustError::NonCanonicalSignature {
+            reason: "its S value is high (the writer only emits low-S signatures)",
+        });
+    }
+    Ok(sig)
+}
+
+/// True when `signature` over `message` was made by the key whose fingerprint is `signer`
+/// (found by recovering the candidate public keys from the signature).
+fn signed_by(message: &[u8], signature: &Signature, signer: &Digest) -> bool {
+    (0..4u8).filter_map(RecoveryId::from_byte).any(|id| {
+        VerifyingKey::recover_from_msg(message, signature, id)
+            .is_ok_and(|k| &PublicKey::from_verifying_key(k).fingerprint() == signer)
+    })
 }
 
 /// Applies `trust` to the raw manifest bytes and the optional DER signature. Runs before the
-/// manifest is parsed, so a tampered manifest is reported as such even when it no longer parses.
+/// manifest is parsed (and costs no parse), so a tampered manifest is reported as such even when
+/// it no longer parses, and a hostile one costs nothing.
 pub fn check_signature(
     manifest_bytes: &[u8],
     signature: Option<&[u8]>,
     trust: &Trust,
 ) -> Result<SignatureStatus, TrustError> {
-    match (trust, signature) {
-        (Trust::InsecureSkipVerify, _) => Ok(SignatureStatus::Skipped),
-        (Trust::NoKey, Some(_)) => Err(TrustError::SignedButNoKey {
-            claimed_signer: claimed_signer(manifest_bytes),
+    let claimed = claimed_signer(manifest_bytes);
+    let Some(der) = signature else {
+        return match (claimed, trust) {
+            (Some(signer), _) => Err(TrustError::SignatureRemoved { signer }),
+            (None, Trust::InsecureSkipVerify) => Ok(SignatureStatus::Skipped),
+            (None, Trust::NoKey) => Err(TrustError::UnsignedNoKey),
+            (None, Trust::Key(key)) => Err(TrustError::Unsigned {
+                key: key.fingerprint(),
+            }),
+        };
+    };
+    let sig = parse_signature(der)?;
+    match trust {
+        Trust::InsecureSkipVerify => Ok(SignatureStatus::Skipped),
+        Trust::NoKey => Err(TrustError::SignedButNoKey {
+            claimed_signer: claimed,
         }),
-        (Trust::NoKey, None) => Err(TrustError::UnsignedNoKey),
-        (Trust::Key(key), None) => Err(TrustError::Unsigned {
-            key: key.fingerprint(),
-        }),
-        (Trust::Key(key), Some(sig)) => {
-            if p256::ecdsa::Signature::from_der(sig).is_err() {
-                return Err(TrustError::MalformedSignature);
-            }
+        Trust::Key(key) => {
             let given = key.fingerprint();
-            if key.verifies(manifest_bytes, sig) {
+            if key.verifies(manifest_bytes, der) {
                 return Ok(SignatureStatus::Verified { key: given });
             }
-            match claimed_signer(manifest_bytes) {
-                Some(signer) if signer != given => Err(TrustError::WrongKey { signer, given }),
+            // Another key's valid signature is a wrong key; anything else (a changed
+            // `build.signer` included) is an altered manifest or signature.
+            match claimed {
+                Some(signer) if signer != given && signed_by(manifest_bytes, &sig, &signer) => {
+                    Err(TrustError::WrongKey { signer, given })
+                }
                 _ => Err(TrustError::TamperedManifest { key: given }),
             }
         }
     }
 }
 
-/// The signature status known without a key.
-pub fn unchecked_status(manifest_bytes: &[u8], signature: Option<&[u8]>) -> SignatureStatus {
-    match signature {
-        None => SignatureStatus::Unsigned,
-        Some(_) => SignatureStatus::Unchecked {
-            claimed_signer: claimed_signer(manifest_bytes),
-        },
+/// The signature status known without a key. What can be refused without one is: a manifest
+/// that names a signer without a signature ([`TrustError::SignatureRemoved`]), and a signature
+/// that is not in canonical form.
+pub fn unchecked_status(
+    manifest_bytes: &[u8],
+    signature: Option<&[u8]>,
+) -> Result<SignatureStatus, TrustError> {
+    let claimed = claimed_signer(manifest_bytes);
+    match (signature, claimed) {
+        (None, Some(signer)) => Err(TrustError::SignatureRemoved { signer }),
+        (None, None) => Ok(SignatureStatus::Unsigned),
+        (Some(der), claimed_signer) => {
+            parse_signature(der)?;
+            Ok(SignatureStatus::Unchecked { claimed_signer })
+        }
     }
 }

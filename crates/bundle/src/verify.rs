@@ -31,6 +31,9 @@ pub struct VerifyReport {
     pub images: usize,
     /// Bytes hashed (0 when a recorded proof was used).
     pub bytes_hashed: u64,
+    /// The sha256 of the whole bundle file: its stable identity (the encoding is canonical, so
+    /// the same signed content always gives the same file), for comparing with the vendor's.
+    pub sha256: Digest,
     /// True when a recorded proof for this exact file made hashing unnecessary.
     pub from_proof: bool,
 }
@@ -44,7 +47,7 @@ impl Bundle {
         progress: &dyn Progress,
     ) -> Result<VerifyReport, BundleError> {
         let signature = trust::check_signature(self.manifest_bytes(), self.signature(), trust)?;
-        let bytes_hashed = self.hash_all(progress)?;
+        let (bytes_hashed, sha256) = self.hash_all(progress)?;
         let images = self.check_images()?;
         Ok(VerifyReport {
             signature,
@@ -52,6 +55,7 @@ impl Bundle {
             blobs: self.manifest().blobs.len(),
             images,
             bytes_hashed,
+            sha256,
             from_proof: false,
         })
     }
@@ -72,7 +76,11 @@ impl Bundle {
                 path: self.path().to_path_buf(),
                 source,
             })?;
-        if proofs.contains(&key) {
+        let recorded = proofs.lookup(&key).unwrap_or_else(|refused| {
+            progress.message(&format!("note: {refused}; hashing everything"));
+            None
+        });
+        if let Some(sha256) = recorded {
             progress.message(&format!(
                 "{}: verified before and unchanged since (recorded proof), skipping the hash pass",
                 self.path().display()
@@ -83,12 +91,13 @@ impl Bundle {
                 blobs: self.manifest().blobs.len(),
                 images: self.image_count(),
                 bytes_hashed: 0,
+                sha256,
                 from_proof: true,
             });
         }
         let report = self.verify(trust, progress)?;
         // A proof that cannot be recorded only costs a re-hash next time.
-        if let Err(e) = proofs.record(&key) {
+        if let Err(e) = proofs.record(&key, &report.sha256) {
             progress.message(&format!(
                 "note: could not record the verification proof: {e}"
             ));
@@ -108,52 +117,44 @@ impl Bundle {
         refs.len()
     }
 
-    /// Hashes every member except the manifest and signature, in file order.
-    fn hash_all(&self, progress: &dyn Progress) -> Result<u64, BundleError> {
+    /// Reads the whole file once, in order, with 1 MiB positioned reads: hashes it as a whole
+    /// (its sha256) and every member except the manifest and signature on its own, comparing
+    /// each with its listed digest. Returns the bytes read and the file's sha256.
+    fn hash_all(&self, progress: &dyn Progress) -> Result<(u64, Digest), BundleError> {
         let listed: HashMap<&str, &Digest> = self
             .manifest()
             .members
             .iter()
             .map(|m| (m.path.as_str(), &m.digest))
             .collect();
-        let todo: Vec<_> = self
-            .members()
-            .iter()
-            .filter(|e| e.path != MANIFEST_PATH && e.path != SIGNATURE_PATH)
-            .collect();
-        let total: u64 = todo.iter().map(|e| e.size).sum();
-        progress.start(VERIFY_LABEL, Some(total));
+        let len = self.file_len()?;
+        progress.start(VERIFY_LABEL, Some(len));
+        let mut file_hash = Hasher::new();
         let mut buf = vec![0u8; CHUNK];
-        for entry in todo {
-            let mut hasher = Hasher::new();
-            let mut pos = 0u64;
-            while pos < entry.size {
-                let want = usize::try_from(entry.size - pos)
-                    .unwrap_or(CHUNK)
-                    .min(CHUNK);
-                let n = self
-                    .read_at(&mut buf[..want], entry.data_offset + pos)
-                    .map_err(|source| BundleError::Io {
-                        path: self.path().to_path_buf(),
-                        source,
-                    })?;
-                if n == 0 {
-                    return Err(BundleError::Io {
-                        path: self.path().to_path_buf(),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            format!(
-                                "the file ended inside member `{}` (it shrank while being read)",
-                                entry.path
-                            ),
-                        ),
-                    });
-                }
-                hasher.update(&buf[..n]);
-                pos += n as u64;
-                progress.advance(VERIFY_LABEL, n as u64);
+        let mut pos = 0u64;
+        for entry in self.members() {
+            // The header (and the padding before it), then the content.
+            self.hash_range(
+                pos,
+                entry.data_offset,
+                &mut buf,
+                &mut [&mut file_hash],
+                (progress, VERIFY_LABEL),
+            )?;
+            let mut member_hash = Hasher::new();
+            let end = entry.data_offset + entry.size;
+            self.hash_range(
+                entry.data_offset,
+                end,
+                &mut buf,
+                &mut [&mut file_hash, &mut member_hash],
+                (progress, VERIFY_LABEL),
+            )?;
+            pos = end;
+            if entry.path == MANIFEST_PATH || entry.path == SIGNATURE_PATH {
+                continue;
             }
-            let actual = hasher.finish();
+            let actual = member_hash.finish();
             if let Some(hex) = entry.path.strip_prefix(BLOBS_PREFIX) {
                 if actual.hex() != hex {
                     progress.finish(VERIFY_LABEL);
@@ -179,8 +180,76 @@ impl Bundle {
                 }
             }
         }
+        // The last padding and the end-of-archive blocks.
+        self.hash_range(
+            pos,
+            len,
+            &mut buf,
+            &mut [&mut file_hash],
+            (progress, VERIFY_LABEL),
+        )?;
         progress.finish(VERIFY_LABEL);
-        Ok(total)
+        Ok((len, file_hash.finish()))
+    }
+
+    /// The sha256 of the whole bundle file, read once with 1 MiB positioned reads (what
+    /// `sha256sum` prints). Progress is reported under `label`.
+    pub fn file_sha256(&self, progress: &dyn Progress, label: &str) -> Result<Digest, BundleError> {
+        let len = self.file_len()?;
+        progress.start(label, Some(len));
+        let mut h = Hasher::new();
+        let mut buf = vec![0u8; CHUNK];
+        let r = self.hash_range(0, len, &mut buf, &mut [&mut h], (progress, label));
+        progress.finish(label);
+        r.map(|()| h.finish())
+    }
+
+    fn file_len(&self) -> Result<u64, BundleError> {
+        self.file()
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|source| BundleError::Io {
+                path: self.path().to_path_buf(),
+                source,
+            })
+    }
+
+    /// Feeds bytes `[from, to)` of the file to every hasher in `into`.
+    fn hash_range(
+        &self,
+        from: u64,
+        to: u64,
+        buf: &mut [u8],
+        into: &mut [&mut Hasher],
+        (progress, label): (&dyn Progress, &str),
+    ) -> Result<(), BundleError> {
+        let mut pos = from;
+        while pos < to {
+            let want = usize::try_from(to - pos)
+                .unwrap_or(buf.len())
+                .min(buf.len());
+            let n = self
+                .read_at(&mut buf[..want], pos)
+                .map_err(|source| BundleError::Io {
+                    path: self.path().to_path_buf(),
+                    source,
+                })?;
+            if n == 0 {
+                return Err(BundleError::Io {
+                    path: self.path().to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the file ended at byte {pos} (it shrank while being read)"),
+                    ),
+                });
+            }
+            for h in into.iter_mut() {
+                h.update(&buf[..n]);
+            }
+            pos += n as u64;
+            progress.advance(label, n as u64);
+        }
+        Ok(())
     }
 
     /// Every image's blob graph is complete, and `index.json` names every image at its digest.

@@ -11,6 +11,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::canonical;
 use crate::digest::{Digest, HashingReader};
 use crate::oci::{
     Descriptor, ImageIndex, ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_INDEX, OCI_LAYOUT_CONTENT,
@@ -153,34 +154,23 @@ impl<W: Write> TarOut<W> {
         }
     }
 
-    fn header(&self, path: &str, size: u64) -> Result<tar::Header, WriteError> {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).map_err(self.io())?;
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(self.mtime);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        Ok(h)
+    fn header(&self, path: &str, size: u64) -> Result<[u8; 512], WriteError> {
+        canonical::member_header(path, size, self.mtime).map_err(self.io())
     }
 
     fn pad(&mut self, size: u64) -> Result<(), WriteError> {
-        let rem = (size % 512) as usize;
-        if rem != 0 {
-            let zeros = [0u8; 512];
-            let w = self.out.write_all(&zeros[..512 - rem]);
-            w.map_err(self.io())?;
-        }
-        Ok(())
+        let zeros = [0u8; 512];
+        let w = self
+            .out
+            .write_all(&zeros[..canonical::padding(size) as usize]);
+        w.map_err(self.io())
     }
 
     fn append_bytes(&mut self, path: &str, data: &[u8]) -> Result<(), WriteError> {
         let h = self.header(path, data.len() as u64)?;
         let w = self
             .out
-            .write_all(h.as_bytes())
+            .write_all(&h)
             .and_then(|()| self.out.write_all(data));
         w.map_err(self.io())?;
         self.pad(data.len() as u64)
@@ -195,7 +185,7 @@ impl<W: Write> TarOut<W> {
         label: &str,
     ) -> Result<(), WriteError> {
         let h = self.header(&blob_member_path(digest), size)?;
-        let w = self.out.write_all(h.as_bytes());
+        let w = self.out.write_all(&h);
         w.map_err(self.io())?;
         let reader = BlobSourceReader::range(source, digest.clone(), 0, size);
         let mut hashing = HashingReader::new(BufReader::with_capacity(BUF, reader));
@@ -383,7 +373,7 @@ pub fn write_bundle(
     }
     progress.finish("write");
     // End of archive: two zero blocks.
-    let w = tar.out.write_all(&[0u8; 1024]);
+    let w = tar.out.write_all(&canonical::TRAILER);
     w.map_err(io_out)?;
     // The deliverable is on disk when the command returns (the cache it was read from need not
     // be: see `DirBlobStore`), and appears under its final name only when complete.

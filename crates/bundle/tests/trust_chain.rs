@@ -268,6 +268,10 @@ fn recorded_proof_skips_hashing_but_catches_any_change() {
         .unwrap();
     assert!(second.from_proof);
     assert_eq!(second.bytes_hashed, 0);
+    // The file's sha256 is the one `sha256sum` prints, recorded with the proof.
+    let bytes = std::fs::read(&b.bundle).unwrap();
+    assert_eq!(first.sha256, airlift_bundle::Digest::of_bytes(&bytes));
+    assert_eq!(second.sha256, first.sha256);
     // Flip a bit in a layer in place (same size, same inode), then restore the mtime: the ctime
     // still moved, so the proof no longer applies and the tamper is caught.
     let bundle = Bundle::open(&b.bundle).unwrap();
@@ -307,6 +311,40 @@ fn recorded_proof_skips_hashing_but_catches_any_change() {
         .key_for(&Bundle::open(&b.bundle).unwrap(), &other)
         .unwrap();
     assert_ne!(key_a, key_b);
+}
+
+#[test]
+fn forged_or_unauthenticated_proof_is_refused() {
+    let b = built();
+    let dir = b.dir.path().join("state");
+    let proofs = ProofStore::at(&dir);
+    let trust = Trust::Key(b.key.public_key());
+    let open = || Bundle::open_trusted(&b.bundle, &trust).unwrap();
+    let first = open()
+        .verify_with_proof(&trust, &NoProgress, &proofs)
+        .unwrap();
+    assert!(!first.from_proof);
+    let key_file = dir.join(airlift_bundle::proof::MAC_KEY_FILE);
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Whoever can write the folder but not read the key rewrites the proof: a recomputed
+    // MAC under another key, or no MAC at all, is refused and the file is hashed again.
+    let key = proofs.key_for(&open(), &trust).unwrap();
+    let proof_file = dir.join(key.id().hex());
+    let text = std::fs::read_to_string(&proof_file).unwrap();
+    let forged = text.replace(first.sha256.hex(), &"0".repeat(64));
+    std::fs::write(&proof_file, &forged).unwrap();
+    assert!(matches!(proofs.lookup(&key), Err(e) if e.why.contains("MAC does not check")));
+    let again = open()
+        .verify_with_proof(&trust, &NoProgress, &proofs)
+        .unwrap();
+    assert!(!again.from_proof);
+    assert_eq!(again.sha256, first.sha256);
+    // A key file others can read is not used.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(proofs.lookup(&key), Err(e) if e.why.contains("not private")));
 }
 
 fn flip_bit(path: &std::path::Path, offset: u64) {

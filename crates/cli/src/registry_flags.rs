@@ -1,6 +1,5 @@
 //! Registry flags shared by `airlift-pack build` and the installer's registry commands.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use airlift_registry::{Credentials, RegistryOptions, Secret};
@@ -63,10 +62,14 @@ impl RegistryFlags {
 
     fn password(&self) -> Result<Secret> {
         if self.password_stdin {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("cannot read the password from standard input")?;
+            let bytes = airlift_bundle::limits::read_reader_bounded(
+                std::io::stdin(),
+                std::path::Path::new("standard input"),
+                airlift_bundle::limits::MAX_SECRET,
+            )
+            .context("cannot read the password from standard input")?;
+            let s = String::from_utf8(bytes)
+                .context("the password on standard input is not UTF-8 text")?;
             let s = s.trim_end_matches(['\n', '\r']).to_string();
             if s.is_empty() {
                 bail!("--password-stdin was given but standard input was empty");

@@ -278,13 +278,21 @@ pub fn lookup_in_file(
     path: &Path,
     registry: &str,
 ) -> Result<Option<ResolvedCredentials>, AuthError> {
-    let text = match std::fs::read(path) {
+    let text = match airlift_bundle::read_bounded(path, airlift_bundle::limits::MAX_DOCUMENT) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(airlift_bundle::LimitError::Io { source, .. }) => {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                return Ok(None);
+            }
             return Err(AuthError::Read {
                 path: path.to_path_buf(),
                 source,
+            });
+        }
+        Err(other) => {
+            return Err(AuthError::Read {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(other),
             })
         }
     };

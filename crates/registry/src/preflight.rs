@@ -4,7 +4,10 @@
 //! 2. It is an OCI registry: a `404` on `/v2/` means something else answers on that address.
 //! 3. The credentials are accepted.
 //! 4. The credentials can push to the target repository: an upload is started there and
-//!    cancelled at once (`POST` then `DELETE`), which leaves nothing behind.
+//!    cancelled at once (`POST` then `DELETE`), so no upload data stays behind. (docker
+//!    distribution 2.8 still rewrites the hash state of a cancelled session after the `DELETE`,
+//!    leaving `_uploads/<uuid>/hashstates/sha256/0`; its upload purging removes it, by default
+//!    after 7 days. No client request avoids this short of committing a blob.)
 //!
 //! Each failure names the registry and carries the hint of its cause.
 

@@ -6,7 +6,10 @@
 //! requests, `206`), with the exact stored bytes, the manifest's own `Content-Type`, and
 //! `Docker-Content-Digest`. Unknown names, tags and blobs get `404` with an OCI error body; any
 //! write (`POST`, `PUT`, `PATCH`, `DELETE`) gets `405`. A repository only serves the blobs of its
-//! own images. Blob bodies are streamed by positioned reads, never held in memory.
+//! own images. Blob bodies are streamed by positioned reads, never held in memory, and hashed
+//! as they go (the whole blob, also for a `Range`): a blob whose bytes changed since the bundle
+//! was verified gets its response cut before the last chunk, so a client sees a truncated body,
+//! never a complete wrong one.
 //!
 //! Repository names follow the mapping rule of [`crate::mapping`] with no registry prefix: the
 //! original path, so a node mirror configured for `ghcr.io` that asks for `acme/api:1.4` gets
@@ -18,7 +21,7 @@ use std::io;
 use std::sync::Arc;
 
 use airlift_bundle::walk::{read_small, walk_image, WalkError, MAX_MANIFEST_SIZE};
-use airlift_bundle::{BlobSource, Digest};
+use airlift_bundle::{BlobSource, Digest, Hasher};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -393,28 +396,82 @@ fn blob(
     let body = if head {
         full(Bytes::new())
     } else {
-        stream_blob(state.source.clone(), digest, start, end)
+        stream_blob(state.source.clone(), digest, (start, end, size))
     };
     b.body(body)
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
-/// Streams `[start, end)` of a blob by positioned reads.
-fn stream_blob(source: Arc<dyn BlobSource>, digest: Digest, start: u64, end: u64) -> Body {
-    let stream = futures::stream::try_unfold(start, move |offset| {
+/// Hashing state of one blob response.
+struct Streaming {
+    /// The next byte to send.
+    offset: u64,
+    /// Hashes the whole blob: the bytes before the range (once, first), the range as it is
+    /// sent, and the bytes after it (before the last chunk goes out).
+    hasher: Hasher,
+    /// True once the bytes before the range were hashed.
+    prefix_done: bool,
+}
+
+/// Feeds bytes `[from, to)` of blob `digest` to `hasher`, reading `CHUNK` bytes at a time.
+fn hash_blob_range(
+    source: &dyn BlobSource,
+    digest: &Digest,
+    (from, to): (u64, u64),
+    hasher: &mut Hasher,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos = from;
+    while pos < to {
+        let want = usize::try_from(to - pos).unwrap_or(CHUNK).min(CHUNK);
+        let n = source.read_blob_at(digest, pos, &mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("blob {digest} ended early"),
+            ));
+        }
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Streams `[start, end)` of a blob of `size` bytes by positioned reads, hashing the whole blob
+/// on the way. The last chunk is sent only when the blob still hashes to `digest`: a blob changed
+/// in place since the bundle was verified cuts the response short (the client sees a truncated
+/// body, never a complete wrong one).
+fn stream_blob(
+    source: Arc<dyn BlobSource>,
+    digest: Digest,
+    (start, end, size): (u64, u64, u64),
+) -> Body {
+    let first = Streaming {
+        offset: start,
+        hasher: Hasher::new(),
+        prefix_done: false,
+    };
+    let stream = futures::stream::try_unfold(first, move |mut st| {
         let source = source.clone();
         let digest = digest.clone();
         async move {
-            if offset >= end {
+            if st.offset >= end {
                 return Ok(None);
             }
-            let want = usize::try_from(end - offset).unwrap_or(CHUNK).min(CHUNK);
-            let chunk = tokio::task::spawn_blocking(move || {
+            let want = usize::try_from(end - st.offset).unwrap_or(CHUNK).min(CHUNK);
+            let (chunk, st) = tokio::task::spawn_blocking(move || {
+                if !st.prefix_done {
+                    hash_blob_range(&*source, &digest, (0, start), &mut st.hasher)?;
+                    st.prefix_done = true;
+                }
                 let mut buf = vec![0u8; want];
                 let mut filled = 0;
                 while filled < want {
-                    let n =
-                        source.read_blob_at(&digest, offset + filled as u64, &mut buf[filled..])?;
+                    let n = source.read_blob_at(
+                        &digest,
+                        st.offset + filled as u64,
+                        &mut buf[filled..],
+                    )?;
                     if n == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -423,12 +480,25 @@ fn stream_blob(source: Arc<dyn BlobSource>, digest: Digest, start: u64, end: u64
                     }
                     filled += n;
                 }
-                Ok(Bytes::from(buf))
+                st.hasher.update(&buf);
+                st.offset += want as u64;
+                if st.offset >= end {
+                    hash_blob_range(&*source, &digest, (end, size), &mut st.hasher)?;
+                    let actual = std::mem::take(&mut st.hasher).finish();
+                    if actual != digest {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "blob {digest} changed since it was verified (it hashes to {actual}): response cut"
+                            ),
+                        ));
+                    }
+                }
+                Ok((Bytes::from(buf), st))
             })
             .await
             .map_err(io::Error::other)??;
-            let next = offset + chunk.len() as u64;
-            Ok(Some((Frame::data(chunk), next)))
+            Ok(Some((Frame::data(chunk), st)))
         }
     });
     StreamBody::new(stream).boxed_unsync()

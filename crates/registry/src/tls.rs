@@ -95,10 +95,12 @@ impl fmt::Display for TlsProblem {
 
 /// Reads every certificate of a PEM file (DER bytes each).
 pub fn load_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, TlsError> {
-    let data = std::fs::read(path).map_err(|source| TlsError::ReadCa {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let data = airlift_bundle::read_bounded(path, airlift_bundle::limits::MAX_DOCUMENT)
+        .map_err(std::io::Error::other)
+        .map_err(|source| TlsError::ReadCa {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let mut certs = Vec::new();
     for item in rustls_pemfile::certs(&mut &data[..]) {
         let der = item.map_err(|e| TlsError::BadCertificate {

@@ -28,6 +28,15 @@ pub enum DefinitionError {
         #[source]
         source: std::io::Error,
     },
+    /// The definition is over its size or nesting bound.
+    #[error("`{path}` is refused before it is parsed")]
+    Limit {
+        /// The definition file.
+        path: PathBuf,
+        /// The bound it broke.
+        #[source]
+        source: airlift_bundle::LimitError,
+    },
     /// `airlift.yaml` does not match the schema.
     #[error("`{path}` is not a valid bundle definition")]
     Parse {
@@ -112,6 +121,12 @@ fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> DefinitionError + '_ 
 
 /// Parses and validates `airlift.yaml` text; `path` names it in errors.
 pub fn parse_definition(path: &Path, text: &str) -> Result<BundleDefinition, DefinitionError> {
+    let label = path.display().to_string();
+    airlift_bundle::check_nesting(text.as_bytes(), &label, airlift_bundle::limits::MAX_NESTING)
+        .map_err(|source| DefinitionError::Limit {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let def: BundleDefinition =
         serde_yaml::from_str(text).map_err(|source| DefinitionError::Parse {
             path: path.to_path_buf(),
@@ -159,7 +174,14 @@ fn reference_problems(def: &BundleDefinition) -> Vec<Problem> {
 /// Loads `DIR/airlift.yaml`, validates it and lists every component's manifest files.
 pub fn load_definition(dir: &Path) -> Result<LoadedDefinition, DefinitionError> {
     let file = dir.join(DEFINITION_FILE);
-    let text = fs_err::read_to_string(&file).map_err(read_err(&file))?;
+    let text = airlift_bundle::read_bounded_string(&file, airlift_bundle::limits::MAX_DOCUMENT)
+        .map_err(|e| match e {
+            airlift_bundle::LimitError::Io { source, .. } => read_err(&file)(source),
+            other => DefinitionError::Limit {
+                path: file.clone(),
+                source: other,
+            },
+        })?;
     let definition = parse_definition(&file, &text)?;
     let root = fs_err::canonicalize(dir).map_err(read_err(dir))?;
     let mut components = Vec::new();

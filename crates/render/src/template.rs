@@ -34,9 +34,39 @@ pub struct ReleaseInfo {
     pub revision: u64,
 }
 
+/// The most template instructions one render may run (minijinja fuel): far above any real
+/// manifest, far below what a self-doubling macro needs.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+/// The most output one render may produce.
+pub const MAX_TEMPLATE_OUTPUT: usize = 16 * 1024 * 1024;
+
+/// A bound a template hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateLimit {
+    /// It ran more than [`TEMPLATE_FUEL`] instructions.
+    Fuel,
+    /// It produced more than [`MAX_TEMPLATE_OUTPUT`] bytes.
+    Output,
+}
+
+impl std::fmt::Display for TemplateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateLimit::Fuel => write!(
+                f,
+                ": it ran more than {TEMPLATE_FUEL} instructions (runaway loop or recursion)"
+            ),
+            TemplateLimit::Output => write!(
+                f,
+                ": its output exceeds the {MAX_TEMPLATE_OUTPUT}-byte limit"
+            ),
+        }
+    }
+}
+
 /// A template that failed to render.
 #[derive(Debug, thiserror::Error)]
-#[error("template `{file}` failed to render{}{}", .line.map(|l| format!(" at line {l}")).unwrap_or_default(), .undefined.as_ref().map(|u| format!(": `{u}` is not defined")).unwrap_or_default())]
+#[error("template `{file}` failed to render{}{}{}", .line.map(|l| format!(" at line {l}")).unwrap_or_default(), .undefined.as_ref().map(|u| format!(": `{u}` is not defined")).unwrap_or_default(), .limit.map(|l| l.to_string()).unwrap_or_default())]
 pub struct TemplateError {
     /// The template's path, as given to [`Renderer::render`].
     pub file: String,
@@ -45,9 +75,33 @@ pub struct TemplateError {
     /// For an undefined value: the first `config.…`, `bundle.…` or `release.…` path on that line
     /// that does not exist, e.g. `config.web.replcas`.
     pub undefined: Option<String>,
+    /// The bound it hit, when it was stopped for running too long or writing too much.
+    pub limit: Option<TemplateLimit>,
     /// minijinja's error, with its detail (e.g. `undefined value`).
     #[source]
     pub source: minijinja::Error,
+}
+
+/// Collects output up to [`MAX_TEMPLATE_OUTPUT`] bytes; a write past it fails.
+#[derive(Default)]
+struct BoundedOutput {
+    buf: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedOutput {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > MAX_TEMPLATE_OUTPUT {
+            self.overflowed = true;
+            return Err(std::io::Error::other("template output limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Renders manifest templates against one configuration.
@@ -86,6 +140,7 @@ impl Renderer {
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_keep_trailing_newline(true);
         env.add_filter("b64encode", b64encode);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         let json = serde_json::json!({
             "config": config,
             "bundle": bundle,
@@ -116,20 +171,47 @@ impl Renderer {
         })
     }
 
-    /// Renders one template; `file` names it in errors.
+    /// Renders one template; `file` names it in errors. Bounded: at most [`TEMPLATE_FUEL`]
+    /// instructions and [`MAX_TEMPLATE_OUTPUT`] bytes of output.
     pub fn render(&self, file: &str, source: &str) -> Result<String, TemplateError> {
-        self.env
-            .render_named_str(file, source, &self.ctx)
-            .map_err(|err| TemplateError {
-                file: file.to_string(),
-                line: err.line(),
-                undefined: if err.kind() == minijinja::ErrorKind::UndefinedError {
-                    self.find_undefined(source, err.line())
-                } else {
-                    None
-                },
-                source: err,
-            })
+        let mut out = BoundedOutput::default();
+        let rendered = self
+            .env
+            .template_from_named_str(file, source)
+            .and_then(|t| t.render_captured_to(&self.ctx, &mut out).map(|_| ()));
+        let err = match rendered {
+            Ok(()) => {
+                return String::from_utf8(out.buf).map_err(|_| TemplateError {
+                    file: file.to_string(),
+                    line: None,
+                    undefined: None,
+                    limit: None,
+                    source: minijinja::Error::new(
+                        minijinja::ErrorKind::BadSerialization,
+                        "the output is not UTF-8",
+                    ),
+                })
+            }
+            Err(err) => err,
+        };
+        let limit = if out.overflowed {
+            Some(TemplateLimit::Output)
+        } else if err.kind() == minijinja::ErrorKind::OutOfFuel {
+            Some(TemplateLimit::Fuel)
+        } else {
+            None
+        };
+        Err(TemplateError {
+            file: file.to_string(),
+            line: err.line(),
+            undefined: if err.kind() == minijinja::ErrorKind::UndefinedError {
+                self.find_undefined(source, err.line())
+            } else {
+                None
+            },
+            limit,
+            source: err,
+        })
     }
 }
 
@@ -208,6 +290,23 @@ mod tests {
         );
         let err = renderer().render("s.yaml", "{% if %}").unwrap_err();
         assert_eq!(err.line, Some(1));
+    }
+
+    #[test]
+    fn a_self_doubling_macro_runs_out_of_fuel() {
+        let src =
+            "{% macro d(n) %}{% if n > 0 %}{{ d(n - 1) }}{{ d(n - 1) }}{% endif %}x{% endmacro %}\
+                   {% if config.web.replicas > 2 %}{{ d(40) }}{% endif %}";
+        let err = renderer().render("bomb.yaml", src).unwrap_err();
+        assert_eq!(err.limit, Some(TemplateLimit::Fuel), "{err}");
+        assert!(err.to_string().contains("instructions"), "{err}");
+    }
+
+    #[test]
+    fn output_past_the_bound_is_refused() {
+        let src = "{% for i in range(100) %}{{ 'x' * 1000000 }}{% endfor %}";
+        let err = renderer().render("big.yaml", src).unwrap_err();
+        assert_eq!(err.limit, Some(TemplateLimit::Output), "{err}");
     }
 
     #[test]

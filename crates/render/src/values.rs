@@ -108,6 +108,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A values file over its size or nesting bound (`--values /dev/zero`, a hostile file).
+    #[error("values file `{path}` is refused before it is parsed")]
+    ValuesLimit {
+        /// The file.
+        path: String,
+        /// The bound it broke.
+        #[source]
+        source: airlift_bundle::LimitError,
+    },
     /// A values file is not YAML.
     #[error("values file `{path}` is not valid YAML")]
     ParseValues {
@@ -239,15 +248,27 @@ impl<'s> ConfigBuilder<'s> {
     /// Reads and applies a values file (`group: {item: value}`).
     pub fn apply_values_file(&mut self, path: &Path) -> Result<(), ConfigError> {
         let label = path.display().to_string();
-        let text = fs_err::read_to_string(path).map_err(|source| ConfigError::ReadValues {
-            path: label.clone(),
-            source,
-        })?;
+        let text = airlift_bundle::read_bounded_string(path, airlift_bundle::limits::MAX_DOCUMENT)
+            .map_err(|e| match e {
+                airlift_bundle::LimitError::Io { source, .. } => ConfigError::ReadValues {
+                    path: label.clone(),
+                    source,
+                },
+                other => ConfigError::ValuesLimit {
+                    path: label.clone(),
+                    source: other,
+                },
+            })?;
         self.apply_values_yaml(&label, &text)
     }
 
     /// Applies values given as YAML text; `label` names the source in messages.
     pub fn apply_values_yaml(&mut self, label: &str, text: &str) -> Result<(), ConfigError> {
+        airlift_bundle::check_nesting(text.as_bytes(), label, airlift_bundle::limits::MAX_NESTING)
+            .map_err(|source| ConfigError::ValuesLimit {
+                path: label.to_string(),
+                source,
+            })?;
         let doc: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|source| ConfigError::ParseValues {
                 path: label.to_string(),

@@ -259,6 +259,35 @@ fn bad_values_files_are_named() {
 }
 
 #[test]
+fn endless_or_deeply_nested_values_files_are_refused_by_name() {
+    let s = schema();
+    let mut b = ConfigBuilder::new(&s).unwrap();
+    let e = b.apply_values_file(Path::new("/dev/zero")).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ConfigError::ValuesLimit {
+                source: airlift_bundle::LimitError::TooLarge { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let deep = format!("web: {}", "[".repeat(100_000));
+    let e = b.apply_values_yaml("deep.yaml", &deep).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ConfigError::ValuesLimit {
+                source: airlift_bundle::LimitError::TooDeep { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn a_bad_schema_pattern_is_reported() {
     let mut s = schema();
     s.groups[0].items[5].validation.pattern = Some("(".into());

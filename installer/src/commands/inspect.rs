@@ -5,9 +5,9 @@ use airlift_cli::outln;
 use std::path::PathBuf;
 
 use airlift_bundle::walk::walk_image;
-use airlift_bundle::{Bundle, SignatureStatus};
+use airlift_bundle::{escape, Bundle, SignatureStatus};
 use airlift_cli::output::{human_bytes, print_json};
-use airlift_cli::{CommandError, ExitKind, OutputFormat};
+use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat};
 
 use super::verify::{bundle_error, describe_signature, TrustArgs};
 
@@ -70,6 +70,8 @@ struct Output {
     created: String,
     tool: String,
     signature: SignatureStatus,
+    /// sha256 of the whole bundle file (what `sha256sum` prints): its stable identity.
+    sha256: String,
     kubernetes: String,
     platforms: Vec<String>,
     file_size: u64,
@@ -88,7 +90,7 @@ fn word<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-fn collect(bundle: &Bundle, path: &std::path::Path) -> Output {
+fn collect(bundle: &Bundle, path: &std::path::Path, sha256: String) -> Output {
     let m = bundle.manifest();
     let mut images = Vec::new();
     for c in &m.components {
@@ -140,6 +142,7 @@ fn collect(bundle: &Bundle, path: &std::path::Path) -> Output {
         created: m.build.created.clone(),
         tool: m.build.tool.clone(),
         signature: bundle.signature_status().clone(),
+        sha256,
         kubernetes: m.requirements.kubernetes.clone(),
         platforms: m
             .requirements
@@ -164,6 +167,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
             *w = (*w).max(c.chars().count());
         }
     }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape(c).into_owned()).collect())
+        .collect();
+    let rows = &rows[..];
     let line = |cells: Vec<String>| {
         let mut s = String::new();
         for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
@@ -188,16 +196,22 @@ fn short(digest: &str) -> String {
         .map_or_else(|| digest.to_string(), |s| format!("{s}…"))
 }
 
+/// Text from the bundle, safe to print before any trust decision.
+fn e(s: &str) -> std::borrow::Cow<'_, str> {
+    escape(s)
+}
+
 fn print_text(o: &Output) -> std::io::Result<()> {
     outln!(
         "Bundle     {} {} ({}) by {}",
-        o.name,
-        o.version,
-        o.channel,
-        o.vendor
+        e(&o.name),
+        e(&o.version),
+        e(&o.channel),
+        e(&o.vendor)
     )?;
-    outln!("Built      {} with {}", o.created, o.tool)?;
+    outln!("Built      {} with {}", e(&o.created), e(&o.tool))?;
     outln!("Signature  {}", describe_signature(&o.signature))?;
+    outln!("SHA-256    {}", o.sha256)?;
     outln!(
         "Size       {} file, {} in {} blobs",
         human_bytes(o.file_size),
@@ -206,8 +220,8 @@ fn print_text(o: &Output) -> std::io::Result<()> {
     )?;
     outln!(
         "Requires   Kubernetes {}, platforms {}",
-        o.kubernetes,
-        o.platforms.join(", ")
+        e(&o.kubernetes),
+        e(&o.platforms.join(", "))
     )?;
     outln!()?;
     table(
@@ -267,7 +281,7 @@ fn print_text(o: &Output) -> std::io::Result<()> {
 }
 
 /// Runs `inspect`.
-pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
+pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let bundle = if args.trust.key.is_some() || args.trust.insecure_skip_verify {
         let trust = args.trust.trust()?;
         Bundle::open_trusted(&args.bundle, &trust)
@@ -275,7 +289,11 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
         Bundle::open(&args.bundle)
     }
     .map_err(|e| bundle_error(&args.bundle, e))?;
-    let out = collect(&bundle, &args.bundle);
+    let progress = progress_for(no_progress);
+    let sha256 = bundle
+        .file_sha256(progress.as_ref(), "sha256")
+        .map_err(|e| bundle_error(&args.bundle, e))?;
+    let out = collect(&bundle, &args.bundle, sha256.hex().to_string());
     match args.output {
         OutputFormat::Json => print_json(&out).map_err(|e| CommandError::new(ExitKind::Failure, e)),
         OutputFormat::Text => Ok(print_text(&out)?),

@@ -6,7 +6,7 @@ use airlift_cli::outln;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use airlift_bundle::{Bundle, BundleError, SignatureStatus, Trust, VerifyReport};
+use airlift_bundle::{escape, Bundle, BundleError, SignatureStatus, Trust, VerifyReport};
 use airlift_cli::output::{human_bytes, print_json};
 use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat};
 
@@ -107,10 +107,11 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         OutputFormat::Text => {
             outln!(
                 "bundle {} {} ({}) is intact",
-                m.metadata.name,
-                m.metadata.version,
-                m.metadata.vendor
+                escape(&m.metadata.name),
+                escape(&m.metadata.version),
+                escape(&m.metadata.vendor)
             )?;
+            outln!("  sha256:    {}", report.sha256.hex())?;
             outln!("  signature: {}", describe_signature(&report.signature))?;
             if report.from_proof {
                 outln!(

@@ -22,6 +22,9 @@ pub struct Args {
     /// The vendor's private signing key (PEM, from `airlift-pack keygen`).
     #[arg(long, value_name = "FILE", required_unless_present = "unsigned")]
     pub key: Option<PathBuf>,
+    /// Sign with a private key file that other users can read (refused by default, as ssh does).
+    #[arg(long, requires = "key")]
+    pub allow_insecure_key_permissions: bool,
     /// Build an unsigned bundle. Installers refuse it unless told --insecure-skip-verify.
     #[arg(long, conflicts_with = "key")]
     pub unsigned: bool,
@@ -50,10 +53,12 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     crate::commands::lint::check(&args.dir)?;
     let definition = airlift_render::load_definition(&args.dir).map_err(CommandError::diagnosed)?;
     let key = match &args.key {
-        Some(path) => Some(PrivateKey::load(path).map_err(|e| {
-            let hint = e.hint();
-            CommandError::new(ExitKind::Trust, e).with_hint(hint)
-        })?),
+        Some(path) => Some(
+            PrivateKey::load_private(path, args.allow_insecure_key_permissions).map_err(|e| {
+                let hint = e.hint();
+                CommandError::new(ExitKind::Trust, e).with_hint(hint)
+            })?,
+        ),
         None => None,
     };
     let cache_dir = match &args.cache_dir {

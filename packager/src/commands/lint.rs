@@ -208,7 +208,10 @@ fn lint(args: &Args) -> Report {
     for component in &loaded.components {
         for file in &component.manifests {
             report.manifests += 1;
-            let source = match fs_err::read_to_string(&file.path) {
+            let source = match airlift_bundle::read_bounded_string(
+                &file.path,
+                airlift_bundle::limits::MAX_DOCUMENT,
+            ) {
                 Ok(s) => s,
                 Err(e) => {
                     report.push("templates", chain(&e));

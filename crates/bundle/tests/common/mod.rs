@@ -295,3 +295,15 @@ pub fn tool(name: &str) -> Command {
     );
     Command::new(name)
 }
+
+/// When `AIRLIFT_FUZZ_SEEDS` names a folder (as `scripts/fuzz.sh` sets it), copies the fixture
+/// file at `path` there as `NAME`, so the fuzz corpora start from the hostile fixtures. Files
+/// over 1 MiB (the 16 MiB nesting fixtures) are left out: libFuzzer mutates small inputs.
+pub fn export_fuzz_seed(path: &Path, name: &str) {
+    let small = std::fs::metadata(path).is_ok_and(|m| m.len() <= 1 << 20);
+    if let Some(dir) = std::env::var_os("AIRLIFT_FUZZ_SEEDS").filter(|_| small) {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(path, dir.join(name)).unwrap();
+    }
+}
