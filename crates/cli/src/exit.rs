@@ -4,8 +4,8 @@ use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
 
-pub use airlift_bundle::ExitKind;
 use airlift_bundle::Diagnose;
+pub use airlift_bundle::ExitKind;
 
 /// A failed command: the error chain, its kind and an optional hint on how to fix it.
 #[derive(Debug)]

@@ -15,6 +15,7 @@
 mod apply;
 mod controller;
 mod defaults;
+mod immutable;
 mod kubeconfig;
 mod kubelet;
 mod meta;
