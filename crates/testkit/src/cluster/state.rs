@@ -662,31 +662,6 @@ impl State {
             .iter()
             .any(|d| d.matches(verb, group, plural, ns))
     }
-
-    /// Answers a SelfSubjectAccessReview.
-    pub fn access_review(&self, mut body: Value) -> Value {
-        let ra = &body["spec"]["resourceAttributes"];
-        let get = |k: &str| ra[k].as_str().unwrap_or_default().to_string();
-        let allowed = if ra.is_object() {
-            !self.denied(
-                &get("verb"),
-                &get("group"),
-                &get("resource"),
-                &get("namespace"),
-            )
-        } else {
-            true
-        };
-        // Like RBAC: a denial carries no reason (kubectl prints a bare "no").
-        body["status"] = json!({"allowed": allowed});
-        body["apiVersion"] = "authorization.k8s.io/v1".into();
-        body["kind"] = "SelfSubjectAccessReview".into();
-        if !body["metadata"].is_object() {
-            body["metadata"] = json!({});
-        }
-        body["metadata"]["creationTimestamp"] = Value::Null;
-        body
-    }
 }
 
 impl ApiError {
