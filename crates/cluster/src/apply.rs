@@ -342,10 +342,7 @@ fn immutable_causes(e: &ApplyError) -> Option<Vec<String>> {
     (!causes.is_empty() && causes.iter().all(|(_, m)| is_immutable_cause(m))).then(|| {
         causes
             .iter()
-            .map(|(f, m)| {
-                let m = m.lines().next().unwrap_or_default();
-                crate::status::shorten(&format!("{f}: {m}"), crate::status::MAX_VALUE)
-            })
+            .map(|(f, m)| format!("{f}: {}", crate::status::cause_text(m)))
             .collect()
     })
 }

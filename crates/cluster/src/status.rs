@@ -99,7 +99,7 @@ pub fn readable(s: &Status) -> String {
 }
 
 /// `Invalid value: VALUE: detail` with VALUE shortened; other causes to their first line.
-fn cause_text(message: &str) -> String {
+pub(crate) fn cause_text(message: &str) -> String {
     let message = first_line(message);
     if let Some(rest) = message.strip_prefix("Invalid value: ") {
         if let Some((value, detail)) = rest.rsplit_once(": ") {
