@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use crate::object::ManagedObject;
 use crate::resolve::Resolver;
+use crate::status::ServerError;
 
 /// The verbs an install needs on every kind it applies: apply is `patch` (and `create`),
 /// readiness and plan `get`/`list`, prune and uninstall `delete`.
@@ -171,7 +172,7 @@ pub async fn preflight(
     match client.apiserver_version().await {
         Err(e) => report.checks.push(Check::fail(
             name,
-            format!("cannot read /version: {e}"),
+            format!("cannot read /version: {}", crate::status::describe(&e)),
             crate::kubeconfig::api_hint(&e),
         )),
         Ok(info) => match (
@@ -238,7 +239,7 @@ pub async fn preflight(
             )),
             Err(e) => report.checks.push(Check::fail(
                 name,
-                format!("cannot read it: {e}"),
+                format!("cannot read it: {}", crate::status::describe(&e)),
                 crate::kubeconfig::api_hint(&e),
             )),
         }
@@ -259,7 +260,7 @@ async fn check_nodes(client: &kube::Client, platforms: &[Platform]) -> Check {
         Err(e) => {
             return Check::fail(
                 name,
-                format!("cannot list nodes: {e}"),
+                format!("cannot list nodes: {}", crate::status::describe(&e)),
                 "grant `list` on nodes to this user so platforms can be checked",
             )
         }
@@ -318,12 +319,17 @@ async fn check_nodes(client: &kube::Client, platforms: &[Platform]) -> Check {
 }
 
 /// A permission the install needs: (group, resource, namespace, name) and its verbs.
-type Needed = BTreeMap<(String, String, String, String), BTreeSet<&'static str>>;
+type Needed = BTreeMap<(String, String, String, String), Vec<&'static str>>;
 
 fn need(out: &mut Needed, group: &str, resource: &str, ns: &str, verbs: &[&'static str]) {
-    out.entry((group.into(), resource.into(), ns.into(), String::new()))
-        .or_default()
-        .extend(verbs.iter().copied());
+    let have = out
+        .entry((group.into(), resource.into(), ns.into(), String::new()))
+        .or_default();
+    for v in verbs {
+        if !have.contains(v) {
+            have.push(v);
+        }
+    }
 }
 
 /// What the engine itself needs in the release namespace `ns`: its records (Secrets), its lock
@@ -333,7 +339,7 @@ async fn engine_access(resolver: &Resolver, ns: &str, out: &mut Needed) {
     need(out, "coordination.k8s.io", "leases", ns, &RECORD_VERBS);
     out.entry((String::new(), "namespaces".into(), String::new(), ns.into()))
         .or_default()
-        .insert("get");
+        .push("get");
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(resolver.client().clone());
     if let Ok(None) = api.get_opt(ns).await {
         need(out, "", "namespaces", "", &["create"]);
@@ -434,7 +440,7 @@ async fn review_access(resolver: &Resolver, needed: &Needed) -> Vec<Check> {
                     .or_default()
                     .push(verb),
                 Err(e) => {
-                    errors.push(crate::status::ServerError::from(e));
+                    errors.push(ServerError::from(e));
                     break 'outer;
                 }
             }
@@ -506,7 +512,7 @@ pub async fn forbidden_as_preflight(
     while let Some(e) = cur {
         let code = match (
             e.downcast_ref::<kube::Error>(),
-            e.downcast_ref::<crate::status::ServerError>(),
+            e.downcast_ref::<ServerError>(),
         ) {
             (Some(kube::Error::Api(s)), _) => Some(s.code),
             (_, Some(s)) => s.code(),
@@ -580,7 +586,7 @@ async fn check_storage_classes(client: &kube::Client, input: &PreflightInput<'_>
         Err(e) => {
             return Some(Check::fail(
                 name,
-                format!("cannot list storage classes: {e}"),
+                format!("cannot list storage classes: {}", crate::status::describe(&e)),
                 crate::kubeconfig::api_hint(&e),
             ))
         }

@@ -55,10 +55,16 @@ impl From<kube::Error> for ServerError {
 
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            kube::Error::Api(s) => f.write_str(&readable(s)),
-            other => f.write_str(&clean(&other.to_string(), 4 * MAX_VALUE)),
-        }
+        f.write_str(&describe(&self.0))
+    }
+}
+
+/// A client error as one readable line: the server's message (see [`readable`]), or what went
+/// wrong reaching it.
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => readable(s),
+        other => clean(&other.to_string(), 4 * MAX_VALUE),
     }
 }
 
