@@ -586,7 +586,10 @@ async fn check_storage_classes(client: &kube::Client, input: &PreflightInput<'_>
         Err(e) => {
             return Some(Check::fail(
                 name,
-                format!("cannot list storage classes: {}", crate::status::describe(&e)),
+                format!(
+                    "cannot list storage classes: {}",
+                    crate::status::describe(&e)
+                ),
                 crate::kubeconfig::api_hint(&e),
             ))
         }

@@ -97,7 +97,11 @@ pub fn readable(s: &Status) -> String {
     };
     match message.split_once(" is invalid: ") {
         Some((subject, _)) if !causes.is_empty() => clean(
-            &format!("{subject} is invalid: {}", causes.join("; ")),
+            &format!(
+                "{} is invalid: {}",
+                shorten(subject, MAX_VALUE),
+                causes.join("; ")
+            ),
             usize::MAX,
         ),
         _ => clean(first_line(&message), 4 * MAX_VALUE),

@@ -8,7 +8,9 @@ mod common;
 use airlift_bundle::schema::common::Requirements;
 use airlift_bundle::{Diagnose, ExitKind, NoProgress};
 use airlift_cluster::lifecycle::Engine;
-use airlift_cluster::preflight::{forbidden_as_preflight, preflight, PreflightError, PreflightInput};
+use airlift_cluster::preflight::{
+    forbidden_as_preflight, preflight, PreflightError, PreflightInput,
+};
 use airlift_cluster::{Cluster, ConnectOptions};
 use airlift_testkit::cluster::{ClusterOptions, TestCluster};
 use common::*;
@@ -88,7 +90,9 @@ async fn a_403_reading_the_release_history_becomes_a_preflight_failure() {
     assert_eq!(failure.exit_kind(), ExitKind::Preflight);
     let text = failure.to_string();
     assert!(
-        text.contains("forbidden to list/create/update/patch/delete secrets in namespace `default`"),
+        text.contains(
+            "forbidden to list/create/update/patch/delete secrets in namespace `default`"
+        ),
         "{text}"
     );
     assert!(text.contains("leases.coordination.k8s.io"), "{text}");

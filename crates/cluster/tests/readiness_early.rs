@@ -57,7 +57,8 @@ async fn an_image_that_cannot_be_pulled_ends_the_wait_early() {
         let web = &not_ready[0];
         assert_eq!(web.object.name, "web");
         assert!(
-            web.state.contains(&format!("cannot pull image {BROKEN_IMAGE}"))
+            web.state
+                .contains(&format!("cannot pull image {BROKEN_IMAGE}"))
                 && web.state.contains("pod web-"),
             "[{}] {}",
             env.tier,
