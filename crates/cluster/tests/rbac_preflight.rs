@@ -28,7 +28,7 @@ async fn connect_as(cluster: &TestCluster, user: &str) -> Cluster {
 fn requirements() -> Requirements {
     Requirements {
         kubernetes: ">=1.28.0".into(),
-        platforms: vec!["linux/amd64".parse().unwrap()],
+        platforms: vec!["linux/amd64".parse().expect("a platform")],
         storage_classes: vec![],
         crds: vec![],
     }
