@@ -14,6 +14,7 @@ use std::fmt;
 use std::time::Duration;
 
 use airlift_bundle::{Diagnose, ExitKind, Progress};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::Value;
@@ -284,7 +285,14 @@ pub async fn wait_ready(
                     pods_by_ns.insert(ns.to_string(), pods);
                 }
                 let pods = pods_by_ns.get(ns).map(Vec::as_slice).unwrap_or_default();
-                if let Some(why) = pods_of(pods, &id, &live)
+                let failing: Vec<&Pod> = pods_of(pods, &id, &live)
+                    .into_iter()
+                    .filter(|p| cannot_start(p, options.crash_restarts).is_some())
+                    .collect();
+                // Only Pods of the current template count: a rollback's wait must not end on
+                // the failed version's Pods that are about to go away.
+                if let Some(why) = current(resolver, &id, &live, failing)
+                    .await
                     .into_iter()
                     .find_map(|p| cannot_start(p, options.crash_restarts))
                 {
@@ -368,6 +376,102 @@ pub fn cannot_start(pod: &Pod, crash_restarts: i32) -> Option<String> {
                 _ => None,
             }
         })
+}
+
+/// The Pods among `pods` that run the workload's current template: for a Deployment those of
+/// its newest ReplicaSet, for a StatefulSet those of its update revision, for a Job all, else
+/// (or when those cannot be read) those whose containers run the template's images.
+async fn current<'a>(
+    resolver: &Resolver,
+    id: &ObjectRef,
+    live: &Value,
+    pods: Vec<&'a Pod>,
+) -> Vec<&'a Pod> {
+    if pods.is_empty() || id.kind == "Job" {
+        return pods;
+    }
+    let label_is = |pods: Vec<&'a Pod>, key: &str, value: &str| -> Vec<&'a Pod> {
+        pods.into_iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(key))
+                    .is_some_and(|v| v == value)
+            })
+            .collect()
+    };
+    match id.kind.as_str() {
+        "Deployment" => {
+            if let Some(hash) = newest_template_hash(resolver, id, live).await {
+                return label_is(pods, "pod-template-hash", &hash);
+            }
+        }
+        "StatefulSet" => {
+            if let Some(rev) = live
+                .pointer("/status/updateRevision")
+                .and_then(Value::as_str)
+            {
+                return label_is(pods, "controller-revision-hash", rev);
+            }
+        }
+        _ => {}
+    }
+    let images = |containers: Option<&Value>| -> BTreeMap<String, String> {
+        containers
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some((
+                    c.get("name")?.as_str()?.to_string(),
+                    c.get("image")?.as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    };
+    let want = images(live.pointer("/spec/template/spec/containers"));
+    pods.into_iter()
+        .filter(|p| {
+            let have: BTreeMap<String, String> = p
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .filter_map(|c| Some((c.name.clone(), c.image.clone()?)))
+                .collect();
+            have == want
+        })
+        .collect()
+}
+
+/// The `pod-template-hash` of a Deployment's ReplicaSet for its current revision.
+async fn newest_template_hash(resolver: &Resolver, id: &ObjectRef, live: &Value) -> Option<String> {
+    let ns = id.namespace.as_deref()?;
+    let uid = live.pointer("/metadata/uid")?.as_str()?;
+    let revision = live
+        .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")?
+        .as_str()?;
+    let api: Api<ReplicaSet> = Api::namespaced(resolver.client().clone(), ns);
+    let list = api.list(&ListParams::default()).await.ok()?;
+    list.items.into_iter().find_map(|rs| {
+        let owned = rs
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid);
+        let same = rs
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+            .is_some_and(|r| r == revision);
+        if owned && same {
+            rs.metadata.labels?.get("pod-template-hash").cloned()
+        } else {
+            None
+        }
+    })
 }
 
 /// Every Pod in `ns`; a read error yields none (the caller only looks for failures).
