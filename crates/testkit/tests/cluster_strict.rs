@@ -195,3 +195,106 @@ async fn a_user_allowed_nothing_gets_the_rbac_403_until_granted() {
         "{rules}"
     );
 }
+
+#[tokio::test]
+async fn pod_logs_are_served_with_container_previous_and_tail_lines() {
+    let cluster = TestCluster::start(ClusterOptions::default().with_user("dev")).unwrap();
+    cluster.fail_workload(
+        "crashy",
+        airlift_testkit::cluster::FailureMode::CrashLoopBackOff,
+    );
+    let api = Api::new(&cluster);
+    let deploy = |name: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "c", "image": "i:1"}, {"name": "s", "image": "s:1"}]}}}})
+    };
+    for name in ["web", "crashy"] {
+        let (code, v) = api
+            .apply(
+                &format!("/apis/apps/v1/namespaces/default/deployments/{name}"),
+                "t",
+                true,
+                &deploy(name),
+            )
+            .await;
+        assert_eq!(code, 201, "{v}");
+    }
+    // Wait for a running web pod and a crash-looping crashy pod.
+    let mut pods = Value::Null;
+    for _ in 0..200 {
+        pods = api.get("/api/v1/namespaces/default/pods").await.1;
+        let ready = |app: &str, pred: &dyn Fn(&Value) -> bool| {
+            pods["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["metadata"]["labels"]["app"] == app && pred(p))
+        };
+        if ready("web", &|p| p["status"]["phase"] == "Running")
+            && ready("crashy", &|p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "CrashLoopBackOff"
+            })
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let name_of = |app: &str| {
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["metadata"]["labels"]["app"] == app)
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let (web, crashy) = (name_of("web"), name_of("crashy"));
+    let log = |pod: &str, q: &str| format!("/api/v1/namespaces/default/pods/{pod}/log{q}");
+
+    let (code, v) = api.get(&log(&web, "")).await;
+    assert_eq!(code, 400, "two containers need a choice: {v}");
+    assert_eq!(
+        v["message"],
+        format!("a container name must be specified for pod {web}, choose one of: [c s]")
+    );
+    let (code, text) = api.get(&log(&web, "?container=c")).await;
+    assert_eq!(code, 200);
+    assert!(
+        text.as_str().unwrap().contains("starting c (image i:1)"),
+        "{text}"
+    );
+    let (code, text) = api.get(&log(&web, "?container=c&tailLines=1")).await;
+    assert_eq!((code, text.as_str().unwrap().lines().count()), (200, 1));
+    let (code, v) = api.get(&log(&web, "?container=c&previous=true")).await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        v["message"],
+        format!("previous terminated container \"c\" in pod \"{web}\" not found")
+    );
+    let (code, v) = api.get(&log(&web, "?container=nope")).await;
+    assert_eq!(
+        (code, v["message"].as_str().unwrap()),
+        (400, &*format!("container nope is not valid for pod {web}"))
+    );
+    let (code, text) = api.get(&log(&crashy, "?container=c&previous=true")).await;
+    assert_eq!(code, 200);
+    assert!(
+        text.as_str().unwrap().contains("c exited with code 1"),
+        "{text}"
+    );
+
+    // RBAC: pods/log is its own resource.
+    let mut dev = Api::new(&cluster);
+    dev.token = cluster.user_token("dev").unwrap().to_string();
+    let (code, v) = dev.get(&log(&web, "?container=c")).await;
+    assert_eq!(code, 403, "{v}");
+    cluster.grant(
+        "dev",
+        Some("default"),
+        json!([{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]),
+    );
+    assert_eq!(dev.get(&log(&web, "?container=c")).await.0, 200);
+}

@@ -18,6 +18,7 @@ mod defaults;
 mod immutable;
 mod kubeconfig;
 mod kubelet;
+mod logs;
 mod meta;
 mod openapi;
 mod rbac;

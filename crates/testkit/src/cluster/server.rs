@@ -286,11 +286,15 @@ impl Server {
                 ApiError::no_route()
             });
         }
+        let is_log = sub.as_deref() == Some("log") && rt.group.is_empty() && rt.plural == "pods";
         let part = match sub.as_deref() {
             None => Part::Main {
                 has_status: rt.status,
             },
             Some("status") if rt.status => Part::Status,
+            Some("log") if is_log && req.method() == Method::GET => {
+                Part::Main { has_status: false }
+            }
             Some(_) => return Err(ApiError::no_route()),
         };
         let query = Query::parse(req.uri().query().unwrap_or_default());
@@ -327,6 +331,20 @@ impl Server {
             );
         if !allowed {
             return Err(forbidden(user, rt, verb, name.as_deref(), &nsname));
+        }
+        if is_log {
+            let text = super::logs::pod_log(
+                &lock(&self.state),
+                &nsname,
+                &name.unwrap_or_default(),
+                &query,
+            )?;
+            let mut r = Response::new(full(text));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain"),
+            );
+            return Ok(r);
         }
         let body = read_body(req).await?;
         let opts = WriteOpts {
