@@ -374,6 +374,36 @@ pub async fn fit(resolver: &Resolver, object: &Value) -> Result<Fit, ApplyError>
     }
 }
 
+/// [`fit`] for every prepared object, in order; [`ApplyError::Refused`] lists every object that
+/// cannot change in place and is never replaced. Changes nothing: a lifecycle can call it before
+/// it records anything, so a refused upgrade leaves no trace (`apply_set` calls it first too).
+pub async fn fit_all(
+    resolver: &Resolver,
+    objects: &[ManagedObject],
+) -> Result<Vec<Fit>, ApplyError> {
+    let mut fits = Vec::with_capacity(objects.len());
+    let mut refusals = Vec::new();
+    for o in objects {
+        let Some(id) = o.id() else {
+            fits.push(Fit::Create);
+            continue;
+        };
+        let f = fit(resolver, &o.object).await?;
+        if let Fit::Refuse { causes } = &f {
+            refusals.push(Refusal {
+                object: id,
+                causes: causes.clone(),
+            });
+        }
+        fits.push(f);
+    }
+    if refusals.is_empty() {
+        Ok(fits)
+    } else {
+        Err(ApplyError::Refused(refusals))
+    }
+}
+
 /// An object deleted and created again because it could not change in place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replaced {
@@ -416,25 +446,7 @@ pub async fn apply_set(
     progress: &dyn Progress,
     applied: &mut Vec<ObjectRef>,
 ) -> Result<ApplyReport, ApplyError> {
-    let mut fits = Vec::with_capacity(objects.len());
-    let mut refusals = Vec::new();
-    for o in objects {
-        let Some(id) = o.id() else {
-            fits.push(Fit::Create);
-            continue;
-        };
-        let f = fit(resolver, &o.object).await?;
-        if let Fit::Refuse { causes } = &f {
-            refusals.push(Refusal {
-                object: id,
-                causes: causes.clone(),
-            });
-        }
-        fits.push(f);
-    }
-    if !refusals.is_empty() {
-        return Err(ApplyError::Refused(refusals));
-    }
+    let fits = fit_all(resolver, objects).await?;
     let mut report = ApplyReport::default();
     // Progress bars count bytes; objects are reported as messages.
     let total = objects.len();
