@@ -482,10 +482,7 @@ pub async fn apply_set(
                 "{id} cannot change in place ({}); replacing it",
                 causes.join("; ")
             ));
-            let live = match live {
-                Some(l) => l,
-                None => Value::Null,
-            };
+            let live = live.unwrap_or(Value::Null);
             let orphaned =
                 crate::replace::replace(resolver, &id, &o.object, &live, crd_timeout).await?;
             report.orphaned.extend(orphaned);

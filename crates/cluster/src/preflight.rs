@@ -381,6 +381,11 @@ async fn needed_access(
             need(&mut out, "", "pods", &obj_ns, &["get", "list"]);
             need(&mut out, "", "events", &obj_ns, &["get", "list"]);
         }
+        if crate::replace::orphans_pods(&id) {
+            // Readiness looks for what a replaced workload left running.
+            need(&mut out, "apps", "replicasets", &obj_ns, &["list"]);
+            need(&mut out, "apps", "controllerrevisions", &obj_ns, &["list"]);
+        }
         need(&mut out, &id.group, &plural, &obj_ns, &VERBS);
     }
     out
