@@ -1,7 +1,7 @@
-//! What an install or upgrade would do, without changing anything: objects to create, change,
-//! replace (they cannot change in place), refuse (PVCs and CRDs that cannot change in place),
-//! (by server-side dry-run apply compared with the live object) and delete, and the images that
-//! are new or changed.
+//! What an install or upgrade would do, without changing anything: objects to create, change
+//! (by server-side dry-run apply compared with the live object), replace (the dry run says they
+//! cannot change in place), refuse (PVCs and CRDs that cannot change in place) and delete, and
+//! the images that are new or changed.
 
 use std::collections::BTreeMap;
 use std::fmt;
