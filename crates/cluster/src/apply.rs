@@ -1,15 +1,23 @@
 //! Ordered server-side apply: labels and namespaces filled in, objects applied phase by phase
 //! with the fixed field manager `airlift` (forced), and every CRD waited for until Established
 //! before anything that uses it.
+//!
+//! Before anything changes, every object that exists is dry-run applied: when the server answers
+//! that it cannot change in place (422 with "field is immutable", "may not change once set" or a
+//! forbidden update), the object is replaced instead (see [`crate::replace`]), except
+//! PersistentVolumeClaims and CRDs, which are refused before any change (replacing them would
+//! delete data).
 
 use std::time::Duration;
 
-use airlift_bundle::Progress;
+use airlift_bundle::{Diagnose, ExitKind, Progress};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::object::{object_ref, sort_for_apply, ManagedObject, ObjectRef, FIELD_MANAGER};
 use crate::resolve::{ResolveError, Resolver};
+use crate::status::ServerError;
 
 /// Errors from applying objects.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +38,7 @@ pub enum ApplyError {
         object: String,
         /// The server's answer.
         #[source]
-        source: kube::Error,
+        source: ServerError,
     },
     /// A CRD did not become Established in time.
     #[error("CRD `{name}` did not become Established within {waited:?}")]
@@ -47,7 +55,7 @@ pub enum ApplyError {
         name: String,
         /// The server's answer.
         #[source]
-        source: kube::Error,
+        source: ServerError,
     },
     /// An object being replaced was not gone in time.
     #[error("{object} was still being deleted after {waited:?}")]
@@ -64,7 +72,7 @@ pub enum ApplyError {
         object: String,
         /// The server's answer.
         #[source]
-        source: kube::Error,
+        source: ServerError,
     },
     /// An object lacks `apiVersion`, `kind` or `metadata.name`.
     #[error("an object of component `{component}` has no apiVersion, kind or metadata.name")]
@@ -79,40 +87,110 @@ pub enum ApplyError {
         object: String,
         /// The server's answer.
         #[source]
-        source: kube::Error,
+        source: ServerError,
     },
+    /// Objects cannot change in place and must not be replaced (it would delete their data);
+    /// nothing was changed.
+    #[error("{}; nothing was changed", refusals_text(.0))]
+    Refused(Vec<Refusal>),
+}
+
+/// An object that cannot change in place and that Airlift refuses to delete and recreate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// The object.
+    pub object: ObjectRef,
+    /// The server's reasons: `field: cause`.
+    pub causes: Vec<String>,
+}
+
+fn refusals_text(refusals: &[Refusal]) -> String {
+    refusals
+        .iter()
+        .map(|r| {
+            let what = if r.object.kind == "PersistentVolumeClaim" {
+                "replacing it would delete its data"
+            } else {
+                "replacing it would delete every custom resource of that kind"
+            };
+            format!(
+                "{} cannot change in place ({}) and {what}",
+                r.object,
+                r.causes.join("; ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl ApplyError {
-    /// How the operator can fix it.
+    /// How the operator can fix it (never a repeat of the message).
     pub fn hint(&self) -> String {
         match self {
             Self::Resolve { source, .. } => source.hint(),
             Self::Apply { source, .. }
             | Self::Delete { source, .. }
-            | Self::Read { source, .. } => match source {
-                kube::Error::Api(s) if s.code == 404 => "the object's namespace does not exist: \
-                    the bundle must create it, or create it before installing"
-                    .into(),
-                kube::Error::Api(s) if s.code == 422 || s.code == 400 => format!(
-                    "the server rejected the object as invalid ({}); the bundle's manifests may \
-                     need a newer Kubernetes version or a configuration value is malformed",
-                    s.message
-                ),
-                other => crate::kubeconfig::api_hint(other),
-            },
+            | Self::Read { source, .. } => server_hint(source),
             Self::CrdNotEstablished { .. } => "check the CRD's conditions \
                 (`kubectl get crd NAME -o yaml`): a NamesAccepted=False condition means its names \
                 clash with another CRD"
                 .into(),
-            Self::CrdStatus { source, .. } => crate::kubeconfig::api_hint(source),
+            Self::CrdStatus { source, .. } => server_hint(source),
             Self::StillDeleting { .. } => "check the object's finalizers \
                 (`kubectl get -o yaml`) and run the command again"
                 .into(),
             Self::NoIdentity { .. } => "every manifest needs apiVersion, kind and metadata.name; \
                 ask the vendor for a fixed bundle"
                 .into(),
+            Self::Refused(refusals) => {
+                if refusals
+                    .iter()
+                    .any(|r| r.causes.iter().any(|c| c.contains("less than previous")))
+                {
+                    "a volume can only grow: set the storage size back to at least its current \
+                     value"
+                        .into()
+                } else if refusals
+                    .iter()
+                    .all(|r| r.object.kind == "PersistentVolumeClaim")
+                {
+                    "keep the claim's storage class, access modes and selector as they are (set \
+                     the configuration back), or use a new claim name and migrate the data into \
+                     it; only resources.requests.storage may grow in place"
+                        .into()
+                } else {
+                    "keep the CRD's scope as it is, or back up its custom resources, delete the \
+                     CRD by hand and run the command again"
+                        .into()
+                }
+            }
         }
+    }
+}
+
+/// What to do about an error the API server returned.
+pub(crate) fn server_hint(source: &ServerError) -> String {
+    match source.code() {
+        Some(404) => "the object's namespace does not exist: the bundle must create it, or \
+            create it before installing"
+            .into(),
+        Some(422) | Some(400) => "the bundle's manifests may need a newer Kubernetes version, \
+            or a configuration value is malformed"
+            .into(),
+        _ => crate::kubeconfig::api_hint(source.inner()),
+    }
+}
+
+impl Diagnose for ApplyError {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            Self::Refused(_) | Self::NoIdentity { .. } => ExitKind::Config,
+            _ => ExitKind::Cluster,
+        }
+    }
+
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
     }
 }
 
@@ -195,13 +273,13 @@ pub async fn apply_one(
         .await
         .map_err(|source| ApplyError::Apply {
             object: id.to_string(),
-            source,
+            source: source.into(),
         })
 }
 
 /// Applies prepared objects in order, waiting for each CRD to be Established (then refreshing
 /// discovery). Every object applied is pushed onto `applied`, also when a later one fails, so a
-/// caller can undo a partial apply.
+/// caller can undo a partial apply. Same as [`apply_set`], without the report.
 pub async fn apply_all(
     resolver: &Resolver,
     objects: &[ManagedObject],
@@ -209,21 +287,209 @@ pub async fn apply_all(
     progress: &dyn Progress,
     applied: &mut Vec<ObjectRef>,
 ) -> Result<(), ApplyError> {
+    apply_set(resolver, objects, crd_timeout, progress, applied)
+        .await
+        .map(|_| ())
+}
+
+/// How an object fits the cluster, found by a server-side dry-run apply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fit {
+    /// It does not exist yet.
+    Create,
+    /// It exists and can be applied in place; `dry` is the dry-run result.
+    InPlace {
+        /// The live object.
+        live: Value,
+        /// What it would become.
+        dry: Value,
+    },
+    /// It exists and cannot change in place; it will be deleted and created again.
+    Replace {
+        /// The live object.
+        live: Value,
+        /// The server's reasons: `field: cause`.
+        causes: Vec<String>,
+    },
+    /// It cannot change in place, and replacing it would lose data (PVC, CRD).
+    Refuse {
+        /// The server's reasons: `field: cause`.
+        causes: Vec<String>,
+    },
+}
+
+/// Whether a 422 cause says "this cannot change in place" (the apiserver's wordings).
+fn is_immutable_cause(message: &str) -> bool {
+    [
+        "immutable",
+        "may not change once set",
+        "updates to ",
+        "can not be less than",
+    ]
+    .iter()
+    .any(|p| message.contains(p))
+}
+
+/// The causes of a 422 when all say the object cannot change in place.
+fn immutable_causes(e: &ApplyError) -> Option<Vec<String>> {
+    let ApplyError::Apply { source, .. } = e else {
+        return None;
+    };
+    if source.code() != Some(422) {
+        return None;
+    }
+    let causes = source.causes();
+    (!causes.is_empty() && causes.iter().all(|(_, m)| is_immutable_cause(m))).then(|| {
+        causes
+            .iter()
+            .map(|(f, m)| format!("{f}: {}", crate::status::cause_text(m)))
+            .collect()
+    })
+}
+
+/// Kinds whose replacement would delete data: refused instead.
+fn never_replaced(id: &ObjectRef) -> bool {
+    (id.group.is_empty() && id.kind == "PersistentVolumeClaim")
+        || (id.group == "apiextensions.k8s.io" && id.kind == "CustomResourceDefinition")
+}
+
+/// Reads `object` (prepared) from the cluster and dry-run applies it. Changes nothing.
+pub async fn fit(resolver: &Resolver, object: &Value) -> Result<Fit, ApplyError> {
+    let id = object_ref(object).ok_or_else(|| ApplyError::NoIdentity {
+        component: String::new(),
+    })?;
+    let Some(live) = get_live(resolver, &id).await? else {
+        return Ok(Fit::Create);
+    };
+    match apply_one(resolver, object, true).await {
+        Ok(dry) => Ok(Fit::InPlace {
+            live,
+            dry: serde_json::to_value(dry).unwrap_or(Value::Null),
+        }),
+        Err(e) => match immutable_causes(&e) {
+            Some(causes) if never_replaced(&id) => Ok(Fit::Refuse { causes }),
+            Some(causes) => Ok(Fit::Replace { live, causes }),
+            None => Err(e),
+        },
+    }
+}
+
+/// [`fit`] for every prepared object, in order; [`ApplyError::Refused`] lists every object that
+/// cannot change in place and is never replaced. Changes nothing: a lifecycle can call it before
+/// it records anything, so a refused upgrade leaves no trace (`apply_set` calls it first too).
+pub async fn fit_all(
+    resolver: &Resolver,
+    objects: &[ManagedObject],
+) -> Result<Vec<Fit>, ApplyError> {
+    let mut fits = Vec::with_capacity(objects.len());
+    let mut refusals = Vec::new();
+    for o in objects {
+        let Some(id) = o.id() else {
+            fits.push(Fit::Create);
+            continue;
+        };
+        let f = fit(resolver, &o.object).await?;
+        if let Fit::Refuse { causes } = &f {
+            refusals.push(Refusal {
+                object: id,
+                causes: causes.clone(),
+            });
+        }
+        fits.push(f);
+    }
+    if refusals.is_empty() {
+        Ok(fits)
+    } else {
+        Err(ApplyError::Refused(refusals))
+    }
+}
+
+/// An object deleted and created again because it could not change in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replaced {
+    /// The object.
+    pub object: ObjectRef,
+    /// The server's reasons: `field: cause`.
+    pub causes: Vec<String>,
+}
+
+/// What [`apply_set`] did, object by object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    /// Objects that did not exist.
+    pub created: Vec<ObjectRef>,
+    /// Objects changed in place.
+    pub changed: Vec<ObjectRef>,
+    /// Objects the apply left as they were.
+    pub unchanged: Vec<ObjectRef>,
+    /// Objects deleted and created again.
+    pub replaced: Vec<Replaced>,
+    /// ReplicaSets, Pods and ControllerRevisions of replaced workloads, left running (orphaned)
+    /// so the old version keeps serving; [`crate::replace::cleanup_orphans`] deletes them once
+    /// the new workload is ready.
+    pub orphaned: Vec<ObjectRef>,
+}
+
+/// Applies prepared objects in order, like [`apply_all`], and reports what it did.
+///
+/// First every existing object is dry-run applied ([`fit`]); if any PVC or CRD cannot change in
+/// place, nothing is changed and [`ApplyError::Refused`] lists them all. Then objects are
+/// applied in order; one that cannot change in place is replaced ([`crate::replace::replace`]):
+/// Deployments, DaemonSets and ReplicaSets are deleted with `propagationPolicy=Orphan` so their
+/// Pods keep serving until the lifecycle calls [`crate::replace::cleanup_orphans`] after
+/// readiness (which [`crate::readiness::wait_ready`] does itself); anything else is deleted
+/// (Background) and created again.
+pub async fn apply_set(
+    resolver: &Resolver,
+    objects: &[ManagedObject],
+    crd_timeout: Duration,
+    progress: &dyn Progress,
+    applied: &mut Vec<ObjectRef>,
+) -> Result<ApplyReport, ApplyError> {
+    let fits = fit_all(resolver, objects).await?;
+    let mut report = ApplyReport::default();
     // Progress bars count bytes; objects are reported as messages.
     let total = objects.len();
-    for (i, o) in objects.iter().enumerate() {
+    for (i, (o, f)) in objects.iter().zip(fits).enumerate() {
         let Some(id) = o.id() else { continue };
-        match apply_one(resolver, &o.object, false).await {
-            Ok(_) => {}
-            Err(ApplyError::Apply {
-                source: kube::Error::Api(s),
-                ..
-            }) if s.code == 422 && is_replaceable_job(&id) && s.message.contains("immutable") => {
-                // A Job's pod template cannot change: replace the Job, as an upgrade must.
-                progress.message(&format!("{id} has an immutable template; replacing it"));
-                replace_job(resolver, &id, &o.object, crd_timeout).await?;
-            }
-            Err(e) => return Err(e),
+        let (live, causes) = match f {
+            Fit::Replace { live, causes } => (Some(live), Some(causes)),
+            Fit::InPlace { live, .. } => (Some(live), None),
+            _ => (None, None),
+        };
+        let causes = match causes {
+            Some(c) => Some(c),
+            None => match apply_one(resolver, &o.object, false).await {
+                Ok(done) => {
+                    let rv = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+                    let done = serde_json::to_value(done).unwrap_or(Value::Null);
+                    match &live {
+                        None => report.created.push(id.clone()),
+                        Some(l) if rv(l) == rv(&done) => report.unchanged.push(id.clone()),
+                        Some(_) => report.changed.push(id.clone()),
+                    }
+                    None
+                }
+                // It changed between the dry run and now: still replaceable.
+                Err(e) => match (immutable_causes(&e), &live) {
+                    (Some(c), Some(_)) if !never_replaced(&id) => Some(c),
+                    _ => return Err(e),
+                },
+            },
+        };
+        if let Some(causes) = causes {
+            progress.message(&format!(
+                "{id} cannot change in place ({}); replacing it",
+                causes.join("; ")
+            ));
+            let live = live.unwrap_or(Value::Null);
+            let orphaned =
+                crate::replace::replace(resolver, &id, &o.object, &live, crd_timeout).await?;
+            report.orphaned.extend(orphaned);
+            report.replaced.push(Replaced {
+                object: id.clone(),
+                causes,
+            });
         }
         if !applied.contains(&id) {
             applied.push(id.clone());
@@ -234,49 +500,7 @@ pub async fn apply_all(
             resolver.refresh().await;
         }
     }
-    Ok(())
-}
-
-fn is_replaceable_job(id: &ObjectRef) -> bool {
-    id.group == "batch" && id.kind == "Job"
-}
-
-/// Deletes a Job (and its Pods), waits until it is gone, and applies it anew.
-async fn replace_job(
-    resolver: &Resolver,
-    id: &ObjectRef,
-    object: &Value,
-    timeout: Duration,
-) -> Result<(), ApplyError> {
-    let (api, _) = resolver
-        .api_for(id, "default")
-        .await
-        .map_err(|source| ApplyError::Resolve {
-            object: id.to_string(),
-            source,
-        })?;
-    match api.delete(&id.name, &DeleteParams::foreground()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(source) => {
-            return Err(ApplyError::Delete {
-                object: id.to_string(),
-                source,
-            })
-        }
-    }
-    let start = tokio::time::Instant::now();
-    while get_live(resolver, id).await?.is_some() {
-        if start.elapsed() >= timeout {
-            return Err(ApplyError::StillDeleting {
-                object: id.to_string(),
-                waited: timeout,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    apply_one(resolver, object, false).await?;
-    Ok(())
+    Ok(report)
 }
 
 /// Polls a CRD until its `Established` condition is `True`.
@@ -307,7 +531,7 @@ pub async fn wait_crd_established(
             .await
             .map_err(|source| ApplyError::CrdStatus {
                 name: name.to_string(),
-                source,
+                source: source.into(),
             })?;
         let established = crd
             .data
@@ -353,7 +577,7 @@ pub async fn delete_one(resolver: &Resolver, id: &ObjectRef) -> Result<bool, App
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(source) => Err(ApplyError::Delete {
             object: id.to_string(),
-            source,
+            source: source.into(),
         }),
     }
 }
@@ -377,7 +601,7 @@ pub async fn get_live(resolver: &Resolver, id: &ObjectRef) -> Result<Option<Valu
         Ok(None) => Ok(None),
         Err(source) => Err(ApplyError::Read {
             object: id.to_string(),
-            source,
+            source: source.into(),
         }),
     }
 }

@@ -16,7 +16,9 @@ pub mod plan;
 pub mod preflight;
 pub mod readiness;
 pub mod release;
+pub mod replace;
 pub mod resolve;
+pub mod status;
 
 pub use kubeconfig::{Cluster, ClusterTarget, ConnectError, ConnectOptions};
 pub use object::{ManagedObject, ObjectRef};

@@ -1,6 +1,7 @@
 //! What an install or upgrade would do, without changing anything: objects to create, change
-//! (by server-side dry-run apply compared with the live object) and delete, and the images that
-//! are new or changed.
+//! (by server-side dry-run apply compared with the live object), replace (the dry run says they
+//! cannot change in place), refuse (PVCs and CRDs that cannot change in place) and delete, and
+//! the images that are new or changed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,7 +9,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::apply::{apply_one, get_live, ApplyError};
+use crate::apply::{fit, ApplyError, Fit, Refusal, Replaced};
 use crate::object::{ManagedObject, ObjectRef};
 use crate::resolve::Resolver;
 
@@ -41,6 +42,11 @@ pub struct Plan {
     pub create: Vec<ObjectRef>,
     /// Objects that exist and would change.
     pub change: Vec<Change>,
+    /// Objects that cannot change in place: deleted and created again, with the server's reasons.
+    pub replace: Vec<Replaced>,
+    /// Objects that cannot change in place and are never replaced (PVCs, CRDs): applying
+    /// refuses before changing anything.
+    pub refuse: Vec<Refusal>,
     /// Objects in the current release that the new set no longer has.
     pub delete: Vec<ObjectRef>,
     /// Objects that exist and would not change.
@@ -106,7 +112,11 @@ impl ConfigDiff {
 impl Plan {
     /// Whether applying would change nothing.
     pub fn is_empty(&self) -> bool {
-        self.create.is_empty() && self.change.is_empty() && self.delete.is_empty()
+        self.create.is_empty()
+            && self.change.is_empty()
+            && self.replace.is_empty()
+            && self.refuse.is_empty()
+            && self.delete.is_empty()
     }
 }
 
@@ -117,6 +127,17 @@ impl fmt::Display for Plan {
         }
         for c in &self.change {
             writeln!(f, "~ change {} ({})", c.object, c.fields.join(", "))?;
+        }
+        for r in &self.replace {
+            writeln!(f, "± replace {} ({})", r.object, r.causes.join("; "))?;
+        }
+        for r in &self.refuse {
+            writeln!(
+                f,
+                "! refuse {} ({}): it cannot change in place and is never deleted to replace it",
+                r.object,
+                r.causes.join("; ")
+            )?;
         }
         for o in &self.delete {
             writeln!(f, "- delete {o}")?;
@@ -147,12 +168,17 @@ impl fmt::Display for Plan {
         }
         write!(
             f,
-            "{} to create, {} to change, {} to delete, {} unchanged",
+            "{} to create, {} to change, {} to replace, {} to delete, {} unchanged",
             self.create.len(),
             self.change.len(),
+            self.replace.len(),
             self.delete.len(),
             self.unchanged.len()
-        )
+        )?;
+        if !self.refuse.is_empty() {
+            write!(f, "; {} refused", self.refuse.len())?;
+        }
+        Ok(())
     }
 }
 
@@ -266,10 +292,9 @@ pub async fn plan(
     let mut plan = Plan::default();
     for o in prepared {
         let Some(id) = o.id() else { continue };
-        let live = get_live(resolver, &id).await?;
         let new_images = container_images(&o.object);
-        match &live {
-            None => {
+        let live = match fit(resolver, &o.object).await? {
+            Fit::Create => {
                 plan.create.push(id.clone());
                 for (container, to) in new_images {
                     plan.images.push(ImageChange {
@@ -279,12 +304,25 @@ pub async fn plan(
                         to,
                     });
                 }
+                continue;
             }
-            Some(live) => {
-                let dry = apply_one(resolver, &o.object, true).await?;
-                let dry = serde_json::to_value(dry).unwrap_or(Value::Null);
+            Fit::Refuse { causes } => {
+                plan.refuse.push(Refusal {
+                    object: id.clone(),
+                    causes,
+                });
+                continue;
+            }
+            Fit::Replace { live, causes } => {
+                plan.replace.push(Replaced {
+                    object: id.clone(),
+                    causes,
+                });
+                live
+            }
+            Fit::InPlace { live, dry } => {
                 let mut fields = Vec::new();
-                diff_paths(&normalize(live), &normalize(&dry), "", &mut fields, 20);
+                diff_paths(&normalize(&live), &normalize(&dry), "", &mut fields, 20);
                 if fields.is_empty() {
                     plan.unchanged.push(id.clone());
                 } else {
@@ -293,18 +331,19 @@ pub async fn plan(
                         fields,
                     });
                 }
-                let old_images = container_images(live);
-                for (container, to) in new_images {
-                    let from = old_images.get(&container).cloned();
-                    if from.as_ref() != Some(&to) {
-                        plan.images.push(ImageChange {
-                            workload: id.clone(),
-                            container,
-                            from,
-                            to,
-                        });
-                    }
-                }
+                live
+            }
+        };
+        let old_images = container_images(&live);
+        for (container, to) in new_images {
+            let from = old_images.get(&container).cloned();
+            if from.as_ref() != Some(&to) {
+                plan.images.push(ImageChange {
+                    workload: id.clone(),
+                    container,
+                    from,
+                    to,
+                });
             }
         }
     }

@@ -1,12 +1,15 @@
 //! Preflight, before any change: the server version is inside the bundle's range, every node's
 //! platform is covered, the user may create/patch/get/list/delete everything the install touches
-//! (SelfSubjectAccessReview), and the required storage classes and CRDs exist. Every check runs;
-//! every failure is reported at once, each with a fix.
+//! (SelfSubjectAccessReview), including what the engine itself needs in the release namespace
+//! (release records in Secrets, the release lock in a Lease, creating the namespace when it does
+//! not exist), and the required storage classes and CRDs exist. Every check runs; every failure
+//! is reported at once, each with a fix.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use airlift_bundle::schema::common::{Platform, Requirements};
+use airlift_bundle::{Diagnose, ExitKind};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -19,10 +22,15 @@ use serde_json::Value;
 
 use crate::object::ManagedObject;
 use crate::resolve::Resolver;
+use crate::status::ServerError;
 
 /// The verbs an install needs on every kind it applies: apply is `patch` (and `create`),
 /// readiness and plan `get`/`list`, prune and uninstall `delete`.
 pub const VERBS: [&str; 5] = ["create", "patch", "get", "list", "delete"];
+
+/// The verbs the engine needs on its own records (Secrets) and lock (Lease) in the release
+/// namespace.
+pub const RECORD_VERBS: [&str; 6] = ["get", "list", "create", "update", "patch", "delete"];
 
 /// One preflight check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,6 +127,16 @@ impl PreflightError {
     }
 }
 
+impl Diagnose for PreflightError {
+    fn exit_kind(&self) -> ExitKind {
+        ExitKind::Preflight
+    }
+
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
+    }
+}
+
 /// What preflight checks against.
 pub struct PreflightInput<'a> {
     /// The bundle's requirements.
@@ -154,7 +172,7 @@ pub async fn preflight(
     match client.apiserver_version().await {
         Err(e) => report.checks.push(Check::fail(
             name,
-            format!("cannot read /version: {e}"),
+            format!("cannot read /version: {}", crate::status::describe(&e)),
             crate::kubeconfig::api_hint(&e),
         )),
         Ok(info) => match (
@@ -221,7 +239,7 @@ pub async fn preflight(
             )),
             Err(e) => report.checks.push(Check::fail(
                 name,
-                format!("cannot read it: {e}"),
+                format!("cannot read it: {}", crate::status::describe(&e)),
                 crate::kubeconfig::api_hint(&e),
             )),
         }
@@ -242,7 +260,7 @@ async fn check_nodes(client: &kube::Client, platforms: &[Platform]) -> Check {
         Err(e) => {
             return Check::fail(
                 name,
-                format!("cannot list nodes: {e}"),
+                format!("cannot list nodes: {}", crate::status::describe(&e)),
                 "grant `list` on nodes to this user so platforms can be checked",
             )
         }
@@ -300,16 +318,43 @@ async fn check_nodes(client: &kube::Client, platforms: &[Platform]) -> Check {
     )
 }
 
-/// (group, resource, namespace) triples the install touches.
+/// A permission the install needs: (group, resource, namespace, name) and its verbs.
+type Needed = BTreeMap<(String, String, String, String), Vec<&'static str>>;
+
+fn need(out: &mut Needed, group: &str, resource: &str, ns: &str, verbs: &[&'static str]) {
+    let have = out
+        .entry((group.into(), resource.into(), ns.into(), String::new()))
+        .or_default();
+    for v in verbs {
+        if !have.contains(v) {
+            have.push(v);
+        }
+    }
+}
+
+/// What the engine itself needs in the release namespace `ns`: its records (Secrets), its lock
+/// (a Lease), reading the namespace, and creating it when it does not exist.
+async fn engine_access(resolver: &Resolver, ns: &str, out: &mut Needed) {
+    need(out, "", "secrets", ns, &RECORD_VERBS);
+    need(out, "coordination.k8s.io", "leases", ns, &RECORD_VERBS);
+    out.entry((String::new(), "namespaces".into(), String::new(), ns.into()))
+        .or_default()
+        .push("get");
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(resolver.client().clone());
+    if let Ok(None) = api.get_opt(ns).await {
+        need(out, "", "namespaces", "", &["create"]);
+    }
+}
+
+/// Everything the install touches, with the verbs it needs.
 async fn needed_access(
     resolver: &Resolver,
     input: &PreflightInput<'_>,
     checks: &mut Vec<Check>,
-) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
+) -> Needed {
+    let mut out = Needed::new();
     let ns = input.namespace.to_string();
-    // Release records, and what readiness reads.
-    out.insert((String::new(), "secrets".into(), ns.clone()));
+    engine_access(resolver, &ns, &mut out).await;
     for o in input.objects {
         let Some(id) = o.id() else { continue };
         let resolved = resolver.resolve(&id.api_version(), &id.kind).await;
@@ -333,10 +378,15 @@ async fn needed_access(
             String::new()
         };
         if crate::object::is_workload(&id.group, &id.kind) {
-            out.insert((String::new(), "pods".into(), obj_ns.clone()));
-            out.insert((String::new(), "events".into(), obj_ns.clone()));
+            need(&mut out, "", "pods", &obj_ns, &["get", "list"]);
+            need(&mut out, "", "events", &obj_ns, &["get", "list"]);
         }
-        out.insert((id.group.clone(), plural, obj_ns));
+        if crate::replace::orphans_pods(&id) {
+            // Readiness looks for what a replaced workload left running.
+            need(&mut out, "apps", "replicasets", &obj_ns, &["list"]);
+            need(&mut out, "apps", "controllerrevisions", &obj_ns, &["list"]);
+        }
+        need(&mut out, &id.group, &plural, &obj_ns, &VERBS);
     }
     out
 }
@@ -361,15 +411,18 @@ fn crd_in_set(objects: &[ManagedObject], group: &str, kind: &str) -> Option<(Str
 async fn check_rbac(resolver: &Resolver, input: &PreflightInput<'_>) -> Vec<Check> {
     let mut checks = Vec::new();
     let needed = needed_access(resolver, input, &mut checks).await;
+    checks.extend(review_access(resolver, &needed).await);
+    checks
+}
+
+/// Asks the server (SelfSubjectAccessReview) about every needed verb; one failed check per
+/// resource and scope with every verb missing there, or one passing check.
+async fn review_access(resolver: &Resolver, needed: &Needed) -> Vec<Check> {
+    let mut checks = Vec::new();
     let api: Api<SelfSubjectAccessReview> = Api::all(resolver.client().clone());
-    let mut denied: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
+    let mut denied: BTreeMap<(String, String, String, String), Vec<&str>> = BTreeMap::new();
     let mut errors = Vec::new();
-    for (group, resource, ns) in &needed {
-        let verbs: &[&str] = if resource == "pods" || resource == "events" {
-            &["get", "list"]
-        } else {
-            &VERBS
-        };
+    'outer: for ((group, resource, ns, name), verbs) in needed {
         for verb in verbs {
             let review = SelfSubjectAccessReview {
                 spec: SelfSubjectAccessReviewSpec {
@@ -377,6 +430,7 @@ async fn check_rbac(resolver: &Resolver, input: &PreflightInput<'_>) -> Vec<Chec
                         group: Some(group.clone()),
                         resource: Some(resource.clone()),
                         namespace: (!ns.is_empty()).then(|| ns.clone()),
+                        name: (!name.is_empty()).then(|| name.clone()),
                         verb: Some(verb.to_string()),
                         ..Default::default()
                     }),
@@ -387,12 +441,12 @@ async fn check_rbac(resolver: &Resolver, input: &PreflightInput<'_>) -> Vec<Chec
             match api.create(&PostParams::default(), &review).await {
                 Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {}
                 Ok(_) => denied
-                    .entry((group.clone(), resource.clone(), ns.clone()))
+                    .entry((group.clone(), resource.clone(), ns.clone(), name.clone()))
                     .or_default()
                     .push(verb),
                 Err(e) => {
-                    errors.push(e);
-                    break;
+                    errors.push(ServerError::from(e));
+                    break 'outer;
                 }
             }
         }
@@ -401,31 +455,36 @@ async fn check_rbac(resolver: &Resolver, input: &PreflightInput<'_>) -> Vec<Chec
         checks.push(Check::fail(
             "permissions",
             format!("cannot ask the API server for access reviews: {e}"),
-            crate::kubeconfig::api_hint(e),
+            crate::kubeconfig::api_hint(e.inner()),
         ));
     }
-    for ((group, resource, ns), verbs) in &denied {
+    for ((group, resource, ns, name), verbs) in &denied {
         let what = if group.is_empty() {
             resource.clone()
         } else {
             format!("{resource}.{group}")
         };
-        let scope = if ns.is_empty() {
-            "cluster-wide".to_string()
-        } else {
-            format!("in namespace `{ns}`")
+        let scope = match (ns.is_empty(), name.is_empty()) {
+            (true, true) => "cluster-wide".to_string(),
+            (true, false) => format!("named `{name}`"),
+            (false, _) => format!("in namespace `{ns}`"),
         };
         let (kind, ns_flag) = if ns.is_empty() {
             ("clusterrole", String::new())
         } else {
             ("role", format!(" -n {ns}"))
         };
+        let names = if name.is_empty() {
+            String::new()
+        } else {
+            format!(" --resource-name={name}")
+        };
         checks.push(Check::fail(
             format!("permission on {what}"),
             format!("forbidden to {} {what} {scope}", verbs.join("/")),
             format!(
                 "ask a cluster admin to grant it, e.g. `kubectl create {kind} airlift-installer \
-                 --verb={} --resource={what}{ns_flag}` and bind it to your user",
+                 --verb={} --resource={what}{names}{ns_flag}` and bind it to your user",
                 verbs.join(",")
             ),
         ));
@@ -440,6 +499,48 @@ async fn check_rbac(resolver: &Resolver, input: &PreflightInput<'_>) -> Vec<Chec
         ));
     }
     checks
+}
+
+/// When `error` (from reading the release history, or any first request in the release
+/// namespace) is a 403, the preflight failure that explains it: every permission the engine
+/// needs in `namespace` that the user lacks, each with a fix. `None` for any other error.
+///
+/// The installer calls it before reporting a lifecycle error, so a user without rights gets
+/// exit 7 with the missing permissions, not exit 5 with the server's refusal.
+pub async fn forbidden_as_preflight(
+    resolver: &Resolver,
+    namespace: &str,
+    error: &(dyn std::error::Error + 'static),
+) -> Option<PreflightError> {
+    let mut cur = Some(error);
+    let mut forbidden = None;
+    while let Some(e) = cur {
+        let code = match (
+            e.downcast_ref::<kube::Error>(),
+            e.downcast_ref::<ServerError>(),
+        ) {
+            (Some(kube::Error::Api(s)), _) => Some(s.code),
+            (_, Some(s)) => s.code(),
+            _ => None,
+        };
+        if code == Some(403) {
+            forbidden = Some(e.to_string());
+            break;
+        }
+        cur = e.source();
+    }
+    let message = forbidden?;
+    let mut needed = Needed::new();
+    engine_access(resolver, namespace, &mut needed).await;
+    let mut checks = review_access(resolver, &needed).await;
+    if checks.iter().all(|c| c.ok) {
+        checks.push(Check::fail(
+            "permissions",
+            crate::status::shorten(&message, 4 * crate::status::MAX_VALUE),
+            "ask a cluster admin for the RBAC rules the install needs",
+        ));
+    }
+    Some(PreflightError::Failed(PreflightReport { checks }))
 }
 
 /// Storage classes from the requirements and from PVCs / volumeClaimTemplates.
@@ -490,7 +591,10 @@ async fn check_storage_classes(client: &kube::Client, input: &PreflightInput<'_>
         Err(e) => {
             return Some(Check::fail(
                 name,
-                format!("cannot list storage classes: {e}"),
+                format!(
+                    "cannot list storage classes: {}",
+                    crate::status::describe(&e)
+                ),
                 crate::kubeconfig::api_hint(&e),
             ))
         }

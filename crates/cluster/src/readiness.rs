@@ -2,12 +2,19 @@
 //! one is not ready in time the error names it and the reason, read from its Pods (waiting
 //! reasons such as ImagePullBackOff on image X, CrashLoopBackOff, the PodScheduled condition)
 //! and from Warning Events.
+//!
+//! The wait ends early, without waiting for the timeout, when a Pod of a workload cannot start:
+//! an image that cannot be pulled (ImagePullBackOff, ErrImagePull, InvalidImageName,
+//! ErrImageNeverPull) or a container in CrashLoopBackOff that has restarted
+//! [`WaitOptions::crash_restarts`] times. When everything is ready it deletes what replaced
+//! workloads left running ([`crate::replace::cleanup_orphans`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use airlift_bundle::Progress;
+use airlift_bundle::{Diagnose, ExitKind, Progress};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::Value;
@@ -23,6 +30,8 @@ pub struct WaitOptions {
     pub timeout: Duration,
     /// Look this often.
     pub poll: Duration,
+    /// Give up at once when a container in CrashLoopBackOff has restarted this many times.
+    pub crash_restarts: i32,
 }
 
 impl Default for WaitOptions {
@@ -30,6 +39,7 @@ impl Default for WaitOptions {
         Self {
             timeout: Duration::from_secs(300),
             poll: Duration::from_secs(2),
+            crash_restarts: 3,
         }
     }
 }
@@ -58,17 +68,36 @@ impl fmt::Display for NotReady {
 /// Errors from waiting for readiness.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadinessError {
-    /// Workloads were not ready in time (or failed for good, like a failed Job).
-    #[error("{} not ready after {waited:.0?}: {}", plural(.not_ready.len()), join(.not_ready))]
+    /// Workloads were not ready in time, or failed for good (a failed Job, a Pod whose image
+    /// cannot be pulled or that keeps crashing: then `early` is true).
+    #[error("{} {} after {waited:.0?}: {}", plural(.not_ready.len()),
+        if *.early { "failing" } else { "not ready" }, join(.not_ready))]
     NotReady {
         /// How long we waited.
         waited: Duration,
         /// The workloads and why.
         not_ready: Vec<NotReady>,
+        /// Whether the wait ended before the timeout because something failed for good.
+        early: bool,
     },
     /// Reading a workload failed.
     #[error("failed to read workload status")]
     Read(#[source] ApplyError),
+    /// Everything is ready, but deleting what replaced workloads left running failed.
+    #[error(
+        "the workloads are ready, but deleting the pods of the workloads they replaced failed"
+    )]
+    Cleanup(#[source] ApplyError),
+}
+
+impl Diagnose for ReadinessError {
+    fn exit_kind(&self) -> ExitKind {
+        ExitKind::Cluster
+    }
+
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
+    }
 }
 
 fn plural(n: usize) -> String {
@@ -114,7 +143,7 @@ impl ReadinessError {
                         .into()
                 }
             }
-            Self::Read(e) => e.hint(),
+            Self::Read(e) | Self::Cleanup(e) => e.hint(),
         }
     }
 }
@@ -219,7 +248,8 @@ pub fn evaluate(kind: &str, live: &Value) -> State {
     }
 }
 
-/// Waits until every workload among `ids` is ready. Other kinds are ignored.
+/// Waits until every workload among `ids` is ready (other kinds are ignored), then deletes what
+/// replaced workloads left running. Ends early when a Pod cannot start (see the module docs).
 pub async fn wait_ready(
     resolver: &Resolver,
     ids: &[ObjectRef],
@@ -237,17 +267,38 @@ pub async fn wait_ready(
     loop {
         let mut still = Vec::new();
         let mut failed = false;
+        let mut pods_by_ns: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
         for id in pending {
             let live = get_live(resolver, &id)
                 .await
                 .map_err(ReadinessError::Read)?;
-            let (state, live) = match live {
+            let (mut state, live) = match live {
                 Some(live) => (evaluate(&id.kind, &live), live),
                 None => (
                     State::Failed("the object does not exist".into()),
                     Value::Null,
                 ),
             };
+            if let (State::Progressing(_), Some(ns)) = (&state, id.namespace.as_deref()) {
+                if !pods_by_ns.contains_key(ns) {
+                    let pods = list_pods(resolver, ns).await;
+                    pods_by_ns.insert(ns.to_string(), pods);
+                }
+                let pods = pods_by_ns.get(ns).map(Vec::as_slice).unwrap_or_default();
+                let failing: Vec<&Pod> = pods_of(pods, &id, &live)
+                    .into_iter()
+                    .filter(|p| cannot_start(p, options.crash_restarts).is_some())
+                    .collect();
+                // Only Pods of the current template count: a rollback's wait must not end on
+                // the failed version's Pods that are about to go away.
+                if let Some(why) = current(resolver, &id, &live, failing)
+                    .await
+                    .into_iter()
+                    .find_map(|p| cannot_start(p, options.crash_restarts))
+                {
+                    state = State::Failed(why);
+                }
+            }
             match &state {
                 State::Ready => {
                     progress.message(&format!("{id} is ready"));
@@ -262,6 +313,14 @@ pub async fn wait_ready(
         }
         pending = still;
         if pending.is_empty() {
+            let gone = crate::replace::cleanup_orphans(resolver, ids)
+                .await
+                .map_err(ReadinessError::Cleanup)?;
+            for g in gone {
+                progress.message(&format!(
+                    "deleted {g}, left running by the object it replaced"
+                ));
+            }
             return Ok(());
         }
         if failed || start.elapsed() >= options.timeout {
@@ -284,21 +343,149 @@ pub async fn wait_ready(
             return Err(ReadinessError::NotReady {
                 waited: start.elapsed(),
                 not_ready,
+                early: failed,
             });
         }
         tokio::time::sleep(options.poll).await;
     }
 }
 
-/// Reasons a workload is not ready, from its Pods and from Warning Events about it or its Pods.
-/// Best effort: read errors yield fewer reasons, never a failure.
-pub async fn diagnose(resolver: &Resolver, id: &ObjectRef, live: &Value) -> Vec<String> {
-    let Some(ns) = id.namespace.as_deref() else {
-        return Vec::new();
+/// Why a Pod cannot start without someone fixing something: an image that cannot be pulled, or
+/// a container in CrashLoopBackOff that restarted at least `crash_restarts` times.
+pub fn cannot_start(pod: &Pod, crash_restarts: i32) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find_map(|cs| {
+            let reason = cs.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
+            match reason.as_str() {
+                "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull" => {
+                    Some(format!(
+                        "pod {name} cannot pull image {} ({reason})",
+                        cs.image
+                    ))
+                }
+                "CrashLoopBackOff" if cs.restart_count >= crash_restarts => Some(format!(
+                    "container {} of pod {name} keeps crashing ({} restarts)",
+                    cs.name, cs.restart_count
+                )),
+                _ => None,
+            }
+        })
+}
+
+/// The Pods among `pods` that run the workload's current template: for a Deployment those of
+/// its newest ReplicaSet, for a StatefulSet those of its update revision, for a Job all, else
+/// (or when those cannot be read) those whose containers run the template's images.
+async fn current<'a>(
+    resolver: &Resolver,
+    id: &ObjectRef,
+    live: &Value,
+    pods: Vec<&'a Pod>,
+) -> Vec<&'a Pod> {
+    if pods.is_empty() || id.kind == "Job" {
+        return pods;
+    }
+    let label_is = |pods: Vec<&'a Pod>, key: &str, value: &str| -> Vec<&'a Pod> {
+        pods.into_iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(key))
+                    .is_some_and(|v| v == value)
+            })
+            .collect()
     };
-    let client = resolver.client().clone();
-    let selector: BTreeMap<String, String> = live
-        .pointer("/spec/selector/matchLabels")
+    match id.kind.as_str() {
+        "Deployment" => {
+            if let Some(hash) = newest_template_hash(resolver, id, live).await {
+                return label_is(pods, "pod-template-hash", &hash);
+            }
+        }
+        "StatefulSet" => {
+            if let Some(rev) = live
+                .pointer("/status/updateRevision")
+                .and_then(Value::as_str)
+            {
+                return label_is(pods, "controller-revision-hash", rev);
+            }
+        }
+        _ => {}
+    }
+    let images = |containers: Option<&Value>| -> BTreeMap<String, String> {
+        containers
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some((
+                    c.get("name")?.as_str()?.to_string(),
+                    c.get("image")?.as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    };
+    let want = images(live.pointer("/spec/template/spec/containers"));
+    pods.into_iter()
+        .filter(|p| {
+            let have: BTreeMap<String, String> = p
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .filter_map(|c| Some((c.name.clone(), c.image.clone()?)))
+                .collect();
+            have == want
+        })
+        .collect()
+}
+
+/// The `pod-template-hash` of a Deployment's ReplicaSet for its current revision.
+async fn newest_template_hash(resolver: &Resolver, id: &ObjectRef, live: &Value) -> Option<String> {
+    let ns = id.namespace.as_deref()?;
+    let uid = live.pointer("/metadata/uid")?.as_str()?;
+    let revision = live
+        .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")?
+        .as_str()?;
+    let api: Api<ReplicaSet> = Api::namespaced(resolver.client().clone(), ns);
+    let list = api.list(&ListParams::default()).await.ok()?;
+    list.items.into_iter().find_map(|rs| {
+        let owned = rs
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid);
+        let same = rs
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+            .is_some_and(|r| r == revision);
+        if owned && same {
+            rs.metadata.labels?.get("pod-template-hash").cloned()
+        } else {
+            None
+        }
+    })
+}
+
+/// Every Pod in `ns`; a read error yields none (the caller only looks for failures).
+async fn list_pods(resolver: &Resolver, ns: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(resolver.client().clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// The label selector of a workload (a Job without one selects `job-name`).
+fn selector_of(id: &ObjectRef, live: &Value) -> BTreeMap<String, String> {
+    live.pointer("/spec/selector/matchLabels")
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -311,23 +498,34 @@ pub async fn diagnose(resolver: &Resolver, id: &ObjectRef, live: &Value) -> Vec<
             } else {
                 BTreeMap::new()
             }
-        });
-    let pods: Vec<Pod> = if selector.is_empty() {
-        Vec::new()
-    } else {
-        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-        match api.list(&ListParams::default()).await {
-            Ok(list) => list
-                .items
-                .into_iter()
-                .filter(|p| {
-                    let labels = p.metadata.labels.clone().unwrap_or_default();
-                    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        }
+        })
+}
+
+/// The Pods among `pods` that the workload selects.
+fn pods_of<'a>(pods: &'a [Pod], id: &ObjectRef, live: &Value) -> Vec<&'a Pod> {
+    let selector = selector_of(id, live);
+    if selector.is_empty() {
+        return Vec::new();
+    }
+    pods.iter()
+        .filter(|p| {
+            let labels = p.metadata.labels.as_ref();
+            selector
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        })
+        .collect()
+}
+
+/// Reasons a workload is not ready, from its Pods and from Warning Events about it or its Pods.
+/// Best effort: read errors yield fewer reasons, never a failure.
+pub async fn diagnose(resolver: &Resolver, id: &ObjectRef, live: &Value) -> Vec<String> {
+    let Some(ns) = id.namespace.as_deref() else {
+        return Vec::new();
     };
+    let client = resolver.client().clone();
+    let all = list_pods(resolver, ns).await;
+    let pods: Vec<&Pod> = pods_of(&all, id, live);
     let mut reasons = Vec::new();
     for pod in &pods {
         for r in pod_reasons(pod) {

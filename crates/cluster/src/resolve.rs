@@ -37,8 +37,18 @@ pub enum ResolveError {
         api_version: String,
         /// What went wrong.
         #[source]
-        source: kube::Error,
+        source: crate::status::ServerError,
     },
+}
+
+impl airlift_bundle::Diagnose for ResolveError {
+    fn exit_kind(&self) -> airlift_bundle::ExitKind {
+        airlift_bundle::ExitKind::Cluster
+    }
+
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
+    }
 }
 
 impl ResolveError {
@@ -50,7 +60,7 @@ impl ResolveError {
                  cluster's Kubernetes version supports it"
                     .into()
             }
-            Self::Discovery { source, .. } => crate::kubeconfig::api_hint(source),
+            Self::Discovery { source, .. } => crate::kubeconfig::api_hint(source.inner()),
         }
     }
 }
@@ -129,7 +139,7 @@ impl Resolver {
                 Err(source) => {
                     return Err(ResolveError::Discovery {
                         api_version: api_version.to_string(),
-                        source,
+                        source: source.into(),
                     })
                 }
             };

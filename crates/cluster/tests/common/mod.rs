@@ -55,6 +55,7 @@ impl Env {
             wait: WaitOptions {
                 timeout: Duration::from_secs(secs),
                 poll: Duration::from_millis(300),
+                ..WaitOptions::default()
             },
             ..DeployOptions::default()
         }
@@ -111,6 +112,7 @@ pub fn options() -> DeployOptions {
         wait: WaitOptions {
             timeout: Duration::from_secs(60),
             poll: Duration::from_millis(300),
+            ..WaitOptions::default()
         },
         ..DeployOptions::default()
     }

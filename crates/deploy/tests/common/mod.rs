@@ -162,6 +162,7 @@ pub fn options() -> DeployOptions {
         wait: WaitOptions {
             timeout: Duration::from_secs(60),
             poll: Duration::from_millis(200),
+            ..WaitOptions::default()
         },
         ..DeployOptions::default()
     }

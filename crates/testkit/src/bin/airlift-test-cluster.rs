@@ -31,6 +31,9 @@ struct Args {
     /// Fail Pods whose image contains SUBSTRING: `SUBSTRING=ImagePullBackOff|CrashLoopBackOff|Unschedulable`.
     #[arg(long, value_name = "SUBSTRING=MODE")]
     fail_image: Vec<String>,
+    /// Add a user (and kubeconfig context) of this name, allowed only what RBAC objects grant.
+    #[arg(long, value_name = "NAME")]
+    user: Vec<String>,
     /// Print one line per request to stderr.
     #[arg(long)]
     verbose: bool,
@@ -58,6 +61,7 @@ fn main() -> anyhow::Result<()> {
     let opts = ClusterOptions {
         listen: args.listen,
         log_requests: args.verbose,
+        users: args.user.clone(),
         ..ClusterOptions::default()
     }
     .with_version(&args.version)

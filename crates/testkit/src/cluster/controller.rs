@@ -250,6 +250,10 @@ fn pvcs(state: &mut State) {
         .cloned()
         .collect();
     for pvc in all {
+        if !pvc["metadata"]["deletionTimestamp"].is_null() {
+            release_claim(state, &pvc);
+            continue;
+        }
         if pvc["status"]["phase"] == "Bound" {
             continue;
         }
@@ -258,4 +262,41 @@ fn pvcs(state: &mut State) {
             "capacity": {"storage": storage}});
         set_status(state, "", "persistentvolumeclaims", &pvc, status);
     }
+}
+
+/// The pvc-protection controller: a deleting claim loses its finalizer once no Pod mounts it.
+fn release_claim(state: &mut State, pvc: &Value) {
+    let protected = |f: &Value| f == super::defaults::PVC_PROTECTION;
+    let finalizers = pvc["metadata"]["finalizers"].as_array();
+    if !finalizers.is_some_and(|f| f.iter().any(protected)) {
+        return;
+    }
+    let ns = pvc["metadata"]["namespace"].as_str().unwrap_or_default();
+    let name = &pvc["metadata"]["name"];
+    let in_use = state.store.list("", "pods", Some(ns)).into_iter().any(|p| {
+        p["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| &v["persistentVolumeClaim"]["claimName"] == name)
+    });
+    if in_use {
+        return;
+    }
+    let Some(t) = rt(state, "", "persistentvolumeclaims") else {
+        return;
+    };
+    let mut new = pvc.clone();
+    if let Some(f) = new["metadata"]["finalizers"].as_array_mut() {
+        f.retain(|x| !protected(x));
+    }
+    if let Some(m) = new["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    let ns = ns.to_string();
+    let name = name.as_str().unwrap_or_default().to_string();
+    let part = super::apply::Part::Main {
+        has_status: t.status,
+    };
+    let _ = state.replace(&t, &ns, &name, new, &opts(), part);
 }

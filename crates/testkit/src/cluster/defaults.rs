@@ -51,10 +51,15 @@ pub(crate) fn admit(
         ("", "services") => {
             let spec = &mut obj["spec"];
             set_default(spec, "type", "ClusterIP".into());
+            let external = spec["type"] == "ExternalName";
+            // An IP allocated before is kept, unless either side is ExternalName (which has none).
             let old_ip = old
+                .filter(|o| o["spec"]["type"] != "ExternalName")
                 .map(|o| o["spec"]["clusterIP"].clone())
                 .unwrap_or(Value::Null);
-            if spec["clusterIP"].is_null() || spec["clusterIP"] == "" {
+            if external {
+                set_default(spec, "sessionAffinity", "None".into());
+            } else if spec["clusterIP"].is_null() || spec["clusterIP"] == "" {
                 spec["clusterIP"] = if old_ip.is_null() {
                     let n: u16 = rand::random();
                     format!("10.96.{}.{}", n >> 8, (n & 0xff).max(2)).into()
@@ -62,11 +67,13 @@ pub(crate) fn admit(
                     old_ip
                 };
             }
-            if spec["clusterIP"] != "None" {
+            if !external {
                 spec["clusterIPs"] = json!([spec["clusterIP"].clone()]);
+                set_default(spec, "sessionAffinity", "None".into());
+                set_default(spec, "ipFamilies", json!(["IPv4"]));
+                set_default(spec, "ipFamilyPolicy", "SingleStack".into());
+                set_default(spec, "internalTrafficPolicy", "Cluster".into());
             }
-            set_default(spec, "sessionAffinity", "None".into());
-            set_default(spec, "ipFamilies", json!(["IPv4"]));
             for p in spec["ports"].as_array_mut().into_iter().flatten() {
                 set_default(p, "protocol", "TCP".into());
                 let port = p["port"].clone();
@@ -75,9 +82,20 @@ pub(crate) fn admit(
             set_default(obj, "status", json!({"loadBalancer": {}}));
         }
         ("", "persistentvolumeclaims") => {
+            set_default(&mut obj["spec"], "volumeMode", "Filesystem".into());
+            if old.is_none() {
+                // The DefaultStorageClass and StorageObjectInUseProtection admission plugins.
+                if obj["spec"]["storageClassName"].is_null() {
+                    if let Some(class) = default_storage_class(state) {
+                        obj["spec"]["storageClassName"] = class.into();
+                    }
+                }
+                add_finalizer(obj, PVC_PROTECTION);
+            }
             set_default(obj, "status", json!({"phase": "Pending"}));
         }
         ("", "pods") => {
+            pod_spec(&mut obj["spec"]);
             set_default(obj, "status", json!({"phase": "Pending"}));
         }
         ("apps", "deployments") => {
@@ -90,18 +108,70 @@ pub(crate) fn admit(
                 "strategy",
                 json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
             );
+            if spec["strategy"]["type"] == "RollingUpdate" {
+                set_default(
+                    &mut spec["strategy"],
+                    "rollingUpdate",
+                    json!({"maxSurge": "25%", "maxUnavailable": "25%"}),
+                );
+            }
+            template(&mut spec["template"]);
             check_selector(rt, &name, obj)?;
         }
-        ("apps", "statefulsets") | ("apps", "replicasets") => {
-            set_default(&mut obj["spec"], "replicas", 1.into());
-            check_selector(rt, &name, obj)?;
-        }
-        ("apps", "daemonsets") => check_selector(rt, &name, obj)?,
-        ("batch", "jobs") => {
+        ("apps", "statefulsets") => {
             let spec = &mut obj["spec"];
-            set_default(spec, "completions", 1.into());
-            set_default(spec, "parallelism", 1.into());
-            set_default(spec, "backoffLimit", 6.into());
+            set_default(spec, "replicas", 1.into());
+            set_default(spec, "podManagementPolicy", "OrderedReady".into());
+            set_default(spec, "revisionHistoryLimit", 10.into());
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            set_default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            for t in spec["volumeClaimTemplates"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                set_default(&mut t["spec"], "volumeMode", "Filesystem".into());
+            }
+            template(&mut spec["template"]);
+            check_selector(rt, &name, obj)?;
+        }
+        ("apps", "replicasets") => {
+            set_default(&mut obj["spec"], "replicas", 1.into());
+            template(&mut obj["spec"]["template"]);
+            check_selector(rt, &name, obj)?;
+        }
+        ("apps", "daemonsets") => {
+            let spec = &mut obj["spec"];
+            set_default(spec, "revisionHistoryLimit", 10.into());
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+            template(&mut spec["template"]);
+            check_selector(rt, &name, obj)?;
+        }
+        ("batch", "cronjobs") => {
+            let spec = &mut obj["spec"];
+            set_default(spec, "concurrencyPolicy", "Allow".into());
+            set_default(spec, "suspend", false.into());
+            set_default(spec, "successfulJobsHistoryLimit", 3.into());
+            set_default(spec, "failedJobsHistoryLimit", 1.into());
+            job_spec(&mut spec["jobTemplate"]["spec"]);
+            check_job_restart_policy(rt, &name, &spec["jobTemplate"]["spec"], "spec.jobTemplate.")?;
+        }
+        ("batch", "jobs") => {
+            job_spec(&mut obj["spec"]);
+            check_job_restart_policy(rt, &name, &obj["spec"], "")?;
+            let spec = &mut obj["spec"];
             if old.is_none() && spec["manualSelector"] != true {
                 let uid = obj["metadata"]["uid"]
                     .as_str()
@@ -159,6 +229,112 @@ pub(crate) fn admit(
         _ => {}
     }
     Ok(())
+}
+
+/// The finalizer the StorageObjectInUseProtection admission plugin puts on every PVC.
+pub(crate) const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+
+fn add_finalizer(obj: &mut Value, finalizer: &str) {
+    let list = &mut obj["metadata"]["finalizers"];
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    if let Some(a) = list.as_array_mut() {
+        if !a.iter().any(|f| f == finalizer) {
+            a.push(finalizer.into());
+        }
+    }
+}
+
+/// The StorageClass annotated `storageclass.kubernetes.io/is-default-class: "true"`.
+fn default_storage_class(state: &State) -> Option<String> {
+    state
+        .store
+        .list("storage.k8s.io", "storageclasses", None)
+        .into_iter()
+        .find(|c| {
+            c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+        })
+        .and_then(|c| c["metadata"]["name"].as_str().map(String::from))
+}
+
+/// `SetDefaults_JobSpec` (1.33): counts, completion mode, suspend, pod replacement policy.
+fn job_spec(spec: &mut Value) {
+    if spec["completions"].is_null() && spec["parallelism"].is_null() {
+        spec["completions"] = 1.into();
+        spec["parallelism"] = 1.into();
+    }
+    set_default(spec, "parallelism", 1.into());
+    set_default(spec, "backoffLimit", 6.into());
+    set_default(spec, "completionMode", "NonIndexed".into());
+    set_default(spec, "suspend", false.into());
+    if spec["podFailurePolicy"].is_null() {
+        set_default(spec, "podReplacementPolicy", "TerminatingOrFailed".into());
+    }
+    template(&mut spec["template"]);
+}
+
+/// A Job's pods must not restart in place: `Always` (the pod default) is not supported.
+fn check_job_restart_policy(
+    rt: &ResourceType,
+    name: &str,
+    spec: &Value,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    let policy = spec["template"]["spec"]["restartPolicy"]
+        .as_str()
+        .unwrap_or_default();
+    if policy == "OnFailure" || policy == "Never" {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        &rt.group,
+        &rt.kind,
+        name,
+        &format!("{prefix}spec.template.spec.restartPolicy"),
+        &format!("Unsupported value: \"{policy}\": supported values: \"OnFailure\", \"Never\""),
+    ))
+}
+
+/// Defaults of a pod template (`SetDefaults_PodSpec` and `SetDefaults_Container`).
+fn template(t: &mut Value) {
+    if t.is_object() {
+        pod_spec(&mut t["spec"]);
+    }
+}
+
+fn pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "restartPolicy", "Always".into());
+    set_default(spec, "terminationGracePeriodSeconds", 30.into());
+    set_default(spec, "dnsPolicy", "ClusterFirst".into());
+    set_default(spec, "schedulerName", "default-scheduler".into());
+    set_default(spec, "securityContext", json!({}));
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_array_mut().into_iter().flatten() {
+            set_default(c, "terminationMessagePath", "/dev/termination-log".into());
+            set_default(c, "terminationMessagePolicy", "File".into());
+            let policy = pull_policy(c["image"].as_str().unwrap_or_default());
+            set_default(c, "imagePullPolicy", policy.into());
+            for p in c["ports"].as_array_mut().into_iter().flatten() {
+                set_default(p, "protocol", "TCP".into());
+            }
+        }
+    }
+}
+
+/// `Always` for `:latest` or an untagged image, else `IfNotPresent`.
+fn pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
 }
 
 fn invalid(rt: &ResourceType, name: &str, message: &str) -> ApiError {

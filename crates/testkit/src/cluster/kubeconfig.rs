@@ -10,15 +10,29 @@ use super::ClusterError;
 /// The name used for the cluster, the user and the context in the kubeconfig.
 pub const CONTEXT_NAME: &str = "airlift-test";
 
-/// Renders a kubeconfig: the cluster's CA data, its server URL and a bearer-token user.
-pub(crate) fn render(url: &str, ca_pem: &str, token: &str) -> Result<String, ClusterError> {
+/// Renders a kubeconfig: the cluster's CA data, its server URL and a bearer-token user (the
+/// current context), plus one user and context named after each extra user (`(token, name)`).
+pub(crate) fn render(
+    url: &str,
+    ca_pem: &str,
+    token: &str,
+    extra: &[(String, String)],
+) -> Result<String, ClusterError> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let mut users = vec![json!({"name": CONTEXT_NAME, "user": {"token": token}})];
+    let mut contexts = vec![
+        json!({"name": CONTEXT_NAME, "context": {"cluster": CONTEXT_NAME, "user": CONTEXT_NAME, "namespace": "default"}}),
+    ];
+    for (t, name) in extra {
+        users.push(json!({"name": name, "user": {"token": t}}));
+        contexts.push(json!({"name": name, "context": {"cluster": CONTEXT_NAME, "user": name, "namespace": "default"}}));
+    }
     let doc = json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": CONTEXT_NAME, "cluster": {"server": url, "certificate-authority-data": ca}}],
-        "users": [{"name": CONTEXT_NAME, "user": {"token": token}}],
-        "contexts": [{"name": CONTEXT_NAME, "context": {"cluster": CONTEXT_NAME, "user": CONTEXT_NAME, "namespace": "default"}}],
+        "users": users,
+        "contexts": contexts,
         "current-context": CONTEXT_NAME,
         "preferences": {},
     });

@@ -78,6 +78,62 @@ pub(crate) fn short_hash(v: &Value) -> String {
         .collect()
 }
 
+/// One field error, as `field.Error` in apimachinery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldError {
+    /// The field path, e.g. `spec.template`.
+    pub field: String,
+    /// `Invalid value: VALUE: detail` when `Some(VALUE)` (FieldValueInvalid), else
+    /// `Forbidden: detail` (FieldValueForbidden).
+    pub value: Option<String>,
+    /// The detail, e.g. `field is immutable`.
+    pub detail: String,
+}
+
+impl FieldError {
+    /// `field: Invalid value: VALUE: detail`; `value` is rendered as JSON (Go prints `%#v`).
+    pub(crate) fn invalid(field: &str, value: &Value, detail: &str) -> Self {
+        let value = match value {
+            Value::Null => "null".to_string(),
+            other => other.to_string(),
+        };
+        FieldError {
+            field: field.into(),
+            value: Some(value),
+            detail: detail.into(),
+        }
+    }
+
+    /// `field: Forbidden: detail`.
+    pub(crate) fn forbidden(field: &str, detail: &str) -> Self {
+        FieldError {
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        if self.value.is_some() {
+            "FieldValueInvalid"
+        } else {
+            "FieldValueForbidden"
+        }
+    }
+
+    /// What `ErrorBody` gives: the message of a cause.
+    fn body(&self) -> String {
+        match &self.value {
+            Some(v) => format!("Invalid value: {v}: {}", self.detail),
+            None => format!("Forbidden: {}", self.detail),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!("{}: {}", self.field, self.body())
+    }
+}
+
 /// An API error, rendered as a `metav1.Status` with the real reason and code.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
@@ -197,6 +253,36 @@ impl ApiError {
         )
         .with_details(json!({"name": name, "group": group, "kind": kind,
             "causes": [{"reason": "FieldValueInvalid", "message": why, "field": field}]}))
+    }
+
+    /// A 422 with several causes, worded like `apierrors.NewInvalid`: one cause reads
+    /// `Kind "name" is invalid: field: detail`, several read `... is invalid: [a, b]`.
+    pub(crate) fn invalid_fields(
+        group: &str,
+        kind: &str,
+        name: &str,
+        causes: &[FieldError],
+    ) -> Self {
+        let gk = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let texts: Vec<String> = causes.iter().map(FieldError::text).collect();
+        let joined = match texts.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| json!({"reason": c.reason(), "message": c.body(), "field": c.field}))
+            .collect();
+        Self::new(
+            422,
+            "Invalid",
+            format!("{gk} \"{name}\" is invalid: {joined}"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {

@@ -15,10 +15,13 @@
 mod apply;
 mod controller;
 mod defaults;
+mod immutable;
 mod kubeconfig;
 mod kubelet;
+mod logs;
 mod meta;
 mod openapi;
+mod rbac;
 mod resources;
 mod server;
 mod state;
@@ -155,6 +158,9 @@ pub struct ClusterOptions {
     pub kubeconfig_out: Option<PathBuf>,
     /// Print one line per request (`METHOD path?query -> status`) to stderr.
     pub log_requests: bool,
+    /// Extra users (besides the all-powerful default one), each with its own token and a
+    /// kubeconfig context of the same name; what they may do comes from RBAC objects.
+    pub users: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -169,6 +175,7 @@ impl Default for ClusterOptions {
             ready_delay: Duration::from_millis(300),
             kubeconfig_out: None,
             log_requests: false,
+            users: Vec::new(),
         }
     }
 }
@@ -199,6 +206,14 @@ impl ClusterOptions {
         self
     }
 
+    /// Adds a user with its own bearer token and a kubeconfig context named `name`. It may do
+    /// nothing until Roles/ClusterRoles are bound to it (see [`TestCluster::grant`]), exactly as
+    /// the RBAC authorizer decides on a real cluster.
+    pub fn with_user(mut self, name: &str) -> Self {
+        self.users.push(name.to_string());
+        self
+    }
+
     /// Writes the kubeconfig to `path` instead of a temporary directory.
     pub fn with_kubeconfig_out(mut self, path: impl Into<PathBuf>) -> Self {
         self.kubeconfig_out = Some(path.into());
@@ -213,6 +228,7 @@ pub struct TestCluster {
     kubeconfig: PathBuf,
     ca_pem: String,
     token: String,
+    users: Vec<(String, String)>,
     state: Arc<Mutex<State>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -276,13 +292,22 @@ impl TestCluster {
                 (Some(d), p)
             }
         };
-        kubeconfig::write(&kubeconfig, &kubeconfig::render(&url, &tls.ca_pem, &token)?)?;
+        let users: Vec<(String, String)> = opts
+            .users
+            .iter()
+            .map(|name| (meta::random_suffix(40), name.clone()))
+            .collect();
+        kubeconfig::write(
+            &kubeconfig,
+            &kubeconfig::render(&url, &tls.ca_pem, &token, &users)?,
+        )?;
 
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let server = server::Server {
             state: state.clone(),
             token: token.clone(),
+            users: users.clone(),
             address: addr.to_string(),
             log: opts.log_requests,
         };
@@ -316,6 +341,7 @@ impl TestCluster {
             kubeconfig,
             ca_pem: tls.ca_pem,
             token,
+            users,
             state,
             shutdown: Some(tx),
             thread: Some(thread),
@@ -346,6 +372,48 @@ impl TestCluster {
     /// The bearer token the server accepts (a test credential; never printed by `Debug`).
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// The bearer token of an extra user (see [`ClusterOptions::with_user`]).
+    pub fn user_token(&self, user: &str) -> Option<&str> {
+        self.users
+            .iter()
+            .find(|(_, n)| n == user)
+            .map(|(t, _)| t.as_str())
+    }
+
+    /// Grants `user` the RBAC `rules` (a JSON array of PolicyRules) in `namespace`, or
+    /// cluster-wide when `None`, by storing a Role (ClusterRole) and a RoleBinding
+    /// (ClusterRoleBinding) named `grant-USER-N`, as a cluster admin would.
+    pub fn grant(&self, user: &str, namespace: Option<&str>, rules: Value) {
+        let mut st = lock(&self.state);
+        let n = st.store.current_rv();
+        let name = format!("grant-{user}-{n}");
+        let (role, binding, kind, ns) = match namespace {
+            Some(ns) => ("roles", "rolebindings", "Role", ns),
+            None => ("clusterroles", "clusterrolebindings", "ClusterRole", ""),
+        };
+        let g = "rbac.authorization.k8s.io";
+        let mut md = serde_json::json!({"name": name});
+        if !ns.is_empty() {
+            md["namespace"] = ns.into();
+        }
+        controller::create(
+            &mut st,
+            g,
+            role,
+            ns,
+            serde_json::json!({"metadata": md, "rules": rules}),
+        );
+        controller::create(
+            &mut st,
+            g,
+            binding,
+            ns,
+            serde_json::json!({"metadata": md,
+                "roleRef": {"apiGroup": g, "kind": kind, "name": name},
+                "subjects": [{"kind": "User", "apiGroup": g, "name": user}]}),
+        );
     }
 
     /// Fails the workload called `name` (in any namespace) in the given way.

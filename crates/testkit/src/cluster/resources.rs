@@ -278,6 +278,12 @@ impl Resources {
                     "verbs": ["get", "patch", "update"],
                 }));
             }
+            if t.group.is_empty() && t.plural == "pods" {
+                resources.push(
+                    json!({"name": "pods/log", "singularName": "", "namespaced": true,
+                    "kind": "Pod", "verbs": ["get"]}),
+                );
+            }
         }
         let gv = if group.is_empty() {
             version.to_string()

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::apply::Part;
 use super::meta::{self, ApiError};
+use super::rbac::{Attributes, User};
 use super::resources::ResourceType;
 use super::state::{State, WriteOpts};
 use super::store::{FieldSelector, LabelSelector};
@@ -25,6 +26,8 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 pub(crate) struct Server {
     pub state: Arc<Mutex<State>>,
     pub token: String,
+    /// Tokens of the extra users, and their names.
+    pub users: Vec<(String, String)>,
     pub address: String,
     /// Print each request to stderr.
     pub log: bool,
@@ -184,18 +187,27 @@ impl Server {
         resp
     }
 
-    fn authorized(&self, req: &Request<Incoming>) -> bool {
-        req.headers()
+    /// The user whose bearer token the request carries.
+    fn authenticate(&self, req: &Request<Incoming>) -> Option<User> {
+        let token = req
+            .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t.trim() == self.token)
+            .and_then(|v| v.strip_prefix("Bearer "))?
+            .trim();
+        if token == self.token {
+            return Some(User::Admin);
+        }
+        self.users
+            .iter()
+            .find(|(t, _)| t == token)
+            .map(|(_, name)| User::Named(name.clone()))
     }
 
     async fn route(&self, req: Request<Incoming>) -> Response<Body> {
-        if !self.authorized(&req) {
+        let Some(user) = self.authenticate(&req) else {
             return error_response(&ApiError::unauthorized());
-        }
+        };
         let Some(route) = parse_route(req.uri().path()) else {
             return error_response(&ApiError::no_route());
         };
@@ -250,7 +262,7 @@ impl Server {
                 let Some(rt) = rt else {
                     return error_response(&ApiError::no_route());
                 };
-                match self.resource(req, &rt, ns, name, sub).await {
+                match self.resource(req, &user, &rt, (ns, name, sub)).await {
                     Ok(r) => r,
                     Err(e) => error_response(&e),
                 }
@@ -261,10 +273,9 @@ impl Server {
     async fn resource(
         &self,
         req: Request<Incoming>,
+        user: &User,
         rt: &ResourceType,
-        ns: Option<String>,
-        name: Option<String>,
-        sub: Option<String>,
+        (ns, name, sub): (Option<String>, Option<String>, Option<String>),
     ) -> Result<Response<Body>, ApiError> {
         if rt.namespaced != ns.is_some()
             && !(rt.namespaced && name.is_none() && req.method() == Method::GET)
@@ -275,11 +286,15 @@ impl Server {
                 ApiError::no_route()
             });
         }
+        let is_log = sub.as_deref() == Some("log") && rt.group.is_empty() && rt.plural == "pods";
         let part = match sub.as_deref() {
             None => Part::Main {
                 has_status: rt.status,
             },
             Some("status") if rt.status => Part::Status,
+            Some("log") if is_log && req.method() == Method::GET => {
+                Part::Main { has_status: false }
+            }
             Some(_) => return Err(ApiError::no_route()),
         };
         let query = Query::parse(req.uri().query().unwrap_or_default());
@@ -302,8 +317,34 @@ impl Server {
             return Err(ApiError::method_not_allowed());
         }
         let nsname = ns.clone().unwrap_or_default();
-        if lock(&self.state).denied(verb, &rt.group, &rt.plural, &nsname) && !rt.create_only {
-            return Err(forbidden(rt, verb, name.as_deref(), &nsname));
+        let allowed = rt.create_only
+            || lock(&self.state).authorize(
+                user,
+                &Attributes {
+                    verb,
+                    group: &rt.group,
+                    resource: &rt.plural,
+                    subresource: sub.as_deref().unwrap_or_default(),
+                    namespace: &nsname,
+                    name: name.as_deref().unwrap_or_default(),
+                },
+            );
+        if !allowed {
+            return Err(forbidden(user, rt, verb, name.as_deref(), &nsname));
+        }
+        if is_log {
+            let text = super::logs::pod_log(
+                &lock(&self.state),
+                &nsname,
+                &name.unwrap_or_default(),
+                &query,
+            )?;
+            let mut r = Response::new(full(text));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain"),
+            );
+            return Ok(r);
         }
         let body = read_body(req).await?;
         let opts = WriteOpts {
@@ -362,7 +403,7 @@ impl Server {
             "create" => {
                 let body = parse_body(&body, &content_type)?;
                 if rt.create_only {
-                    return Ok(json_response(201, &review(&st, rt, body)));
+                    return Ok(json_response(201, &review(&st, user, rt, body)));
                 }
                 let obj = st.create(rt, &nsname, body, &opts)?;
                 Ok(json_response(201, &obj))
@@ -466,7 +507,7 @@ fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
     })
 }
 
-fn forbidden(rt: &ResourceType, verb: &str, name: Option<&str>, ns: &str) -> ApiError {
+fn forbidden(user: &User, rt: &ResourceType, verb: &str, name: Option<&str>, ns: &str) -> ApiError {
     let what = match name {
         Some(n) => format!("{} \"{n}\"", meta::qualified(&rt.group, &rt.plural)),
         None => meta::qualified(&rt.group, &rt.plural),
@@ -478,25 +519,20 @@ fn forbidden(rt: &ResourceType, verb: &str, name: Option<&str>, ns: &str) -> Api
     };
     let mut e = ApiError::forbidden(format!(
         "{what} is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"{}\" {scope}",
-        super::CONTEXT_NAME, rt.plural, rt.group
+        user.name(), rt.plural, rt.group
     ));
     e.details =
         Some(json!({"name": name.unwrap_or_default(), "group": rt.group, "kind": rt.plural}));
     e
 }
 
-fn review(st: &State, rt: &ResourceType, body: Value) -> Value {
+fn review(st: &State, user: &User, rt: &ResourceType, body: Value) -> Value {
     match rt.kind.as_str() {
-        "SelfSubjectAccessReview" => st.access_review(body),
-        "SelfSubjectRulesReview" => {
-            let mut b = body;
-            b["status"] = json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false});
-            b
-        }
+        "SelfSubjectAccessReview" => st.access_review(user, body),
+        "SelfSubjectRulesReview" => st.rules_review(user, body),
         _ => {
             json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {"creationTimestamp": null},
-            "status": {"userInfo": {"username": super::CONTEXT_NAME, "groups": ["system:masters", "system:authenticated"]}}})
+            "status": {"userInfo": {"username": user.name(), "groups": user.groups()}}})
         }
     }
 }

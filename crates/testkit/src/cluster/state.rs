@@ -283,6 +283,15 @@ impl State {
                         None => md.remove(k),
                     };
                 }
+                false
+            }
+        };
+        // Defaults first, as the apiserver decodes with defaults before it compares or validates.
+        super::defaults::admit(self, rt, old, &mut obj)?;
+        let spec_changed = match old {
+            None => spec_changed,
+            Some(o) => {
+                super::immutable::check_update(rt, o, &obj)?;
                 let changed = spec_part(o, rt.status) != spec_part(&obj, rt.status);
                 if changed && rt.generation {
                     let g = o["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
@@ -291,7 +300,6 @@ impl State {
                 changed
             }
         };
-        super::defaults::admit(self, rt, old, &mut obj)?;
         // A write that changes nothing (but managedFields timestamps) is not a write: no new
         // resourceVersion, no watch event — as on a real apiserver.
         if let Some(o) = old {
@@ -653,31 +661,6 @@ impl State {
         self.denials
             .iter()
             .any(|d| d.matches(verb, group, plural, ns))
-    }
-
-    /// Answers a SelfSubjectAccessReview.
-    pub fn access_review(&self, mut body: Value) -> Value {
-        let ra = &body["spec"]["resourceAttributes"];
-        let get = |k: &str| ra[k].as_str().unwrap_or_default().to_string();
-        let allowed = if ra.is_object() {
-            !self.denied(
-                &get("verb"),
-                &get("group"),
-                &get("resource"),
-                &get("namespace"),
-            )
-        } else {
-            true
-        };
-        // Like RBAC: a denial carries no reason (kubectl prints a bare "no").
-        body["status"] = json!({"allowed": allowed});
-        body["apiVersion"] = "authorization.k8s.io/v1".into();
-        body["kind"] = "SelfSubjectAccessReview".into();
-        if !body["metadata"].is_object() {
-            body["metadata"] = json!({});
-        }
-        body["metadata"]["creationTimestamp"] = Value::Null;
-        body
     }
 }
 

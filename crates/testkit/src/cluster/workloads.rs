@@ -392,7 +392,21 @@ fn statefulset(state: &mut State, sts: &Value) {
         }
         let extra = json!({"controller-revision-hash": revision, "statefulset.kubernetes.io/pod-name": pod_name,
             "apps.kubernetes.io/pod-index": i.to_string()});
-        create_pod(state, sts, &pod_name, &sts["spec"]["template"], extra, None);
+        // Each Pod mounts its claims, as the StatefulSet controller does.
+        let mut template = sts["spec"]["template"].clone();
+        for vct in sts["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let vname = s(&vct["metadata"]["name"]);
+            let volume = json!({"name": vname, "persistentVolumeClaim": {"claimName": format!("{vname}-{pod_name}")}});
+            match template["spec"]["volumes"].as_array_mut() {
+                Some(v) => v.push(volume),
+                None => template["spec"]["volumes"] = json!([volume]),
+            }
+        }
+        create_pod(state, sts, &pod_name, &template, extra, None);
         return; // OrderedReady: one Pod at a time.
     }
     // Rolling update from the highest ordinal, one Pod at a time, once the rest are ready.
