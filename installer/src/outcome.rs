@@ -9,21 +9,27 @@ use airlift_deploy::PlanReport;
 
 /// Prints the lines of `outcome` under a heading already printed.
 pub fn print_outcome(outcome: &Outcome) -> std::io::Result<()> {
-    let groups = [
-        ("created", &outcome.created),
-        ("updated", &outcome.updated),
-        ("deleted", &outcome.deleted),
-    ];
-    let counts: Vec<String> = groups
-        .iter()
-        .map(|(what, list)| format!("{} {what}", list.len()))
-        .chain(std::iter::once(format!("{} kept", outcome.kept.len())))
-        .collect();
+    let counts = [
+        ("created", outcome.created.len()),
+        ("changed", outcome.changed.len()),
+        ("unchanged", outcome.unchanged.len()),
+        ("replaced", outcome.replaced.len()),
+        ("deleted", outcome.deleted.len()),
+        ("kept", outcome.kept.len()),
+    ]
+    .map(|(what, n)| format!("{n} {what}"));
     outln!("  objects: {}", counts.join(", "))?;
-    for (what, list) in [("created", &outcome.created), ("deleted", &outcome.deleted)] {
+    for (what, list) in [
+        ("created", &outcome.created),
+        ("changed", &outcome.changed),
+        ("deleted", &outcome.deleted),
+    ] {
         for o in list.iter() {
             outln!("    {what} {o}")?;
         }
+    }
+    for r in &outcome.replaced {
+        outln!("    replaced {}: {}", r.object, r.causes.join("; "))?;
     }
     for k in &outcome.kept {
         outln!("    kept {}: {}", k.object, k.reason)?;

@@ -447,6 +447,19 @@ pub async fn apply_set(
     applied: &mut Vec<ObjectRef>,
 ) -> Result<ApplyReport, ApplyError> {
     let fits = fit_all(resolver, objects).await?;
+    apply_fitted(resolver, objects, fits, crd_timeout, progress, applied).await
+}
+
+/// The apply of [`apply_set`] for objects already fitted by [`fit_all`] (same order), so a
+/// lifecycle that checks ownership and refusals from the fits first does not dry-run twice.
+pub async fn apply_fitted(
+    resolver: &Resolver,
+    objects: &[ManagedObject],
+    fits: Vec<Fit>,
+    crd_timeout: Duration,
+    progress: &dyn Progress,
+    applied: &mut Vec<ObjectRef>,
+) -> Result<ApplyReport, ApplyError> {
     let mut report = ApplyReport::default();
     // Progress bars count bytes; objects are reported as messages.
     let total = objects.len();

@@ -35,7 +35,7 @@ pub enum GeneratedError {
         namespace: String,
         /// The server's answer.
         #[source]
-        source: kube::Error,
+        source: crate::status::ServerError,
     },
     /// A stored value is not UTF-8.
     #[error("generated value `{key}` in `{secret}` is not UTF-8 text")]
@@ -51,7 +51,7 @@ impl GeneratedError {
     /// How the operator can fix it.
     pub fn hint(&self) -> String {
         match self {
-            Self::Api { source, .. } => crate::kubeconfig::api_hint(source),
+            Self::Api { source, .. } => crate::kubeconfig::api_hint(source.inner()),
             Self::NotText { secret, .. } => format!(
                 "`{secret}` was edited by hand; restore the value or delete the key to generate \
                  a new one (the workloads using it must then be reset)"
@@ -97,11 +97,11 @@ impl GeneratedValues {
     }
 
     fn err(&self, action: &'static str) -> impl FnOnce(kube::Error) -> GeneratedError + '_ {
-        move |source| GeneratedError::Api {
+        move |source: kube::Error| GeneratedError::Api {
             action,
             secret: self.name.clone(),
             namespace: self.namespace.clone(),
-            source,
+            source: source.into(),
         }
     }
 
@@ -236,11 +236,11 @@ async fn ensure_namespace(
     use k8s_openapi::api::core::v1::Namespace;
     let api: Api<Namespace> = Api::all(cluster.client().clone());
     let err = |action| {
-        move |source| GeneratedError::Api {
+        move |source: kube::Error| GeneratedError::Api {
             action,
             secret: format!("namespace {namespace}"),
             namespace: namespace.to_string(),
-            source,
+            source: source.into(),
         }
     };
     if api.get_opt(namespace).await.map_err(err("read"))?.is_none() {

@@ -88,7 +88,7 @@ pub enum ConnectError {
         target: ClusterTarget,
         /// What went wrong.
         #[source]
-        source: kube::Error,
+        source: crate::status::ServerError,
     },
     /// The API server did not answer `/version`.
     #[error("cannot reach the Kubernetes API server of {target}")]
@@ -97,7 +97,7 @@ pub enum ConnectError {
         target: ClusterTarget,
         /// What went wrong.
         #[source]
-        source: kube::Error,
+        source: crate::status::ServerError,
     },
 }
 
@@ -124,7 +124,7 @@ impl ConnectError {
             Self::Client { .. } => "check the certificate authority and client certificate \
                                     files the kubeconfig names"
                 .into(),
-            Self::Unreachable { source, .. } => api_hint(source),
+            Self::Unreachable { source, .. } => api_hint(source.inner()),
         }
     }
 }
@@ -237,7 +237,7 @@ impl Cluster {
         let target = ClusterTarget { context, server };
         let client = Client::try_from(config).map_err(|source| ConnectError::Client {
             target: target.clone(),
-            source,
+            source: source.into(),
         })?;
         let cluster = Self { client, target };
         cluster
@@ -246,7 +246,7 @@ impl Cluster {
             .await
             .map_err(|source| ConnectError::Unreachable {
                 target: cluster.target.clone(),
-                source,
+                source: source.into(),
             })?;
         Ok(cluster)
     }

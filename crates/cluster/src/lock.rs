@@ -56,7 +56,7 @@ pub enum LockError {
         namespace: String,
         /// The server's answer.
         #[source]
-        source: kube::Error,
+        source: crate::status::ServerError,
     },
 }
 
@@ -64,7 +64,7 @@ impl airlift_bundle::Diagnose for LockError {
     fn exit_kind(&self) -> airlift_bundle::ExitKind {
         match self {
             Self::Held { .. } => airlift_bundle::ExitKind::Locked,
-            Self::Api { source, .. } => crate::kubeconfig::api_exit_kind(source),
+            Self::Api { source, .. } => crate::kubeconfig::api_exit_kind(source.inner()),
         }
     }
 
@@ -77,7 +77,7 @@ impl airlift_bundle::Diagnose for LockError {
                  {LEASE_SECONDS} s after its last renewal, or run the command again with \
                  --force-unlock (`airlift-install status {release} -n {namespace}` shows the release)"
             ),
-            Self::Api { source, .. } => crate::kubeconfig::api_hint(source),
+            Self::Api { source, .. } => crate::kubeconfig::api_hint(source.inner()),
         })
     }
 }
@@ -166,12 +166,12 @@ impl ReleaseLock {
         let err = |action: &'static str| {
             let (name, release, namespace) =
                 (name.clone(), release.to_string(), namespace.to_string());
-            move |source| LockError::Api {
+            move |source: kube::Error| LockError::Api {
                 action,
                 lease: name,
                 release,
                 namespace,
-                source,
+                source: source.into(),
             }
         };
         let identity = holder_identity(operation);
@@ -255,7 +255,7 @@ impl ReleaseLock {
                 lease: self.name.clone(),
                 release: self.release.clone(),
                 namespace: self.namespace.clone(),
-                source,
+                source: source.into(),
             }),
         }
     }

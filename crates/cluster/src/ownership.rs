@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::apply::get_live;
+use crate::apply::{get_live, ApplyError, Fit};
 use crate::object::{ManagedObject, ObjectRef, LABEL_MANAGED_BY, LABEL_RELEASE, MANAGED_BY};
 use crate::resolve::Resolver;
 
@@ -165,34 +165,28 @@ pub struct OwnershipReport {
     pub absent: Vec<ObjectRef>,
 }
 
-/// Looks up every object of `objects` (prepared: namespaces filled in) and sorts each into
-/// ours, absent, or someone else's. With `adopt`, someone else's become adopted. Reads only.
-pub async fn check_ownership(
-    resolver: &Resolver,
+/// Sorts each object into ours, absent, or someone else's, from its live state (`None`:
+/// absent), in the same order as `objects`. With `adopt`, someone else's become adopted.
+pub fn sort_by_owner<'v>(
     objects: &[ManagedObject],
+    lives: impl IntoIterator<Item = Option<&'v Value>>,
     owner: &Owner,
     known: &[ObjectRef],
     adopt: bool,
-) -> Result<OwnershipReport, crate::apply::ApplyError> {
+) -> OwnershipReport {
     let mut report = OwnershipReport::default();
-    for o in objects {
+    for (o, live) in objects.iter().zip(lives) {
         let Some(id) = o.id() else { continue };
-        let live = match get_live(resolver, &id).await {
-            Ok(live) => live,
-            // A kind that a CRD of this same set will define does not exist yet.
-            Err(crate::apply::ApplyError::Resolve { .. }) => None,
-            Err(e) => return Err(e),
-        };
         let Some(live) = live else {
             report.absent.push(id);
             continue;
         };
-        if owned_by(&live, owner, &id, known) {
+        if owned_by(live, owner, &id, known) {
             continue;
         }
         let conflict = Conflict {
             object: id.to_string(),
-            owner: match live_owner(&live) {
+            owner: match live_owner(live) {
                 LiveOwner::Release(o) => Some(o),
                 LiveOwner::Legacy(release) => Some(Owner {
                     namespace: id.namespace.clone().unwrap_or_default(),
@@ -207,7 +201,40 @@ pub async fn check_ownership(
             report.conflicts.push(conflict);
         }
     }
-    Ok(report)
+    report
+}
+
+/// The live object a [`Fit`] read, if the object exists.
+pub fn fit_live(fit: &Fit) -> Option<&Value> {
+    match fit {
+        Fit::InPlace { live, .. } | Fit::Replace { live, .. } => Some(live),
+        Fit::Create | Fit::Refuse { .. } => None,
+    }
+}
+
+/// Looks up every object of `objects` (prepared: namespaces filled in) and sorts it by owner
+/// ([`sort_by_owner`]). Reads only.
+pub async fn check_ownership(
+    resolver: &Resolver,
+    objects: &[ManagedObject],
+    owner: &Owner,
+    known: &[ObjectRef],
+    adopt: bool,
+) -> Result<OwnershipReport, ApplyError> {
+    let mut lives = Vec::with_capacity(objects.len());
+    for o in objects {
+        lives.push(match o.id() {
+            Some(id) => get_live(resolver, &id).await?,
+            None => None,
+        });
+    }
+    Ok(sort_by_owner(
+        objects,
+        lives.iter().map(Option::as_ref),
+        owner,
+        known,
+        adopt,
+    ))
 }
 
 #[cfg(test)]

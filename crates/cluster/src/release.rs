@@ -42,7 +42,7 @@ pub enum ReleaseError {
         namespace: String,
         /// The server's answer.
         #[source]
-        source: kube::Error,
+        source: crate::status::ServerError,
     },
     /// A record's content is not a release.
     #[error("release record `{secret}` is corrupt")]
@@ -73,7 +73,7 @@ impl ReleaseError {
     /// How the operator can fix it.
     pub fn hint(&self) -> String {
         match self {
-            Self::Api { source, .. } => crate::kubeconfig::api_hint(source),
+            Self::Api { source, .. } => crate::kubeconfig::api_hint(source.inner()),
             Self::Corrupt { secret, .. } | Self::Encoding { secret } => format!(
                 "the record was edited or written by another tool; delete `{secret}` to drop \
                  that revision from the history"
@@ -330,7 +330,7 @@ impl ReleaseStore {
             action,
             release: self.release.clone(),
             namespace: self.namespace.clone(),
-            source,
+            source: source.into(),
         }
     }
 
@@ -502,7 +502,7 @@ pub async fn list_releases(
             action: "list",
             release: "*".into(),
             namespace: namespace.unwrap_or("(all namespaces)").to_string(),
-            source,
+            source: source.into(),
         })?;
     let mut by_release: BTreeMap<(String, String), Vec<Release>> = BTreeMap::new();
     for secret in list.items {

@@ -16,7 +16,7 @@ use airlift_cluster::lock::ReleaseLock;
 use airlift_cluster::ownership::Owner;
 use airlift_cluster::plan::Plan;
 use airlift_cluster::preflight::{preflight as cluster_preflight, PreflightInput};
-use airlift_cluster::release::{BundleInfo, Release, ReleaseError, ReleaseStatus};
+use airlift_cluster::release::{BundleInfo, Release, ReleaseStatus};
 use airlift_cluster::Cluster;
 use airlift_registry::mapping::Destination;
 use airlift_registry::push::PushReport;
@@ -157,11 +157,11 @@ impl<'a> Deployer<'a> {
     ) -> Result<Prepared, DeployError> {
         let m = bundle.manifest();
         let (release, namespace) = release_names(request, &m.metadata.name);
-        let history = self
-            .engine()
-            .status(&namespace, &release)
-            .await
-            .map_err(|e| forbidden_as_preflight(e, &namespace))?;
+        let engine = self.engine();
+        let history = match engine.status(&namespace, &release).await {
+            Ok(h) => h,
+            Err(e) => return Err(explain_forbidden(engine.resolver(), &namespace, e).await),
+        };
         let deployed = history
             .iter()
             .rev()
@@ -352,12 +352,7 @@ impl<'a> Deployer<'a> {
         )
         .await
         {
-            let airlift_cluster::preflight::PreflightError::Failed(report) = e;
-            failures.extend(report.failures().map(|c| PreflightFailure {
-                area: "cluster",
-                problem: format!("{}: {}", c.name, c.detail),
-                fix: c.fix.clone().unwrap_or_default(),
-            }));
+            failures.extend(failures_of(e));
         }
         let registry = client(&prepared.destination, &prepared.registry)?;
         if let Some(f) =
@@ -494,29 +489,34 @@ impl<'a> Deployer<'a> {
     }
 }
 
-/// A 403 while reading the release's own state is a preflight failure (exit 7), naming what is
-/// missing; anything else stays what it is.
-fn forbidden_as_preflight(e: LifecycleError, namespace: &str) -> DeployError {
-    if let LifecycleError::Release(ReleaseError::Api {
-        source: kube::Error::Api(status),
-        ..
-    }) = &e
-    {
-        if status.code == 403 {
-            return DeployError::Preflight(vec![PreflightFailure {
-                area: "permissions",
-                problem: format!(
-                    "cannot read the release records (Secrets) in namespace `{namespace}`: {}",
-                    status.message
-                ),
-                fix: format!(
-                    "grant get, list, create, update, patch and delete on secrets and on \
-                     leases.coordination.k8s.io in namespace `{namespace}`"
-                ),
-            }]);
-        }
+/// A 403 while reading the release's own state is a preflight failure (exit 7) naming every
+/// permission the engine needs there and lacks; anything else stays what it is.
+pub(crate) async fn explain_forbidden(
+    resolver: &airlift_cluster::resolve::Resolver,
+    namespace: &str,
+    e: LifecycleError,
+) -> DeployError {
+    match airlift_cluster::preflight::forbidden_as_preflight(resolver, namespace, &e).await {
+        Some(p) => cluster_failures(p),
+        None => e.into(),
     }
-    e.into()
+}
+
+/// The failed checks of a cluster preflight, for the one combined report.
+fn cluster_failures(e: airlift_cluster::preflight::PreflightError) -> DeployError {
+    DeployError::Preflight(failures_of(e))
+}
+
+fn failures_of(e: airlift_cluster::preflight::PreflightError) -> Vec<PreflightFailure> {
+    let airlift_cluster::preflight::PreflightError::Failed(report) = e;
+    report
+        .failures()
+        .map(|c| PreflightFailure {
+            area: "cluster",
+            problem: format!("{}: {}", c.name, c.detail),
+            fix: c.fix.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The cluster identity the operation runs as (SelfSubjectReview), when the server tells.

@@ -78,7 +78,7 @@ pub async fn status(
     release: &str,
 ) -> Result<StatusReport, DeployError> {
     let engine = Engine::new(cluster, progress);
-    let history = engine.existing(namespace, release).await?;
+    let history = existing(&engine, namespace, release).await?;
     // `existing` never returns an empty history.
     let Some(latest) = history.last().cloned() else {
         return Err(LifecycleError::NotInstalled {
@@ -277,6 +277,19 @@ async fn lock_holder(cluster: &Cluster, namespace: &str, release: &str) -> Optio
     ))
 }
 
+/// The release's history, or why it cannot be read: not installed here (naming where it is), or
+/// a preflight failure naming the permissions the user lacks.
+async fn existing(
+    engine: &Engine<'_>,
+    namespace: &str,
+    release: &str,
+) -> Result<Vec<Release>, DeployError> {
+    match engine.existing(namespace, release).await {
+        Ok(h) => Ok(h),
+        Err(e) => Err(crate::pipeline::explain_forbidden(engine.resolver(), namespace, e).await),
+    }
+}
+
 /// Every release in `namespace`, or in every namespace.
 pub async fn list(
     cluster: &Cluster,
@@ -296,7 +309,7 @@ pub async fn rollback(
     force_unlock: bool,
 ) -> Result<Outcome, DeployError> {
     let engine = Engine::new(cluster, progress).cancellable(options.cancel.clone());
-    engine.existing(namespace, release).await?;
+    existing(&engine, namespace, release).await?;
     let lock = ReleaseLock::acquire(
         cluster.client().clone(),
         namespace,
@@ -324,7 +337,7 @@ pub async fn uninstall(
     cancel: Cancel,
 ) -> Result<Outcome, DeployError> {
     let engine = Engine::new(cluster, progress).cancellable(cancel);
-    engine.existing(namespace, release).await?;
+    existing(&engine, namespace, release).await?;
     let lock = ReleaseLock::acquire(
         cluster.client().clone(),
         namespace,
@@ -338,8 +351,9 @@ pub async fn uninstall(
     let outcome = result?;
     // The namespace may be gone with the lease in it.
     if let Err(e) = unlocked {
-        if !matches!(&e, airlift_cluster::lock::LockError::Api { source: kube::Error::Api(s), .. } if s.code == 404 || s.code == 409)
-        {
+        let gone = matches!(&e, airlift_cluster::lock::LockError::Api { source, .. }
+            if matches!(source.code(), Some(404 | 409)));
+        if !gone {
             return Err(e.into());
         }
     }
@@ -368,7 +382,7 @@ pub async fn values(
     release: &str,
 ) -> Result<Vec<ValueRow>, DeployError> {
     let engine = Engine::new(cluster, progress);
-    let history = engine.existing(namespace, release).await?;
+    let history = existing(&engine, namespace, release).await?;
     let Some(d) = history
         .iter()
         .rev()

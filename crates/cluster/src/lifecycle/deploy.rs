@@ -9,9 +9,9 @@ use super::{
     inventory_since_deployed, known_inventory, same_set, DeployFailure, DeployOptions,
     DeployRequest, Engine, Kept, LifecycleError, Outcome,
 };
-use crate::apply::{apply_all, apply_one, get_live};
+use crate::apply::{apply_fitted, apply_one, apply_set, fit_all, get_live, ApplyReport, Fit};
 use crate::object::{ManagedObject, ObjectRef};
-use crate::ownership::{check_ownership, stamp_value, Owner};
+use crate::ownership::{check_ownership, fit_live, sort_by_owner, stamp_value, Owner};
 use crate::readiness::wait_ready;
 use crate::release::{now, Release, ReleaseStatus, ReleaseStore, StoredObject};
 
@@ -42,10 +42,17 @@ impl Engine<'_> {
         let owner = Owner::new(&request.namespace, &request.release);
         let prepared = self.prepare(request).await?;
 
-        // Every check before the first write: nothing of another release or of nobody's is
-        // touched unless the operator adopts it.
-        let ownership =
-            check_ownership(&self.resolver, &prepared, &owner, &known, options.adopt).await?;
+        // Every check before the first write: each object is read and dry-run applied once
+        // (a PVC or CRD that cannot change in place is refused here), and nothing of another
+        // release or of nobody's is touched unless the operator adopts it.
+        let fits = fit_all(&self.resolver, &prepared).await?;
+        let ownership = sort_by_owner(
+            &prepared,
+            fits.iter().map(fit_live),
+            &owner,
+            &known,
+            options.adopt,
+        );
         if !ownership.conflicts.is_empty() {
             return Err(LifecycleError::Conflicts {
                 release: request.release.clone(),
@@ -113,89 +120,93 @@ impl Engine<'_> {
         }
         let mut applied = Vec::new();
         let result = self
-            .apply_and_wait(&prepared, &inventory, options, &mut applied)
+            .apply_and_wait(&prepared, fits, &inventory, options, &mut applied)
             .await;
-        if let Err(stop) = result {
-            // Everything this attempt may have created is recorded, so uninstall and later
-            // deploys can find it.
-            let mut touched = inventory.clone();
-            for a in &applied {
-                if !touched.contains(a) {
-                    touched.push(a.clone());
+        let report = match result {
+            Ok(report) => report,
+            Err(stop) => {
+                // Everything this attempt may have created is recorded, so uninstall and later
+                // deploys can find it.
+                let mut touched = inventory.clone();
+                for a in &applied {
+                    if !touched.contains(a) {
+                        touched.push(a.clone());
+                    }
                 }
-            }
-            let cause = match stop {
-                Stop::Interrupted(phase) => {
-                    store
-                        .write(&record(
-                            ReleaseStatus::Interrupted,
-                            format!(
+                let cause = match stop {
+                    Stop::Interrupted(phase) => {
+                        store
+                            .write(&record(
+                                ReleaseStatus::Interrupted,
+                                format!(
                                 "{action} interrupted during {phase} ({} of {} objects applied)",
                                 applied.len(),
                                 inventory.len()
                             ),
-                            touched,
-                        ))
-                        .await?;
-                    return Err(LifecycleError::Interrupted {
+                                touched,
+                            ))
+                            .await?;
+                        return Err(LifecycleError::Interrupted {
+                            action,
+                            release: request.release.clone(),
+                            namespace: request.namespace.clone(),
+                            revision: Some(revision),
+                            phase,
+                            deployed: previous.as_ref().map(|p| p.revision),
+                        });
+                    }
+                    Stop::Failed(cause) => cause,
+                };
+                store
+                    .write(&record(
+                        ReleaseStatus::Failed,
+                        format!("{action} failed: {cause}"),
+                        touched,
+                    ))
+                    .await?;
+                let Some(prev) = previous.filter(|_| !options.no_rollback && !unchanged_reinstall)
+                else {
+                    return Err(LifecycleError::Failed {
                         action,
                         release: request.release.clone(),
-                        namespace: request.namespace.clone(),
-                        revision: Some(revision),
-                        phase,
-                        deployed: previous.as_ref().map(|p| p.revision),
+                        revision,
+                        cause,
                     });
-                }
-                Stop::Failed(cause) => cause,
-            };
-            store
-                .write(&record(
-                    ReleaseStatus::Failed,
-                    format!("{action} failed: {cause}"),
-                    touched,
-                ))
-                .await?;
-            let Some(prev) = previous.filter(|_| !options.no_rollback && !unchanged_reinstall)
-            else {
-                return Err(LifecycleError::Failed {
-                    action,
-                    release: request.release.clone(),
-                    revision,
-                    cause,
-                });
-            };
-            self.progress.message(&format!(
-                "{action} failed; rolling back to revision {}",
-                prev.revision
-            ));
-            return match self
-                .restore(&prev, &snapshot, &inventory, &known, options)
-                .await
-            {
-                Ok(_) => Err(LifecycleError::RolledBack {
-                    release: request.release.clone(),
-                    version: request.bundle.version.clone(),
-                    running: prev.revision,
-                    running_version: prev.bundle.version.clone(),
-                    cause,
-                }),
-                Err(e) => Err(LifecycleError::RollbackFailed {
-                    release: request.release.clone(),
-                    previous: prev.revision,
-                    rollback_error: format!("{e}: {}", e.hint()),
-                    cause,
-                }),
-            };
-        }
+                };
+                self.progress.message(&format!(
+                    "{action} failed; rolling back to revision {}",
+                    prev.revision
+                ));
+                return match self
+                    .restore(&prev, &snapshot, &inventory, &known, options)
+                    .await
+                {
+                    Ok(_) => Err(LifecycleError::RolledBack {
+                        release: request.release.clone(),
+                        version: request.bundle.version.clone(),
+                        running: prev.revision,
+                        running_version: prev.bundle.version.clone(),
+                        cause,
+                    }),
+                    Err(e) => Err(LifecycleError::RollbackFailed {
+                        release: request.release.clone(),
+                        previous: prev.revision,
+                        rollback_error: format!("{e}: {}", e.hint()),
+                        cause,
+                    }),
+                };
+            }
+        };
         let (deleted, kept) = self
             .prune(&leftovers, &inventory, &owner, &known, false)
             .await?;
-        let (created, updated) = split_created(&inventory, &ownership.absent);
         let mut outcome = Outcome {
             revision,
             recorded: !unchanged_reinstall,
-            created,
-            updated,
+            created: report.created,
+            changed: report.changed,
+            unchanged: report.unchanged,
+            replaced: report.replaced,
             deleted,
             kept,
             adopted: ownership.adopted,
@@ -233,27 +244,29 @@ impl Engine<'_> {
     async fn apply_and_wait(
         &self,
         prepared: &[ManagedObject],
+        fits: Vec<Fit>,
         inventory: &[ObjectRef],
         options: &DeployOptions,
         applied: &mut Vec<ObjectRef>,
-    ) -> Result<(), Stop> {
+    ) -> Result<ApplyReport, Stop> {
         if options.cancel.is_cancelled() {
             return Err(Stop::Interrupted("apply"));
         }
         // Dropping the apply between two requests is safe: every object is one atomic
         // server-side apply, and the pending record already lists them all.
-        tokio::select! {
-            r = apply_all(&self.resolver, prepared, options.crd_timeout, self.progress, applied) => {
+        let report = tokio::select! {
+            r = apply_fitted(&self.resolver, prepared, fits, options.crd_timeout, self.progress, applied) => {
                 r.map_err(|e| Stop::Failed(e.into()))?
             }
             _ = options.cancel.cancelled() => return Err(Stop::Interrupted("apply")),
-        }
+        };
         tokio::select! {
             r = wait_ready(&self.resolver, inventory, options.wait, self.progress) => {
-                r.map_err(|e| Stop::Failed(e.into()))
+                r.map_err(|e| Stop::Failed(e.into()))?
             }
-            _ = options.cancel.cancelled() => Err(Stop::Interrupted("readiness wait")),
+            _ = options.cancel.cancelled() => return Err(Stop::Interrupted("readiness wait")),
         }
+        Ok(report)
     }
 
     /// Re-applies `target`'s objects (Secrets with the data from `snapshot`, or else the live
@@ -266,7 +279,7 @@ impl Engine<'_> {
         attempted: &[ObjectRef],
         known: &[ObjectRef],
         options: &DeployOptions,
-    ) -> Result<(Vec<ObjectRef>, Vec<Kept>), LifecycleError> {
+    ) -> Result<(ApplyReport, Vec<ObjectRef>, Vec<Kept>), LifecycleError> {
         let owner = Owner::new(&target.namespace, &target.name);
         let mut objects = self.rehydrate(target, snapshot).await?;
         for o in &mut objects {
@@ -281,7 +294,7 @@ impl Engine<'_> {
             });
         }
         let mut applied = Vec::new();
-        apply_all(
+        let report = apply_set(
             &self.resolver,
             &objects,
             options.crd_timeout,
@@ -294,7 +307,7 @@ impl Engine<'_> {
             .filter(|a| !target.inventory.iter().any(|t| t.same_object(a)))
             .cloned()
             .collect();
-        let removed = self
+        let (deleted, kept) = self
             .prune(&added, &target.inventory, &owner, known, false)
             .await?;
         wait_ready(
@@ -310,7 +323,7 @@ impl Engine<'_> {
             revision: target.revision,
             cause: cause.into(),
         })?;
-        Ok(removed)
+        Ok((report, deleted, kept))
     }
 
     /// Reads the live objects whose stored copy lacks secret values (Secrets, and objects with
@@ -404,17 +417,6 @@ impl Engine<'_> {
         }
         Ok(())
     }
-}
-
-/// Splits the inventory into objects created (absent before) and objects updated.
-fn split_created(
-    inventory: &[ObjectRef],
-    absent: &[ObjectRef],
-) -> (Vec<ObjectRef>, Vec<ObjectRef>) {
-    inventory
-        .iter()
-        .cloned()
-        .partition(|id| absent.iter().any(|a| a.same_object(id)))
 }
 
 /// After a new revision is deployed: the previously deployed one becomes `replaced_as`, and a

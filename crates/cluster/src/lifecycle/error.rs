@@ -185,7 +185,7 @@ pub enum LifecycleError {
         namespace: String,
         /// The server's answer.
         #[source]
-        source: kube::Error,
+        source: crate::status::ServerError,
     },
 }
 
@@ -261,7 +261,7 @@ impl LifecycleError {
             Self::SecretDataLost { .. } => {
                 "install that bundle version again with its configuration values instead".into()
             }
-            Self::List { source, .. } => crate::kubeconfig::api_hint(source),
+            Self::List { source, .. } => crate::kubeconfig::api_hint(source.inner()),
             Self::Generated(e) => e.hint(),
         }
     }
@@ -309,6 +309,7 @@ impl airlift_bundle::Diagnose for LifecycleError {
             Self::Conflicts { .. } | Self::Downgrade { .. } => ExitKind::Preflight,
             Self::Interrupted { .. } => ExitKind::Interrupted,
             Self::Lock(e) => airlift_bundle::Diagnose::exit_kind(e),
+            Self::Apply(e) => airlift_bundle::Diagnose::exit_kind(e),
             Self::NotInstalled { .. }
             | Self::AlreadyInstalled { .. }
             | Self::NoEarlierRevision { .. }

@@ -22,11 +22,11 @@ use airlift_bundle::Progress;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::apply::prepare;
+use crate::apply::{fit_all, prepare};
 use crate::cancel::Cancel;
 use crate::kubeconfig::Cluster;
 use crate::object::{ManagedObject, ObjectRef};
-use crate::ownership::{check_ownership, Conflict, Owner, OwnershipReport};
+use crate::ownership::{fit_live, sort_by_owner, Conflict, Owner, OwnershipReport};
 use crate::plan::{plan, ConfigDiff, Plan};
 use crate::readiness::WaitOptions;
 use crate::release::{
@@ -110,8 +110,12 @@ pub struct Outcome {
     pub recorded: bool,
     /// Objects that did not exist and were created.
     pub created: Vec<ObjectRef>,
-    /// Objects that existed and were applied again (changed, or confirmed unchanged).
-    pub updated: Vec<ObjectRef>,
+    /// Objects changed in place.
+    pub changed: Vec<ObjectRef>,
+    /// Objects applied again and left as they were.
+    pub unchanged: Vec<ObjectRef>,
+    /// Objects that could not change in place and were deleted and created again.
+    pub replaced: Vec<crate::apply::Replaced>,
     /// Objects deleted: pruned because the new set no longer has them, or uninstalled.
     pub deleted: Vec<ObjectRef>,
     /// Objects kept on purpose, with the reason (volumes, CRDs, namespaces holding data, and
@@ -221,8 +225,9 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Checks, reading only, that every object of `request` is absent or already the
-    /// release's. With `adopt`, someone else's objects are reported as adopted instead.
+    /// Checks, changing nothing, that every object of `request` can be applied (a PVC or CRD
+    /// that cannot change in place is refused) and is absent or already the release's. With
+    /// `adopt`, someone else's objects are reported as adopted instead.
     pub async fn check(
         &self,
         request: &DeployRequest,
@@ -232,7 +237,16 @@ impl<'a> Engine<'a> {
         let known = known_inventory(&history);
         let prepared = self.prepare(request).await?;
         let owner = Owner::new(&request.namespace, &request.release);
-        Ok(check_ownership(&self.resolver, &prepared, &owner, &known, adopt).await?)
+        // The same read-and-dry-run the deploy starts with: a PVC or CRD that cannot change in
+        // place is refused here already.
+        let fits = fit_all(&self.resolver, &prepared).await?;
+        Ok(sort_by_owner(
+            &prepared,
+            fits.iter().map(fit_live),
+            &owner,
+            &known,
+            adopt,
+        ))
     }
 
     /// The objects as they will be applied: labels, ownership, namespaces and order.

@@ -86,7 +86,7 @@ impl Engine<'_> {
                 deployed: deployed.as_ref().map(|d| d.revision),
             });
         }
-        let (deleted, kept) = self
+        let (report, deleted, kept) = self
             .restore(&target, &BTreeMap::new(), &leftovers, &known, options)
             .await?;
         let new_revision = latest.revision + 1;
@@ -108,7 +108,10 @@ impl Engine<'_> {
         Ok(Outcome {
             revision: new_revision,
             recorded: true,
-            updated: target.inventory.clone(),
+            created: report.created,
+            changed: report.changed,
+            unchanged: report.unchanged,
+            replaced: report.replaced,
             deleted,
             kept,
             ..Outcome::default()
@@ -228,10 +231,10 @@ impl Engine<'_> {
         let client = self.cluster.client().clone();
         let list_err = |what: &'static str, namespace: &str| {
             let namespace = namespace.to_string();
-            move |source| LifecycleError::List {
+            move |source: kube::Error| LifecycleError::List {
                 what,
                 namespace,
-                source,
+                source: source.into(),
             }
         };
         let records: Api<Secret> = Api::namespaced(client.clone(), &id.name);
