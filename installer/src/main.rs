@@ -3,6 +3,7 @@
 //! and every step of deploying lives in the `airlift-deploy` library.
 
 mod args;
+mod bundle;
 mod cli;
 mod commands;
 mod interact;

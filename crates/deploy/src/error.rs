@@ -21,7 +21,7 @@ pub struct PreflightFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     /// The bundle could not be read or failed verification.
-    #[error("{} `{}`", if .source.is_trust_failure() { "bundle failed verification:" } else { "cannot read bundle" }, .path.display())]
+    #[error("{}", if .source.is_trust_failure() { format!("bundle `{}` failed verification", .path.display()) } else { format!("cannot read bundle `{}`", .path.display()) })]
     Bundle {
         /// The bundle file.
         path: PathBuf,

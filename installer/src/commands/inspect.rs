@@ -9,7 +9,8 @@ use airlift_bundle::{escape, Bundle, SignatureStatus};
 use airlift_cli::output::{human_bytes, print_json};
 use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat};
 
-use super::verify::{bundle_error, describe_signature, TrustArgs};
+use crate::args::TrustArgs;
+use crate::bundle::{bundle_error, describe_signature};
 
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]

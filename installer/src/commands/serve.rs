@@ -13,7 +13,8 @@ use airlift_cli::{CommandError, ExitKind};
 use airlift_registry::serve::{serve, Catalog};
 
 use crate::args::runtime;
-use crate::commands::verify::{open_verified, TrustArgs};
+use crate::args::TrustArgs;
+use crate::bundle::open_verified;
 use airlift_deploy::render::push_images;
 
 /// Arguments of `serve`.

@@ -3,14 +3,15 @@
 //! command reading a bundle shares.
 
 use airlift_cli::outln;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use airlift_bundle::{escape, Bundle, BundleError, SignatureStatus, Trust, VerifyReport};
+use airlift_bundle::{escape, VerifyReport};
 use airlift_cli::output::{human_bytes, print_json};
-use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat};
+use airlift_cli::{CommandError, ExitKind, OutputFormat};
 
-pub use crate::args::TrustArgs;
+use crate::args::TrustArgs;
+use crate::bundle::{describe_signature, open_verified};
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
@@ -26,53 +27,6 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-}
-
-/// Classifies a bundle error: trust failures exit with the verification code and the error's hint.
-pub fn bundle_error(path: &Path, e: BundleError) -> CommandError {
-    let kind = if e.is_trust_failure() {
-        ExitKind::Trust
-    } else {
-        ExitKind::Failure
-    };
-    let hint = e.hint();
-    let what = if e.is_trust_failure() {
-        format!("bundle `{}` failed verification", path.display())
-    } else {
-        format!("cannot read bundle `{}`", path.display())
-    };
-    CommandError::new(kind, anyhow::Error::new(e).context(what)).with_hint(hint)
-}
-
-/// Opens `path`, checks its signature under `trust` and every digest (or a recorded proof of
-/// this exact, unchanged file, unless `no_cache`); the library's step, with this binary's
-/// progress and error classification.
-pub fn open_verified(
-    path: &Path,
-    trust: &Trust,
-    no_progress: bool,
-    no_cache: bool,
-) -> Result<(Bundle, VerifyReport), CommandError> {
-    let progress = progress_for(no_progress);
-    airlift_deploy::open_verified(path, trust, progress.as_ref(), no_cache).map_err(|e| match e {
-        airlift_deploy::DeployError::Bundle { path, source } => bundle_error(&path, *source),
-        other => CommandError::diagnosed(other),
-    })
-}
-
-/// A sentence for a signature status.
-pub fn describe_signature(status: &SignatureStatus) -> String {
-    match status {
-        SignatureStatus::Unsigned => "unsigned".into(),
-        SignatureStatus::Unchecked { claimed_signer } => format!(
-            "signed, NOT checked (pass --key vendor.pub); claimed signer {}",
-            claimed_signer
-                .as_ref()
-                .map_or_else(|| "unknown".to_string(), ToString::to_string)
-        ),
-        SignatureStatus::Verified { key } => format!("verified with key {key}"),
-        SignatureStatus::Skipped => "NOT checked (--insecure-skip-verify)".into(),
-    }
 }
 
 #[derive(serde::Serialize)]
