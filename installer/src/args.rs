@@ -3,12 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use airlift_bundle::Trust;
-use airlift_cli::{CommandError, ExitKind, OutputFormat, RegistryFlags};
+use std::sync::Arc;
+
+use airlift_bundle::{Bundle, Progress, Trust};
+use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, RegistryFlags};
 use airlift_cluster::lifecycle::DeployOptions;
 use airlift_cluster::readiness::WaitOptions;
 use airlift_cluster::{Cluster, ConnectOptions};
-use airlift_deploy::SiteRequest;
+use airlift_deploy::{open_verified, SiteRequest};
 use airlift_registry::mapping::Destination;
 
 /// The trust flags shared by every command that reads a bundle.
@@ -236,6 +238,9 @@ pub struct ComponentArgs {
     pub disable: Vec<String>,
 }
 
+/// A verified bundle, the progress to report to, and the library request.
+pub type Opened = (Arc<Bundle>, Arc<dyn Progress>, SiteRequest);
+
 /// The flags of every command that deploys a bundle.
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
@@ -289,6 +294,17 @@ pub struct DeployArgs {
 }
 
 impl DeployArgs {
+    /// Verifies the bundle (before anything else happens), and sets up progress (bars on a
+    /// terminal, nothing with `--no-progress` or `--output json`) and the library request.
+    pub fn open(&self, no_progress: bool) -> Result<Opened, CommandError> {
+        let trust = self.trust.trust()?;
+        let quiet = no_progress || self.output == OutputFormat::Json;
+        let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
+        let (bundle, _) = open_verified(&self.bundle, &trust, progress.as_ref(), false)
+            .map_err(CommandError::diagnosed)?;
+        Ok((Arc::new(bundle), progress, self.site()?))
+    }
+
     /// The library request these flags make.
     pub fn site(&self) -> Result<SiteRequest, CommandError> {
         Ok(SiteRequest {

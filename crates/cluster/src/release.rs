@@ -360,15 +360,7 @@ impl ReleaseStore {
             if !is_record {
                 continue;
             }
-            let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
-                return Err(ReleaseError::Encoding { secret: name });
-            };
-            let release: Release =
-                serde_json::from_slice(&bytes.0).map_err(|source| ReleaseError::Corrupt {
-                    secret: name.clone(),
-                    source,
-                })?;
-            out.push(release);
+            out.push(decode(&secret, name)?);
         }
         out.sort_by_key(|r| r.revision);
         Ok(out)
@@ -472,6 +464,18 @@ impl ReleaseStore {
     }
 }
 
+/// The release in a record Secret named `name`.
+#[allow(clippy::result_large_err)] // the same error type as every async reader here
+fn decode(secret: &Secret, name: String) -> Result<Release, ReleaseError> {
+    let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
+        return Err(ReleaseError::Encoding { secret: name });
+    };
+    serde_json::from_slice(&bytes.0).map_err(|source| ReleaseError::Corrupt {
+        secret: name,
+        source,
+    })
+}
+
 /// One release as `list` shows it: its newest revision and its deployed one.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -509,15 +513,7 @@ pub async fn list_releases(
         if secret.type_.as_deref() != Some(RELEASE_SECRET_TYPE) {
             continue;
         }
-        let name = secret.metadata.name.clone().unwrap_or_default();
-        let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
-            return Err(ReleaseError::Encoding { secret: name });
-        };
-        let release: Release =
-            serde_json::from_slice(&bytes.0).map_err(|source| ReleaseError::Corrupt {
-                secret: name.clone(),
-                source,
-            })?;
+        let release = decode(&secret, secret.metadata.name.clone().unwrap_or_default())?;
         let ns = secret.metadata.namespace.clone().unwrap_or_default();
         by_release
             .entry((ns, release.name.clone()))

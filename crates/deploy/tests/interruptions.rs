@@ -16,7 +16,7 @@ use airlift_cluster::lock::{lease_name, ReleaseLock};
 use airlift_cluster::release::ReleaseStatus;
 use airlift_deploy::{releases, DeployError, Intent};
 use airlift_testkit::bundles::ShopVersion;
-use common::{deploy, deploy_with, envs, live, options, unique};
+use common::{cleanup, deploy, deploy_with, envs, live, options, unique};
 
 /// Sets `cancel` when the engine announces the step whose message starts with `prefix`, as a
 /// Ctrl-C at that moment would.
@@ -145,17 +145,7 @@ async fn interrupted_deploys_say_so_and_a_rerun_converges() {
         assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "extra")
             .await
             .is_some());
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "shop",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "shop").await;
     }
 }
 
@@ -232,17 +222,7 @@ async fn one_operation_at_a_time_per_release() {
             env.tier
         );
         assert_eq!(s.deployed.map(|d| d.bundle.version), Some("2.0.0".into()));
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "shop",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "shop").await;
     }
 }
 
@@ -274,16 +254,6 @@ async fn a_stale_lock_is_taken_over() {
             .unwrap();
         let v2 = env.bundle(&ShopVersion::new("2.0.0"));
         deploy(&env, &v2, &site, Intent::Upgrade).await.unwrap();
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "shop",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "shop").await;
     }
 }

@@ -11,7 +11,7 @@ use airlift_bundle::{Diagnose, ExitKind, NoProgress};
 use airlift_cluster::lifecycle::LifecycleError;
 use airlift_deploy::{releases, DeployError, Intent};
 use airlift_testkit::bundles::ShopVersion;
-use common::{deploy, envs, live, options, unique};
+use common::{cleanup, deploy, envs, live, options, unique};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 
 fn not_installed_elsewhere(e: &DeployError) -> Vec<String> {
@@ -62,17 +62,7 @@ async fn a_release_lives_in_the_namespace_named_after_it() {
             .await
             .unwrap_err();
         assert!(not_installed_elsewhere(&unknown).is_empty());
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &release,
-            &release,
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &release, &release).await;
     }
 }
 
@@ -122,17 +112,7 @@ async fn a_second_release_never_takes_over_the_first() {
         deploy(&env, &v1, &env.site("two", Some(&ns2)), Intent::Install)
             .await
             .unwrap();
-        let out = releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns2,
-            "two",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        let out = cleanup(&cluster, &ns2, "two").await;
         assert!(out
             .deleted
             .iter()
@@ -141,17 +121,7 @@ async fn a_second_release_never_takes_over_the_first() {
             .await
             .unwrap();
         assert!(one.missing.is_empty(), "[{}] {:?}", env.tier, one.missing);
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "one",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "one").await;
     }
 }
 
@@ -214,17 +184,7 @@ async fn generated_secrets_survive_uninstall_and_reinstall() {
                 .unwrap(),
         );
         assert_eq!(first, again, "[{}] the same generated password", env.tier);
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "shop",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "shop").await;
         assert!(live(
             &cluster,
             "v1",
@@ -298,17 +258,7 @@ async fn rollback_reports_what_it_deleted() {
         assert!(live(&cluster, "v1", "ConfigMap", Some(&ns), "extra")
             .await
             .is_none());
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "shop",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "shop").await;
     }
 }
 
@@ -371,17 +321,7 @@ async fn status_reads_the_cluster() {
             .find(|c| c.object.name == "web-config")
             .unwrap();
         assert_eq!(changed.fields, vec!["/data/color".to_string()]);
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "shop",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "shop").await;
     }
 }
 
@@ -524,16 +464,6 @@ async fn adopting_takes_over_foreign_objects_and_records_it() {
             "{}",
             s.latest.description
         );
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "shop",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "shop").await;
     }
 }

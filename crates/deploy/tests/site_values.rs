@@ -9,7 +9,7 @@ mod common;
 use airlift_bundle::NoProgress;
 use airlift_deploy::{releases, Intent};
 use airlift_testkit::bundles::ShopVersion;
-use common::{deploy, envs, live, plan, unique};
+use common::{cleanup, deploy, envs, live, plan, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrades_keep_the_sites_values_and_plans_say_why_values_change() {
@@ -100,17 +100,7 @@ async fn upgrades_keep_the_sites_values_and_plans_say_why_values_change() {
             .unwrap();
         assert_eq!(host.to.as_deref(), Some("shop.example.com"));
         assert_eq!(host.reason, "the site override was removed");
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "shop",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "shop").await;
     }
 }
 
@@ -171,16 +161,6 @@ async fn registry_credentials_are_remembered() {
             !text.contains("pull-Password-1"),
             "no password in any record"
         );
-        releases::uninstall(
-            &cluster,
-            &NoProgress,
-            &ns,
-            "shop",
-            true,
-            false,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        cleanup(&cluster, &ns, "shop").await;
     }
 }

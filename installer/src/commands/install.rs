@@ -1,13 +1,10 @@
 //! `airlift-install install BUNDLE`: verify, configure, render, preflight, push, apply, wait,
 //! record: the library's pipeline. Running it again after an interruption converges.
 
-use std::sync::Arc;
-
-use airlift_bundle::Progress;
 use airlift_cli::outln;
 use airlift_cli::output::{human_bytes, print_json};
-use airlift_cli::{progress_for, CommandError, OutputFormat};
-use airlift_deploy::{open_verified, Deployer, Intent};
+use airlift_cli::{CommandError, OutputFormat};
+use airlift_deploy::{Deployer, Intent};
 
 use crate::args::{runtime, DeployArgs};
 use crate::interact::Terminal;
@@ -25,12 +22,7 @@ pub struct Args {
 /// Runs `install`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let trust = a.trust.trust()?;
-    let quiet = no_progress || a.output == OutputFormat::Json;
-    let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
-    let (bundle, _) = open_verified(&a.bundle, &trust, progress.as_ref(), false)
-        .map_err(CommandError::diagnosed)?;
-    let site = a.site()?;
+    let (bundle, progress, site) = a.open(no_progress)?;
     let rt = runtime()?;
     let cancel = cancel_on_signals(&rt);
     let interaction = Terminal::new(a.config.yes);
@@ -38,7 +30,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         let cluster = a.cluster.connect().await?;
         let deployer = Deployer::new(&cluster, progress.clone(), &interaction, cancel);
         let prepared = deployer
-            .prepare(Arc::new(bundle), &site, Intent::Install)
+            .prepare(bundle, &site, Intent::Install)
             .await
             .map_err(CommandError::diagnosed)?;
         if a.dry_run {

@@ -1,12 +1,9 @@
 //! `airlift-install plan BUNDLE`: what installing or upgrading to BUNDLE would change, changing
 //! nothing: objects, images, and every value old → new with the reason.
 
-use std::sync::Arc;
-
-use airlift_bundle::Progress;
 use airlift_cli::output::print_json;
-use airlift_cli::{progress_for, CommandError, OutputFormat};
-use airlift_deploy::{open_verified, Deployer, Intent, NonInteractive};
+use airlift_cli::{CommandError, OutputFormat};
+use airlift_deploy::{Deployer, Intent, NonInteractive};
 
 use crate::args::{runtime, DeployArgs};
 use crate::outcome::print_plan;
@@ -22,12 +19,7 @@ pub struct Args {
 /// Runs `plan`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let trust = a.trust.trust()?;
-    let quiet = no_progress || a.output == OutputFormat::Json;
-    let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
-    let (bundle, _) = open_verified(&a.bundle, &trust, progress.as_ref(), false)
-        .map_err(CommandError::diagnosed)?;
-    let site = a.site()?;
+    let (bundle, progress, site) = a.open(no_progress)?;
     let plan = runtime()?.block_on(async {
         let cluster = a.cluster.connect().await?;
         let deployer = Deployer::new(
@@ -37,7 +29,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             airlift_cluster::cancel::Cancel::new(),
         );
         let prepared = deployer
-            .prepare(Arc::new(bundle), &site, Intent::Upgrade)
+            .prepare(bundle, &site, Intent::Upgrade)
             .await
             .map_err(CommandError::diagnosed)?;
         deployer

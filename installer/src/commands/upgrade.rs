@@ -1,13 +1,10 @@
 //! `airlift-install upgrade BUNDLE`: shows the plan, asks (when interactive), pushes, applies,
 //! prunes; rolls back automatically when the new version fails to apply or to become ready.
 
-use std::sync::Arc;
-
-use airlift_bundle::Progress;
 use airlift_cli::outln;
 use airlift_cli::output::print_json;
-use airlift_cli::{progress_for, CommandError, OutputFormat};
-use airlift_deploy::{open_verified, DeployError, Deployer, Intent, Interaction};
+use airlift_cli::{CommandError, OutputFormat};
+use airlift_deploy::{DeployError, Deployer, Intent, Interaction};
 
 use crate::args::{runtime, DeployArgs};
 use crate::interact::Terminal;
@@ -31,12 +28,7 @@ pub struct Args {
 /// Runs `upgrade`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let trust = a.trust.trust()?;
-    let quiet = no_progress || a.output == OutputFormat::Json;
-    let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
-    let (bundle, _) = open_verified(&a.bundle, &trust, progress.as_ref(), false)
-        .map_err(CommandError::diagnosed)?;
-    let site = a.site()?;
+    let (bundle, progress, site) = a.open(no_progress)?;
     let rt = runtime()?;
     let cancel = cancel_on_signals(&rt);
     let interaction = Terminal::new(a.config.yes);
@@ -45,7 +37,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         let deployer = Deployer::new(&cluster, progress.clone(), &interaction, cancel);
         let diag = CommandError::diagnosed;
         let prepared = deployer
-            .prepare(Arc::new(bundle), &site, Intent::Upgrade)
+            .prepare(bundle, &site, Intent::Upgrade)
             .await
             .map_err(diag)?;
         let mut options = a.options();

@@ -201,15 +201,9 @@ impl Engine<'_> {
             .prune(&leftovers, &inventory, &owner, &known, false)
             .await?;
         let mut outcome = Outcome {
-            revision,
             recorded: !unchanged_reinstall,
-            created: report.created,
-            changed: report.changed,
-            unchanged: report.unchanged,
-            replaced: report.replaced,
-            deleted,
-            kept,
             adopted: ownership.adopted,
+            ..Outcome::applied(revision, report, deleted, kept)
         };
         if unchanged_reinstall {
             outcome.revision = previous.map_or(revision, |p| p.revision);

@@ -125,6 +125,28 @@ pub struct Outcome {
     pub adopted: Vec<Conflict>,
 }
 
+impl Outcome {
+    /// What applying did (`report`), then what pruning deleted and kept.
+    fn applied(
+        revision: u32,
+        report: crate::apply::ApplyReport,
+        deleted: Vec<ObjectRef>,
+        kept: Vec<Kept>,
+    ) -> Self {
+        Self {
+            revision,
+            recorded: true,
+            created: report.created,
+            changed: report.changed,
+            unchanged: report.unchanged,
+            replaced: report.replaced,
+            deleted,
+            kept,
+            adopted: Vec::new(),
+        }
+    }
+}
+
 /// The lifecycle engine for one cluster.
 pub struct Engine<'a> {
     resolver: Resolver,

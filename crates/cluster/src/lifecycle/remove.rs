@@ -105,17 +105,7 @@ impl Engine<'_> {
             settle(&store, r, status).await?;
         }
         store.prune(options.history).await?;
-        Ok(Outcome {
-            revision: new_revision,
-            recorded: true,
-            created: report.created,
-            changed: report.changed,
-            unchanged: report.unchanged,
-            replaced: report.replaced,
-            deleted,
-            kept,
-            ..Outcome::default()
-        })
+        Ok(Outcome::applied(new_revision, report, deleted, kept))
     }
 
     /// Deletes every object of every revision that the release still owns, in reverse apply

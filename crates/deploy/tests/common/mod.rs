@@ -246,3 +246,22 @@ pub async fn live(
         .await
         .unwrap()
 }
+
+/// Uninstalls `release` with its data, at the end of a scenario.
+pub async fn cleanup(
+    cluster: &Cluster,
+    namespace: &str,
+    release: &str,
+) -> airlift_cluster::lifecycle::Outcome {
+    airlift_deploy::releases::uninstall(
+        cluster,
+        &NoProgress,
+        namespace,
+        release,
+        true,
+        false,
+        Cancel::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("uninstall {release} in {namespace}: {e}"))
+}
