@@ -180,7 +180,7 @@ fn lifecycle(site: &mut Site) -> anyhow::Result<()> {
     expect_version(&objects, "1.0.0", "info", true)?;
     let status = release_status(site, &v1.name)?;
     anyhow::ensure!(
-        status["current"]["version"] == "1.0.0",
+        status["deployed"]["bundle"]["version"] == "1.0.0",
         "after the rollback the current release is not v1: {status}"
     );
     site.step(
@@ -541,11 +541,11 @@ fn failed_upgrade(site: &mut Site) -> anyhow::Result<()> {
     expect_version(&after, "1.0.0", "info", true)?;
     let status = release_status(site, &v1.name)?;
     anyhow::ensure!(
-        status["current"]["version"] == "1.0.0",
+        status["deployed"]["bundle"]["version"] == "1.0.0",
         "after the automatic rollback the current release is not v1: {status}"
     );
     let failed_v2 = status["history"].as_array().into_iter().flatten().any(|r| {
-        r["version"] == "2.0.0"
+        r["bundle"]["version"] == "2.0.0"
             && r["status"]
                 .as_str()
                 .is_some_and(|s| s.to_lowercase().contains("fail"))

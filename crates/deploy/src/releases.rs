@@ -42,6 +42,43 @@ pub struct Changed {
     pub fields: Vec<String>,
 }
 
+/// One revision as status shows it: no rendered objects.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    /// The revision number.
+    pub revision: u32,
+    /// Its state.
+    pub status: ReleaseStatus,
+    /// The bundle.
+    pub bundle: airlift_cluster::release::BundleInfo,
+    /// When it was recorded.
+    pub time: String,
+    /// What happened.
+    pub description: String,
+    /// Who ran it (the cluster identity), when known.
+    pub operator: Option<String>,
+    /// How many objects it applied.
+    pub objects: usize,
+    /// The configuration in effect, secrets as fingerprints.
+    pub config: BTreeMap<String, Value>,
+}
+
+impl From<&Release> for Revision {
+    fn from(r: &Release) -> Self {
+        Self {
+            revision: r.revision,
+            status: r.status,
+            bundle: r.bundle.clone(),
+            time: r.time.clone(),
+            description: r.description.clone(),
+            operator: r.operator.clone(),
+            objects: r.inventory.len(),
+            config: r.config.clone(),
+        }
+    }
+}
+
 /// A release as the cluster shows it now.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,11 +88,11 @@ pub struct StatusReport {
     /// The release namespace.
     pub namespace: String,
     /// The revision recorded as deployed, if any.
-    pub deployed: Option<Release>,
+    pub deployed: Option<Revision>,
     /// The newest revision (the last operation), which may be newer than the deployed one.
-    pub latest: Release,
+    pub latest: Revision,
     /// Every revision, oldest first.
-    pub history: Vec<Release>,
+    pub history: Vec<Revision>,
     /// Workloads, read live.
     pub workloads: Vec<WorkloadStatus>,
     /// Objects of the deployed revision that no longer exist.
@@ -136,9 +173,9 @@ pub async fn status(
             .as_ref()
             .and_then(|d| d.site.as_ref())
             .and_then(|s| s.registry.clone()),
-        deployed,
-        latest,
-        history,
+        deployed: deployed.as_ref().map(Revision::from),
+        latest: Revision::from(&latest),
+        history: history.iter().map(Revision::from).collect(),
         workloads,
         missing,
         changed,
@@ -174,7 +211,8 @@ fn summarize(
         };
         parts.push(format!(
             "last operation: revision {} ({}) {state}",
-            latest.revision, latest.description
+            latest.revision,
+            airlift_cluster::status::shorten(&latest.description, 120)
         ));
     }
     let not_ready = workloads.iter().filter(|w| w.ready < w.desired).count();
