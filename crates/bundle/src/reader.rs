@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::digest::{Digest, Hasher};
 use crate::error::{BundleError, IntegrityError};
 use crate::limits;
-use crate::oci::{ImageIndex, Parsed};
+use crate::oci::ImageIndex;
 use crate::schema::manifest::{BundleManifest, BUNDLE_KIND, MANIFEST_PATH, SIGNATURE_PATH};
 use crate::schema::API_VERSION;
 use crate::source::BlobSource;
@@ -340,11 +340,6 @@ impl Bundle {
         self.signature.as_deref()
     }
 
-    /// True when the bundle carries a signature.
-    pub fn is_signed(&self) -> bool {
-        self.signature.is_some()
-    }
-
     /// What is known about the signature: from [`Bundle::open`], unchecked; from
     /// [`Bundle::open_trusted`], the outcome of the check.
     pub fn signature_status(&self) -> &SignatureStatus {
@@ -426,12 +421,6 @@ impl Bundle {
             .into());
         }
         Ok(bytes)
-    }
-
-    /// Reads and parses a manifest or index blob.
-    pub fn read_oci(&self, digest: &Digest, media_type: &str) -> Result<Parsed, BundleError> {
-        let bytes = self.read_blob(digest, crate::walk::MAX_MANIFEST_SIZE)?;
-        Parsed::from_slice(media_type, &bytes).map_err(BundleError::IndexInvalid)
     }
 
     /// The OCI layout's `index.json`, checked against its listed digest and parsed.
