@@ -29,7 +29,7 @@ fn install_plan_upgrade_rollback_uninstall() {
     // The plan names exactly what v2 changes: the new api image (in the api and in the
     // worker's init container), the changed SaaS default, the removed object.
     let doc = report.step("plan saas-v2")["plan"].clone();
-    let plan = &doc["plan"];
+    let plan = &doc["objects"];
     let key = |o: &Value| {
         format!(
             "{}/{}",
@@ -111,7 +111,7 @@ fn install_plan_upgrade_rollback_uninstall() {
         .iter()
         .map(|r| {
             (
-                r["version"].as_str().unwrap().to_string(),
+                r["bundle"]["version"].as_str().unwrap().to_string(),
                 r["status"].as_str().unwrap().to_string(),
             )
         })
@@ -126,7 +126,10 @@ fn install_plan_upgrade_rollback_uninstall() {
         expected.map(|(v, s)| (v.to_string(), s.to_string())),
         "{history:?}"
     );
-    assert_eq!(history[0]["digest"], history[2]["digest"]);
+    assert_eq!(
+        history[0]["bundle"]["digest"],
+        history[2]["bundle"]["digest"]
+    );
 
     assert_eq!(report.step("uninstall")["left"], json!([]));
 }
