@@ -174,9 +174,6 @@ pub struct TargetArgs {
     /// Map every repository to one path segment, for registries without nested paths.
     #[arg(long)]
     pub flatten: bool,
-    /// Speak plain HTTP (no TLS) to the --registry. Only for registries that serve no TLS at all.
-    #[arg(long)]
-    pub insecure: bool,
 }
 
 impl TargetArgs {
@@ -192,8 +189,8 @@ impl TargetArgs {
         })
     }
 
-    /// The registry options of `flags`, credentials applied to the registry host, plain HTTP
-    /// when `--insecure`.
+    /// The registry options of `flags`, credentials applied to the registry host (plain HTTP
+    /// only for hosts named with `--insecure-registry`).
     pub fn registry_options(
         &self,
         flags: &RegistryFlags,
@@ -202,13 +199,9 @@ impl TargetArgs {
             .registry
             .as_deref()
             .map(|r| r.split('/').next().unwrap_or(r).to_string());
-        let mut opts = flags
+        flags
             .options(host.as_deref())
-            .map_err(|e| CommandError::new(ExitKind::Usage, e))?;
-        if let (true, Some(host)) = (self.insecure, host) {
-            opts.insecure.insert(host);
-        }
-        Ok(opts)
+            .map_err(|e| CommandError::new(ExitKind::Usage, e))
     }
 }
 
@@ -289,7 +282,7 @@ pub struct DeployArgs {
     #[command(flatten)]
     pub wait: WaitArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -298,7 +291,7 @@ impl DeployArgs {
     /// terminal, nothing with `--no-progress` or `--output json`) and the library request.
     pub fn open(&self, no_progress: bool) -> Result<Opened, CommandError> {
         let trust = self.trust.trust()?;
-        let quiet = no_progress || self.output == OutputFormat::Json;
+        let quiet = no_progress || self.output.is_machine();
         let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
         let (bundle, _) = open_verified(&self.bundle, &trust, progress.as_ref(), false)
             .map_err(CommandError::diagnosed)?;

@@ -49,6 +49,28 @@ pub enum Command {
     Uninstall(commands::uninstall::Args),
 }
 
+impl Cli {
+    /// The `--output` format of the command, which also decides how an error is printed.
+    pub fn output(&self) -> airlift_cli::OutputFormat {
+        match &self.command {
+            Command::Verify(a) => a.output,
+            Command::Push(a) => a.output,
+            Command::Serve(_) => airlift_cli::OutputFormat::Text,
+            Command::Inspect(a) => a.output,
+            Command::Install(a) => a.deploy.output,
+            Command::Plan(a) => a.deploy.output,
+            Command::Upgrade(a) => a.deploy.output,
+            Command::Config(a) => a.output,
+            Command::Render(a) => a.output,
+            Command::Status(a) => a.output,
+            Command::List(a) => a.output,
+            Command::Values(a) => a.output,
+            Command::Rollback(a) => a.output,
+            Command::Uninstall(a) => a.output,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;

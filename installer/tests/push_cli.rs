@@ -76,7 +76,7 @@ fn tampered_bundle_is_refused_before_the_registry_is_touched() {
 }
 
 #[test]
-fn wrong_password_missing_ca_and_unreachable_fail_preflight_by_name() {
+fn wrong_password_missing_ca_and_unreachable_fail_preflight_by_name_with_exit_4() {
     let e = env(64 << 10);
     let reg = TestRegistry::tls_with_auth("alice", "right");
 
@@ -85,7 +85,7 @@ fn wrong_password_missing_ca_and_unreachable_fail_preflight_by_name() {
         .output()
         .unwrap();
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(7), "{err}");
+    assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(err.contains(&reg.host()), "{err}");
     assert!(err.contains("hint: 401"), "{err}");
     assert!(err.contains("check the user"), "{err}");
@@ -107,7 +107,7 @@ fn wrong_password_missing_ca_and_unreachable_fail_preflight_by_name() {
     .env("AIRLIFT_STATE_DIR", e.dir.path().join("state"));
     let o = c.output().unwrap();
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(7), "{err}");
+    assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(
         err.contains("unknown issuer: pass the registry's CA with --registry-ca"),
         "{err}"
@@ -125,13 +125,14 @@ fn wrong_password_missing_ca_and_unreachable_fail_preflight_by_name() {
             s(&e.key),
             "--registry",
             &dead,
-            "--insecure",
+            "--insecure-registry",
+            &dead,
             "--no-progress",
         ])
         .env("AIRLIFT_STATE_DIR", e.dir.path().join("state"))
         .output()
         .unwrap();
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(7), "{err}");
+    assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(err.contains(&dead), "{err}");
 }

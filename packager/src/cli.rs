@@ -33,7 +33,7 @@ impl Cli {
         match &self.command {
             Command::Build(a) => a.output,
             Command::Lint(a) => a.output,
-            Command::Keygen(_) => airlift_cli::OutputFormat::Text,
+            Command::Keygen(a) => a.output,
         }
     }
 }

@@ -70,7 +70,9 @@ use crate::writer::WriteError;
 
 impl Diagnose for BundleError {
     fn exit_kind(&self) -> ExitKind {
-        if self.is_trust_failure() {
+        if self.is_missing_file() {
+            ExitKind::Usage
+        } else if self.is_trust_failure() {
             ExitKind::Trust
         } else {
             ExitKind::Failure

@@ -8,6 +8,6 @@ pub mod progress;
 pub mod registry_flags;
 
 pub use exit::{report, report_json, CommandError, ExitKind, ResultExt};
-pub use output::{OutputFormat, Printer};
+pub use output::{print_as, OutputFormat, Printer};
 pub use progress::{progress_for, progress_with_total, BarProgress};
 pub use registry_flags::RegistryFlags;

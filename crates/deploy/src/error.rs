@@ -156,26 +156,43 @@ fn failure_lines(failures: &[PreflightFailure]) -> String {
         .join("\n")
 }
 
+/// A kubeconfig or context named on the command line (or by `KUBECONFIG`) that does not exist
+/// is a wrong command line (exit 2); a cluster that cannot be used is the cluster's (exit 5).
+fn connect_kind(e: &airlift_cluster::ConnectError) -> ExitKind {
+    use airlift_cluster::ConnectError as C;
+    match e {
+        C::NoKubeconfig { .. }
+        | C::Read { .. }
+        | C::NoContext { .. }
+        | C::UnknownContext { .. } => ExitKind::Usage,
+        _ => ExitKind::Cluster,
+    }
+}
+
 impl Diagnose for DeployError {
     fn exit_kind(&self) -> ExitKind {
         match self {
+            Self::Bundle { source, .. } if source.is_missing_file() => ExitKind::Usage,
             Self::Bundle { source, .. } if source.is_trust_failure() => ExitKind::Trust,
             Self::Bundle { .. } | Self::Relocation { .. } | Self::NotText { .. } => {
                 ExitKind::Failure
             }
             Self::Trust(_) | Self::Component(_) | Self::Destination(_) => ExitKind::Usage,
-            Self::Config(_)
-            | Self::Render { .. }
-            | Self::Images(_)
-            | Self::Object(_)
-            | Self::Mapping(_) => ExitKind::Config,
+            Self::Config(e) => e.exit_kind(),
+            Self::Render { .. } | Self::Images(_) | Self::Object(_) | Self::Mapping(_) => {
+                ExitKind::Config
+            }
             Self::RegistryClient { .. } | Self::Push(_) => ExitKind::Registry,
+            // A report of registry problems only is the registry's failure (exit 4), as when
+            // `push` meets it; anything else found before a change is a preflight failure.
+            Self::Preflight(f) if !f.is_empty() && f.iter().all(|f| f.area == "registry") => {
+                ExitKind::Registry
+            }
             Self::Preflight(_) => ExitKind::Preflight,
             Self::Lifecycle(e) => e.exit_kind(),
             Self::Lock(e) => e.exit_kind(),
-            Self::Connect(_) | Self::Kept(_) | Self::Records(_) | Self::Read { .. } => {
-                ExitKind::Cluster
-            }
+            Self::Connect(e) => connect_kind(e),
+            Self::Kept(_) | Self::Records(_) | Self::Read { .. } => ExitKind::Cluster,
             Self::Declined | Self::Prompt { .. } | Self::Interrupted => ExitKind::Interrupted,
         }
     }

@@ -5,7 +5,6 @@ use airlift_cli::outln;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use airlift_cli::output::print_json;
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::site::resolve_config;
 use airlift_deploy::{open_verified, SiteRequest};
@@ -25,7 +24,7 @@ pub struct Args {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -51,7 +50,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     .map_err(diag)?;
     let rows = config.diff_from_saas();
     match args.output {
-        OutputFormat::Json => print_json(&rows)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &rows)?,
         OutputFormat::Text => {
             outln!(
                 "{:<32} {:<9} {:<24} {:<24} DIFFERS",

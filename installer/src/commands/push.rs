@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use airlift_bundle::Progress;
-use airlift_cli::output::{human_bytes, print_json};
+use airlift_cli::output::human_bytes;
 use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, RegistryFlags};
 use airlift_registry::mapping::RelocationMap;
 use airlift_registry::push::PushReport;
@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub relocation_map: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -129,13 +129,16 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let seconds = started.elapsed().as_secs_f64();
     let meta = &bundle.manifest().metadata;
     match args.output {
-        OutputFormat::Json => print_json(&Output {
-            bundle: args.bundle.display().to_string(),
-            name: &meta.name,
-            version: &meta.version,
-            report: &report,
-            seconds,
-        })
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(
+            f,
+            &Output {
+                bundle: args.bundle.display().to_string(),
+                name: &meta.name,
+                version: &meta.version,
+                report: &report,
+                seconds,
+            },
+        )
         .map_err(|e| CommandError::new(ExitKind::Failure, e))?,
         OutputFormat::Text => {
             let present = report.images.iter().filter(|i| i.already_present).count();

@@ -3,7 +3,7 @@
 //! operation failed or was interrupted, back to the revision still recorded as deployed.
 
 use airlift_cli::outln;
-use airlift_cli::output::print_json;
+
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::releases;
 
@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -41,7 +41,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     options.cancel = crate::signals::cancel_on_signals(&rt);
     let outcome = rt.block_on(async {
         let cluster = r.cluster.connect().await?;
-        let progress = progress_for(no_progress || args.output == OutputFormat::Json);
+        let progress = progress_for(no_progress || args.output.is_machine());
         releases::rollback(
             &cluster,
             progress.as_ref(),
@@ -55,12 +55,15 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         .map_err(CommandError::diagnosed)
     })?;
     match args.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
-            "release": r.release,
-            "namespace": namespace,
-            "revision": outcome.revision,
-            "objects": outcome,
-        }))?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(
+            f,
+            &serde_json::json!({
+                "release": r.release,
+                "namespace": namespace,
+                "revision": outcome.revision,
+                "objects": outcome,
+            }),
+        )?,
         OutputFormat::Text => {
             outln!(
                 "Rolled back release {} in namespace {namespace}: revision {} is running.",

@@ -3,7 +3,7 @@
 //! release is an error naming where a release of that name does exist.
 
 use airlift_cli::outln;
-use airlift_cli::output::print_json;
+
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::releases;
 
@@ -16,7 +16,7 @@ pub struct Args {
     #[command(flatten)]
     pub release: ReleaseArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -26,13 +26,13 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let namespace = r.namespace();
     let report = runtime()?.block_on(async {
         let cluster = r.cluster.connect().await?;
-        let progress = progress_for(no_progress || args.output == OutputFormat::Json);
+        let progress = progress_for(no_progress || args.output.is_machine());
         releases::status(&cluster, progress.as_ref(), &namespace, &r.release)
             .await
             .map_err(CommandError::diagnosed)
     })?;
-    if args.output == OutputFormat::Json {
-        return Ok(print_json(&report)?);
+    if args.output.is_machine() {
+        return Ok(airlift_cli::print_as(args.output, &report)?);
     }
     outln!(
         "Release {} in namespace {}: {}",

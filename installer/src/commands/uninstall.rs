@@ -3,7 +3,7 @@
 //! unless `--delete-data`.
 
 use airlift_cli::outln;
-use airlift_cli::output::print_json;
+
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::{releases, DeployError, Interaction};
 
@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     pub force_unlock: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -55,7 +55,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let cancel = crate::signals::cancel_on_signals(&rt);
     let outcome = rt.block_on(async {
         let cluster = r.cluster.connect().await?;
-        let progress = progress_for(no_progress || args.output == OutputFormat::Json);
+        let progress = progress_for(no_progress || args.output.is_machine());
         releases::uninstall(
             &cluster,
             progress.as_ref(),
@@ -69,11 +69,14 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         .map_err(CommandError::diagnosed)
     })?;
     match args.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
-            "release": r.release,
-            "namespace": namespace,
-            "objects": outcome,
-        }))?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(
+            f,
+            &serde_json::json!({
+                "release": r.release,
+                "namespace": namespace,
+                "objects": outcome,
+            }),
+        )?,
         OutputFormat::Text => {
             outln!(
                 "Uninstalled release {} from namespace {namespace}.",

@@ -2,7 +2,7 @@
 //! deployed revision, and the value in effect. Secrets show as `(secret)` or a fingerprint.
 
 use airlift_cli::outln;
-use airlift_cli::output::print_json;
+
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::releases;
 use serde_json::Value;
@@ -16,7 +16,7 @@ pub struct Args {
     #[command(flatten)]
     pub release: ReleaseArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -40,7 +40,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .map_err(CommandError::diagnosed)
     })?;
     match args.output {
-        OutputFormat::Json => print_json(&rows)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &rows)?,
         OutputFormat::Text => {
             outln!(
                 "{:<32} {:<24} {:<24} IN EFFECT",

@@ -70,6 +70,11 @@ impl Site {
         }
     }
 
+    /// The vendor's public key.
+    pub fn key(&self) -> &Path {
+        &self.key
+    }
+
     /// Writes the bundle for `v`.
     pub fn bundle(&self, v: &ShopVersion) -> PathBuf {
         self.bundles.write(v).unwrap()
@@ -118,7 +123,8 @@ impl Site {
             args.extend([
                 "--registry".into(),
                 self.registry.host(),
-                "--insecure".into(),
+                "--insecure-registry".into(),
+                self.registry.host(),
             ]);
         } else {
             args.extend(["--insecure-registry".into(), self.registry.host()]);

@@ -31,7 +31,7 @@ pub struct Args {
     /// The bundle definition folder (holding `airlift.yaml`).
     pub dir: PathBuf,
     /// How to print the result.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -280,6 +280,7 @@ fn lint(args: &Args) -> Report {
 
 /// Runs `lint`.
 pub fn run(args: Args) -> Result<(), CommandError> {
+    require_folder(&args.dir)?;
     let report = lint(&args);
     if args.output == OutputFormat::Text {
         for w in &report.warnings {
@@ -287,7 +288,7 @@ pub fn run(args: Args) -> Result<(), CommandError> {
         }
     }
     match args.output {
-        OutputFormat::Json => airlift_cli::output::print_json(&report)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &report)?,
         OutputFormat::Text if report.ok => {
             outln!(
                 "ok: `{}` passes lint: {} components, {} manifests, {} objects, {} images",
@@ -311,10 +312,27 @@ pub fn run(args: Args) -> Result<(), CommandError> {
 
 /// The checks `build` runs before it fetches anything: `Err` lists every problem.
 pub fn check(dir: &std::path::Path) -> Result<(), CommandError> {
+    require_folder(dir)?;
     verdict(&lint(&Args {
         dir: dir.to_path_buf(),
         output: OutputFormat::Text,
     }))
+}
+
+/// A definition folder named on the command line that does not exist is a wrong command line
+/// (exit 2), not a lint problem.
+fn require_folder(dir: &std::path::Path) -> Result<(), CommandError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(CommandError::new(
+        ExitKind::Usage,
+        anyhow::anyhow!(
+            "the definition folder `{}` does not exist",
+            airlift_cli::output::escape_control(&dir.display().to_string())
+        ),
+    )
+    .with_hint("pass the folder that holds airlift.yaml, e.g. `airlift-pack lint bundles/demo`"))
 }
 
 fn verdict(report: &Report) -> Result<(), CommandError> {
