@@ -353,3 +353,66 @@ fn kubectl_apply(site: &Site, object: &serde_json::Value) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `airlift-install ARGS` on a pseudo-terminal (util-linux `script`), typing `keys`.
+fn run_on_terminal(site: &Site, args: &[&str], keys: &str) -> Run {
+    use std::io::Write;
+    let bin = env!("CARGO_BIN_EXE_airlift-install");
+    let line = std::iter::once(bin)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env("KUBECONFIG", site.cluster.kubeconfig_path())
+        .env("AIRLIFT_STATE_DIR", site.dir.path().join("state"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Type once the question is up; `script` hands the keys to the terminal.
+    std::thread::sleep(Duration::from_secs(2));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(keys.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let all = String::from_utf8_lossy(&out.stdout).into_owned();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: all.clone(),
+        stderr: all,
+    }
+}
+
+#[test]
+fn a_confirmation_answered_no_exits_130_and_yes_skips_it() {
+    let site = Site::start();
+    let v1 = site.bundle(&ShopVersion::new("0.1.0"));
+    let r = site.install(&v1, &[]);
+    assert_eq!(r.code, 0, "{r}");
+    let before = writes(&site).len();
+
+    for args in [vec!["uninstall", "shop"], vec!["rollback", "shop"]] {
+        let r = run_on_terminal(&site, &args, "n");
+        assert_exit(&r, 130, "declined");
+        assert!(r.stdout.contains('?'), "the question was asked\n{r}");
+    }
+    assert_eq!(
+        writes(&site).len(),
+        before,
+        "a declined command writes nothing"
+    );
+
+    // Off a terminal, --delete-data without --yes is refused by name; with -y it runs.
+    let r = site.run(&["uninstall", "shop", "--delete-data"]);
+    assert_exit(&r, 2, "--yes");
+    assert_hint_flags_exist(&site, "uninstall", &r);
+    assert_eq!(writes(&site).len(), before);
+    let r = site.run(&["uninstall", "shop", "--delete-data", "-y"]);
+    assert_eq!(r.code, 0, "{r}");
+}

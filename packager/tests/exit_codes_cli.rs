@@ -72,7 +72,7 @@ fn every_row_the_packager_can_reach() {
     assert_code(&pack(&["lint", "/nonexistent/definition"]), 2);
 
     // 6: the definition is invalid.
-    assert_code(&pack(&["lint", s(&fixture("invalid-definition"))]), 6);
+    assert_code(&pack(&["lint", s(&fixture("12-invalid-definition"))]), 6);
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn errors_under_output_json_are_one_object_on_stderr() {
     for format in ["json", "yaml"] {
         let o = pack(&[
             "lint",
-            s(&fixture("invalid-definition")),
+            s(&fixture("12-invalid-definition")),
             "--output",
             format,
         ]);
@@ -91,5 +91,32 @@ fn errors_under_output_json_are_one_object_on_stderr() {
         assert_eq!(v["exitCode"], 6, "{v}");
         assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
         assert!(v["causes"].is_array(), "{v}");
+    }
+}
+
+#[test]
+fn results_print_as_json_and_yaml_with_camel_case_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles/demo");
+    for (i, format) in ["json", "yaml"].into_iter().enumerate() {
+        let prefix = dir.path().join(format!("vendor-{i}"));
+        for args in [
+            vec!["lint", s(&demo), "-o", format],
+            vec!["keygen", "--out", s(&prefix), "-o", format],
+        ] {
+            let o = pack(&args);
+            assert_code(&o, 0);
+            let text = String::from_utf8_lossy(&o.stdout);
+            let doc: serde_json::Value = if format == "json" {
+                serde_json::from_str(&text).unwrap()
+            } else {
+                serde_yaml::from_str(&text).unwrap()
+            };
+            let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+            assert!(
+                keys.iter().all(|k| !k.contains('_') && !k.contains('-')),
+                "{args:?}: {keys:?}"
+            );
+        }
     }
 }

@@ -5,9 +5,10 @@
 use airlift_cli::outln;
 
 use airlift_cli::{progress_for, CommandError, OutputFormat};
-use airlift_deploy::releases;
+use airlift_deploy::{releases, DeployError, Interaction};
 
 use crate::args::{runtime, ReleaseArgs, WaitArgs};
+use crate::interact::Terminal;
 use crate::outcome::print_outcome;
 
 /// Arguments of `rollback`.
@@ -24,7 +25,7 @@ pub struct Args {
     /// Take the release lock even if another operation holds it (only when that one is gone).
     #[arg(long)]
     pub force_unlock: bool,
-    /// Do not ask for confirmation (rollback never asks; accepted for consistency).
+    /// Never ask for confirmation (asked only on a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Output format.
@@ -36,6 +37,23 @@ pub struct Args {
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let r = &args.release;
     let namespace = r.namespace();
+    let terminal = Terminal::new(args.yes);
+    if terminal.interactive() {
+        let to = args.revision.map_or_else(
+            || "the last deployed revision".to_string(),
+            |n| format!("revision {n}"),
+        );
+        let question = format!(
+            "Roll back release {} in namespace {namespace} to {to}?",
+            r.release
+        );
+        if !terminal
+            .confirm(&question)
+            .map_err(CommandError::diagnosed)?
+        {
+            return Err(CommandError::diagnosed(DeployError::Declined));
+        }
+    }
     let rt = runtime()?;
     let mut options = args.wait.deploy_options();
     options.cancel = crate::signals::cancel_on_signals(&rt);
