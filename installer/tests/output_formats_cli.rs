@@ -170,3 +170,37 @@ fn assert_machine(format: &str, r: &Run) {
         ),
     }
 }
+
+#[test]
+fn a_long_operation_in_a_log_prints_plain_progress_lines() {
+    let site = Site::start();
+    let v1 = site.bundle(&ShopVersion::new("0.1.0"));
+    let args = site.deploy_args("install", &v1, &[], true);
+    let out = site
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("AIRLIFT_PROGRESS_INTERVAL", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // stderr is a pipe here, as in CI: phases and byte counts as plain lines, no bar redraws.
+    assert!(stderr.contains("progress: "), "{stderr}");
+    assert!(stderr.contains(" items, "), "{stderr}");
+    assert!(stderr.contains("is ready"), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr}"
+    );
+
+    let r = site.run_deploy(
+        "upgrade",
+        &v1,
+        &["--no-progress", "--set", "web.replicas=2"],
+        false,
+    );
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        !r.stderr.contains("progress: ") && !r.stderr.contains("is ready"),
+        "{r}"
+    );
+}

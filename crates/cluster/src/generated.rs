@@ -20,6 +20,10 @@ use crate::object::{FIELD_MANAGER, LABEL_MANAGED_BY, LABEL_RELEASE, MANAGED_BY};
 pub const GENERATED_SECRET_TYPE: &str = "airlift.dev/generated";
 /// The Secret type holding the secret values a site gave (remembered for upgrades).
 pub const SITE_SECRET_TYPE: &str = "airlift.dev/site-values";
+/// The entry of the generated Secret holding the release's fingerprint key: the HMAC key of
+/// the secret fingerprints in its records (no configuration key has a `-` in its item name,
+/// so it never collides with a generated value).
+pub const FINGERPRINT_KEY: &str = "airlift.fingerprint-key";
 
 /// Errors from reading or writing generated values.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use airlift_bundle::{Bundle, Digest, Progress};
 use airlift_cluster::cancel::Cancel;
-use airlift_cluster::generated::GeneratedValues;
+use airlift_cluster::generated::{GeneratedValues, FINGERPRINT_KEY};
 use airlift_cluster::lifecycle::{DeployOptions, DeployRequest, Engine, LifecycleError, Outcome};
 use airlift_cluster::lock::ReleaseLock;
 use airlift_cluster::ownership::Owner;
@@ -67,6 +67,8 @@ pub struct Prepared {
     /// SaaS defaults the vendor changed, and whether the site follows them.
     pub defaults: Vec<DefaultChange>,
     site_secrets: BTreeMap<String, Secret>,
+    /// The HMAC key of the record's secret fingerprints (stored with the generated values).
+    fingerprint_key: Secret,
 }
 
 impl Prepared {
@@ -172,6 +174,10 @@ impl<'a> Deployer<'a> {
             GeneratedValues::new(client.clone(), &namespace, &release)
                 .read()
                 .await?;
+        let fingerprint_key = generated
+            .get(FINGERPRINT_KEY)
+            .cloned()
+            .unwrap_or_else(Secret::new_fingerprint_key);
         let remembered = match &deployed {
             Some(d) if d.site.is_some() => {
                 let secrets = GeneratedValues::site(client, &namespace, &release)
@@ -268,7 +274,7 @@ impl<'a> Deployer<'a> {
             })
             .collect();
         let (values, defaults) = match &deployed {
-            Some(d) => values_diff(d, &config, &saas_defaults),
+            Some(d) => values_diff(d, &config, &saas_defaults, &fingerprint_key),
             None => (Vec::new(), Vec::new()),
         };
         let request = DeployRequest {
@@ -279,7 +285,7 @@ impl<'a> Deployer<'a> {
                 version: m.metadata.version.clone(),
                 digest: Digest::of_bytes(bundle.manifest_bytes()).to_string(),
             },
-            config: config.redacted(),
+            config: config.redacted(&fingerprint_key),
             saas_defaults,
             site: Some(site),
             operator: whoami(self.cluster).await,
@@ -297,6 +303,7 @@ impl<'a> Deployer<'a> {
             values,
             defaults,
             site_secrets,
+            fingerprint_key,
         })
     }
 
@@ -471,7 +478,14 @@ impl<'a> Deployer<'a> {
         let client = self.cluster.client().clone();
         // Generated values are stored before anything uses them, so an interrupted install
         // that is run again keeps the same values.
-        let generated = prepared.config.generated_secrets();
+        // The fingerprint key is kept with them whenever a record holds a secret's fingerprint.
+        let mut generated = prepared.config.generated_secrets();
+        if prepared.config.entries().iter().any(|e| e.is_secret()) {
+            generated.insert(
+                FINGERPRINT_KEY.to_string(),
+                prepared.fingerprint_key.clone(),
+            );
+        }
         if !generated.is_empty() {
             GeneratedValues::new(client.clone(), &r.namespace, &r.release)
                 .write(&generated)

@@ -1,6 +1,6 @@
 //! `airlift-install list [-n NAMESPACE | -A]`: the releases, newest revision first per release.
 
-use airlift_cli::outln;
+use airlift_cli::Table;
 
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_deploy::releases;
@@ -41,26 +41,29 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
     if args.output.is_machine() {
         return Ok(airlift_cli::print_as(args.output, &list)?);
     }
-    outln!(
-        "{:<20} {:<20} {:<16} {:<10} {:>8}  {:<12} UPDATED",
+    let mut table = Table::new(&[
         "NAME",
         "NAMESPACE",
         "BUNDLE",
         "VERSION",
         "REVISION",
-        "STATUS"
-    )?;
+        "STATUS",
+        "UPDATED",
+    ])
+    .right(4);
     for r in &list {
-        outln!(
-            "{:<20} {:<20} {:<16} {:<10} {:>8}  {:<12} {}",
-            r.name,
-            r.namespace,
-            r.latest.bundle.name,
-            r.latest.bundle.version,
-            r.latest.revision,
+        table.row([
+            r.name.clone(),
+            r.namespace.clone(),
+            r.latest.bundle.name.clone(),
+            r.latest.bundle.version.to_string(),
+            r.latest.revision.to_string(),
             r.latest.status.to_string(),
-            r.latest.time
-        )?;
+            r.latest.time.to_string(),
+        ]);
+    }
+    if !table.is_empty() {
+        table.print()?;
     }
     if list.is_empty() {
         eprintln!(

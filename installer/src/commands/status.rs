@@ -3,6 +3,7 @@
 //! release is an error naming where a release of that name does exist.
 
 use airlift_cli::outln;
+use airlift_cli::Table;
 
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::releases;
@@ -59,15 +60,16 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         outln!("Registry: {registry}")?;
     }
     if !report.workloads.is_empty() {
-        outln!("\n{:<48} {:>7}  CONDITION", "WORKLOAD", "READY")?;
+        outln!()?;
+        let mut table = Table::new(&["WORKLOAD", "READY", "CONDITION"]).right(1);
         for w in &report.workloads {
-            outln!(
-                "{:<48} {:>7}  {}",
+            table.row([
                 w.object.to_string(),
                 format!("{}/{}", w.ready, w.desired),
-                w.condition
-            )?;
+                w.condition.to_string(),
+            ]);
         }
+        table.print()?;
     }
     for m in &report.missing {
         outln!("missing: {m}")?;
@@ -79,22 +81,17 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             c.fields.join(", ")
         )?;
     }
-    outln!(
-        "\n{:>8}  {:<12}  {:<10}  {:<20}  DESCRIPTION",
-        "REVISION",
-        "STATUS",
-        "VERSION",
-        "TIME"
-    )?;
+    outln!()?;
+    let mut table = Table::new(&["REVISION", "STATUS", "VERSION", "TIME", "DESCRIPTION"]).right(0);
     for h in &report.history {
-        outln!(
-            "{:>8}  {:<12}  {:<10}  {:<20}  {}",
-            h.revision,
+        table.row([
+            h.revision.to_string(),
             h.status.to_string(),
-            h.bundle.version,
-            h.time,
-            h.description
-        )?;
+            h.bundle.version.to_string(),
+            h.time.to_string(),
+            h.description.to_string(),
+        ]);
     }
+    table.print()?;
     Ok(())
 }
