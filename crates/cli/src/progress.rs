@@ -232,7 +232,7 @@ impl LineProgress {
         // A run shorter than one interval stays silent, even at its end: quick commands
         // (`inspect` of a small bundle) do not fill logs with a single "100%" line.
         let due = st.last_line.elapsed() >= self.interval;
-        if st.items == 0 || !due && !(force && st.printed) {
+        if st.items == 0 || !(due || force && st.printed) {
             return;
         }
         st.printed = true;
