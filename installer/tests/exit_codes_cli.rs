@@ -64,7 +64,7 @@ fn flags_in(text: &str) -> Vec<String> {
 
 /// The requests that changed something in the cluster: not reads, dry runs or access reviews.
 fn writes(site: &Site) -> Vec<String> {
-    site.cluster
+    site.cluster()
         .requests()
         .into_iter()
         .filter(|q| {
@@ -208,32 +208,32 @@ fn cluster_rows_unreachable_preflight_rolled_back_locked() {
 
     // 5: the cluster cannot be reached.
     let dead = site.dir.path().join("dead-kubeconfig");
-    let text = std::fs::read_to_string(site.cluster.kubeconfig_path()).unwrap();
+    let text = std::fs::read_to_string(site.cluster().kubeconfig_path()).unwrap();
     let port = airlift_testkit::registry::free_port();
-    let text = text.replace(&site.cluster.addr().port().to_string(), &port.to_string());
+    let text = text.replace(&site.cluster().addr().port().to_string(), &port.to_string());
     std::fs::write(&dead, text).unwrap();
     let r = site.run(&["status", "shop", "--kubeconfig", dead.to_str().unwrap()]);
     assert_exit(&r, 5, &port.to_string());
     assert_hint_flags_exist(&site, "status", &r);
 
     // 7: preflight (a right missing), nothing written.
-    site.cluster
+    site.cluster()
         .deny(DenyRule::new("create", "apps", "deployments"));
     let r = site.install(&v1, &[]);
     assert_exit(&r, 7, "deployments");
     assert_hint_flags_exist(&site, "install", &r);
-    site.cluster.clear_denials();
+    site.cluster().clear_denials();
 
     let r = site.install(&v2, &[]);
     assert_eq!(r.code, 0, "{r}");
 
     // 7: a downgrade is refused before any plan is printed or the registry is contacted.
-    let before = site.registry.log().len();
+    let before = site.registry().log().len();
     let r = site.run_deploy("upgrade", &v1, &[], false);
     assert_exit(&r, 7, "0.1.0");
     assert!(r.stdout.is_empty(), "no plan before the refusal\n{r}");
     assert_eq!(
-        site.registry.log().len(),
+        site.registry().log().len(),
         before,
         "the registry is not contacted"
     );
@@ -243,12 +243,12 @@ fn cluster_rows_unreachable_preflight_rolled_back_locked() {
     let mut broken = ShopVersion::new("0.3.0");
     broken.extra = WORKER.into();
     let v3 = site.bundle(&broken);
-    site.cluster
+    site.cluster()
         .fail_workload_in("shop", "worker", FailureMode::ImagePullBackOff);
     let r = site.run_deploy("upgrade", &v3, &[], false);
     assert_exit(&r, 8, "ImagePullBackOff");
     assert_hint_flags_exist(&site, "upgrade", &r);
-    site.cluster.clear_failures();
+    site.cluster().clear_failures();
 
     // 9: another operation holds the lock.
     let lease = serde_json::json!({
@@ -293,13 +293,13 @@ spec:
 fn interrupted_install_exits_130() {
     let site = Site::start();
     let b = site.bundle(&ShopVersion::new("0.1.0"));
-    site.cluster
+    site.cluster()
         .fail_workload("web", FailureMode::Unschedulable);
     let child = site.spawn_install(&b);
     // Wait until the install is waiting for readiness (the Deployment exists), then SIGINT.
     let start = Instant::now();
     while site
-        .cluster
+        .cluster()
         .object("apps", "deployments", "shop", "web")
         .is_none()
     {
@@ -344,7 +344,7 @@ fn kubectl_apply(site: &Site, object: &serde_json::Value) {
     let out = std::process::Command::new("kubectl")
         .args(["apply", "--server-side", "-f"])
         .arg(&file)
-        .env("KUBECONFIG", site.cluster.kubeconfig_path())
+        .env("KUBECONFIG", site.cluster().kubeconfig_path())
         .output()
         .unwrap();
     assert!(
@@ -365,7 +365,7 @@ fn run_on_terminal(site: &Site, args: &[&str], keys: &str) -> Run {
     let mut child = std::process::Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .env("NO_COLOR", "1")
-        .env("KUBECONFIG", site.cluster.kubeconfig_path())
+        .env("KUBECONFIG", site.cluster().kubeconfig_path())
         .env("AIRLIFT_STATE_DIR", site.dir.path().join("state"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -110,7 +110,7 @@ fn every_result_prints_as_text_json_and_yaml_in_camel_case() {
     let v2 = site.bundle(&ShopVersion::new("0.2.0"));
     let b1 = v1.to_str().unwrap();
     let key = site.key().to_str().unwrap().to_string();
-    let host = site.registry.host();
+    let host = site.registry().host();
 
     check_formats(&site, &["verify", b1, "--key", &key]);
     check_formats(&site, &["inspect", b1, "--key", &key]);

@@ -110,7 +110,7 @@ fn main_error_messages() {
     insta::assert_snapshot!("error-unknown-release", report(&r));
     let r = site.run(&["status", "shop", "--context", "nosuch"]);
     insta::assert_snapshot!("error-unknown-context", report(&r));
-    site.cluster.deny(airlift_testkit::cluster::DenyRule::new(
+    site.cluster().deny(airlift_testkit::cluster::DenyRule::new(
         "create",
         "apps",
         "deployments",
