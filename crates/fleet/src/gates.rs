@@ -17,11 +17,20 @@ use crate::model::{resolve_path, Gates, HttpGate};
 /// healthy.
 pub fn release_problems(report: &StatusReport, drift: bool) -> Vec<String> {
     let mut problems = Vec::new();
-    if report.latest.status != ReleaseStatus::Deployed {
+    // A failed upgrade that rolled itself back leaves a `failed` latest revision over the
+    // deployed one; that is healthy if the live state says so. An operation that stopped
+    // partway is not.
+    if matches!(
+        report.latest.status,
+        ReleaseStatus::Pending | ReleaseStatus::Interrupted
+    ) {
         problems.push(format!(
             "the last operation (revision {}) is {}",
             report.latest.revision, report.latest.status
         ));
+    }
+    if report.deployed.is_none() {
+        problems.push("no revision is deployed".into());
     }
     for w in &report.workloads {
         if w.condition != "ready" {
