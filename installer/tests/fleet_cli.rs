@@ -481,3 +481,42 @@ fn plan_shows_every_cluster_and_changes_nothing() {
         text(&out)
     );
 }
+
+#[test]
+fn ctrl_c_starts_no_new_cluster_exits_130_and_a_rerun_finishes() {
+    // Pods take 1.5 s to become ready, so SIGINT lands while the canary is being upgraded.
+    let estate = Estate::start(Duration::from_millis(1500));
+    let fleet = estate.fleet("fleet.yaml", "");
+    let v1 = estate.bundle(&ShopVersion::new("0.1.0"));
+    let out = estate.rollout(&fleet, &v1);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let v2 = estate.bundle(&ShopVersion::new("0.2.0"));
+    let mark = estate.marks();
+    let child = estate
+        .command(&estate.rollout_args(&fleet, &v2))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("a write to the canary", || !estate.writes(0, mark[0]).is_empty());
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    for i in 1..5 {
+        assert_eq!(
+            estate.since(i, mark[i]),
+            Vec::<String>::new(),
+            "{} was started after Ctrl-C",
+            NAMES[i]
+        );
+    }
+    let out = estate.rollout(&fleet, &v2);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = estate.status(&fleet);
+    assert_eq!(status["summary"], "5 of 5 clusters at 0.2.0", "{status}");
+}
