@@ -499,7 +499,9 @@ fn ctrl_c_starts_no_new_cluster_exits_130_and_a_rerun_finishes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("a write to the canary", || !estate.writes(0, mark[0]).is_empty());
+    wait_for("a write to the canary", || {
+        !estate.writes(0, mark[0]).is_empty()
+    });
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
