@@ -107,35 +107,7 @@ impl WaitArgs {
 
 /// Parses `300` (seconds), `90s`, `5m`, `2h`, `1h30m`, `1m30s`, as kubectl and helm take them.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let bad = || format!("`{text}` is not a duration: write e.g. 300, 90s, 5m or 1h30m");
-    let mut total: u64 = 0;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        number.clear();
-    }
-    if !number.is_empty() || text.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    airlift_fleet::duration::FleetDuration::parse(text).map(|d| d.0)
 }
 
 #[cfg(test)]

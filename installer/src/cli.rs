@@ -48,6 +48,8 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Delete a release's objects, keeping volumes unless --delete-data.
     Uninstall(commands::uninstall::Args),
+    /// Plan, roll out and check one bundle across a fleet of clusters, in stages with gates.
+    Fleet(commands::fleet::Args),
 }
 
 impl Cli {

@@ -27,6 +27,8 @@ pub enum ExitKind {
     RolledBack,
     /// Another operation holds the release's lock; nothing was changed (exit 9).
     Locked,
+    /// A fleet rollout halted or finished with failed clusters; later clusters untouched (exit 10).
+    Fleet,
     /// Interrupted by the user (exit 130).
     Interrupted,
 }
@@ -44,6 +46,7 @@ impl ExitKind {
             ExitKind::Preflight => 7,
             ExitKind::RolledBack => 8,
             ExitKind::Locked => 9,
+            ExitKind::Fleet => 10,
             ExitKind::Interrupted => 130,
         }
     }

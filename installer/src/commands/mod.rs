@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod config;
+pub mod fleet;
 pub mod inspect;
 pub mod install;
 pub mod list;
@@ -36,5 +37,6 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Values(args) => values::run(args, cli.no_progress),
         Command::Rollback(args) => rollback::run(args, cli.no_progress),
         Command::Uninstall(args) => uninstall::run(args, cli.no_progress),
+        Command::Fleet(args) => fleet::run(args, cli.no_progress),
     }
 }
