@@ -47,6 +47,10 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Delete a release's objects, keeping volumes unless --delete-data.
     Uninstall(commands::uninstall::Args),
+    /// Fetch a published bundle from an OCI registry into one file, byte-identical to the original.
+    Pull(commands::pull::Args),
+    /// List the versions published in a registry that are newer than a release, on its channel.
+    Updates(commands::updates::Args),
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub enum Command {
     Keygen(commands::keygen::Args),
     /// Check a bundle definition folder without network: schema, config defaults, templates, objects, images.
     Lint(commands::lint::Args),
+    /// Publish a bundle to an OCI registry: its images, then the bundle as an artifact, tagged last.
+    Publish(commands::publish::Args),
 }
 
 impl Cli {
@@ -33,6 +35,7 @@ impl Cli {
         match &self.command {
             Command::Build(a) => a.output,
             Command::Lint(a) => a.output,
+            Command::Publish(a) => a.output,
             Command::Keygen(_) => airlift_cli::OutputFormat::Text,
         }
     }
