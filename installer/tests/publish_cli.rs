@@ -160,13 +160,8 @@ impl Vendor {
             .unwrap();
         }
         let bytes = serde_json::to_vec(artifact).unwrap();
-        rt.block_on(client.put_manifest(
-            "acme/shop",
-            tag,
-            MEDIA_TYPE_OCI_MANIFEST,
-            bytes.into(),
-        ))
-        .unwrap();
+        rt.block_on(client.put_manifest("acme/shop", tag, MEDIA_TYPE_OCI_MANIFEST, bytes.into()))
+            .unwrap();
     }
 }
 
@@ -197,7 +192,11 @@ fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -321,7 +320,9 @@ fn install_straight_from_oci_and_list_updates_for_the_release() {
         assert_eq!(r.code, 0, "[{tier}] {r}");
         assert!(r.stdout.contains("Installed shop 1.0.0"), "[{tier}] {r}");
         if let Some(cluster) = &cluster {
-            let d = cluster.object("apps", "deployments", "shop", "web").unwrap();
+            let d = cluster
+                .object("apps", "deployments", "shop", "web")
+                .unwrap();
             let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
                 .as_str()
                 .unwrap()
@@ -336,7 +337,11 @@ fn install_straight_from_oci_and_list_updates_for_the_release() {
             &["updates", &v.oci(""), "--release", "shop", "--key", key],
         );
         assert_eq!(r.code, 0, "[{tier}] {r}");
-        assert!(r.stdout.contains("No version newer than 1.0.0 on channel stable"), "[{tier}] {r}");
+        assert!(
+            r.stdout
+                .contains("No version newer than 1.0.0 on channel stable"),
+            "[{tier}] {r}"
+        );
     }
     v.publish(&ShopVersion::new("1.1.0"));
     for (tier, kubeconfig, _cluster, _) in tiers().into_iter().take(1) {
@@ -361,12 +366,24 @@ fn skopeo_inspect_sees_the_artifact_and_its_images() {
         .iter()
         .filter_map(|l| l.annotations.get(ANNOTATION_TITLE).map(String::as_str))
         .collect();
-    assert_eq!(titles[..4], ["airlift.yaml", "airlift.yaml.sig", "oci-layout", "index.json"]);
+    assert_eq!(
+        titles[..4],
+        [
+            "airlift.yaml",
+            "airlift.yaml.sig",
+            "oci-layout",
+            "index.json"
+        ]
+    );
     assert!(titles.contains(&"components/shop/shop.yaml"), "{titles:?}");
     let published: Vec<&str> = artifact
         .layers
         .iter()
-        .filter_map(|l| l.annotations.get(ANNOTATION_IMAGE_PUBLISHED).map(String::as_str))
+        .filter_map(|l| {
+            l.annotations
+                .get(ANNOTATION_IMAGE_PUBLISHED)
+                .map(String::as_str)
+        })
         .collect();
     assert_eq!(published.len(), 1, "the shop's one image is referenced");
     let image = v.skopeo_inspect(false, published[0]).unwrap();
@@ -387,11 +404,23 @@ fn updates_lists_newer_versions_on_the_channel_and_hides_other_channels() {
     let key = v.key.to_str().unwrap();
     let r = v.run(
         None,
-        &["updates", &v.oci(""), "--current", "1.0.0", "--key", key, "--output", "json"],
+        &[
+            "updates",
+            &v.oci(""),
+            "--current",
+            "1.0.0",
+            "--key",
+            key,
+            "--output",
+            "json",
+        ],
     );
     assert_eq!(r.code, 0, "{r}");
     let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(out["channel"], "stable", "the channel of 1.0.0 as published");
+    assert_eq!(
+        out["channel"], "stable",
+        "the channel of 1.0.0 as published"
+    );
     let versions: Vec<&str> = out["newer"]
         .as_array()
         .unwrap()
@@ -401,7 +430,16 @@ fn updates_lists_newer_versions_on_the_channel_and_hides_other_channels() {
     assert_eq!(versions, ["1.1.0", "1.2.0"], "semver order, beta hidden");
     let r = v.run(
         None,
-        &["updates", &v.oci(""), "--current", "1.0.0", "--channel", "beta", "--key", key],
+        &[
+            "updates",
+            &v.oci(""),
+            "--current",
+            "1.0.0",
+            "--channel",
+            "beta",
+            "--key",
+            key,
+        ],
     );
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("  2.0.0  "), "{r}");
@@ -420,7 +458,10 @@ fn a_tampered_artifact_is_refused_before_any_change() {
     let i = changed
         .layers
         .iter()
-        .position(|l| l.annotations.get(ANNOTATION_TITLE).map(String::as_str) == Some("components/shop/shop.yaml"))
+        .position(|l| {
+            l.annotations.get(ANNOTATION_TITLE).map(String::as_str)
+                == Some("components/shop/shop.yaml")
+        })
         .unwrap();
     changed.layers[i].digest = Digest::of_bytes(evil_template);
     changed.layers[i].size = evil_template.len() as u64;
@@ -455,7 +496,10 @@ fn a_tampered_artifact_is_refused_before_any_change() {
     let target = format!("{}/site", v.registry.host());
     let key = v.key.to_str().unwrap();
     for (tag, expect) in [
-        ("evil-component", "does not match its signed manifest at layer"),
+        (
+            "evil-component",
+            "does not match its signed manifest at layer",
+        ),
         ("evil-manifest", "failed verification"),
     ] {
         let r = v.run(
@@ -480,7 +524,10 @@ fn a_tampered_artifact_is_refused_before_any_change() {
         assert!(
             requests.is_empty(),
             "{tag}: the cluster is not even contacted before the bundle verifies: {:?}",
-            requests.iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>()
+            requests
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect::<Vec<_>>()
         );
         assert!(
             !v.registry
@@ -489,8 +536,21 @@ fn a_tampered_artifact_is_refused_before_any_change() {
                 .exists(),
             "{tag}: nothing pushed to the site registry"
         );
-        let r = v.run(None, &["pull", &v.oci(&format!(":{tag}")), "--out", v.dir.path().join("x.airlift").to_str().unwrap(), "--key", key]);
+        let r = v.run(
+            None,
+            &[
+                "pull",
+                &v.oci(&format!(":{tag}")),
+                "--out",
+                v.dir.path().join("x.airlift").to_str().unwrap(),
+                "--key",
+                key,
+            ],
+        );
         assert_eq!(r.code, 3, "{tag}: {r}");
-        assert!(!v.dir.path().join("x.airlift").exists(), "{tag}: nothing written");
+        assert!(
+            !v.dir.path().join("x.airlift").exists(),
+            "{tag}: nothing written"
+        );
     }
 }

@@ -84,17 +84,26 @@ fn publish_is_idempotent_and_never_replaces_a_published_tag() {
         "{r}"
     );
     let first = raw_manifest(&registry, "acme/shop:1.0.0");
-    assert_eq!(first["artifactType"], "application/vnd.airlift.bundle.v1alpha1");
+    assert_eq!(
+        first["artifactType"],
+        "application/vnd.airlift.bundle.v1alpha1"
+    );
     assert_eq!(
         first["annotations"]["dev.airlift.bundle.channel"], "stable",
         "{first}"
     );
     let image = raw_manifest(&registry, "acme/shop/acme/api:1.0");
-    assert!(image["mediaType"].is_string(), "the image is an ordinary image: {image}");
+    assert!(
+        image["mediaType"].is_string(),
+        "the image is an ordinary image: {image}"
+    );
 
     let r = publish(&registry, &bundle, &key, &target);
     assert_eq!(r.code, 0, "{r}");
-    assert!(r.stdout.contains("already published: nothing changed"), "{r}");
+    assert!(
+        r.stdout.contains("already published: nothing changed"),
+        "{r}"
+    );
     assert!(r.stdout.contains("0 layers sent"), "{r}");
 
     let mut other = ShopVersion::new("1.0.0");

@@ -12,7 +12,7 @@ use airlift_registry::artifact::{
     artifact_manifest, members, version_tag, ArtifactError, OciReference,
 };
 use airlift_registry::artifact_pull::{resolve, write_bundle_file, PullReport, Resolved};
-use airlift_registry::artifact_push::{push_artifact, ArtifactPushReport};
+use airlift_registry::artifact_push::{push_artifact, ArtifactPushReport, ArtifactUpload};
 use airlift_registry::client::RegistryClient;
 use airlift_registry::mapping::Destination;
 use airlift_registry::push::{push, PushReport};
@@ -111,14 +111,17 @@ pub async fn publish(
     }
     let list = members(&manifest, bundle.manifest_bytes(), bundle.signature());
     let artifact = artifact_manifest(&manifest, &list, &tops, file_sha256);
+    let upload = ArtifactUpload {
+        members: &list,
+        artifact: &artifact,
+        repo: &oci.repository,
+        tag: &tag,
+        mount_from: &mount_from,
+    };
     let report = push_artifact(
         &client,
         bundle.clone(),
-        &list,
-        &artifact,
-        &oci.repository,
-        &tag,
-        &mount_from,
+        upload,
         options.concurrency,
         progress,
     )
@@ -238,7 +241,10 @@ pub async fn updates(
         let md = &resolved.manifest.metadata;
         let signed = semver::Version::parse(&md.version).ok();
         if signed.as_ref() != Some(&v) {
-            skipped.push((tag, format!("the signed manifest says version {}", md.version)));
+            skipped.push((
+                tag,
+                format!("the signed manifest says version {}", md.version),
+            ));
             continue;
         }
         if md.channel != channel {

@@ -112,7 +112,7 @@ pub enum ArtifactError {
         reference: String,
         /// The cause.
         #[source]
-        source: airlift_bundle::BundleError,
+        source: Box<airlift_bundle::BundleError>,
     },
     /// The tag exists with other content; tags of published versions are never overwritten.
     #[error("`{reference}` already holds another bundle ({existing}); a published version is never replaced")]
@@ -387,7 +387,10 @@ pub fn artifact_manifest(
             (ANNOTATION_VERSION.to_string(), md.version.clone()),
             (ANNOTATION_VENDOR.to_string(), md.vendor.clone()),
             (ANNOTATION_CHANNEL.to_string(), md.channel.clone()),
-            (ANNOTATION_CREATED.to_string(), manifest.build.created.clone()),
+            (
+                ANNOTATION_CREATED.to_string(),
+                manifest.build.created.clone(),
+            ),
             (ANNOTATION_FILE_SHA256.to_string(), file_sha256.to_string()),
         ]),
     }
@@ -402,8 +405,8 @@ pub fn parse_artifact(reference: &str, bytes: &[u8]) -> Result<ArtifactManifest,
     };
     airlift_bundle::check_nesting(bytes, reference, airlift_bundle::oci::MAX_JSON_DEPTH)
         .map_err(|e| not(e.to_string()))?;
-    let m: ArtifactManifest =
-        serde_json::from_slice(bytes).map_err(|e| not(format!("not an OCI image manifest: {e}")))?;
+    let m: ArtifactManifest = serde_json::from_slice(bytes)
+        .map_err(|e| not(format!("not an OCI image manifest: {e}")))?;
     if m.media_type.as_deref() != Some(MEDIA_TYPE_OCI_MANIFEST) {
         return Err(not(format!(
             "its media type is {}",
@@ -432,7 +435,11 @@ pub fn check_layers(
     let describe = |d: &Descriptor| {
         format!(
             "`{}` {} {} bytes",
-            escape(d.annotations.get(ANNOTATION_TITLE).map_or("untitled", |s| s)),
+            escape(
+                d.annotations
+                    .get(ANNOTATION_TITLE)
+                    .map_or("untitled", |s| s)
+            ),
             d.digest,
             d.size
         )
@@ -495,7 +502,10 @@ mod tests {
             "oci://shop/x\u{1b}[31m",
         ] {
             let e = OciReference::parse(bad).unwrap_err();
-            assert!(matches!(e, ArtifactError::BadReference { .. }), "{bad}: {e}");
+            assert!(
+                matches!(e, ArtifactError::BadReference { .. }),
+                "{bad}: {e}"
+            );
             assert!(!e.to_string().contains('\u{1b}'));
         }
     }

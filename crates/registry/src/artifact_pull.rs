@@ -95,7 +95,7 @@ pub async fn resolve(
     };
     let bundle_err = |source: BundleError| ArtifactError::Bundle {
         reference: reference.clone(),
-        source,
+        source: Box::new(source),
     };
     let status =
         airlift_bundle::trust::check_signature(&manifest_bytes, signature.as_deref(), trust)

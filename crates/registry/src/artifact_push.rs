@@ -13,8 +13,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::artifact::{
-    ArtifactError, ArtifactManifest, Member, EMPTY_CONFIG, MEDIA_TYPE_BLOB,
-    MEDIA_TYPE_OCI_MANIFEST,
+    ArtifactError, ArtifactManifest, Member, EMPTY_CONFIG, MEDIA_TYPE_BLOB, MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::client::RegistryClient;
 
@@ -62,25 +61,44 @@ impl BlobSource for MemberSource {
     }
 }
 
-/// Pushes `artifact` (built from `members` of `bundle`) to `repo:tag`. `mount_from` names, per
-/// blob digest, an image repository on the same registry that holds it. Refuses a tag that
-/// already names other content ([`ArtifactError::TagTaken`]).
+/// What to push: the artifact manifest built from `members`, where it goes, and where each
+/// blob can be mounted from.
+#[derive(Debug, Clone, Copy)]
+pub struct ArtifactUpload<'a> {
+    /// The bundle's members, in archive order.
+    pub members: &'a [Member],
+    /// The artifact manifest built from them.
+    pub artifact: &'a ArtifactManifest,
+    /// The repository.
+    pub repo: &'a str,
+    /// The tag.
+    pub tag: &'a str,
+    /// Per blob digest, an image repository on the same registry that holds it.
+    pub mount_from: &'a BTreeMap<Digest, String>,
+}
+
+/// Pushes `upload` from `bundle`. Refuses a tag that already names other content
+/// ([`ArtifactError::TagTaken`]).
 pub async fn push_artifact(
     client: &RegistryClient,
     bundle: Arc<Bundle>,
-    members: &[Member],
-    artifact: &ArtifactManifest,
-    repo: &str,
-    tag: &str,
-    mount_from: &BTreeMap<Digest, String>,
+    upload: ArtifactUpload<'_>,
     concurrency: usize,
     progress: Arc<dyn Progress>,
 ) -> Result<ArtifactPushReport, ArtifactError> {
-    let bytes = Bytes::from(serde_json::to_vec(artifact).map_err(|e| {
-        ArtifactError::Unpublishable {
-            problem: format!("cannot encode the artifact manifest: {e}"),
-        }
-    })?);
+    let ArtifactUpload {
+        members,
+        artifact,
+        repo,
+        tag,
+        mount_from,
+    } = upload;
+    let bytes =
+        Bytes::from(
+            serde_json::to_vec(artifact).map_err(|e| ArtifactError::Unpublishable {
+                problem: format!("cannot encode the artifact manifest: {e}"),
+            })?,
+        );
     let digest = Digest::of_bytes(&bytes);
     let reference = format!("{}/{repo}:{tag}", client.registry());
     if let Some(head) = client.manifest_head(repo, tag).await? {
@@ -101,12 +119,15 @@ pub async fn push_artifact(
                 .read_member(path, MAX_MANIFEST_BYTES)
                 .map_err(|source| ArtifactError::Bundle {
                     reference: reference.clone(),
-                    source,
+                    source: Box::new(source),
                 })?,
         };
         in_memory.insert(m.digest.clone(), Bytes::from(data));
     }
-    in_memory.insert(Digest::of_bytes(EMPTY_CONFIG), Bytes::from_static(EMPTY_CONFIG));
+    in_memory.insert(
+        Digest::of_bytes(EMPTY_CONFIG),
+        Bytes::from_static(EMPTY_CONFIG),
+    );
     let source: Arc<dyn BlobSource> = Arc::new(MemberSource {
         bundle,
         members: in_memory,

@@ -121,6 +121,27 @@ impl Diagnose for ServeError {
     }
 }
 
+impl Diagnose for ArtifactError {
+    /// A changed or unverifiable artifact is a trust failure; a taken tag or bad reference is
+    /// usage; the rest is the registry's.
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            Self::Tampered { .. } | Self::LayerDigest { .. } | Self::NotABundle { .. } => {
+                ExitKind::Trust
+            }
+            Self::Bundle { source, .. } => source.exit_kind(),
+            Self::BadReference { .. } | Self::Unpublishable { .. } | Self::TagTaken { .. } => {
+                ExitKind::Usage
+            }
+            Self::Registry(_) | Self::NotFound { .. } => ExitKind::Registry,
+            Self::Io { .. } => ExitKind::Failure,
+        }
+    }
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,26 +174,5 @@ mod tests {
         };
         assert_eq!(dest.exit_kind(), ExitKind::Usage);
         assert!(dest.fix().unwrap().contains("--registry"));
-    }
-}
-
-impl Diagnose for ArtifactError {
-    /// A changed or unverifiable artifact is a trust failure; a taken tag or bad reference is
-    /// usage; the rest is the registry's.
-    fn exit_kind(&self) -> ExitKind {
-        match self {
-            Self::Tampered { .. } | Self::LayerDigest { .. } | Self::NotABundle { .. } => {
-                ExitKind::Trust
-            }
-            Self::Bundle { source, .. } => source.exit_kind(),
-            Self::BadReference { .. } | Self::Unpublishable { .. } | Self::TagTaken { .. } => {
-                ExitKind::Usage
-            }
-            Self::Registry(_) | Self::NotFound { .. } => ExitKind::Registry,
-            Self::Io { .. } => ExitKind::Failure,
-        }
-    }
-    fn fix(&self) -> Option<String> {
-        Some(self.hint())
     }
 }

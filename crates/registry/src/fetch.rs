@@ -214,10 +214,11 @@ impl RegistryClient {
                     detail: "the tag list page is larger than 4 MiB".into(),
                 });
             }
-            let page: Page = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
-                target: target.clone(),
-                detail: format!("the tag list is not JSON: {e}"),
-            })?;
+            let page: Page =
+                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                    target: target.clone(),
+                    detail: format!("the tag list is not JSON: {e}"),
+                })?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
                 Some(n) if self.same_origin_url(&n) => url = n,
@@ -232,9 +233,12 @@ impl RegistryClient {
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
-        params
-            .contains("rel=\"next\"")
-            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+        params.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
     })
 }
 

@@ -52,7 +52,9 @@ pub fn pull_verified(
 ) -> Result<(Bundle, VerifyReport, u64), CommandError> {
     let rt = runtime()?;
     let (_, pulled) = rt
-        .block_on(airlift_deploy::publish::pull(oci, trust, options, out, progress))
+        .block_on(airlift_deploy::publish::pull(
+            oci, trust, options, out, progress,
+        ))
         .map_err(CommandError::diagnosed)?;
     let (bundle, report) = airlift_deploy::open_verified(&pulled.path, trust, progress, false)
         .map_err(CommandError::diagnosed)?;
