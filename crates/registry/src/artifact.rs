@@ -187,7 +187,7 @@ impl OciReference {
     pub fn parse(text: &str) -> Result<Self, ArtifactError> {
         let bad = |problem: &str| ArtifactError::BadReference {
             reference: escape(text).to_string(),
-            problem: problem.to_string(),
+            problem: escape(problem).to_string(),
         };
         let rest = text
             .strip_prefix("oci://")
