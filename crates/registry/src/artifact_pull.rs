@@ -57,7 +57,7 @@ pub struct PullReport {
     pub artifact_digest: Digest,
 }
 
-/// Fetches the artifact at `oci` (its tag or digest, else `default_tag`), checks the signature
+/// Fetches the artifact at `oci` (its tag or digest: one is required), checks the signature
 /// under `trust`, parses the signed manifest and checks the layer list against it.
 pub async fn resolve(
     client: &RegistryClient,
