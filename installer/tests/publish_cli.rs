@@ -554,3 +554,98 @@ fn a_tampered_artifact_is_refused_before_any_change() {
         );
     }
 }
+
+/// An interrupted publish never leaves a tag, and the next run sends nothing twice; a pull
+/// whose downloads are cut mid-body still gives the same sha256.
+#[test]
+fn interrupted_publish_leaves_no_tag_and_resumes_and_cut_pulls_are_byte_identical() {
+    use airlift_registry::RetryPolicy;
+    use airlift_testkit::fault_proxy::{Fault, FaultProxy, Rule, Schedule};
+
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = ShopBundles::new(dir.path()).unwrap();
+    let key = bundles.public_key().unwrap();
+    let path = bundles.write(&ShopVersion::new("1.0.0")).unwrap();
+    let trust = Trust::from_flags(Some(&key), false).unwrap();
+    let (bundle, verified) =
+        airlift_deploy::open_verified(&path, &trust, &NoProgress, true).unwrap();
+    let bundle = Arc::new(bundle);
+    let registry = TestRegistry::plain();
+    let upstream = format!("127.0.0.1:{}", registry.port()).parse().unwrap();
+    let rt = runtime();
+    let proxy = rt.block_on(FaultProxy::start(
+        upstream,
+        vec![
+            Rule::new(Fault::Status(500), Schedule::Always)
+                .method("PUT")
+                .path_contains("/acme/shop/manifests/1.0.0"),
+            Rule::new(
+                Fault::ResetResponseBody { after: 1000 },
+                Schedule::EveryNth(2),
+            )
+            .method("GET")
+            .path_contains("/acme/shop/blobs/")
+            .max(4),
+        ],
+    ));
+    let publish = |host: &str, retry: RetryPolicy| {
+        let oci = OciReference::parse(&format!("oci://{host}/acme/shop")).unwrap();
+        let options = RegistryOptions::default()
+            .without_auth_files()
+            .with_insecure(host)
+            .with_retry(retry);
+        rt.block_on(airlift_deploy::publish::publish(
+            bundle.clone(),
+            &verified.sha256,
+            &oci,
+            false,
+            &options,
+            Arc::new(NoProgress),
+        ))
+    };
+    let failed = publish(&proxy.host(), RetryPolicy::none());
+    assert!(failed.is_err(), "the tag PUT failed: {failed:?}");
+    let tags = registry
+        .storage_dir()
+        .join("docker/registry/v2/repositories/acme/shop/_manifests/tags");
+    assert!(!tags.exists(), "no tag after an interrupted publish");
+    assert!(
+        registry
+            .storage_dir()
+            .join("docker/registry/v2/repositories/acme/shop/acme/api")
+            .exists(),
+        "the images went first"
+    );
+
+    let done = publish(&registry.host(), RetryPolicy::default()).unwrap();
+    assert!(done.artifact.tagged);
+    assert_eq!(done.images.bytes_pushed, 0, "images are not sent again");
+    assert_eq!(done.artifact.blobs_pushed, 0, "layers are not sent again");
+    assert!(done.artifact.blobs_present > 0);
+    assert!(tags.join("1.0.0").exists());
+
+    let out = dir.path().join("pulled.airlift");
+    let oci = OciReference::parse(&format!("oci://{}/acme/shop:1.0.0", proxy.host())).unwrap();
+    let options = RegistryOptions::default()
+        .without_auth_files()
+        .with_insecure(proxy.host());
+    rt.block_on(airlift_deploy::publish::pull(
+        &oci,
+        &trust,
+        &options,
+        &out,
+        &NoProgress,
+    ))
+    .unwrap_or_else(|e| panic!("pull failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
+    assert!(
+        proxy
+            .fault_log()
+            .iter()
+            .filter(|f| f.contains("GET"))
+            .count()
+            >= 1,
+        "downloads were cut: {:?}",
+        proxy.fault_log()
+    );
+    assert_eq!(sha256_file(&out), sha256_file(&path));
+}
