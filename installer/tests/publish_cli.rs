@@ -602,6 +602,7 @@ fn interrupted_publish_leaves_no_tag_and_resumes_and_cut_pulls_are_byte_identica
             &options,
             Arc::new(NoProgress),
         ))
+        .map_err(|e| e.to_string())
     };
     let failed = publish(&proxy.host(), RetryPolicy::none());
     assert!(failed.is_err(), "the tag PUT failed: {failed:?}");
