@@ -125,6 +125,50 @@ fn publish_is_idempotent_and_never_replaces_a_published_tag() {
 }
 
 #[test]
+fn flatten_puts_every_image_one_segment_below_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = ShopBundles::new(dir.path()).unwrap();
+    let key = bundles.public_key().unwrap();
+    let registry = TestRegistry::tls_with_auth(USER, PASSWORD);
+    let bundle = bundles.write(&ShopVersion::new("1.0.0")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_airlift-pack"))
+        .args(["publish", bundle.to_str().unwrap()])
+        .arg(format!("oci://{}/marketplace/shop", registry.host()))
+        .arg("--key")
+        .arg(&key)
+        .arg("--flatten")
+        .arg("--registry-ca")
+        .arg(registry.ca_pem().unwrap())
+        .args(["--registry-user", USER])
+        .env("AIRLIFT_REGISTRY_PASSWORD", PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = raw_manifest(&registry, "marketplace/shop/acme-api:1.0");
+    assert!(image["mediaType"].is_string(), "{image}");
+    let artifact = raw_manifest(&registry, "marketplace/shop:1.0.0");
+    let published: Vec<&str> = artifact["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["annotations"]["dev.airlift.image.published"].as_str())
+        .collect();
+    assert_eq!(published.len(), 1, "{artifact}");
+    assert!(
+        published[0].starts_with(&format!(
+            "{}/marketplace/shop/acme-api@sha256:",
+            registry.host()
+        )),
+        "{published:?}"
+    );
+}
+
+#[test]
 fn a_bundle_that_does_not_verify_publishes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let bundles = ShopBundles::new(dir.path()).unwrap();
