@@ -209,7 +209,7 @@ pub type Opened = (Arc<Bundle>, Arc<dyn Progress>, SiteRequest);
 /// The flags of every command that deploys a bundle.
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
-    /// The bundle file.
+    /// The bundle file, or a published bundle: `oci://HOST[:PORT]/REPOSITORY:TAG`.
     pub bundle: PathBuf,
     /// Key flags.
     #[command(flatten)]
@@ -265,8 +265,19 @@ impl DeployArgs {
         let trust = self.trust.trust()?;
         let quiet = no_progress || self.output.is_machine();
         let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
-        let (bundle, _) = open_verified(&self.bundle, &trust, progress.as_ref(), false)
-            .map_err(CommandError::diagnosed)?;
+        let bundle = match self.bundle.to_str().filter(|s| s.starts_with("oci://")) {
+            Some(oci) => crate::commands::pull::open_oci(
+                oci,
+                &trust,
+                &self.target.registry_options(&self.registry)?,
+                progress.as_ref(),
+            )?,
+            None => {
+                open_verified(&self.bundle, &trust, progress.as_ref(), false)
+                    .map_err(CommandError::diagnosed)?
+                    .0
+            }
+        };
         Ok((Arc::new(bundle), progress, self.site()?))
     }
 

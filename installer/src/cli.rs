@@ -50,6 +50,10 @@ pub enum Command {
     Uninstall(commands::uninstall::Args),
     /// Plan, roll out and check one bundle across a fleet of clusters, in stages with gates.
     Fleet(commands::fleet::Args),
+    /// Fetch a published bundle from an OCI registry into one file, byte-identical to the original.
+    Pull(commands::pull::Args),
+    /// List the versions published in a registry that are newer than a release, on its channel.
+    Updates(commands::updates::Args),
 }
 
 impl Cli {
@@ -70,6 +74,9 @@ impl Cli {
             Command::Values(a) => a.output,
             Command::Rollback(a) => a.output,
             Command::Uninstall(a) => a.output,
+            Command::Fleet(a) => a.output(),
+            Command::Pull(a) => a.output,
+            Command::Updates(a) => a.output,
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum Command {
     Keygen(commands::keygen::Args),
     /// Check a bundle definition folder without network: schema, config defaults, templates, objects, images.
     Lint(commands::lint::Args),
+    /// Publish a bundle to an OCI registry: its images, then the bundle as an artifact, tagged last.
+    Publish(commands::publish::Args),
 }
 
 impl Cli {
@@ -35,6 +37,7 @@ impl Cli {
             Command::Build(a) => a.output,
             Command::Lint(a) => a.output,
             Command::Keygen(a) => a.output,
+            Command::Publish(a) => a.output,
         }
     }
 }

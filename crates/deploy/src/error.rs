@@ -77,6 +77,9 @@ pub enum DeployError {
     /// The push failed.
     #[error("failed to push the bundle's images")]
     Push(#[source] airlift_registry::push::PushError),
+    /// Publishing, pulling or resolving a bundle artifact failed.
+    #[error(transparent)]
+    Artifact(#[from] airlift_registry::artifact::ArtifactError),
     /// The push did not put an image where rendering assumed.
     #[error(
         "image `{reference}` was pushed to `{got}`, but the manifests were rendered for `{want}`"
@@ -183,6 +186,7 @@ impl Diagnose for DeployError {
                 ExitKind::Config
             }
             Self::RegistryClient { .. } | Self::Push(_) => ExitKind::Registry,
+            Self::Artifact(e) => e.exit_kind(),
             // A report of registry problems only is the registry's failure (exit 4), as when
             // `push` meets it; anything else found before a change is a preflight failure.
             Self::Preflight(f) if !f.is_empty() && f.iter().all(|f| f.area == "registry") => {
@@ -233,6 +237,7 @@ impl Diagnose for DeployError {
                 format!("check --registry-ca and the registry address `{registry}`")
             }
             Self::Push(e) => e.hint(),
+            Self::Artifact(e) => e.hint(),
             Self::Relocation { .. } => {
                 "this is a bug in Airlift: report it with the bundle's `inspect` output".into()
             }

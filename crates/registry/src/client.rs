@@ -120,7 +120,7 @@ impl std::fmt::Debug for RegistryClient {
 
 /// Retry or not, per request.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Retries {
+pub(crate) enum Retries {
     Yes,
     No,
 }
@@ -170,11 +170,23 @@ impl RegistryClient {
         &self.registry
     }
 
-    fn target(&self, image: impl Into<String>) -> Target {
+    pub(crate) fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    pub(crate) fn same_origin_url(&self, url: &Url) -> bool {
+        self.same_origin(url)
+    }
+
+    pub(crate) fn target(&self, image: impl Into<String>) -> Target {
         Target::new(self.registry.clone(), image)
     }
 
-    fn url(&self, path: &str) -> Url {
+    pub(crate) fn url(&self, path: &str) -> Url {
         // `path` is built from validated repository names and digests only.
         self.base.join(path).unwrap_or_else(|_| self.base.clone())
     }
@@ -468,7 +480,7 @@ impl RegistryClient {
             && url.port_or_known_default() == self.base.port_or_known_default()
     }
 
-    async fn status_error(
+    pub(crate) async fn status_error(
         &self,
         target: Target,
         status: StatusCode,
@@ -520,7 +532,7 @@ impl RegistryClient {
     /// failures. Returns the final response whatever its status, except that a 401 after
     /// authenticating becomes [`RegistryError::AuthRefused`] and transient statuses that outlast
     /// the retries become their classified error.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         target: &Target,
         scope: Option<&str>,

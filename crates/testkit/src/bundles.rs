@@ -68,6 +68,8 @@ pub struct ShopVersion {
     pub color: String,
     /// Extra manifest templates (YAML documents) appended to the component.
     pub extra: String,
+    /// The release channel (`stable` unless changed).
+    pub channel: String,
 }
 
 impl ShopVersion {
@@ -79,6 +81,7 @@ impl ShopVersion {
             replicas: 1,
             color: "blue".into(),
             extra: String::new(),
+            channel: "stable".into(),
         }
     }
 }
@@ -183,7 +186,7 @@ impl ShopBundles {
             metadata: Metadata {
                 name: v.name.clone(),
                 version: v.version.clone(),
-                channel: "stable".into(),
+                channel: v.channel.clone(),
                 vendor: "Acme".into(),
                 description: None,
             },

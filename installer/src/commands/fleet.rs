@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlift_cli::output::{escape_control, print_json};
+use airlift_cli::output::escape_control;
 use airlift_cli::{outln, progress_for, CommandError, ExitKind, OutputFormat};
 use airlift_fleet::inspect::{self, FleetPlan, FleetStatus};
 use airlift_fleet::rollout::Event;
@@ -21,6 +21,17 @@ pub struct Args {
     /// What to do with the fleet.
     #[command(subcommand)]
     pub command: FleetCommand,
+}
+
+impl Args {
+    /// The `--output` format of the subcommand (which also decides how an error is printed).
+    pub fn output(&self) -> OutputFormat {
+        match &self.command {
+            FleetCommand::Plan(a) => a.output,
+            FleetCommand::Rollout(a) => a.target.output,
+            FleetCommand::Status(a) => a.output,
+        }
+    }
 }
 
 /// The fleet subcommands.
@@ -49,7 +60,7 @@ pub struct BundleArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -82,7 +93,7 @@ pub struct StatusArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -115,14 +126,10 @@ fn open(
 
 fn plan(a: BundleArgs, no_progress: bool) -> Result<(), CommandError> {
     let fleet = load(&a.fleet)?;
-    let bundle = open(
-        &a.bundle,
-        &a.trust,
-        no_progress || a.output == OutputFormat::Json,
-    )?;
+    let bundle = open(&a.bundle, &a.trust, no_progress || a.output.is_machine())?;
     let report = runtime()?.block_on(inspect::plan(&fleet, bundle, usize::from(a.parallel)));
     match a.output {
-        OutputFormat::Json => print_json(&report)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &report)?,
         OutputFormat::Text => print_plan(&report)?,
     }
     match report.error() {
@@ -236,14 +243,10 @@ impl airlift_fleet::Reporter for Lines {
 fn rollout(a: RolloutArgs, no_progress: bool) -> Result<(), CommandError> {
     let t = &a.target;
     let fleet = load(&t.fleet)?;
-    let bundle = open(
-        &t.bundle,
-        &t.trust,
-        no_progress || t.output == OutputFormat::Json,
-    )?;
+    let bundle = open(&t.bundle, &t.trust, no_progress || t.output.is_machine())?;
     let rt = runtime()?;
     let cancel = cancel_on_signals(&rt);
-    let reporter: Arc<dyn airlift_fleet::Reporter> = if t.output == OutputFormat::Json {
+    let reporter: Arc<dyn airlift_fleet::Reporter> = if t.output.is_machine() {
         Arc::new(airlift_fleet::Silent)
     } else {
         Arc::new(Lines {
@@ -258,7 +261,7 @@ fn rollout(a: RolloutArgs, no_progress: bool) -> Result<(), CommandError> {
     });
     let report = report.map_err(CommandError::diagnosed)?;
     match t.output {
-        OutputFormat::Json => print_json(&report)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &report)?,
         OutputFormat::Text => print_rollout(&report)?,
     }
     match report.error() {
@@ -301,11 +304,7 @@ fn print_rollout(r: &RolloutReport) -> std::io::Result<()> {
 fn status(a: StatusArgs, no_progress: bool) -> Result<(), CommandError> {
     let fleet = load(&a.fleet)?;
     let bundle = match &a.bundle {
-        Some(p) => Some(open(
-            p,
-            &a.trust,
-            no_progress || a.output == OutputFormat::Json,
-        )?),
+        Some(p) => Some(open(p, &a.trust, no_progress || a.output.is_machine())?),
         None => None,
     };
     let name = match (&bundle, &a.release) {
@@ -327,7 +326,7 @@ fn status(a: StatusArgs, no_progress: bool) -> Result<(), CommandError> {
         usize::from(a.parallel),
     ));
     match a.output {
-        OutputFormat::Json => print_json(&report)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &report)?,
         OutputFormat::Text => print_status(&report)?,
     }
     Ok(())

@@ -6,12 +6,14 @@ pub mod inspect;
 pub mod install;
 pub mod list;
 pub mod plan;
+pub mod pull;
 pub mod push;
 pub mod render;
 pub mod rollback;
 pub mod serve;
 pub mod status;
 pub mod uninstall;
+pub mod updates;
 pub mod upgrade;
 pub mod values;
 pub mod verify;
@@ -38,5 +40,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Rollback(args) => rollback::run(args, cli.no_progress),
         Command::Uninstall(args) => uninstall::run(args, cli.no_progress),
         Command::Fleet(args) => fleet::run(args, cli.no_progress),
+        Command::Pull(args) => pull::run(args, cli.no_progress),
+        Command::Updates(args) => updates::run(args, cli.no_progress),
     }
 }
