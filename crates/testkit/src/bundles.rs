@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use airlift_bundle::schema::common::{ComponentMode, Layer, Metadata, Requirements};
 use airlift_bundle::schema::config::{ConfigGroup, ConfigItem, ConfigSchema, ConfigType, Generate};
 use airlift_bundle::schema::manifest::{BuildInfo, BundleManifest, Component, ImageRecord};
+use airlift_bundle::schema::platform::PlatformNeeds;
 use airlift_bundle::{write_bundle, BundleContents, ComponentFile, Digest, NoProgress, PrivateKey};
 use serde_json::{json, Value};
 
@@ -68,6 +69,9 @@ pub struct ShopVersion {
     pub color: String,
     /// Extra manifest templates (YAML documents) appended to the component.
     pub extra: String,
+    /// What the bundle needs from the platform (`platform:`); templates in `extra` see the
+    /// mapped values as `platform.*`.
+    pub platform: PlatformNeeds,
 }
 
 impl ShopVersion {
@@ -79,6 +83,7 @@ impl ShopVersion {
             replicas: 1,
             color: "blue".into(),
             extra: String::new(),
+            platform: PlatformNeeds::default(),
         }
     }
 }
@@ -220,6 +225,7 @@ impl ShopBundles {
                 manifests: vec![path.clone()],
             }],
             config,
+            platform: v.platform.clone(),
             members: vec![],
             blobs: vec![],
         };
