@@ -39,6 +39,8 @@ pub enum Command {
     Render(commands::render::Args),
     /// Show a release as the cluster runs it now, and its history.
     Status(commands::status::Args),
+    /// Show the cluster's platform (provider, region, storage and ingress classes) and why.
+    Platform(commands::platform::Args),
     /// List the releases (every namespace unless -n).
     List(commands::list::Args),
     /// Show the site's values of a release beside the SaaS defaults.

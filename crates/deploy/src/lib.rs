@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod pipeline;
+pub mod platform;
 pub mod registry;
 pub mod releases;
 pub mod render;

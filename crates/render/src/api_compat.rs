@@ -59,6 +59,11 @@ impl Target {
         (major == 1).then_some(Target::Version(minor))
     }
 
+    /// Parses a semver range such as `>=1.28.0, <1.36.0`.
+    pub fn parse_range(text: &str) -> Option<Self> {
+        semver::VersionReq::parse(text).ok().map(Target::Range)
+    }
+
     /// The lowest minor release `>= from` this target admits.
     fn first_at_or_after(&self, from: u64) -> Option<u64> {
         match self {

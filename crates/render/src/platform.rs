@@ -23,6 +23,11 @@ pub const TABLES: [(&str, &str); 6] = [
     ("datacenter.yaml", include_str!("../platforms/datacenter.yaml")),
 ];
 
+/// The values-file key that holds platform overrides; configuration groups cannot use it.
+pub const OVERRIDES_KEY: &str = "platform";
+/// The `--set` prefix of platform overrides.
+pub const SET_PREFIX: &str = "platform.";
+
 /// The profile used for providers without one of their own.
 pub const FALLBACK_PROFILE: &str = "datacenter";
 
@@ -304,6 +309,19 @@ pub enum OverrideError {
 }
 
 impl PlatformOverrides {
+    /// The `platform:` key of a values file (YAML text), if any; `origin` names it in errors.
+    pub fn from_values_yaml(text: &str, origin: &str) -> Result<Option<Self>, OverrideError> {
+        let doc: serde_json::Value =
+            serde_yaml::from_str(text).map_err(|e| OverrideError::Shape {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        match doc.get(OVERRIDES_KEY) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => Self::from_value(v.clone(), origin).map(Some),
+        }
+    }
+
     /// Parses the `platform:` value of a values file; `origin` names it in errors.
     pub fn from_value(value: serde_json::Value, origin: &str) -> Result<Self, OverrideError> {
         serde_json::from_value(value).map_err(|e| OverrideError::Shape {

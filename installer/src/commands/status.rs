@@ -58,6 +58,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     if let Some(registry) = &report.registry {
         outln!("Registry: {registry}")?;
     }
+    outln!(
+        "Platform: {}",
+        airlift_cli::output::escape_control(&report.platform.summary())
+    )?;
     if !report.workloads.is_empty() {
         outln!("\n{:<48} {:>7}  CONDITION", "WORKLOAD", "READY")?;
         for w in &report.workloads {
