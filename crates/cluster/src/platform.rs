@@ -10,7 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use airlift_render::platform::{ClusterFacts, IngressClassFact, ResolvedPlatform, StorageClassFact};
+use airlift_render::platform::{
+    ClusterFacts, IngressClassFact, ResolvedPlatform, StorageClassFact,
+};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -94,7 +96,11 @@ impl PlatformReport {
             None => s.push_str(", no default storage class"),
         }
         if !self.ingress_classes.is_empty() {
-            let names: Vec<&str> = self.ingress_classes.iter().map(|c| c.name.as_str()).collect();
+            let names: Vec<&str> = self
+                .ingress_classes
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
             s.push_str(&format!(", ingress classes {}", names.join(", ")));
         }
         s
@@ -106,16 +112,18 @@ pub async fn observe(client: &kube::Client) -> Observed {
     let mut o = Observed::default();
     match client.apiserver_version().await {
         Ok(v) => o.git_version = Some(v.git_version),
-        Err(e) => o
-            .unreadable
-            .push(format!("cannot read /version: {}", crate::status::describe(&e))),
+        Err(e) => o.unreadable.push(format!(
+            "cannot read /version: {}",
+            crate::status::describe(&e)
+        )),
     }
     let lp = ListParams::default();
     match Api::<Node>::all(client.clone()).list(&lp).await {
         Ok(l) => o.nodes = l.items,
-        Err(e) => o
-            .unreadable
-            .push(format!("cannot list nodes: {}", crate::status::describe(&e))),
+        Err(e) => o.unreadable.push(format!(
+            "cannot list nodes: {}",
+            crate::status::describe(&e)
+        )),
     }
     match Api::<StorageClass>::all(client.clone()).list(&lp).await {
         Ok(l) => o.storage_classes = l.items,
@@ -224,9 +232,18 @@ pub fn detect_from(o: &Observed) -> PlatformReport {
                 }
             }
         }
-        match labels.get("node.kubernetes.io/instance-type").map(String::as_str) {
-            Some("k3s") => add("k3s", "node label node.kubernetes.io/instance-type=k3s".into()),
-            Some("rke2") => add("rke2", "node label node.kubernetes.io/instance-type=rke2".into()),
+        match labels
+            .get("node.kubernetes.io/instance-type")
+            .map(String::as_str)
+        {
+            Some("k3s") => add(
+                "k3s",
+                "node label node.kubernetes.io/instance-type=k3s".into(),
+            ),
+            Some("rke2") => add(
+                "rke2",
+                "node label node.kubernetes.io/instance-type=rke2".into(),
+            ),
             _ => {}
         }
         let region = labels
@@ -255,7 +272,10 @@ pub fn detect_from(o: &Observed) -> PlatformReport {
         if ic.spec.as_ref().and_then(|s| s.controller.as_deref())
             == Some("openshift.io/ingress-to-route")
         {
-            add("openshift", "ingress controller `openshift.io/ingress-to-route`".into());
+            add(
+                "openshift",
+                "ingress controller `openshift.io/ingress-to-route`".into(),
+            );
         }
     }
     let provider = signals
@@ -391,7 +411,10 @@ pub fn platform_checks(report: &PlatformReport, resolved: &ResolvedPlatform) -> 
             let what = if i.class_name.is_empty() {
                 i.how.clone()
             } else {
-                format!("ingress class `{}` does not exist ({})", i.class_name, i.how)
+                format!(
+                    "ingress class `{}` does not exist ({})",
+                    i.class_name, i.how
+                )
             };
             checks.push(Check::fail(
                 "ingress class",
@@ -408,7 +431,11 @@ pub fn platform_checks(report: &PlatformReport, resolved: &ResolvedPlatform) -> 
             let keys: Vec<&str> = id.annotations.keys().map(String::as_str).collect();
             checks.push(Check::pass(
                 check,
-                format!("ServiceAccount {} gets {}", id.service_account, keys.join(", ")),
+                format!(
+                    "ServiceAccount {} gets {}",
+                    id.service_account,
+                    keys.join(", ")
+                ),
             ));
         } else {
             checks.push(Check::fail(
@@ -429,5 +456,89 @@ fn list_or_none(items: &[String]) -> String {
         "none".into()
     } else {
         items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::NodeSpec;
+    use kube::api::ObjectMeta;
+
+    fn node(name: &str, provider_id: Option<&str>, labels: &[(&str, &str)]) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            spec: Some(NodeSpec {
+                provider_id: provider_id.map(str::to_string),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn a_distribution_wins_over_the_cloud_it_runs_on() {
+        let o = Observed {
+            git_version: Some("v1.29.6+aa3ca5d".into()),
+            nodes: vec![node(
+                "w1",
+                Some("aws:///us-east-1a/i-0abc"),
+                &[
+                    ("node.openshift.io/os_id", "rhcos"),
+                    ("topology.kubernetes.io/region", "us-east-1"),
+                    ("topology.kubernetes.io/zone", "us-east-1a"),
+                ],
+            )],
+            ..Default::default()
+        };
+        let r = detect_from(&o);
+        assert_eq!(r.provider, "openshift");
+        assert_eq!(
+            r.provider_evidence,
+            ["node label `node.openshift.io/os_id`"]
+        );
+        assert_eq!(r.region.as_deref(), Some("us-east-1"));
+        assert_eq!(r.zones, ["us-east-1a"]);
+    }
+
+    #[test]
+    fn k3s_rke2_and_nothing_at_all_are_told_apart() {
+        let k3s = Observed {
+            git_version: Some("v1.30.1+k3s1".into()),
+            nodes: vec![node(
+                "n",
+                Some("k3s://n"),
+                &[("node.kubernetes.io/instance-type", "k3s")],
+            )],
+            ..Default::default()
+        };
+        let r = detect_from(&k3s);
+        assert_eq!(r.provider, "k3s");
+        assert_eq!(r.provider_evidence.len(), 3, "{:?}", r.provider_evidence);
+        let rke2 = Observed {
+            git_version: Some("v1.30.4+rke2r1".into()),
+            ..Default::default()
+        };
+        assert_eq!(detect_from(&rke2).provider, "rke2");
+        let bare = Observed {
+            git_version: Some("v1.31.2".into()),
+            nodes: vec![node("n", None, &[])],
+            unreadable: vec!["cannot list storage classes: forbidden".into()],
+            ..Default::default()
+        };
+        let r = detect_from(&bare);
+        assert_eq!(r.provider, "datacenter");
+        assert_eq!(r.region, None);
+        assert_eq!(r.unreadable.len(), 1);
+        assert!(r.summary().contains("no default storage class"));
     }
 }

@@ -58,7 +58,11 @@ impl Check {
     }
 
     /// A failed check with its fix.
-    pub fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn fail(
+        name: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Self {
             name: name.into(),
             ok: false,
@@ -416,7 +420,10 @@ async fn needed_access(
     if !other_errors.is_empty() {
         checks.push(Check::fail(
             "served kinds",
-            format!("cannot read the cluster's API discovery: {}", other_errors.join("; ")),
+            format!(
+                "cannot read the cluster's API discovery: {}",
+                other_errors.join("; ")
+            ),
             "check that the API server is reachable and that you may read its discovery",
         ));
     }

@@ -177,7 +177,11 @@ impl Site {
             .iter()
             .map(|o| {
                 (
-                    format!("{}/{}", o.kind(), o.object["metadata"]["name"].as_str().unwrap()),
+                    format!(
+                        "{}/{}",
+                        o.kind(),
+                        o.object["metadata"]["name"].as_str().unwrap()
+                    ),
                     o.object.clone(),
                 )
             })
@@ -216,7 +220,11 @@ async fn eks_is_detected_and_maps_to_gp3_efs_nlb_alb_and_irsa() {
     let report = detect(cluster.client()).await;
     assert_eq!(report.provider, "aws");
     let evidence = report.provider_evidence.join("\n");
-    for e in ["`-eks-`", "providerID `aws://…`", "eks.amazonaws.com/nodegroup"] {
+    for e in [
+        "`-eks-`",
+        "providerID `aws://…`",
+        "eks.amazonaws.com/nodegroup",
+    ] {
         assert!(evidence.contains(e), "missing {e} in {evidence}");
     }
     assert_eq!(report.region.as_deref(), Some("us-west-2"));
@@ -231,8 +239,14 @@ async fn eks_is_detected_and_maps_to_gp3_efs_nlb_alb_and_irsa() {
     assert_eq!(class(&objects, "data"), "gp3");
     assert_eq!(class(&objects, "uploads"), "efs-sc");
     let lb = annotations(&objects, "Service/web-lb");
-    assert_eq!(lb["service.beta.kubernetes.io/aws-load-balancer-scheme"], "internal");
-    assert_eq!(lb["service.beta.kubernetes.io/aws-load-balancer-type"], "external");
+    assert_eq!(
+        lb["service.beta.kubernetes.io/aws-load-balancer-scheme"],
+        "internal"
+    );
+    assert_eq!(
+        lb["service.beta.kubernetes.io/aws-load-balancer-type"],
+        "external"
+    );
     assert_eq!(objects["Ingress/web"]["spec"]["ingressClassName"], "alb");
     assert_eq!(
         annotations(&objects, "ServiceAccount/api")["eks.amazonaws.com/role-arn"],
@@ -247,12 +261,12 @@ async fn gke_is_detected_and_maps_to_pd_filestore_internal_lb_gce_ingress_and_wo
     let cluster = connect(site.cluster.kubeconfig_path()).await;
     let report = detect(cluster.client()).await;
     assert_eq!(report.provider, "gcp");
-    assert!(report
-        .provider_evidence
-        .iter()
-        .any(|e| e.contains("-gke.")));
+    assert!(report.provider_evidence.iter().any(|e| e.contains("-gke.")));
     assert_eq!(report.region.as_deref(), Some("us-central1"));
-    assert_eq!(report.default_storage_class.as_deref(), Some("standard-rwo"));
+    assert_eq!(
+        report.default_storage_class.as_deref(),
+        Some("standard-rwo")
+    );
     assert!(report.ingress_classes.is_empty());
 
     let gsa = "shop-api@acme-prod.iam.gserviceaccount.com";
@@ -271,7 +285,9 @@ async fn gke_is_detected_and_maps_to_pd_filestore_internal_lb_gce_ingress_and_wo
         annotations(&objects, "Ingress/web")["kubernetes.io/ingress.class"],
         "gce"
     );
-    assert!(objects["Ingress/web"]["spec"].get("ingressClassName").is_none());
+    assert!(objects["Ingress/web"]["spec"]
+        .get("ingressClassName")
+        .is_none());
     assert_eq!(
         annotations(&objects, "ServiceAccount/api")["iam.gke.io/gcp-service-account"],
         gsa
@@ -280,8 +296,8 @@ async fn gke_is_detected_and_maps_to_pd_filestore_internal_lb_gce_ingress_and_wo
 }
 
 #[tokio::test]
-async fn aks_is_detected_and_maps_to_azure_disk_files_internal_lb_app_routing_and_workload_identity()
-{
+async fn aks_is_detected_and_maps_to_azure_disk_files_internal_lb_app_routing_and_workload_identity(
+) {
     let site = start(PlatformPreset::Aks);
     let cluster = connect(site.cluster.kubeconfig_path()).await;
     let report = detect(cluster.client()).await;
@@ -301,7 +317,8 @@ async fn aks_is_detected_and_maps_to_azure_disk_files_internal_lb_app_routing_an
     assert_eq!(class(&objects, "data"), "managed-csi-premium");
     assert_eq!(class(&objects, "uploads"), "azurefile-csi");
     assert_eq!(
-        annotations(&objects, "Service/web-lb")["service.beta.kubernetes.io/azure-load-balancer-internal"],
+        annotations(&objects, "Service/web-lb")
+            ["service.beta.kubernetes.io/azure-load-balancer-internal"],
         "true"
     );
     assert_eq!(
@@ -323,7 +340,10 @@ async fn openshift_is_detected_maps_to_odf_and_takes_identity_annotations_from_v
     assert_eq!(report.provider, "openshift");
     let evidence = report.provider_evidence.join("\n");
     assert!(evidence.contains("node.openshift.io/os_id"), "{evidence}");
-    assert!(evidence.contains("openshift.io/ingress-to-route"), "{evidence}");
+    assert!(
+        evidence.contains("openshift.io/ingress-to-route"),
+        "{evidence}"
+    );
     assert_eq!(report.region, None);
 
     // Without a value the identity fails preflight, with the fix.
@@ -341,8 +361,14 @@ async fn openshift_is_detected_maps_to_odf_and_takes_identity_annotations_from_v
         .await;
     assert_eq!(class(&objects, "data"), "ocs-storagecluster-ceph-rbd");
     assert_eq!(class(&objects, "uploads"), "ocs-storagecluster-cephfs");
-    assert_eq!(annotations(&objects, "Service/web-lb"), serde_json::json!({}));
-    assert_eq!(objects["Ingress/web"]["spec"]["ingressClassName"], "openshift-default");
+    assert_eq!(
+        annotations(&objects, "Service/web-lb"),
+        serde_json::json!({})
+    );
+    assert_eq!(
+        objects["Ingress/web"]["spec"]["ingressClassName"],
+        "openshift-default"
+    );
     assert_eq!(
         annotations(&objects, "ServiceAccount/api")["eks.amazonaws.com/role-arn"],
         "arn:aws:iam::111122223333:role/shop"
@@ -364,7 +390,10 @@ async fn a_datacenter_without_a_default_storage_class_fails_preflight_naming_eac
         .await;
     assert_eq!(objects["Ingress/web"]["spec"]["ingressClassName"], "nginx");
     let Err(DeployError::Preflight(failures)) = &preflight else {
-        panic!("expected preflight failures, got {}", preflight_text(&preflight));
+        panic!(
+            "expected preflight failures, got {}",
+            preflight_text(&preflight)
+        );
     };
     let platform: Vec<String> = failures
         .iter()
@@ -436,9 +465,14 @@ kind: Widget
 metadata: {name: w}
 "
     .into();
-    let (_, preflight) = site.prepare_and_preflight(&v, &site.request(&[], None)).await;
+    let (_, preflight) = site
+        .prepare_and_preflight(&v, &site.request(&[], None))
+        .await;
     let Err(DeployError::Preflight(failures)) = &preflight else {
-        panic!("expected preflight failures, got {}", preflight_text(&preflight));
+        panic!(
+            "expected preflight failures, got {}",
+            preflight_text(&preflight)
+        );
     };
     let served: Vec<&airlift_deploy::PreflightFailure> = failures
         .iter()
@@ -447,8 +481,14 @@ metadata: {name: w}
     assert_eq!(served.len(), 1, "{failures:#?}");
     let p = &served[0].problem;
     assert!(p.contains("does not serve 2 kind(s)"), "{p}");
-    assert!(p.contains("monitoring.coreos.com/v1 ServiceMonitor (web, api)"), "{p}");
-    assert!(p.contains("policy/v1beta1 PodSecurityPolicy (restricted)"), "{p}");
+    assert!(
+        p.contains("monitoring.coreos.com/v1 ServiceMonitor (web, api)"),
+        "{p}"
+    );
+    assert!(
+        p.contains("policy/v1beta1 PodSecurityPolicy (restricted)"),
+        "{p}"
+    );
     assert!(!p.contains("Widget"), "the bundle installs that CRD: {p}");
     assert!(served[0].fix.contains("--kubernetes"), "{}", served[0].fix);
 }
@@ -461,7 +501,11 @@ async fn a_real_cluster_is_detected_too() {
     };
     let cluster = connect(std::path::Path::new(&kc)).await;
     let report = detect(cluster.client()).await;
-    eprintln!("[real-cluster] {}\n{:#?}", report.summary(), report.provider_evidence);
+    eprintln!(
+        "[real-cluster] {}\n{:#?}",
+        report.summary(),
+        report.provider_evidence
+    );
     assert!(report.kubernetes.is_some(), "{:?}", report.unreadable);
     assert!(!report.provider_evidence.is_empty());
 }

@@ -111,13 +111,23 @@ impl std::fmt::Display for Finding {
             write!(
                 f,
                 "{} uses {} {}, which Kubernetes {} removed (inside {}): use {}",
-                self.object, self.api_version, self.kind, self.version, self.target, self.replacement
+                self.object,
+                self.api_version,
+                self.kind,
+                self.version,
+                self.target,
+                self.replacement
             )
         } else {
             write!(
                 f,
                 "{} uses {} {}, deprecated since Kubernetes {} (inside {}): move to {}",
-                self.object, self.api_version, self.kind, self.version, self.target, self.replacement
+                self.object,
+                self.api_version,
+                self.kind,
+                self.version,
+                self.target,
+                self.replacement
             )
         }
     }
@@ -220,9 +230,14 @@ mod tests {
         assert!(f.to_string().contains("Kubernetes 1.33"), "{f}");
         let t = Target::parse_version("v1.30.4").unwrap();
         assert!(
-            !check("flowcontrol.apiserver.k8s.io/v1beta3", "FlowSchema", "x", &t)
-                .unwrap()
-                .removed
+            !check(
+                "flowcontrol.apiserver.k8s.io/v1beta3",
+                "FlowSchema",
+                "x",
+                &t
+            )
+            .unwrap()
+            .removed
         );
         assert!(Target::parse_version("2.1").is_none());
         assert!(Target::parse_version("latest").is_none());

@@ -18,9 +18,15 @@ pub const TABLES: [(&str, &str); 6] = [
     ("aws.yaml", include_str!("../platforms/aws.yaml")),
     ("gcp.yaml", include_str!("../platforms/gcp.yaml")),
     ("azure.yaml", include_str!("../platforms/azure.yaml")),
-    ("openshift.yaml", include_str!("../platforms/openshift.yaml")),
+    (
+        "openshift.yaml",
+        include_str!("../platforms/openshift.yaml"),
+    ),
     ("k3s.yaml", include_str!("../platforms/k3s.yaml")),
-    ("datacenter.yaml", include_str!("../platforms/datacenter.yaml")),
+    (
+        "datacenter.yaml",
+        include_str!("../platforms/datacenter.yaml"),
+    ),
 ];
 
 /// The values-file key that holds platform overrides; configuration groups cannot use it.
@@ -420,13 +426,21 @@ impl PlatformOverrides {
                     .join(", ")
             },
         };
-        if let Some(role) = self.storage.keys().find(|r| !needs.storage.contains_key(*r)) {
+        if let Some(role) = self
+            .storage
+            .keys()
+            .find(|r| !needs.storage.contains_key(*r))
+        {
             return Err(unknown(
                 format!("storage.{role}"),
                 needs.storage.keys().collect(),
             ));
         }
-        if let Some(n) = self.identity.keys().find(|r| !needs.identity.contains_key(*r)) {
+        if let Some(n) = self
+            .identity
+            .keys()
+            .find(|r| !needs.identity.contains_key(*r))
+        {
             return Err(unknown(
                 format!("identity.{n}"),
                 needs.identity.keys().collect(),

@@ -45,7 +45,11 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
             profile: &table.title,
         })?);
     }
-    outln!("provider:   {} (mapping table: {})", e(&report.provider), e(&table.title))?;
+    outln!(
+        "provider:   {} (mapping table: {})",
+        e(&report.provider),
+        e(&table.title)
+    )?;
     for why in &report.provider_evidence {
         outln!("            - {}", e(why))?;
     }
@@ -53,8 +57,14 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
         outln!("kubernetes: {}", e(v))?;
     }
     match &report.region {
-        Some(r) => outln!("region:     {} (zones: {})", e(r), e(&report.zones.join(", ")))?,
-        None => outln!("region:     unknown (no topology.kubernetes.io/region label on the nodes)")?,
+        Some(r) => outln!(
+            "region:     {} (zones: {})",
+            e(r),
+            e(&report.zones.join(", "))
+        )?,
+        None => {
+            outln!("region:     unknown (no topology.kubernetes.io/region label on the nodes)")?
+        }
     }
     for why in &report.location_evidence {
         outln!("            - {}", e(why))?;

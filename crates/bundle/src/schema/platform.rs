@@ -40,7 +40,9 @@ impl PlatformNeeds {
 }
 
 /// How volumes of a storage role are mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum AccessMode {
     /// One node mounts the volume read-write (block storage).
     ReadWriteOnce,

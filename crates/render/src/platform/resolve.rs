@@ -158,7 +158,10 @@ fn storage(
         if !row.class_name.is_empty() && exists(&row.class_name) {
             return found(
                 row.class_name.clone(),
-                format!("{} table: class `{}` ({})", p.provider, row.class_name, row.source),
+                format!(
+                    "{} table: class `{}` ({})",
+                    p.provider, row.class_name, row.source
+                ),
             );
         }
     }
@@ -221,11 +224,7 @@ fn storage(
     }
 }
 
-fn ingress(
-    p: &Profile,
-    facts: &ClusterFacts,
-    o: super::IngressOverride,
-) -> ResolvedIngress {
+fn ingress(p: &Profile, facts: &ClusterFacts, o: super::IngressOverride) -> ResolvedIngress {
     let exists = |name: &str| facts.ingress_classes.iter().any(|c| c.name == name);
     if let Some(name) = o.class_name {
         return ResolvedIngress {
@@ -247,15 +246,25 @@ fn ingress(
                 class_name: row.class_name.clone(),
                 annotations: annotations(Some(row)),
                 found: true,
-                how: format!("{} table: class `{}` ({})", p.provider, row.class_name, row.source),
+                how: format!(
+                    "{} table: class `{}` ({})",
+                    p.provider, row.class_name, row.source
+                ),
             };
         }
-        if let Some(c) = facts.ingress_classes.iter().find(|c| c.controller == row.controller) {
+        if let Some(c) = facts
+            .ingress_classes
+            .iter()
+            .find(|c| c.controller == row.controller)
+        {
             return ResolvedIngress {
                 class_name: c.name.clone(),
                 annotations: annotations(Some(row)),
                 found: true,
-                how: format!("class `{}` runs controller `{}` ({})", c.name, c.controller, row.source),
+                how: format!(
+                    "class `{}` runs controller `{}` ({})",
+                    c.name, c.controller, row.source
+                ),
             };
         }
     }
@@ -287,9 +296,17 @@ fn ingress(
             how: format!("the cluster's only class `{}`", only.name),
         };
     }
-    let have: Vec<&str> = facts.ingress_classes.iter().map(|c| c.name.as_str()).collect();
+    let have: Vec<&str> = facts
+        .ingress_classes
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     ResolvedIngress {
-        class_name: p.ingress.first().map(|r| r.class_name.clone()).unwrap_or_default(),
+        class_name: p
+            .ingress
+            .first()
+            .map(|r| r.class_name.clone())
+            .unwrap_or_default(),
         annotations: annotations(None),
         found: false,
         how: if have.is_empty() {

@@ -1,7 +1,5 @@
 use super::*;
-use airlift_bundle::schema::platform::{
-    IdentityNeed, IngressNeed, LoadBalancerNeed, StorageNeed,
-};
+use airlift_bundle::schema::platform::{IdentityNeed, IngressNeed, LoadBalancerNeed, StorageNeed};
 
 fn needs() -> PlatformNeeds {
     PlatformNeeds {
@@ -115,7 +113,9 @@ fn a_datacenter_without_classes_resolves_nothing_and_says_why() {
     assert!(s.how.contains("no default class"), "{}", s.how);
     assert!(!r.ingress.as_ref().unwrap().found);
     assert!(!r.identity["api"].found);
-    assert!(r.identity["api"].how.contains("platform.identity.api.annotations"));
+    assert!(r.identity["api"]
+        .how
+        .contains("platform.identity.api.annotations"));
 }
 
 #[test]
@@ -140,7 +140,10 @@ fn overrides_win_and_unknown_roles_are_refused() {
     assert!(o.check_against(&needs(), "values").is_ok());
     let mut bad = PlatformOverrides::default();
     bad.apply_set("storage.fast.className", "x").unwrap();
-    let err = bad.check_against(&needs(), "--set").unwrap_err().to_string();
+    let err = bad
+        .check_against(&needs(), "--set")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("platform.storage.fast"), "{err}");
     assert!(err.contains("fast-rwo, shared-rwx"), "{err}");
     assert!(PlatformOverrides::default()
@@ -166,7 +169,11 @@ fn gke_ingress_is_built_in_and_selected_by_annotation() {
 
 #[test]
 fn templates_see_the_resolved_platform() {
-    let r = resolve(&needs(), &ClusterFacts::documented("azure"), &PlatformOverrides::default());
+    let r = resolve(
+        &needs(),
+        &ClusterFacts::documented("azure"),
+        &PlatformOverrides::default(),
+    );
     let renderer = crate::Renderer::with_context(
         serde_json::json!({}),
         &crate::BundleInfo {
@@ -190,6 +197,8 @@ fn templates_see_the_resolved_platform() {
         out,
         "sc: azurefile-csi\nlb: {\"service.beta.kubernetes.io/azure-load-balancer-internal\":\"true\"}\n"
     );
-    let err = renderer.render("t.yaml", "{{ platform.storag.x }}").unwrap_err();
+    let err = renderer
+        .render("t.yaml", "{{ platform.storag.x }}")
+        .unwrap_err();
     assert_eq!(err.undefined.as_deref(), Some("platform.storag"));
 }

@@ -76,7 +76,11 @@ pub(crate) fn set_status(state: &mut State, group: &str, plural: &str, obj: &Val
 }
 
 /// Seeds the default namespaces, the nodes and a default storage class.
-pub(crate) fn seed(state: &mut State, storage_classes: Option<Vec<Value>>, ingress_classes: &[Value]) {
+pub(crate) fn seed(
+    state: &mut State,
+    storage_classes: Option<Vec<Value>>,
+    ingress_classes: &[Value],
+) {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         create(
             state,

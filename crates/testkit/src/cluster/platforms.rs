@@ -81,7 +81,8 @@ fn sc(name: &str, provisioner: &str, default: bool, parameters: Value) -> Value 
         "allowVolumeExpansion": true,
     });
     if default {
-        v["metadata"]["annotations"] = json!({"storageclass.kubernetes.io/is-default-class": "true"});
+        v["metadata"]["annotations"] =
+            json!({"storageclass.kubernetes.io/is-default-class": "true"});
     }
     v
 }
@@ -120,9 +121,24 @@ impl ClusterOptions {
                         n(45, "us-west-2b", "i-0f1e2d3c4b5a69788"),
                     ],
                     vec![
-                        sc("gp2", "kubernetes.io/aws-ebs", false, json!({"type": "gp2", "fsType": "ext4"})),
-                        sc("gp3", "ebs.csi.aws.com", true, json!({"type": "gp3", "encrypted": "true"})),
-                        sc("efs-sc", "efs.csi.aws.com", false, json!({"provisioningMode": "efs-ap", "fileSystemId": "fs-0123456789abcdef0", "directoryPerms": "700"})),
+                        sc(
+                            "gp2",
+                            "kubernetes.io/aws-ebs",
+                            false,
+                            json!({"type": "gp2", "fsType": "ext4"}),
+                        ),
+                        sc(
+                            "gp3",
+                            "ebs.csi.aws.com",
+                            true,
+                            json!({"type": "gp3", "encrypted": "true"}),
+                        ),
+                        sc(
+                            "efs-sc",
+                            "efs.csi.aws.com",
+                            false,
+                            json!({"provisioningMode": "efs-ap", "fileSystemId": "fs-0123456789abcdef0", "directoryPerms": "700"}),
+                        ),
                     ],
                     vec![ic("alb", "ingress.k8s.aws/alb")],
                 )
@@ -150,11 +166,36 @@ impl ClusterOptions {
                     "1.30.5-gke.1014001",
                     vec![n("x1y2", "us-central1-a"), n("k9m3", "us-central1-b")],
                     vec![
-                        sc("premium-rwo", "pd.csi.storage.gke.io", false, json!({"type": "pd-ssd"})),
-                        sc("standard", "kubernetes.io/gce-pd", false, json!({"type": "pd-standard"})),
-                        sc("standard-rwo", "pd.csi.storage.gke.io", true, json!({"type": "pd-balanced"})),
-                        sc("standard-rwx", "filestore.csi.storage.gke.io", false, json!({"tier": "standard", "network": "default"})),
-                        sc("premium-rwx", "filestore.csi.storage.gke.io", false, json!({"tier": "premium", "network": "default"})),
+                        sc(
+                            "premium-rwo",
+                            "pd.csi.storage.gke.io",
+                            false,
+                            json!({"type": "pd-ssd"}),
+                        ),
+                        sc(
+                            "standard",
+                            "kubernetes.io/gce-pd",
+                            false,
+                            json!({"type": "pd-standard"}),
+                        ),
+                        sc(
+                            "standard-rwo",
+                            "pd.csi.storage.gke.io",
+                            true,
+                            json!({"type": "pd-balanced"}),
+                        ),
+                        sc(
+                            "standard-rwx",
+                            "filestore.csi.storage.gke.io",
+                            false,
+                            json!({"tier": "standard", "network": "default"}),
+                        ),
+                        sc(
+                            "premium-rwx",
+                            "filestore.csi.storage.gke.io",
+                            false,
+                            json!({"tier": "premium", "network": "default"}),
+                        ),
                     ],
                     vec![],
                 )
@@ -184,16 +225,59 @@ impl ClusterOptions {
                     "1.30.3",
                     vec![n(0, "eastus-1"), n(1, "eastus-2")],
                     vec![
-                        sc("azurefile", "file.csi.azure.com", false, json!({"skuName": "Standard_LRS"})),
-                        sc("azurefile-csi", "file.csi.azure.com", false, json!({"skuName": "Standard_LRS"})),
-                        sc("azurefile-csi-premium", "file.csi.azure.com", false, json!({"skuName": "Premium_LRS"})),
-                        sc("default", "disk.csi.azure.com", true, json!({"skuname": "StandardSSD_LRS"})),
-                        sc("managed", "disk.csi.azure.com", false, json!({"skuname": "StandardSSD_LRS", "kind": "Managed"})),
-                        sc("managed-csi", "disk.csi.azure.com", false, json!({"skuname": "StandardSSD_LRS"})),
-                        sc("managed-csi-premium", "disk.csi.azure.com", false, json!({"skuname": "Premium_LRS"})),
-                        sc("managed-premium", "disk.csi.azure.com", false, json!({"skuname": "Premium_LRS", "kind": "Managed"})),
+                        sc(
+                            "azurefile",
+                            "file.csi.azure.com",
+                            false,
+                            json!({"skuName": "Standard_LRS"}),
+                        ),
+                        sc(
+                            "azurefile-csi",
+                            "file.csi.azure.com",
+                            false,
+                            json!({"skuName": "Standard_LRS"}),
+                        ),
+                        sc(
+                            "azurefile-csi-premium",
+                            "file.csi.azure.com",
+                            false,
+                            json!({"skuName": "Premium_LRS"}),
+                        ),
+                        sc(
+                            "default",
+                            "disk.csi.azure.com",
+                            true,
+                            json!({"skuname": "StandardSSD_LRS"}),
+                        ),
+                        sc(
+                            "managed",
+                            "disk.csi.azure.com",
+                            false,
+                            json!({"skuname": "StandardSSD_LRS", "kind": "Managed"}),
+                        ),
+                        sc(
+                            "managed-csi",
+                            "disk.csi.azure.com",
+                            false,
+                            json!({"skuname": "StandardSSD_LRS"}),
+                        ),
+                        sc(
+                            "managed-csi-premium",
+                            "disk.csi.azure.com",
+                            false,
+                            json!({"skuname": "Premium_LRS"}),
+                        ),
+                        sc(
+                            "managed-premium",
+                            "disk.csi.azure.com",
+                            false,
+                            json!({"skuname": "Premium_LRS", "kind": "Managed"}),
+                        ),
                     ],
-                    vec![ic("webapprouting.kubernetes.azure.com", "webapprouting.kubernetes.azure.com/nginx")],
+                    vec![ic(
+                        "webapprouting.kubernetes.azure.com",
+                        "webapprouting.kubernetes.azure.com/nginx",
+                    )],
                 )
             }
             PlatformPreset::OpenShift => {
@@ -212,9 +296,24 @@ impl ClusterOptions {
                     "1.29.6+aa3ca5d",
                     vec![n(0, "master"), n(0, "worker"), n(1, "worker")],
                     vec![
-                        sc("ocs-storagecluster-ceph-rbd", "openshift-storage.rbd.csi.ceph.com", true, json!({"clusterID": "openshift-storage", "pool": "ocs-storagecluster-cephblockpool"})),
-                        sc("ocs-storagecluster-cephfs", "openshift-storage.cephfs.csi.ceph.com", false, json!({"clusterID": "openshift-storage", "fsName": "ocs-storagecluster-cephfilesystem"})),
-                        sc("openshift-storage.noobaa.io", "openshift-storage.noobaa.io/obc", false, json!({"bucketclass": "noobaa-default-bucket-class"})),
+                        sc(
+                            "ocs-storagecluster-ceph-rbd",
+                            "openshift-storage.rbd.csi.ceph.com",
+                            true,
+                            json!({"clusterID": "openshift-storage", "pool": "ocs-storagecluster-cephblockpool"}),
+                        ),
+                        sc(
+                            "ocs-storagecluster-cephfs",
+                            "openshift-storage.cephfs.csi.ceph.com",
+                            false,
+                            json!({"clusterID": "openshift-storage", "fsName": "ocs-storagecluster-cephfilesystem"}),
+                        ),
+                        sc(
+                            "openshift-storage.noobaa.io",
+                            "openshift-storage.noobaa.io/obc",
+                            false,
+                            json!({"bucketclass": "noobaa-default-bucket-class"}),
+                        ),
                     ],
                     vec![ic("openshift-default", "openshift.io/ingress-to-route")],
                 )
@@ -222,7 +321,11 @@ impl ClusterOptions {
             PlatformPreset::Datacenter => (
                 "1.31.2",
                 vec![
-                    node("k8s-cp-01", None, &[("node-role.kubernetes.io/control-plane", "")]),
+                    node(
+                        "k8s-cp-01",
+                        None,
+                        &[("node-role.kubernetes.io/control-plane", "")],
+                    ),
                     node("k8s-worker-01", None, &[]),
                     node("k8s-worker-02", None, &[]),
                 ],
