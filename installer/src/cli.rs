@@ -40,6 +40,8 @@ pub enum Command {
     Render(commands::render::Args),
     /// Show a release as the cluster runs it now, and its history.
     Status(commands::status::Args),
+    /// Show the cluster's platform (provider, region, storage and ingress classes) and why.
+    Platform(commands::platform::Args),
     /// List the releases (every namespace unless -n).
     List(commands::list::Args),
     /// Show the site's values of a release beside the SaaS defaults.
@@ -74,6 +76,7 @@ impl Cli {
             Command::Values(a) => a.output,
             Command::Rollback(a) => a.output,
             Command::Uninstall(a) => a.output,
+            Command::Platform(a) => a.output,
             Command::Fleet(a) => a.output(),
             Command::Pull(a) => a.output,
             Command::Updates(a) => a.output,

@@ -326,6 +326,7 @@ fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleMa
         requirements: def.requirements.clone(),
         components,
         config: def.config.clone(),
+        platform: def.platform.clone(),
         members: Vec::new(),
         blobs: Vec::new(),
     })

@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             manifests: vec![],
         }],
         config: ConfigSchema::default(),
+        platform: Default::default(),
         members: vec![],
         blobs: vec![],
     };

@@ -41,6 +41,9 @@ pub enum DeployError {
     /// The configuration is not usable.
     #[error("the configuration is not usable")]
     Config(#[source] airlift_render::ConfigError),
+    /// The customer's platform overrides are not usable.
+    #[error("the platform values are not usable")]
+    Platform(#[source] airlift_render::platform::OverrideError),
     /// A component failed to render.
     #[error("cannot render component `{component}`")]
     Render {
@@ -182,9 +185,11 @@ impl Diagnose for DeployError {
             }
             Self::Trust(_) | Self::Component(_) | Self::Destination(_) => ExitKind::Usage,
             Self::Config(e) => e.exit_kind(),
-            Self::Render { .. } | Self::Images(_) | Self::Object(_) | Self::Mapping(_) => {
-                ExitKind::Config
-            }
+            Self::Platform(_)
+            | Self::Render { .. }
+            | Self::Images(_)
+            | Self::Object(_)
+            | Self::Mapping(_) => ExitKind::Config,
             Self::RegistryClient { .. } | Self::Push(_) => ExitKind::Registry,
             Self::Artifact(e) => e.exit_kind(),
             // A report of registry problems only is the registry's failure (exit 4), as when
@@ -221,6 +226,11 @@ impl Diagnose for DeployError {
                 }
                 _ => "check the values files named above".into(),
             },
+            Self::Platform(_) => {
+                "fix the `platform:` values named above; `airlift-install platform` shows what \
+                 the cluster offers and docs/platforms.md the keys"
+                    .into()
+            }
             Self::Render { .. } => {
                 "check the configuration values used by the template named above".into()
             }

@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod pipeline;
+pub mod platform;
 pub mod publish;
 pub mod registry;
 pub mod releases;

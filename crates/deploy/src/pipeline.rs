@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::error::{DeployError, PreflightFailure};
 use crate::registry::{chain, client, preflight as registry_preflight, push_bundle};
 use crate::render::{
-    managed, planned_relocation, render_bundle, select_components, PullCredentials,
+    managed, planned_relocation, render_bundle_on, select_components, PullCredentials,
 };
 use crate::site::{
     components, release_names, resolve_config, site_inputs, values_diff, DefaultChange,
@@ -66,6 +66,10 @@ pub struct Prepared {
     pub values: Vec<ValueChange>,
     /// SaaS defaults the vendor changed, and whether the site follows them.
     pub defaults: Vec<DefaultChange>,
+    /// The cluster's platform, as detected, with its evidence.
+    pub platform: airlift_cluster::platform::PlatformReport,
+    /// The bundle's platform needs resolved on it: what templates saw as `platform`.
+    pub resolved_platform: airlift_render::platform::ResolvedPlatform,
     site_secrets: BTreeMap<String, Secret>,
     /// The HMAC key of the record's secret fingerprints (stored with the generated values).
     fingerprint_key: Secret,
@@ -249,7 +253,18 @@ impl<'a> Deployer<'a> {
             namespace: namespace.clone(),
             revision: u64::from(revision),
         };
-        let rendered = render_bundle(&bundle, &chosen, &config, &relocation, pull.as_ref(), &info)?;
+        let overrides = crate::platform::overrides(request, &m.platform)?;
+        let (platform, resolved_platform) =
+            crate::platform::resolve_on(self.cluster, &m.platform, &overrides).await;
+        let rendered = render_bundle_on(
+            &bundle,
+            &chosen,
+            &config,
+            &relocation,
+            pull.as_ref(),
+            &info,
+            &resolved_platform,
+        )?;
         let (site, site_secrets) = site_inputs(
             &config,
             Some(&registry_text),
@@ -302,6 +317,8 @@ impl<'a> Deployer<'a> {
             dropped,
             values,
             defaults,
+            platform,
+            resolved_platform,
             site_secrets,
             fingerprint_key,
         })
@@ -361,6 +378,19 @@ impl<'a> Deployer<'a> {
         {
             failures.extend(failures_of(e));
         }
+        failures.extend(
+            airlift_cluster::platform::platform_checks(
+                &prepared.platform,
+                &prepared.resolved_platform,
+            )
+            .into_iter()
+            .filter(|c| !c.ok)
+            .map(|c| PreflightFailure {
+                area: "platform",
+                problem: format!("{}: {}", c.name, c.detail),
+                fix: c.fix.unwrap_or_default(),
+            }),
+        );
         let registry = client(&prepared.destination, &prepared.registry)?;
         if let Some(f) =
             registry_preflight(&registry, prepared.bundle.manifest(), &prepared.destination).await?

@@ -83,7 +83,8 @@ pub struct Rendered {
 }
 
 /// Renders the chosen components with `config`, rewrites every image by `relocation` and adds
-/// the pull secret when `pull` is given.
+/// the pull secret when `pull` is given. With no cluster to detect, templates see the bundle's
+/// platform needs resolved for a datacenter cluster that has what the table documents.
 pub fn render_bundle(
     bundle: &Bundle,
     components: &[&Component],
@@ -91,6 +92,28 @@ pub fn render_bundle(
     relocation: &BTreeMap<String, String>,
     pull: Option<&PullCredentials>,
     release: &ReleaseInfo,
+) -> Result<Vec<Rendered>, DeployError> {
+    let platform = airlift_render::platform::resolve(
+        &bundle.manifest().platform,
+        &airlift_render::platform::ClusterFacts::documented(
+            airlift_render::platform::FALLBACK_PROFILE,
+        ),
+        &Default::default(),
+    );
+    render_bundle_on(
+        bundle, components, config, relocation, pull, release, &platform,
+    )
+}
+
+/// [`render_bundle`] for a resolved platform: templates see it as `platform`.
+pub fn render_bundle_on(
+    bundle: &Bundle,
+    components: &[&Component],
+    config: &Config,
+    relocation: &BTreeMap<String, String>,
+    pull: Option<&PullCredentials>,
+    release: &ReleaseInfo,
+    platform: &airlift_render::platform::ResolvedPlatform,
 ) -> Result<Vec<Rendered>, DeployError> {
     let m = bundle.manifest();
     let renderer = Renderer::new(
@@ -100,7 +123,8 @@ pub fn render_bundle(
             version: m.metadata.version.clone(),
         },
         release,
-    );
+    )
+    .with_platform(platform.template_value());
     // `owners[i]` is the component (name, order) of `objects[i]`.
     let mut owners: Vec<(String, i32)> = Vec::new();
     let mut objects: Vec<K8sObject> = Vec::new();

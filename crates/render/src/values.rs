@@ -290,6 +290,10 @@ impl<'s> ConfigBuilder<'s> {
                     path: label.to_string(),
                 });
             };
+            if g == crate::platform::OVERRIDES_KEY {
+                // The platform overrides, read by `platform::overrides_from_yaml`.
+                continue;
+            }
             let items = match items {
                 serde_yaml::Value::Mapping(m) => m,
                 serde_yaml::Value::Null => continue,
@@ -372,6 +376,10 @@ impl<'s> ConfigBuilder<'s> {
             return Err(ConfigError::MalformedSet {
                 arg: mask_set_arg(arg),
             });
+        }
+        if key.starts_with(crate::platform::SET_PREFIX) {
+            // A platform override, read by `PlatformOverrides::apply_set`.
+            return Ok(());
         }
         self.apply_text(key, raw, Origin::Set);
         Ok(())

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use airlift_bundle::schema::common::{ComponentMode, Layer, Metadata, Requirements};
 use airlift_bundle::schema::config::{ConfigGroup, ConfigItem, ConfigSchema, ConfigType, Generate};
 use airlift_bundle::schema::manifest::{BuildInfo, BundleManifest, Component, ImageRecord};
+use airlift_bundle::schema::platform::PlatformNeeds;
 use airlift_bundle::{write_bundle, BundleContents, ComponentFile, Digest, NoProgress, PrivateKey};
 use serde_json::{json, Value};
 
@@ -70,6 +71,9 @@ pub struct ShopVersion {
     pub extra: String,
     /// The release channel (`stable` unless changed).
     pub channel: String,
+    /// What the bundle needs from the platform (`platform:`); templates in `extra` see the
+    /// mapped values as `platform.*`.
+    pub platform: PlatformNeeds,
 }
 
 impl ShopVersion {
@@ -82,6 +86,7 @@ impl ShopVersion {
             color: "blue".into(),
             extra: String::new(),
             channel: "stable".into(),
+            platform: PlatformNeeds::default(),
         }
     }
 }
@@ -223,6 +228,7 @@ impl ShopBundles {
                 manifests: vec![path.clone()],
             }],
             config,
+            platform: v.platform.clone(),
             members: vec![],
             blobs: vec![],
         };

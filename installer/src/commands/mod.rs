@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod install;
 pub mod list;
 pub mod plan;
+pub mod platform;
 pub mod pull;
 pub mod push;
 pub mod render;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Config(args) => config::run(args, cli.no_progress),
         Command::Render(args) => render::run(args, cli.no_progress),
         Command::Status(args) => status::run(args, cli.no_progress),
+        Command::Platform(args) => platform::run(args, cli.no_progress),
         Command::List(args) => list::run(args, cli.no_progress),
         Command::Values(args) => values::run(args, cli.no_progress),
         Command::Rollback(args) => rollback::run(args, cli.no_progress),

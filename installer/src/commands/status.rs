@@ -59,6 +59,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     if let Some(registry) = &report.registry {
         outln!("Registry: {registry}")?;
     }
+    outln!(
+        "Platform: {}",
+        airlift_cli::output::escape_control(&report.platform.summary())
+    )?;
     if !report.workloads.is_empty() {
         outln!()?;
         let mut table = Table::new(&["WORKLOAD", "READY", "CONDITION"]).right(1);

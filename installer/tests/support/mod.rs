@@ -107,6 +107,7 @@ pub fn manifest(name: &str, components: Vec<Component>, config: ConfigSchema) ->
         },
         components,
         config,
+        platform: Default::default(),
         members: vec![],
         blobs: vec![],
     }

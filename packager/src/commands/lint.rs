@@ -9,7 +9,11 @@
 //!   and no object (kind, namespace, name) is defined twice;
 //! - `images`: every image reference parses, every image built from local files builds (into a
 //!   scratch store that is removed afterwards; its reproducible digest is reported), and every
-//!   image a manifest uses is carried by the bundle.
+//!   image a manifest uses is carried by the bundle;
+//! - `apis`: no object uses an API removed in a Kubernetes version the bundle supports
+//!   (`requirements.kubernetes`, or the one `--kubernetes` names), from the embedded removals
+//!   table; APIs only deprecated there are warnings. Templates render with `platform.*` resolved
+//!   for a datacenter cluster that has what the mapping table documents.
 
 use airlift_cli::outln;
 use std::collections::BTreeMap;
@@ -20,6 +24,7 @@ use airlift_bundle::schema::definition::ImageSource;
 use airlift_cli::{CommandError, ExitKind, OutputFormat};
 use airlift_render::images::{carried_set, check_carried, discover_images, ImageUse};
 use airlift_render::values::ConfigError;
+use airlift_render::{api_compat, platform};
 use airlift_render::{load_definition, BundleInfo, ConfigBuilder, ReleaseInfo, Renderer};
 use serde::Serialize;
 
@@ -33,6 +38,10 @@ pub struct Args {
     /// How to print the result.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Check the APIs against this one Kubernetes release (e.g. `1.33`) instead of the bundle's
+    /// supported range.
+    #[arg(long, value_name = "VERSION")]
+    pub kubernetes: Option<String>,
 }
 
 /// One problem found.
@@ -201,7 +210,28 @@ fn lint(args: &Args) -> Report {
             namespace: def.metadata.name.clone(),
             revision: 1,
         },
+    )
+    .with_platform(
+        platform::resolve(
+            &def.platform,
+            &platform::ClusterFacts::documented(platform::FALLBACK_PROFILE),
+            &Default::default(),
+        )
+        .template_value(),
     );
+    let target = match &args.kubernetes {
+        Some(v) => match api_compat::Target::parse_version(v) {
+            Some(t) => Some(t),
+            None => {
+                report.push(
+                    "apis",
+                    format!("--kubernetes `{v}` is not a Kubernetes release such as `1.33`"),
+                );
+                None
+            }
+        },
+        None => api_compat::Target::parse_range(&def.requirements.kubernetes),
+    };
     let mut uses: Vec<(String, ImageUse)> = Vec::new();
     // Kind/namespace/name -> where it was first defined.
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
@@ -242,6 +272,23 @@ fn lint(args: &Args) -> Report {
                         "objects",
                         format!("{id} is defined twice: in {first} and in {at}"),
                     );
+                }
+            }
+            for obj in objects.iter() {
+                let what = format!(
+                    "{}/{} (`{}` document {})",
+                    obj.kind(),
+                    obj.name(),
+                    obj.file,
+                    obj.index
+                );
+                match target
+                    .as_ref()
+                    .and_then(|t| api_compat::check(obj.api_version(), obj.kind(), &what, t))
+                {
+                    Some(f) if f.removed => report.push("apis", f.to_string()),
+                    Some(f) => report.warnings.push(f.to_string()),
+                    None => {}
                 }
             }
             // Object by object, so one bad reference does not hide the others.
@@ -316,6 +363,7 @@ pub fn check(dir: &std::path::Path) -> Result<(), CommandError> {
     verdict(&lint(&Args {
         dir: dir.to_path_buf(),
         output: OutputFormat::Text,
+        kubernetes: None,
     }))
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{ComponentMode, Layer, Metadata, Requirements};
 use super::config::ConfigSchema;
+use super::platform::PlatformNeeds;
 
 /// The `kind` of a bundle definition.
 pub const DEFINITION_KIND: &str = "BundleDefinition";
@@ -30,6 +31,9 @@ pub struct BundleDefinition {
     /// The configuration schema with the SaaS defaults.
     #[serde(default)]
     pub config: ConfigSchema,
+    /// What the bundle needs from the platform, mapped per provider at install.
+    #[serde(default, skip_serializing_if = "PlatformNeeds::is_empty")]
+    pub platform: PlatformNeeds,
 }
 
 /// One component of the product.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{ComponentMode, Layer, Metadata, Platform, Requirements};
 use super::config::ConfigSchema;
+use super::platform::PlatformNeeds;
 use crate::digest::Digest;
 
 /// The `kind` of a bundle manifest.
@@ -34,6 +35,9 @@ pub struct BundleManifest {
     pub components: Vec<Component>,
     /// The configuration schema with the SaaS defaults.
     pub config: ConfigSchema,
+    /// What the bundle needs from the platform, mapped per provider at install.
+    #[serde(default, skip_serializing_if = "PlatformNeeds::is_empty")]
+    pub platform: PlatformNeeds,
     /// Every member other than the manifest, its signature and the blobs: `oci-layout`,
     /// `index.json` and component files, with digest and size.
     pub members: Vec<MemberRecord>,

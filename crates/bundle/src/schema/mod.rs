@@ -7,6 +7,7 @@ pub mod config;
 pub mod definition;
 pub mod json_schema;
 pub mod manifest;
+pub mod platform;
 pub mod validate;
 
 /// The `apiVersion` of every Airlift document.

@@ -266,6 +266,14 @@ fn check_config(v: &mut Collector, def: &BundleDefinition) {
                 format!("group `{}` is defined twice", group.name),
             );
         }
+        if group.name == "platform" {
+            v.push(
+                format!("{gp}.name"),
+                "`platform` is reserved: values files and `--set platform.…` use it for the \
+                 platform overrides; rename the group"
+                    .to_string(),
+            );
+        }
         let mut items = BTreeSet::new();
         for (i, item) in group.items.iter().enumerate() {
             let ip = format!("{gp}.items[{i}]");
@@ -487,6 +495,19 @@ config:
     #[test]
     fn a_good_definition_passes() {
         validate_definition(&demo()).unwrap();
+    }
+
+    #[test]
+    fn a_config_group_named_platform_is_refused() {
+        let mut d = demo();
+        d.config.groups[0].name = "platform".into();
+        let err = validate_definition(&d).unwrap_err();
+        assert!(
+            err.problems
+                .iter()
+                .any(|p| p.path == "config.groups[0].name" && p.message.contains("reserved")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn fixture_with(layer_bytes: usize) -> Fixture {
             },
         ],
         config: ConfigSchema::default(),
+        platform: Default::default(),
         members: vec![],
         blobs: vec![],
     };
