@@ -47,6 +47,8 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Delete a release's objects, keeping volumes unless --delete-data.
     Uninstall(commands::uninstall::Args),
+    /// Show or replace the license stored with a release (no reinstall).
+    License(commands::license::Args),
 }
 
 #[cfg(test)]

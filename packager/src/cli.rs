@@ -25,6 +25,8 @@ pub enum Command {
     Keygen(commands::keygen::Args),
     /// Check a bundle definition folder without network: schema, config defaults, templates, objects, images.
     Lint(commands::lint::Args),
+    /// Issue licenses signed with the vendor key: `license issue --customer … --out FILE`.
+    License(commands::license::Args),
 }
 
 impl Cli {
@@ -33,7 +35,7 @@ impl Cli {
         match &self.command {
             Command::Build(a) => a.output,
             Command::Lint(a) => a.output,
-            Command::Keygen(_) => airlift_cli::OutputFormat::Text,
+            Command::Keygen(_) | Command::License(_) => airlift_cli::OutputFormat::Text,
         }
     }
 }

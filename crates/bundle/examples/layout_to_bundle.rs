@@ -76,10 +76,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             order: 0,
             images,
             manifests: vec![],
+            entitlement: None,
         }],
         config: ConfigSchema::default(),
         members: vec![],
         blobs: vec![],
+        license: None,
     };
     let written = write_bundle(
         BundleContents {

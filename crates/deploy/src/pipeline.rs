@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use airlift_bundle::{Bundle, Digest, Progress};
+use airlift_bundle::{Bundle, Diagnose, Digest, Progress};
 use airlift_cluster::cancel::Cancel;
 use airlift_cluster::generated::GeneratedValues;
 use airlift_cluster::lifecycle::{DeployOptions, DeployRequest, Engine, LifecycleError, Outcome};
@@ -25,6 +25,7 @@ use airlift_render::{Config, ReleaseInfo, Secret};
 use serde::Serialize;
 
 use crate::error::{DeployError, PreflightFailure};
+use crate::license::{check_nodes, count_nodes, LicenseContext, Licensed, Store};
 use crate::registry::{chain, client, preflight as registry_preflight, push_bundle};
 use crate::render::{
     managed, planned_relocation, render_bundle, select_components, PullCredentials,
@@ -66,6 +67,10 @@ pub struct Prepared {
     pub values: Vec<ValueChange>,
     /// SaaS defaults the vendor changed, and whether the site follows them.
     pub defaults: Vec<DefaultChange>,
+    /// The license, checked offline (the node count is checked in preflight).
+    pub license: Option<Licensed>,
+    /// What the license was checked against; stored with it.
+    pub license_context: LicenseContext,
     site_secrets: BTreeMap<String, Secret>,
 }
 
@@ -243,7 +248,26 @@ impl<'a> Deployer<'a> {
             namespace: namespace.clone(),
             revision: u64::from(revision),
         };
-        let rendered = render_bundle(&bundle, &chosen, &config, &relocation, pull.as_ref(), &info)?;
+        let license_context = LicenseContext::new(m, &chosen);
+        let license = crate::license::for_deploy(
+            self.cluster,
+            &namespace,
+            &release,
+            m,
+            &chosen,
+            request.license.as_deref(),
+            request.vendor_key.as_ref(),
+        )
+        .await?;
+        let rendered = render_bundle(
+            &bundle,
+            &chosen,
+            &config,
+            &relocation,
+            pull.as_ref(),
+            &info,
+            license.as_ref(),
+        )?;
         let (site, site_secrets) = site_inputs(
             &config,
             Some(&registry_text),
@@ -296,6 +320,8 @@ impl<'a> Deployer<'a> {
             dropped,
             values,
             defaults,
+            license,
+            license_context,
             site_secrets,
         })
     }
@@ -342,6 +368,15 @@ impl<'a> Deployer<'a> {
             }
         }
         let mut failures = Vec::new();
+        if let Some(licensed) = &prepared.license {
+            if let Err(e) = check_nodes(licensed, count_nodes(self.cluster).await?) {
+                failures.push(PreflightFailure {
+                    area: "license",
+                    problem: e.to_string(),
+                    fix: e.fix().unwrap_or_default(),
+                });
+            }
+        }
         if let Err(e) = cluster_preflight(
             engine.resolver(),
             &PreflightInput {
@@ -480,6 +515,11 @@ impl<'a> Deployer<'a> {
         GeneratedValues::site(client, &r.namespace, &r.release)
             .replace(&prepared.site_secrets)
             .await?;
+        if let Some(licensed) = &prepared.license {
+            Store::new(self.cluster, &r.namespace, &r.release)
+                .write(licensed, &prepared.license_context)
+                .await?;
+        }
         let mut options = options.clone();
         options.cancel = self.cancel.clone();
         Ok(match intent {

@@ -91,9 +91,10 @@ pub fn render_bundle(
     relocation: &BTreeMap<String, String>,
     pull: Option<&PullCredentials>,
     release: &ReleaseInfo,
+    license: Option<&crate::license::Licensed>,
 ) -> Result<Vec<Rendered>, DeployError> {
     let m = bundle.manifest();
-    let renderer = Renderer::new(
+    let mut renderer = Renderer::new(
         config,
         &BundleInfo {
             name: m.metadata.name.clone(),
@@ -101,6 +102,9 @@ pub fn render_bundle(
         },
         release,
     );
+    if let Some(ctx) = crate::license::template_context(m.license.as_ref(), license)? {
+        renderer = renderer.with_license(ctx);
+    }
     // `owners[i]` is the component (name, order) of `objects[i]`.
     let mut owners: Vec<(String, i32)> = Vec::new();
     let mut objects: Vec<K8sObject> = Vec::new();

@@ -55,6 +55,16 @@ spec:
           image: registry.example.com/acme/api:1.0
 ";
 
+const REPORTS: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: reports
+data:
+  customer: \"{{ license.customer }}\"
+  seats: \"{{ license.entitlements.seats }}\"
+";
+
 /// One version of the shop product.
 #[derive(Debug, Clone)]
 pub struct ShopVersion {
@@ -68,6 +78,11 @@ pub struct ShopVersion {
     pub color: String,
     /// Extra manifest templates (YAML documents) appended to the component.
     pub extra: String,
+    /// The license policy the bundle declares.
+    pub license: Option<airlift_bundle::schema::license::LicensePolicy>,
+    /// Adds the optional-on component `reports` (a ConfigMap naming `license.customer`), which
+    /// needs the bool entitlement `reports`.
+    pub gated: bool,
 }
 
 impl ShopVersion {
@@ -79,6 +94,8 @@ impl ShopVersion {
             replicas: 1,
             color: "blue".into(),
             extra: String::new(),
+            license: None,
+            gated: false,
         }
     }
 }
@@ -131,6 +148,11 @@ impl ShopBundles {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         std::fs::write(&path, pem)?;
         Ok(path)
+    }
+
+    /// The vendor's signing key (it signs bundles and licenses).
+    pub fn private_key(&self) -> &PrivateKey {
+        &self.key
     }
 
     /// Writes the signed bundle for `v` and returns its path.
@@ -218,22 +240,40 @@ impl ShopBundles {
                         .map_err(|e| std::io::Error::other(format!("{e}")))?],
                 }],
                 manifests: vec![path.clone()],
+                entitlement: None,
             }],
             config,
             members: vec![],
             blobs: vec![],
+            license: v.license.clone(),
         };
+        let mut manifest = manifest;
+        let mut files = vec![ComponentFile {
+            path,
+            data: template.into_bytes(),
+        }];
+        if v.gated {
+            let path = "components/reports/reports.yaml".to_string();
+            manifest.components.push(Component {
+                name: "reports".into(),
+                description: "licensed reports".into(),
+                mode: ComponentMode::OptionalOn,
+                layer: Layer::Workload,
+                order: 1,
+                images: vec![],
+                manifests: vec![path.clone()],
+                entitlement: Some("reports".into()),
+            });
+            files.push(ComponentFile {
+                path,
+                data: REPORTS.as_bytes().to_vec(),
+            });
+        }
         let store = airlift_bundle::DirBlobStore::open(self.dir.join("images/blobs"))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let out = self.dir.join(format!("{}-{}.airlift", v.name, v.version));
         write_bundle(
-            BundleContents {
-                manifest,
-                files: vec![ComponentFile {
-                    path,
-                    data: template.into_bytes(),
-                }],
-            },
+            BundleContents { manifest, files },
             &store,
             Some(&self.key),
             &out,

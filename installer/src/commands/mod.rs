@@ -3,6 +3,7 @@
 pub mod config;
 pub mod inspect;
 pub mod install;
+pub mod license;
 pub mod list;
 pub mod plan;
 pub mod push;
@@ -36,5 +37,6 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Values(args) => values::run(args, cli.no_progress),
         Command::Rollback(args) => rollback::run(args, cli.no_progress),
         Command::Uninstall(args) => uninstall::run(args, cli.no_progress),
+        Command::License(args) => license::run(args, cli.no_progress),
     }
 }

@@ -24,15 +24,26 @@ pub struct Args {
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let r = &args.release;
     let namespace = r.namespace();
-    let report = runtime()?.block_on(async {
+    let (report, license) = runtime()?.block_on(async {
         let cluster = r.cluster.connect().await?;
         let progress = progress_for(no_progress || args.output == OutputFormat::Json);
-        releases::status(&cluster, progress.as_ref(), &namespace, &r.release)
+        let report = releases::status(&cluster, progress.as_ref(), &namespace, &r.release)
             .await
-            .map_err(CommandError::diagnosed)
+            .map_err(CommandError::diagnosed)?;
+        let license = airlift_deploy::license::show(&cluster, &namespace, &r.release)
+            .await
+            .map_err(CommandError::diagnosed)?;
+        Ok::<_, CommandError>((report, license))
     })?;
     if args.output == OutputFormat::Json {
-        return Ok(print_json(&report)?);
+        let mut json = serde_json::to_value(&report).map_err(anyhow::Error::new)?;
+        if let (Some(map), Some(l)) = (json.as_object_mut(), &license) {
+            map.insert(
+                "license".into(),
+                serde_json::to_value(l).map_err(anyhow::Error::new)?,
+            );
+        }
+        return Ok(print_json(&json)?);
     }
     outln!(
         "Release {} in namespace {}: {}",
@@ -57,6 +68,9 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     }
     if let Some(registry) = &report.registry {
         outln!("Registry: {registry}")?;
+    }
+    if let Some(l) = &license {
+        crate::commands::license::print_summary(l, "")?;
     }
     if !report.workloads.is_empty() {
         outln!("\n{:<48} {:>7}  CONDITION", "WORKLOAD", "READY")?;

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod keygen;
+pub mod license;
 pub mod lint;
 
 use airlift_cli::CommandError;
@@ -14,5 +15,6 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Build(args) => build::run(args, cli.no_progress),
         Command::Keygen(args) => keygen::run(args),
         Command::Lint(args) => lint::run(args),
+        Command::License(args) => license::run(args),
     }
 }

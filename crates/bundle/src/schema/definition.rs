@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{ComponentMode, Layer, Metadata, Requirements};
 use super::config::ConfigSchema;
+use super::license::LicensePolicy;
 
 /// The `kind` of a bundle definition.
 pub const DEFINITION_KIND: &str = "BundleDefinition";
@@ -30,6 +31,9 @@ pub struct BundleDefinition {
     /// The configuration schema with the SaaS defaults.
     #[serde(default)]
     pub config: ConfigSchema,
+    /// The license the product asks for: required or not, and its entitlements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<LicensePolicy>,
 }
 
 /// One component of the product.
@@ -54,6 +58,9 @@ pub struct ComponentDefinition {
     /// The images the component's manifests use.
     #[serde(default)]
     pub images: Vec<ImageDefinition>,
+    /// A bool entitlement the license must grant for this component to be installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
 }
 
 fn default_mode() -> ComponentMode {
