@@ -664,7 +664,7 @@ mod tests {
         let expiring = license(&key, |r| r.expires = Some(at(10)));
         let ok = check(&expiring, "f", &pubkey, &context(), NOW).unwrap();
         assert!(
-            ok.warnings[0].contains("9 day(s) left"),
+            ok.warnings[0].contains("10 day(s) left"),
             "{:?}",
             ok.warnings
         );
