@@ -372,6 +372,22 @@ pub fn verify(raw: &[u8], key: &PublicKey) -> Result<License, LicenseError> {
     Ok(license)
 }
 
+/// What templates see as `license`: `id`, `customer`, `customerId`, `channel` (empty strings
+/// without a license) and `entitlements` (typed, defaults filled in).
+pub fn template_context(
+    license: Option<&License>,
+    entitlements: &BTreeMap<String, serde_json::Value>,
+) -> serde_json::Value {
+    let text = |f: fn(&License) -> &String| license.map(f).cloned().unwrap_or_default();
+    serde_json::json!({
+        "id": text(|l| &l.id),
+        "customer": text(|l| &l.customer),
+        "customerId": text(|l| &l.customer_id),
+        "channel": text(|l| &l.channel),
+        "entitlements": entitlements,
+    })
+}
+
 impl fmt::Display for License {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

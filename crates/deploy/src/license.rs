@@ -381,15 +381,10 @@ pub fn template_context(
         Some(l) => l.entitlements.clone(),
         None => resolve(policy, None)?,
     };
-    let l = licensed.map(|l| &l.license);
-    let text = |f: fn(&License) -> &String| l.map(f).cloned().unwrap_or_default();
-    Ok(Some(serde_json::json!({
-        "id": text(|l| &l.id),
-        "customer": text(|l| &l.customer),
-        "customerId": text(|l| &l.customer_id),
-        "channel": text(|l| &l.channel),
-        "entitlements": entitlements,
-    })))
+    Ok(Some(license::template_context(
+        licensed.map(|l| &l.license),
+        &entitlements,
+    )))
 }
 
 /// The license for a deploy: the `--license` file, else the one the release stores, checked

@@ -30,9 +30,15 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         let report = releases::status(&cluster, progress.as_ref(), &namespace, &r.release)
             .await
             .map_err(CommandError::diagnosed)?;
-        let license = airlift_deploy::license::show(&cluster, &namespace, &r.release)
-            .await
-            .map_err(CommandError::diagnosed)?;
+        // A damaged license record does not hide the release's status: it is a warning here,
+        // and `license show` reports it as an error.
+        let license = match airlift_deploy::license::show(&cluster, &namespace, &r.release).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("warning: the stored license cannot be shown: {e}");
+                None
+            }
+        };
         Ok::<_, CommandError>((report, license))
     })?;
     if args.output == OutputFormat::Json {
