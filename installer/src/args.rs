@@ -250,6 +250,9 @@ pub struct DeployArgs {
     /// plan, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The license file from the vendor [default: the license the release stores].
+    #[arg(long, value_name = "FILE")]
+    pub license: Option<PathBuf>,
     /// Readiness.
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -278,7 +281,11 @@ impl DeployArgs {
                     .0
             }
         };
-        Ok((Arc::new(bundle), progress, self.site()?))
+        let mut site = self.site()?;
+        if let Trust::Key(key) = &trust {
+            site.vendor_key = Some(key.clone());
+        }
+        Ok((Arc::new(bundle), progress, site))
     }
 
     /// The library request these flags make.
@@ -294,6 +301,8 @@ impl DeployArgs {
             flatten: self.target.flatten,
             registry_options: self.target.registry_options(&self.registry)?,
             reset_values: self.reset_values,
+            license: self.license.clone(),
+            vendor_key: None,
         })
     }
 

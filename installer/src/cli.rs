@@ -50,6 +50,8 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Delete a release's objects, keeping volumes unless --delete-data.
     Uninstall(commands::uninstall::Args),
+    /// Show or replace the license stored with a release (no reinstall).
+    License(commands::license::Args),
     /// Plan, roll out and check one bundle across a fleet of clusters, in stages with gates.
     Fleet(commands::fleet::Args),
     /// Fetch a published bundle from an OCI registry into one file, byte-identical to the original.
@@ -80,6 +82,7 @@ impl Cli {
             Command::Fleet(a) => a.output(),
             Command::Pull(a) => a.output,
             Command::Updates(a) => a.output,
+            Command::License(a) => a.output(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub enum Command {
     Lint(commands::lint::Args),
     /// Publish a bundle to an OCI registry: its images, then the bundle as an artifact, tagged last.
     Publish(commands::publish::Args),
+    /// Issue licenses signed with the vendor key: `license issue --customer … --out FILE`.
+    License(commands::license::Args),
 }
 
 impl Cli {
@@ -38,6 +40,7 @@ impl Cli {
             Command::Lint(a) => a.output,
             Command::Keygen(a) => a.output,
             Command::Publish(a) => a.output,
+            Command::License(_) => airlift_cli::OutputFormat::Text,
         }
     }
 }

@@ -136,6 +136,9 @@ pub enum DeployError {
     /// The operator interrupted before any change.
     #[error("interrupted before any change; nothing was changed")]
     Interrupted,
+    /// The license was refused; nothing was changed.
+    #[error(transparent)]
+    License(#[from] crate::license::LicenseCheckError),
 }
 
 impl From<airlift_cluster::lifecycle::LifecycleError> for DeployError {
@@ -203,6 +206,7 @@ impl Diagnose for DeployError {
             Self::Connect(e) => connect_kind(e),
             Self::Kept(_) | Self::Records(_) | Self::Read { .. } => ExitKind::Cluster,
             Self::Declined | Self::Prompt { .. } | Self::Interrupted => ExitKind::Interrupted,
+            Self::License(e) => e.exit_kind(),
         }
     }
 
@@ -265,6 +269,7 @@ impl Diagnose for DeployError {
             Self::Read { source, .. } => airlift_cluster::kubeconfig::api_hint(source),
             Self::Declined | Self::Interrupted => return None,
             Self::Prompt { .. } => "pass the value with --set or a values file instead".into(),
+            Self::License(e) => return e.fix(),
         })
     }
 }

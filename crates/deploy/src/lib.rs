@@ -18,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod error;
+pub mod license;
 pub mod pipeline;
 pub mod platform;
 pub mod publish;

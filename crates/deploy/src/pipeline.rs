@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use airlift_bundle::{Bundle, Digest, Progress};
+use airlift_bundle::{Bundle, Diagnose, Digest, Progress};
 use airlift_cluster::cancel::Cancel;
 use airlift_cluster::generated::{GeneratedValues, FINGERPRINT_KEY};
 use airlift_cluster::lifecycle::{DeployOptions, DeployRequest, Engine, LifecycleError, Outcome};
@@ -25,9 +25,10 @@ use airlift_render::{Config, ReleaseInfo, Secret};
 use serde::Serialize;
 
 use crate::error::{DeployError, PreflightFailure};
+use crate::license::{check_nodes, count_nodes, LicenseContext, Licensed, Store};
 use crate::registry::{chain, client, preflight as registry_preflight, push_bundle};
 use crate::render::{
-    managed, planned_relocation, render_bundle_on, select_components, PullCredentials,
+    managed, planned_relocation, render_bundle_on, select_components, PullCredentials, RenderTarget,
 };
 use crate::site::{
     components, release_names, resolve_config, site_inputs, values_diff, DefaultChange,
@@ -70,6 +71,10 @@ pub struct Prepared {
     pub platform: airlift_cluster::platform::PlatformReport,
     /// The bundle's platform needs resolved on it: what templates saw as `platform`.
     pub resolved_platform: airlift_render::platform::ResolvedPlatform,
+    /// The license, checked offline (the node count is checked in preflight).
+    pub license: Option<Licensed>,
+    /// What the license was checked against; stored with it.
+    pub license_context: LicenseContext,
     site_secrets: BTreeMap<String, Secret>,
     /// The HMAC key of the record's secret fingerprints (stored with the generated values).
     fingerprint_key: Secret,
@@ -256,14 +261,28 @@ impl<'a> Deployer<'a> {
         let overrides = crate::platform::overrides(request, &m.platform)?;
         let (platform, resolved_platform) =
             crate::platform::resolve_on(self.cluster, &m.platform, &overrides).await;
+        let license_context = LicenseContext::new(m, &chosen);
+        let license = crate::license::for_deploy(
+            self.cluster,
+            &namespace,
+            &release,
+            m,
+            &chosen,
+            request.license.as_deref(),
+            request.vendor_key.as_ref(),
+        )
+        .await?;
         let rendered = render_bundle_on(
             &bundle,
             &chosen,
             &config,
             &relocation,
             pull.as_ref(),
-            &info,
-            &resolved_platform,
+            &RenderTarget {
+                release: &info,
+                platform: &resolved_platform,
+                license: license.as_ref(),
+            },
         )?;
         let (site, site_secrets) = site_inputs(
             &config,
@@ -319,6 +338,8 @@ impl<'a> Deployer<'a> {
             defaults,
             platform,
             resolved_platform,
+            license,
+            license_context,
             site_secrets,
             fingerprint_key,
         })
@@ -366,6 +387,15 @@ impl<'a> Deployer<'a> {
             }
         }
         let mut failures = Vec::new();
+        if let Some(licensed) = &prepared.license {
+            if let Err(e) = check_nodes(licensed, count_nodes(self.cluster).await?) {
+                failures.push(PreflightFailure {
+                    area: "license",
+                    problem: e.to_string(),
+                    fix: e.fix().unwrap_or_default(),
+                });
+            }
+        }
         if let Err(e) = cluster_preflight(
             engine.resolver(),
             &PreflightInput {
@@ -524,6 +554,11 @@ impl<'a> Deployer<'a> {
         GeneratedValues::site(client, &r.namespace, &r.release)
             .replace(&prepared.site_secrets)
             .await?;
+        if let Some(licensed) = &prepared.license {
+            Store::new(self.cluster, &r.namespace, &r.release)
+                .write(licensed, &prepared.license_context)
+                .await?;
+        }
         let mut options = options.clone();
         options.cancel = self.cancel.clone();
         Ok(match intent {

@@ -46,6 +46,10 @@ pub struct SiteRequest {
     pub registry_options: RegistryOptions,
     /// Forget the values the release remembers and start from the SaaS defaults.
     pub reset_values: bool,
+    /// The license file (`--license FILE`); without one, the license the release stores.
+    pub license: Option<PathBuf>,
+    /// The vendor key the bundle verified with: a license must verify with it too.
+    pub vendor_key: Option<airlift_bundle::PublicKey>,
 }
 
 /// The names every command agrees on: the release defaults to the bundle's name, the namespace

@@ -159,10 +159,19 @@ impl Renderer {
         self
     }
 
+    /// Adds `license` to what templates see (`license.customer`, `license.entitlements.*`).
+    pub fn with_license(mut self, license: serde_json::Value) -> Self {
+        if let Some(map) = self.json.as_object_mut() {
+            map.insert("license".into(), license);
+        }
+        self.ctx = minijinja::Value::from_serialize(&self.json);
+        self
+    }
+
     /// The first context path on `line` of `source` that does not resolve.
     fn find_undefined(&self, source: &str, line: Option<usize>) -> Option<String> {
         static PATH: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(r"\b(?:config|bundle|release|platform)(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+            Regex::new(r"\b(?:config|bundle|release|platform|license)(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
                 .unwrap_or_else(|_| unreachable!())
         });
         let text = source.lines().nth(line?.checked_sub(1)?)?;

@@ -56,6 +56,16 @@ spec:
           image: registry.example.com/acme/api:1.0
 ";
 
+const REPORTS: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: reports
+data:
+  customer: \"{{ license.customer }}\"
+  seats: \"{{ license.entitlements.seats }}\"
+";
+
 /// One version of the shop product.
 #[derive(Debug, Clone)]
 pub struct ShopVersion {
@@ -74,6 +84,11 @@ pub struct ShopVersion {
     /// What the bundle needs from the platform (`platform:`); templates in `extra` see the
     /// mapped values as `platform.*`.
     pub platform: PlatformNeeds,
+    /// The license policy the bundle declares.
+    pub license: Option<airlift_bundle::schema::license::LicensePolicy>,
+    /// Adds the optional-on component `reports` (a ConfigMap naming `license.customer`), which
+    /// needs the bool entitlement `reports`.
+    pub gated: bool,
 }
 
 impl ShopVersion {
@@ -87,6 +102,8 @@ impl ShopVersion {
             extra: String::new(),
             channel: "stable".into(),
             platform: PlatformNeeds::default(),
+            license: None,
+            gated: false,
         }
     }
 }
@@ -139,6 +156,11 @@ impl ShopBundles {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         std::fs::write(&path, pem)?;
         Ok(path)
+    }
+
+    /// The vendor's signing key (it signs bundles and licenses).
+    pub fn private_key(&self) -> &PrivateKey {
+        &self.key
     }
 
     /// Writes the signed bundle for `v` and returns its path.
@@ -226,23 +248,41 @@ impl ShopBundles {
                         .map_err(|e| std::io::Error::other(format!("{e}")))?],
                 }],
                 manifests: vec![path.clone()],
+                entitlement: None,
             }],
             config,
             platform: v.platform.clone(),
             members: vec![],
             blobs: vec![],
+            license: v.license.clone(),
         };
+        let mut manifest = manifest;
+        let mut files = vec![ComponentFile {
+            path,
+            data: template.into_bytes(),
+        }];
+        if v.gated {
+            let path = "components/reports/reports.yaml".to_string();
+            manifest.components.push(Component {
+                name: "reports".into(),
+                description: "licensed reports".into(),
+                mode: ComponentMode::OptionalOn,
+                layer: Layer::Workload,
+                order: 1,
+                images: vec![],
+                manifests: vec![path.clone()],
+                entitlement: Some("reports".into()),
+            });
+            files.push(ComponentFile {
+                path,
+                data: REPORTS.as_bytes().to_vec(),
+            });
+        }
         let store = airlift_bundle::DirBlobStore::open(self.dir.join("images/blobs"))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let out = self.dir.join(format!("{}-{}.airlift", v.name, v.version));
         write_bundle(
-            BundleContents {
-                manifest,
-                files: vec![ComponentFile {
-                    path,
-                    data: template.into_bytes(),
-                }],
-            },
+            BundleContents { manifest, files },
             &store,
             Some(&self.key),
             &out,

@@ -33,6 +33,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .prepare(bundle, &site, Intent::Install)
             .await
             .map_err(CommandError::diagnosed)?;
+        crate::commands::license::print_warnings(prepared.license.as_ref());
         if a.dry_run {
             let plan = deployer
                 .dry_run(&prepared, Intent::Install, &a.options())

@@ -4,6 +4,7 @@ pub mod config;
 pub mod fleet;
 pub mod inspect;
 pub mod install;
+pub mod license;
 pub mod list;
 pub mod plan;
 pub mod platform;
@@ -44,5 +45,6 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Fleet(args) => fleet::run(args, cli.no_progress),
         Command::Pull(args) => pull::run(args, cli.no_progress),
         Command::Updates(args) => updates::run(args, cli.no_progress),
+        Command::License(args) => license::run(args, cli.no_progress),
     }
 }

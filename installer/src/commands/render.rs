@@ -84,8 +84,16 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         &args.components.disable,
     )
     .map_err(diag)?;
-    let rendered =
-        render_bundle(&bundle, &components, &config, &relocation, None, &release).map_err(diag)?;
+    let rendered = render_bundle(
+        &bundle,
+        &components,
+        &config,
+        &relocation,
+        None,
+        &release,
+        None,
+    )
+    .map_err(diag)?;
     let files = write_out(&args.out, &rendered).kind(ExitKind::Failure)?;
     let secrets = rendered
         .iter()

@@ -25,15 +25,32 @@ pub struct Args {
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let r = &args.release;
     let namespace = r.namespace();
-    let report = runtime()?.block_on(async {
+    let (report, license) = runtime()?.block_on(async {
         let cluster = r.cluster.connect().await?;
         let progress = progress_for(no_progress || args.output.is_machine());
-        releases::status(&cluster, progress.as_ref(), &namespace, &r.release)
+        let report = releases::status(&cluster, progress.as_ref(), &namespace, &r.release)
             .await
-            .map_err(CommandError::diagnosed)
+            .map_err(CommandError::diagnosed)?;
+        // A damaged license record does not hide the release's status: it is a warning here,
+        // and `license show` reports it as an error.
+        let license = match airlift_deploy::license::show(&cluster, &namespace, &r.release).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("warning: the stored license cannot be shown: {e}");
+                None
+            }
+        };
+        Ok::<_, CommandError>((report, license))
     })?;
     if args.output.is_machine() {
-        return Ok(airlift_cli::print_as(args.output, &report)?);
+        let mut json = serde_json::to_value(&report).map_err(anyhow::Error::new)?;
+        if let (Some(map), Some(l)) = (json.as_object_mut(), &license) {
+            map.insert(
+                "license".into(),
+                serde_json::to_value(l).map_err(anyhow::Error::new)?,
+            );
+        }
+        return Ok(airlift_cli::print_as(args.output, &json)?);
     }
     outln!(
         "Release {} in namespace {}: {}",
@@ -63,6 +80,9 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         "Platform: {}",
         airlift_cli::output::escape_control(&report.platform.summary())
     )?;
+    if let Some(l) = &license {
+        crate::commands::license::print_summary(l, "")?;
+    }
     if !report.workloads.is_empty() {
         outln!()?;
         let mut table = Table::new(&["WORKLOAD", "READY", "CONDITION"]).right(1);

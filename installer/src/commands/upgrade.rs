@@ -40,6 +40,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .prepare(bundle, &site, Intent::Upgrade)
             .await
             .map_err(diag)?;
+        crate::commands::license::print_warnings(prepared.license.as_ref());
         let mut options = a.options();
         options.no_rollback = args.no_rollback;
         options.force = args.force;

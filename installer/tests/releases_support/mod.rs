@@ -221,6 +221,11 @@ impl Site {
         &self.key
     }
 
+    /// The vendor's signing key (bundles and licenses).
+    pub fn vendor_key(&self) -> &airlift_bundle::PrivateKey {
+        self.bundles.private_key()
+    }
+
     /// Writes the bundle for `v`.
     pub fn bundle(&self, v: &ShopVersion) -> PathBuf {
         self.bundles.write(v).unwrap()

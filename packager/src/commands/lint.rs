@@ -199,7 +199,7 @@ fn lint(args: &Args) -> Report {
         }
     };
 
-    let renderer = Renderer::new(
+    let mut renderer = Renderer::new(
         &config,
         &BundleInfo {
             name: def.metadata.name.clone(),
@@ -232,6 +232,12 @@ fn lint(args: &Args) -> Report {
         },
         None => api_compat::Target::parse_range(&def.requirements.kubernetes),
     };
+    if let Some(policy) = &def.license {
+        // Templates see the entitlement defaults, as at an install without a license.
+        let defaults = policy.resolve(&BTreeMap::new()).unwrap_or_default();
+        renderer =
+            renderer.with_license(airlift_bundle::license::template_context(None, &defaults));
+    }
     let mut uses: Vec<(String, ImageUse)> = Vec::new();
     // Kind/namespace/name -> where it was first defined.
     let mut seen: BTreeMap<String, String> = BTreeMap::new();

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod keygen;
+pub mod license;
 pub mod lint;
 pub mod publish;
 
@@ -16,5 +17,6 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Keygen(args) => keygen::run(args),
         Command::Lint(args) => lint::run(args),
         Command::Publish(args) => publish::run(args, cli.no_progress),
+        Command::License(args) => license::run(args),
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{ComponentMode, Layer, Metadata, Platform, Requirements};
 use super::config::ConfigSchema;
+use super::license::LicensePolicy;
 use super::platform::PlatformNeeds;
 use crate::digest::Digest;
 
@@ -43,6 +44,9 @@ pub struct BundleManifest {
     pub members: Vec<MemberRecord>,
     /// Every blob under `blobs/sha256/`, once each, sorted by digest.
     pub blobs: Vec<BlobRecord>,
+    /// The license the product asks for, from the definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<LicensePolicy>,
 }
 
 /// Build provenance. Never read from the clock: reproducible builds give identical bytes.
@@ -80,6 +84,9 @@ pub struct Component {
     pub images: Vec<ImageRecord>,
     /// The component's manifest templates: member paths under `components/<name>/`.
     pub manifests: Vec<String>,
+    /// A bool entitlement the license must grant for this component to be installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
 }
 
 /// An image as recorded in the bundle.

@@ -96,6 +96,14 @@ pub fn validate_definition(def: &BundleDefinition) -> Result<(), DefinitionInval
     }
     check_components(&mut v, def);
     check_config(&mut v, def);
+    super::license::check_policy(
+        def.license.as_ref(),
+        def.components
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.entitlement.as_deref()?))),
+        &mut v.problems,
+    );
     v.finish()
 }
 
