@@ -169,7 +169,8 @@ impl Diagnose for DeployError {
             | Self::Images(_)
             | Self::Object(_)
             | Self::Mapping(_) => ExitKind::Config,
-            Self::RegistryClient { .. } | Self::Push(_) => ExitKind::Registry,
+            Self::Push(e) => e.exit_kind(),
+            Self::RegistryClient { .. } => ExitKind::Registry,
             Self::Preflight(_) => ExitKind::Preflight,
             Self::Lifecycle(e) => e.exit_kind(),
             Self::Lock(e) => e.exit_kind(),

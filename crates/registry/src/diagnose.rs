@@ -88,7 +88,7 @@ impl Diagnose for PushError {
         match self {
             Self::Registry { .. } => ExitKind::Registry,
             Self::Mapping(_) => ExitKind::Config,
-            Self::Walk(_) | Self::ReadManifest { .. } => ExitKind::Trust,
+            Self::Walk(_) | Self::ReadManifest { .. } | Self::Tampered { .. } => ExitKind::Trust,
         }
     }
     fn fix(&self) -> Option<String> {
