@@ -499,6 +499,14 @@ impl Ctx<'_> {
         let mut blobs = Vec::new();
         for p in planned {
             for (digest, size) in p.blobs_under(0) {
+                if size == 0 && digest != Digest::of_bytes(&[]) {
+                    // Nothing to stream, so nothing would hash it: refuse it before any upload.
+                    return Err(PushError::Tampered {
+                        image: p.image.reference.clone(),
+                        actual: Digest::of_bytes(&[]),
+                        digest,
+                    });
+                }
                 if seen.insert(digest.clone()) {
                     blobs.push((p, digest, size));
                 }
