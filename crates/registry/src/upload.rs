@@ -383,3 +383,20 @@ fn read_exact_at(
     }
     Ok(Bytes::from(buf))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_reads_fail_loudly_when_the_source_is_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = airlift_bundle::DirBlobStore::open(dir.path()).unwrap();
+        let data = vec![7u8; 1000];
+        let d = Digest::of_bytes(&data);
+        store.put(&d, &mut &data[..]).unwrap();
+        assert_eq!(read_exact_at(&store, &d, 100, 900).unwrap().len(), 900);
+        let e = read_exact_at(&store, &d, 100, 901).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+}
