@@ -155,6 +155,7 @@ impl Vendor {
                 data.len() as u64,
                 store.clone(),
                 None,
+                false,
                 Arc::new(|_| {}),
             ))
             .unwrap();

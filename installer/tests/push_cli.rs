@@ -51,8 +51,28 @@ fn push_writes_the_relocation_map_and_a_second_push_sends_nothing() {
     );
 }
 
+/// Every file under `dir`, recursively (paths relative to `dir`).
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
 #[test]
-fn tampered_bundle_is_refused_before_the_registry_is_touched() {
+fn tampered_bundle_leaves_no_blob_data_manifest_or_tag_in_the_registry() {
     let e = env(256 << 10);
     // Flip one byte in the middle of the file (inside a layer).
     let f = std::fs::OpenOptions::new()
@@ -69,9 +89,24 @@ fn tampered_bundle_is_refused_before_the_registry_is_touched() {
     let o = push_cmd(&e, &reg, &[]).output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("failed verification"), "{}", stderr(&o));
+    // The push streamed the other blobs (hashing each on the way) but committed none: no blob
+    // data anywhere in the storage (committed or in an upload session), no manifest, no tag, no
+    // layer link. What may remain are the hash states docker distribution rewrites after a
+    // cancelled session (see crates/registry/src/preflight.rs).
+    let storage = reg.storage_dir().join("docker/registry/v2");
+    let files = files_under(&storage);
+    let leftovers: Vec<&String> = files
+        .iter()
+        .filter(|f| !f.contains("/_uploads/") || !f.contains("/hashstates/"))
+        .collect();
+    assert!(leftovers.is_empty(), "the registry holds {leftovers:?}");
+    assert!(!storage.join("blobs").exists() || files_under(&storage.join("blobs")).is_empty());
+    let repos = files_under(&repositories_dir(&reg));
     assert!(
-        !repositories_dir(&reg).exists(),
-        "nothing reached the registry"
+        repos
+            .iter()
+            .all(|f| !f.contains("_manifests") && !f.contains("_layers")),
+        "{repos:?}"
     );
 }
 

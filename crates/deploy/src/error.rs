@@ -193,7 +193,8 @@ impl Diagnose for DeployError {
             | Self::Images(_)
             | Self::Object(_)
             | Self::Mapping(_) => ExitKind::Config,
-            Self::RegistryClient { .. } | Self::Push(_) => ExitKind::Registry,
+            Self::RegistryClient { .. } => ExitKind::Registry,
+            Self::Push(e) => e.exit_kind(),
             Self::Artifact(e) => e.exit_kind(),
             // A report of registry problems only is the registry's failure (exit 4), as when
             // `push` meets it; anything else found before a change is a preflight failure.

@@ -31,4 +31,4 @@ pub mod source;
 pub use error::{DeployError, PreflightFailure};
 pub use pipeline::{DeployReport, Deployer, Intent, PlanReport, Prepared};
 pub use site::{Interaction, NonInteractive, SiteRequest};
-pub use source::open_verified;
+pub use source::{open_for_push, open_verified, BlobTrust};

@@ -105,6 +105,15 @@ pub enum ArtifactError {
         /// The expected digest.
         digest: Digest,
     },
+    /// The bundle file no longer holds the bytes it was verified with (it changed while it
+    /// was published): the blob's upload was cut short, so the registry committed nothing.
+    #[error("the bundle file changed while it was published: blob {digest} now reads as {actual}")]
+    SourceChanged {
+        /// The blob's digest.
+        digest: Digest,
+        /// What its bytes hash to now.
+        actual: Digest,
+    },
     /// The `airlift.yaml` layer failed the trust policy, or does not parse.
     #[error("the bundle published at `{reference}` failed verification")]
     Bundle {
@@ -155,6 +164,9 @@ impl ArtifactError {
             Self::NotABundle { .. } => {
                 "point at a tag `airlift-pack publish` wrote; images are pulled by `install`, not named directly"
                     .into()
+            }
+            Self::SourceChanged { .. } => {
+                "do not change the bundle file while it is published; verify it, then publish again".into()
             }
             Self::Tampered { .. } | Self::LayerDigest { .. } => {
                 "the copy in the registry was changed after it was signed: do not install it; ask the vendor to publish it again"

@@ -16,6 +16,7 @@ use crate::artifact::{
     ArtifactError, ArtifactManifest, Member, EMPTY_CONFIG, MEDIA_TYPE_BLOB, MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::client::RegistryClient;
+use crate::upload::BlobPush;
 
 /// The progress label of an artifact push.
 pub const PUBLISH_LABEL: &str = "publish";
@@ -154,21 +155,28 @@ pub async fn push_artifact(
                     let progress = progress.clone();
                     Arc::new(move |n| progress.advance(PUBLISH_LABEL, n))
                 };
-                let mounted = client
+                // The bundle was verified when it was opened: no second hashing pass.
+                let pushed = client
                     .push_blob(
                         repo,
                         &d,
                         size,
                         source,
                         mount_from.get(&d).map(String::as_str),
+                        false,
                         on_bytes,
                     )
                     .await?;
-                if mounted {
-                    progress.advance(PUBLISH_LABEL, size);
-                    return Ok((false, 0));
+                match pushed {
+                    BlobPush::Mounted => {
+                        progress.advance(PUBLISH_LABEL, size);
+                        Ok((false, 0))
+                    }
+                    BlobPush::Sent => Ok((true, size)),
+                    BlobPush::Mismatch { actual } => {
+                        Err(ArtifactError::SourceChanged { digest: d, actual })
+                    }
                 }
-                Ok((true, size))
             }
         })
         .buffer_unordered(concurrency.max(1))

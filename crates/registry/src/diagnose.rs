@@ -89,7 +89,7 @@ impl Diagnose for PushError {
         match self {
             Self::Registry { .. } => ExitKind::Registry,
             Self::Mapping(_) => ExitKind::Config,
-            Self::Walk(_) | Self::ReadManifest { .. } => ExitKind::Trust,
+            Self::Walk(_) | Self::ReadManifest { .. } | Self::Tampered { .. } => ExitKind::Trust,
         }
     }
     fn fix(&self) -> Option<String> {
@@ -126,9 +126,10 @@ impl Diagnose for ArtifactError {
     /// usage; the rest is the registry's.
     fn exit_kind(&self) -> ExitKind {
         match self {
-            Self::Tampered { .. } | Self::LayerDigest { .. } | Self::NotABundle { .. } => {
-                ExitKind::Trust
-            }
+            Self::Tampered { .. }
+            | Self::LayerDigest { .. }
+            | Self::NotABundle { .. }
+            | Self::SourceChanged { .. } => ExitKind::Trust,
             Self::Bundle { source, .. } => source.exit_kind(),
             Self::BadReference { .. } | Self::Unpublishable { .. } | Self::TagTaken { .. } => {
                 ExitKind::Usage

@@ -39,6 +39,7 @@ pub mod push;
 pub mod retry;
 pub mod serve;
 pub mod tls;
+pub mod upload;
 
 pub use auth::{Credentials, Secret};
 pub use error::{RegistryError, Target};
