@@ -47,6 +47,15 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Delete a release's objects, keeping volumes unless --delete-data.
     Uninstall(commands::uninstall::Args),
+    /// Collect a redacted support bundle for a release: records, live status, events, logs.
+    SupportBundle(commands::support::Args),
+    /// Show the version, git commit, compiler, target and bundle format.
+    Version(commands::version::Args),
+    /// Write a shell completion script to stdout: bash, zsh or fish.
+    Completion(commands::completion::Args),
+    /// Write the man pages into a folder.
+    #[command(hide = true)]
+    Man(airlift_cli::about::ManArgs),
 }
 
 #[cfg(test)]

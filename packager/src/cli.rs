@@ -25,6 +25,13 @@ pub enum Command {
     Keygen(commands::keygen::Args),
     /// Check a bundle definition folder without network: schema, config defaults, templates, objects, images.
     Lint(commands::lint::Args),
+    /// Show the version, git commit, compiler, target and bundle format.
+    Version(commands::version::Args),
+    /// Write a shell completion script to stdout: bash, zsh or fish.
+    Completion(commands::completion::Args),
+    /// Write the man pages into a folder.
+    #[command(hide = true)]
+    Man(airlift_cli::about::ManArgs),
 }
 
 impl Cli {
@@ -33,7 +40,10 @@ impl Cli {
         match &self.command {
             Command::Build(a) => a.output,
             Command::Lint(a) => a.output,
-            Command::Keygen(_) => airlift_cli::OutputFormat::Text,
+            Command::Version(a) => a.output,
+            Command::Keygen(_) | Command::Completion(_) | Command::Man(_) => {
+                airlift_cli::OutputFormat::Text
+            }
         }
     }
 }

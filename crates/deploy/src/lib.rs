@@ -24,6 +24,7 @@ pub mod releases;
 pub mod render;
 pub mod site;
 pub mod source;
+pub mod support;
 
 pub use error::{DeployError, PreflightFailure};
 pub use pipeline::{DeployReport, Deployer, Intent, PlanReport, Prepared};

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod completion;
 pub mod config;
 pub mod inspect;
 pub mod install;
@@ -10,10 +11,12 @@ pub mod render;
 pub mod rollback;
 pub mod serve;
 pub mod status;
+pub mod support;
 pub mod uninstall;
 pub mod upgrade;
 pub mod values;
 pub mod verify;
+pub mod version;
 
 use airlift_cli::CommandError;
 
@@ -36,5 +39,9 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Values(args) => values::run(args, cli.no_progress),
         Command::Rollback(args) => rollback::run(args, cli.no_progress),
         Command::Uninstall(args) => uninstall::run(args, cli.no_progress),
+        Command::SupportBundle(args) => support::run(args, cli.no_progress),
+        Command::Version(args) => version::run(args),
+        Command::Completion(args) => completion::run(args),
+        Command::Man(args) => completion::run_man_pages(args),
     }
 }
