@@ -169,7 +169,11 @@ fn write_page(
     page.render(&mut text).map_err(|e| (path.clone(), e))?;
     std::fs::write(&path, text).map_err(|e| (path.clone(), e))?;
     written.push(path);
-    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // clap's own `help` subcommand gets no page: `-h` is on every page.
+    for sub in command
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         write_page(sub, dir, written)?;
     }
     Ok(())
