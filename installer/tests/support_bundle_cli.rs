@@ -162,6 +162,16 @@ fn support_bundle_redacts_every_planted_secret_and_opens_with_tar() {
         archive.to_str().unwrap(),
     ]);
     assert!(run.ok(), "{run}");
+    eprintln!("{}", run.stdout);
+    assert!(
+        !run.stdout.contains("preflight"),
+        "no preflight failure: {run}"
+    );
+    assert!(
+        run.stdout
+            .contains("namespace shop: 1 Warning event (see events/shop.json)"),
+        "{run}"
+    );
     assert!(run.stdout.contains("values redacted"), "{run}");
     assert!(
         run.stdout
@@ -228,6 +238,8 @@ fn support_bundle_redacts_every_planted_secret_and_opens_with_tar() {
     );
     assert!(up.ok(), "{up}");
     let archive2 = site.dir.path().join("support2.tar.gz");
+    // `--key` of the site's vendor key, as the deploy commands pass it.
+    let key = site.deploy_args("plan", &b2, &[], false)[3].clone();
     let run = site.run(&[
         "support-bundle",
         "shop",
@@ -235,11 +247,20 @@ fn support_bundle_redacts_every_planted_secret_and_opens_with_tar() {
         archive2.to_str().unwrap(),
         "--output",
         "json",
+        "--bundle",
+        b2.to_str().unwrap(),
+        "--key",
+        &key,
     ]);
     assert!(run.ok(), "{run}");
     let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert!(summary["redactions"].as_u64().unwrap() > 0, "{summary}");
     let files = unpack(&archive2, &site.dir.path().join("unpacked2"));
+    let manifest = file(&files, "bundle/manifest.json");
+    assert!(
+        manifest.contains("\"1.1.0\"") && manifest.contains("\"requirements\""),
+        "{manifest}"
+    );
     assert_absent(
         &files,
         &[

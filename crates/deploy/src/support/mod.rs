@@ -272,10 +272,8 @@ pub async fn collect(
     files.json("release/status.json", to_json(&status), &mut redactor);
     files.json("release/history.json", to_json(&history), &mut redactor);
     if let Some(m) = context.manifest {
-        let mut m = m.clone();
-        m.blobs.clear();
-        m.members.clear();
-        files.json("bundle/manifest.json", to_json(&m), &mut redactor);
+        // The manifest only: blob digests and sizes, never their contents.
+        files.json("bundle/manifest.json", to_json(m), &mut redactor);
     } else {
         notes.push("bundle manifest not included: pass --bundle FILE to add it".into());
     }
@@ -356,7 +354,8 @@ pub async fn collect(
                     findings.push(Finding {
                         subject: format!("namespace {ns}"),
                         problem: format!(
-                            "{warnings} Warning events (see events/{}.json)",
+                            "{warnings} Warning event{} (see events/{}.json)",
+                            if warnings == 1 { "" } else { "s" },
                             segment(ns)
                         ),
                     });
@@ -475,10 +474,16 @@ async fn run_preflight(
         objects: &objects,
         namespace,
     };
-    match preflight(&resolver, &input).await {
+    let mut report = match preflight(&resolver, &input).await {
         Ok(report) => report,
         Err(airlift_cluster::preflight::PreflightError::Failed(report)) => report,
+    };
+    if manifest.is_none() {
+        // Without the bundle nothing says which platforms its images cover: the nodes'
+        // platforms are in cluster/nodes.json.
+        report.checks.retain(|c| c.name != "node platforms");
     }
+    report
 }
 
 /// What matters of a Node: name, platform, versions, capacity, conditions, taints.
