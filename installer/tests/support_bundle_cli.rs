@@ -225,6 +225,21 @@ fn support_bundle_redacts_every_planted_secret_and_opens_with_tar() {
         file(&files, part);
     }
 
+    // --log-lines bounds every log.
+    let short = site.dir.path().join("short.tar.gz");
+    let run = site.run(&[
+        "support-bundle",
+        "shop",
+        "--log-lines",
+        "1",
+        "--out",
+        short.to_str().unwrap(),
+    ]);
+    assert!(run.ok(), "{run}");
+    let files = unpack(&short, &site.dir.path().join("short"));
+    let previous = file(&files, "/worker.previous.log");
+    assert_eq!(previous.lines().count(), 1, "{previous}");
+
     // A secret the site gives later is redacted too.
     let mut v2 = ShopVersion::new("1.1.0");
     v2.extra = leaky();

@@ -634,3 +634,44 @@ impl SupportBundle {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_past_the_cap_are_left_out_and_noted() {
+        let mut files = Files {
+            files: Vec::new(),
+            total: 0,
+            max: 10,
+            notes: Vec::new(),
+        };
+        assert!(files.add("a.log".into(), vec![b'x'; 6]));
+        assert!(!files.add("b.log".into(), vec![b'x'; 6]));
+        assert!(files.add("c.log".into(), vec![b'x'; 4]));
+        assert_eq!(files.total, 10);
+        assert_eq!(files.files.len(), 2);
+        assert_eq!(files.notes.len(), 1);
+        assert!(
+            files.notes[0].starts_with("b.log left out"),
+            "{:?}",
+            files.notes
+        );
+    }
+
+    #[test]
+    fn object_paths_are_one_safe_segment_each() {
+        let id = ObjectRef {
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: "Deployment".into(),
+            namespace: Some("shop".into()),
+            name: "../../etc/passwd".into(),
+        };
+        assert_eq!(
+            object_path(&id),
+            "objects/Deployment.apps/shop/.._.._etc_passwd.json"
+        );
+    }
+}
