@@ -328,6 +328,7 @@ fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleMa
         config: def.config.clone(),
         members: Vec::new(),
         blobs: Vec::new(),
+        notes: def.notes.clone(),
     })
 }
 

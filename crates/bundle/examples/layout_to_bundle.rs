@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         config: ConfigSchema::default(),
         members: vec![],
         blobs: vec![],
+        notes: None,
     };
     let written = write_bundle(
         BundleContents {

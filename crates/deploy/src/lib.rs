@@ -18,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod error;
+pub mod notes;
 pub mod pipeline;
 pub mod registry;
 pub mod releases;

@@ -68,6 +68,8 @@ pub struct ShopVersion {
     pub color: String,
     /// Extra manifest templates (YAML documents) appended to the component.
     pub extra: String,
+    /// The NOTES template, if any.
+    pub notes: Option<String>,
 }
 
 impl ShopVersion {
@@ -79,6 +81,7 @@ impl ShopVersion {
             replicas: 1,
             color: "blue".into(),
             extra: String::new(),
+            notes: None,
         }
     }
 }
@@ -222,6 +225,7 @@ impl ShopBundles {
             config,
             members: vec![],
             blobs: vec![],
+            notes: v.notes.clone(),
         };
         let store = airlift_bundle::DirBlobStore::open(self.dir.join("images/blobs"))
             .map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -109,6 +109,7 @@ pub fn manifest(name: &str, components: Vec<Component>, config: ConfigSchema) ->
         config,
         members: vec![],
         blobs: vec![],
+        notes: None,
     }
 }
 

@@ -30,6 +30,10 @@ pub struct BundleDefinition {
     /// The configuration schema with the SaaS defaults.
     #[serde(default)]
     pub config: ConfigSchema,
+    /// A NOTES template (at most 16 KiB) printed after install and upgrade, like helm's NOTES.txt: it sees
+    /// `config` (secret items masked), `bundle` and `release`, as manifest templates do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
 }
 
 /// One component of the product.

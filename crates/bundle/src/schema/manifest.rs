@@ -39,6 +39,10 @@ pub struct BundleManifest {
     pub members: Vec<MemberRecord>,
     /// Every blob under `blobs/sha256/`, once each, sorted by digest.
     pub blobs: Vec<BlobRecord>,
+    /// A NOTES template printed after install and upgrade, like helm's NOTES.txt: it sees
+    /// `config` (secret items masked), `bundle` and `release`, as manifest templates do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
 }
 
 /// Build provenance. Never read from the clock: reproducible builds give identical bytes.

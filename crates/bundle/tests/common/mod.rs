@@ -221,6 +221,7 @@ pub fn fixture_with(layer_bytes: usize) -> Fixture {
         config: ConfigSchema::default(),
         members: vec![],
         blobs: vec![],
+        notes: None,
     };
     let files = vec![ComponentFile {
         path: "components/api/deployment.yaml".into(),
