@@ -76,11 +76,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             order: 0,
             images,
             manifests: vec![],
+            entitlement: None,
         }],
         config: ConfigSchema::default(),
+        platform: Default::default(),
         members: vec![],
         blobs: vec![],
         notes: None,
+        license: None,
     };
     let written = write_bundle(
         BundleContents {

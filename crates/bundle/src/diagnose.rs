@@ -27,6 +27,8 @@ pub enum ExitKind {
     RolledBack,
     /// Another operation holds the release's lock; nothing was changed (exit 9).
     Locked,
+    /// A fleet rollout halted or finished with failed clusters; later clusters untouched (exit 10).
+    Fleet,
     /// Interrupted by the user (exit 130).
     Interrupted,
 }
@@ -44,6 +46,7 @@ impl ExitKind {
             ExitKind::Preflight => 7,
             ExitKind::RolledBack => 8,
             ExitKind::Locked => 9,
+            ExitKind::Fleet => 10,
             ExitKind::Interrupted => 130,
         }
     }
@@ -70,7 +73,9 @@ use crate::writer::WriteError;
 
 impl Diagnose for BundleError {
     fn exit_kind(&self) -> ExitKind {
-        if self.is_trust_failure() {
+        if self.is_missing_file() {
+            ExitKind::Usage
+        } else if self.is_trust_failure() {
             ExitKind::Trust
         } else {
             ExitKind::Failure

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::output::{print_json, Printer};
+use crate::output::Printer;
 use crate::{CommandError, ExitKind, OutputFormat};
 
 /// Arguments of `version`.
@@ -34,11 +34,11 @@ pub struct ManArgs {
     pub out: PathBuf,
 }
 
-/// Runs `version`: the build facts of binary `name` at `version`, as text or JSON.
+/// Runs `version`: the build facts of binary `name` at `version`, as text, JSON or YAML.
 pub fn run_version(name: &str, version: &str, args: &VersionArgs) -> Result<(), CommandError> {
     let info = VersionInfo::new(name, version);
-    if args.output == OutputFormat::Json {
-        return Ok(print_json(&info)?);
+    if args.output.is_machine() {
+        return Ok(Printer::stdout().document(args.output, &info)?);
     }
     let text = info.text();
     Ok(Printer::stdout().line(format_args!("{}", text.trim_end()))?)

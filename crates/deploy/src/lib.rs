@@ -18,8 +18,11 @@
 #![allow(clippy::result_large_err)]
 
 pub mod error;
+pub mod license;
 pub mod notes;
 pub mod pipeline;
+pub mod platform;
+pub mod publish;
 pub mod registry;
 pub mod releases;
 pub mod render;
@@ -30,4 +33,4 @@ pub mod support;
 pub use error::{DeployError, PreflightFailure};
 pub use pipeline::{DeployReport, Deployer, Intent, PlanReport, Prepared};
 pub use site::{Interaction, NonInteractive, SiteRequest};
-pub use source::open_verified;
+pub use source::{open_for_push, open_verified, BlobTrust};

@@ -2,10 +2,14 @@
 
 pub mod completion;
 pub mod config;
+pub mod fleet;
 pub mod inspect;
 pub mod install;
+pub mod license;
 pub mod list;
 pub mod plan;
+pub mod platform;
+pub mod pull;
 pub mod push;
 pub mod render;
 pub mod rollback;
@@ -13,6 +17,7 @@ pub mod serve;
 pub mod status;
 pub mod support;
 pub mod uninstall;
+pub mod updates;
 pub mod upgrade;
 pub mod values;
 pub mod verify;
@@ -35,6 +40,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Config(args) => config::run(args, cli.no_progress),
         Command::Render(args) => render::run(args, cli.no_progress),
         Command::Status(args) => status::run(args, cli.no_progress),
+        Command::Platform(args) => platform::run(args, cli.no_progress),
         Command::List(args) => list::run(args, cli.no_progress),
         Command::Values(args) => values::run(args, cli.no_progress),
         Command::Rollback(args) => rollback::run(args, cli.no_progress),
@@ -43,5 +49,9 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Version(args) => version::run(args),
         Command::Completion(args) => completion::run(args),
         Command::Man(args) => completion::run_man_pages(args),
+        Command::Fleet(args) => fleet::run(args, cli.no_progress),
+        Command::Pull(args) => pull::run(args, cli.no_progress),
+        Command::Updates(args) => updates::run(args, cli.no_progress),
+        Command::License(args) => license::run(args, cli.no_progress),
     }
 }

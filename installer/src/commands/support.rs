@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use airlift_cli::about::VersionInfo;
-use airlift_cli::output::{escape_control, human_bytes, print_json};
+use airlift_cli::output::{escape_control, human_bytes};
 use airlift_cli::{outln, progress_for, CommandError, OutputFormat};
 use airlift_deploy::open_verified;
 use airlift_deploy::support::{self, SupportContext, SupportOptions};
@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub log_lines: i64,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -42,7 +42,7 @@ pub struct Args {
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let r = &args.release;
     let namespace = r.namespace();
-    let quiet = no_progress || args.output == OutputFormat::Json;
+    let quiet = no_progress || args.output.is_machine();
     let progress = progress_for(quiet);
     let manifest = match &args.bundle {
         Some(path) => {
@@ -80,8 +80,8 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         .map_err(CommandError::diagnosed)
     })?;
     let summary = bundle.write(&out).map_err(CommandError::diagnosed)?;
-    if args.output == OutputFormat::Json {
-        return Ok(print_json(&summary)?);
+    if args.output.is_machine() {
+        return Ok(airlift_cli::print_as(args.output, &summary)?);
     }
     outln!(
         "Wrote {} ({} files, {}, {} values redacted)",

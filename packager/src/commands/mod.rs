@@ -3,7 +3,9 @@
 pub mod build;
 pub mod completion;
 pub mod keygen;
+pub mod license;
 pub mod lint;
+pub mod publish;
 pub mod version;
 
 use airlift_cli::CommandError;
@@ -19,5 +21,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Version(args) => version::run(args),
         Command::Completion(args) => completion::run(args),
         Command::Man(args) => completion::run_man_pages(args),
+        Command::Publish(args) => publish::run(args, cli.no_progress),
+        Command::License(args) => license::run(args),
     }
 }
