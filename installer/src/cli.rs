@@ -50,6 +50,15 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Delete a release's objects, keeping volumes unless --delete-data.
     Uninstall(commands::uninstall::Args),
+    /// Collect a redacted support bundle for a release: records, live status, events, logs.
+    SupportBundle(commands::support::Args),
+    /// Show the version, git commit, compiler, target and bundle format.
+    Version(commands::version::Args),
+    /// Write a shell completion script to stdout: bash, zsh or fish.
+    Completion(commands::completion::Args),
+    /// Write the man pages into a folder.
+    #[command(hide = true)]
+    Man(airlift_cli::about::ManArgs),
     /// Show or replace the license stored with a release (no reinstall).
     License(commands::license::Args),
     /// Plan, roll out and check one bundle across a fleet of clusters, in stages with gates.
@@ -83,6 +92,9 @@ impl Cli {
             Command::Pull(a) => a.output,
             Command::Updates(a) => a.output,
             Command::License(a) => a.output(),
+            Command::SupportBundle(a) => a.output,
+            Command::Version(a) => a.output,
+            Command::Completion(_) | Command::Man(_) => airlift_cli::OutputFormat::Text,
         }
     }
 }

@@ -330,6 +330,7 @@ fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleMa
         platform: def.platform.clone(),
         members: Vec::new(),
         blobs: Vec::new(),
+        notes: def.notes.clone(),
         license: def.license.clone(),
     })
 }

@@ -26,6 +26,13 @@ pub enum Command {
     Keygen(commands::keygen::Args),
     /// Check a bundle definition folder without network: schema, config defaults, templates, objects, images.
     Lint(commands::lint::Args),
+    /// Show the version, git commit, compiler, target and bundle format.
+    Version(commands::version::Args),
+    /// Write a shell completion script to stdout: bash, zsh or fish.
+    Completion(commands::completion::Args),
+    /// Write the man pages into a folder.
+    #[command(hide = true)]
+    Man(airlift_cli::about::ManArgs),
     /// Publish a bundle to an OCI registry: its images, then the bundle as an artifact, tagged last.
     Publish(commands::publish::Args),
     /// Issue licenses signed with the vendor key: `license issue --customer … --out FILE`.
@@ -38,9 +45,12 @@ impl Cli {
         match &self.command {
             Command::Build(a) => a.output,
             Command::Lint(a) => a.output,
+            Command::Version(a) => a.output,
             Command::Keygen(a) => a.output,
             Command::Publish(a) => a.output,
-            Command::License(_) => airlift_cli::OutputFormat::Text,
+            Command::License(_) | Command::Completion(_) | Command::Man(_) => {
+                airlift_cli::OutputFormat::Text
+            }
         }
     }
 }

@@ -82,6 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         platform: Default::default(),
         members: vec![],
         blobs: vec![],
+        notes: None,
         license: None,
     };
     let written = write_bundle(

@@ -2,6 +2,7 @@
 //! exit codes. Only the binaries depend on this crate; libraries report through
 //! [`airlift_bundle::Progress`].
 
+pub mod about;
 pub mod docs;
 pub mod exit;
 pub mod output;

@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod license;
+pub mod notes;
 pub mod pipeline;
 pub mod platform;
 pub mod publish;
@@ -27,6 +28,7 @@ pub mod releases;
 pub mod render;
 pub mod site;
 pub mod source;
+pub mod support;
 
 pub use error::{DeployError, PreflightFailure};
 pub use pipeline::{DeployReport, Deployer, Intent, PlanReport, Prepared};

@@ -79,6 +79,8 @@ pub struct ShopVersion {
     pub color: String,
     /// Extra manifest templates (YAML documents) appended to the component.
     pub extra: String,
+    /// The NOTES template, if any.
+    pub notes: Option<String>,
     /// The release channel (`stable` unless changed).
     pub channel: String,
     /// What the bundle needs from the platform (`platform:`); templates in `extra` see the
@@ -100,6 +102,7 @@ impl ShopVersion {
             replicas: 1,
             color: "blue".into(),
             extra: String::new(),
+            notes: None,
             channel: "stable".into(),
             platform: PlatformNeeds::default(),
             license: None,
@@ -254,6 +257,7 @@ impl ShopBundles {
             platform: v.platform.clone(),
             members: vec![],
             blobs: vec![],
+            notes: v.notes.clone(),
             license: v.license.clone(),
         };
         let mut manifest = manifest;

@@ -2,8 +2,9 @@
 //! record: the library's pipeline. Running it again after an interruption converges.
 
 use airlift_cli::outln;
-use airlift_cli::output::human_bytes;
+use airlift_cli::output::{escape_control, human_bytes};
 use airlift_cli::{CommandError, OutputFormat};
+use airlift_deploy::notes::render_notes;
 use airlift_deploy::{Deployer, Intent};
 
 use crate::args::{runtime, DeployArgs};
@@ -45,9 +46,20 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .deploy(&prepared, Intent::Install, &a.options(), a.force_unlock)
             .await
             .map_err(CommandError::diagnosed)?;
-        Ok::<_, CommandError>(Ok((report, prepared.relocation, cluster.target().clone())))
+        let notes = render_notes(
+            &prepared,
+            &report.release,
+            &report.namespace,
+            u64::from(report.outcome.revision),
+        );
+        Ok::<_, CommandError>(Ok((
+            report,
+            prepared.relocation,
+            cluster.target().clone(),
+            notes,
+        )))
     })?;
-    let (report, relocation, server) = match done {
+    let (report, relocation, server, notes) = match done {
         Ok(done) => done,
         Err(plan) => return print_dry_run(&plan, a.output),
     };
@@ -91,6 +103,30 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             for (from, to) in &relocation {
                 outln!("  {from} -> {to}")?;
             }
+            print_notes(notes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints the bundle's rendered NOTES (secrets masked) after an install or upgrade; a NOTES
+/// template that fails to render is a warning, never a failure: the deploy succeeded.
+pub fn print_notes(
+    notes: Option<Result<String, airlift_render::template::TemplateError>>,
+) -> Result<(), CommandError> {
+    match notes {
+        None => {}
+        Some(Ok(text)) => {
+            outln!("\nNOTES:\n{}", escape_control(text.trim_end()))?;
+        }
+        Some(Err(e)) => {
+            use std::io::Write as _;
+            // Best effort: a closed stderr must not fail a deploy that succeeded.
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: the bundle's NOTES did not render: {}",
+                escape_control(&format!("{e:#}"))
+            );
         }
     }
     Ok(())

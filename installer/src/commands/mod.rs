@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod completion;
 pub mod config;
 pub mod fleet;
 pub mod inspect;
@@ -14,11 +15,13 @@ pub mod render;
 pub mod rollback;
 pub mod serve;
 pub mod status;
+pub mod support;
 pub mod uninstall;
 pub mod updates;
 pub mod upgrade;
 pub mod values;
 pub mod verify;
+pub mod version;
 
 use airlift_cli::CommandError;
 
@@ -42,6 +45,10 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Values(args) => values::run(args, cli.no_progress),
         Command::Rollback(args) => rollback::run(args, cli.no_progress),
         Command::Uninstall(args) => uninstall::run(args, cli.no_progress),
+        Command::SupportBundle(args) => support::run(args, cli.no_progress),
+        Command::Version(args) => version::run(args),
+        Command::Completion(args) => completion::run(args),
+        Command::Man(args) => completion::run_man_pages(args),
         Command::Fleet(args) => fleet::run(args, cli.no_progress),
         Command::Pull(args) => pull::run(args, cli.no_progress),
         Command::Updates(args) => updates::run(args, cli.no_progress),

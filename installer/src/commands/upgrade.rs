@@ -67,9 +67,15 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .deploy(&prepared, Intent::Upgrade, &options, a.force_unlock)
             .await
             .map_err(diag)?;
-        Ok::<_, CommandError>(Ok((plan, report)))
+        let notes = airlift_deploy::notes::render_notes(
+            &prepared,
+            &report.release,
+            &report.namespace,
+            u64::from(report.outcome.revision),
+        );
+        Ok::<_, CommandError>(Ok((plan, report, notes)))
     })?;
-    let (plan, report) = match done {
+    let (plan, report, notes) = match done {
         Ok(done) => done,
         Err(plan) => return print_dry_run(&plan, a.output),
     };
@@ -96,6 +102,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
                 report.outcome.revision,
             )?;
             print_outcome(&report.outcome)?;
+            super::install::print_notes(notes)?;
         }
     }
     Ok(())

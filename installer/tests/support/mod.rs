@@ -112,6 +112,7 @@ pub fn manifest(name: &str, components: Vec<Component>, config: ConfigSchema) ->
         members: vec![],
         license: None,
         blobs: vec![],
+        notes: None,
     }
 }
 

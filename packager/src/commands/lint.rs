@@ -308,6 +308,12 @@ fn lint(args: &Args) -> Report {
             }
         }
     }
+    // The NOTES template renders after every install: a typo must fail here, not there.
+    if let Some(notes) = &def.notes {
+        if let Err(e) = renderer.render("notes", notes) {
+            report.push("templates", chain(&e));
+        }
+    }
     if let Err(e) = check_carried(&uses, &carried) {
         report.push("images", chain(&e));
     }

@@ -32,6 +32,10 @@ pub struct BundleDefinition {
     /// The configuration schema with the SaaS defaults.
     #[serde(default)]
     pub config: ConfigSchema,
+    /// A NOTES template (at most 16 KiB) printed after install and upgrade, like helm's NOTES.txt: it sees
+    /// `config` (secret items masked), `bundle` and `release`, as manifest templates do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
     /// What the bundle needs from the platform, mapped per provider at install.
     #[serde(default, skip_serializing_if = "PlatformNeeds::is_empty")]
     pub platform: PlatformNeeds,

@@ -44,6 +44,10 @@ pub struct BundleManifest {
     pub members: Vec<MemberRecord>,
     /// Every blob under `blobs/sha256/`, once each, sorted by digest.
     pub blobs: Vec<BlobRecord>,
+    /// A NOTES template printed after install and upgrade, like helm's NOTES.txt: it sees
+    /// `config` (secret items masked), `bundle` and `release`, as manifest templates do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
     /// The license the product asks for, from the definition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<LicensePolicy>,

@@ -45,6 +45,9 @@ fn list(problems: &[Problem]) -> String {
         .join("\n")
 }
 
+/// The largest NOTES template a definition may carry.
+pub const MAX_NOTES: usize = 16 * 1024;
+
 /// Checks a bundle definition; returns every problem at once.
 pub fn validate_definition(def: &BundleDefinition) -> Result<(), DefinitionInvalid> {
     let mut v = Collector::default();
@@ -53,6 +56,14 @@ pub fn validate_definition(def: &BundleDefinition) -> Result<(), DefinitionInval
             "apiVersion",
             format!("is `{}`, expected `{API_VERSION}`", def.api_version),
         );
+    }
+    if let Some(notes) = &def.notes {
+        if notes.len() > MAX_NOTES {
+            v.push(
+                "notes",
+                format!("is {} bytes; at most {MAX_NOTES} are allowed", notes.len()),
+            );
+        }
     }
     if def.kind != DEFINITION_KIND {
         v.push(

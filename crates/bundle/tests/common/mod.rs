@@ -224,6 +224,7 @@ pub fn fixture_with(layer_bytes: usize) -> Fixture {
         platform: Default::default(),
         members: vec![],
         blobs: vec![],
+        notes: None,
         license: None,
     };
     let files = vec![ComponentFile {

@@ -47,6 +47,27 @@ pub(crate) fn pod_log(st: &State, ns: &str, name: &str, query: &Query) -> Result
         .cloned()
         .unwrap_or(Value::Null);
     let image = status["image"].as_str().unwrap_or_default().to_string();
+    // Like many programs, the synthetic one prints its command line first.
+    let args: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .chain(pod["spec"]["initContainers"].as_array())
+        .flatten()
+        .find(|c| c["name"] == container.as_str())
+        .and_then(|c| c["args"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let started = if args.is_empty() {
+        format!("{} starting {container} (image {image})", meta::now())
+    } else {
+        format!(
+            "{} starting {container} (image {image}) with args: {}",
+            meta::now(),
+            args.join(" ")
+        )
+    };
     let restarts = status["restartCount"].as_i64().unwrap_or(0);
     let previous = matches!(query.get("previous"), Some("true") | Some("1"));
     let waiting = status["state"]["waiting"]["reason"].as_str();
@@ -56,10 +77,10 @@ pub(crate) fn pod_log(st: &State, ns: &str, name: &str, query: &Query) -> Result
                 "previous terminated container \"{container}\" in pod \"{name}\" not found"
             )));
         }
-        crashed_run(&container, &image, &status)
+        crashed_run(&container, &started, &status)
     } else {
         match waiting {
-            Some("CrashLoopBackOff") => crashed_run(&container, &image, &status),
+            Some("CrashLoopBackOff") => crashed_run(&container, &started, &status),
             Some(reason) => {
                 let why = if reason.contains("ImagePull") || reason == "ErrImagePull" {
                     "trying and failing to pull image".to_string()
@@ -76,7 +97,7 @@ pub(crate) fn pod_log(st: &State, ns: &str, name: &str, query: &Query) -> Result
                 )))
             }
             None => vec![
-                format!("{} starting {container} (image {image})", meta::now()),
+                started,
                 format!("{} {container} is running", meta::now()),
             ],
         }
@@ -90,12 +111,12 @@ pub(crate) fn pod_log(st: &State, ns: &str, name: &str, query: &Query) -> Result
 }
 
 /// The lines of a run that ended with the last terminated state's exit code.
-fn crashed_run(container: &str, image: &str, status: &Value) -> Vec<String> {
+fn crashed_run(container: &str, started: &str, status: &Value) -> Vec<String> {
     let code = status["lastState"]["terminated"]["exitCode"]
         .as_i64()
         .unwrap_or(1);
     vec![
-        format!("{} starting {container} (image {image})", meta::now()),
+        started.to_string(),
         format!(
             "{} error: {container} cannot start: configuration invalid",
             meta::now()
