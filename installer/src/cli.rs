@@ -39,6 +39,8 @@ pub enum Command {
     Render(commands::render::Args),
     /// Show a release as the cluster runs it now, and its history.
     Status(commands::status::Args),
+    /// Compare a release's live objects and values with what it applied and the SaaS defaults (exit 10 when drifted).
+    Drift(commands::drift::Args),
     /// List the releases (every namespace unless -n).
     List(commands::list::Args),
     /// Show the site's values of a release beside the SaaS defaults.

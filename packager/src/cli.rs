@@ -25,6 +25,8 @@ pub enum Command {
     Keygen(commands::keygen::Args),
     /// Check a bundle definition folder without network: schema, config defaults, templates, objects, images.
     Lint(commands::lint::Args),
+    /// Write a bundle definition folder from a live SaaS cluster (read-only): templates, airlift.yaml, SNAPSHOT.md.
+    Snapshot(commands::snapshot::Args),
 }
 
 impl Cli {
@@ -33,6 +35,7 @@ impl Cli {
         match &self.command {
             Command::Build(a) => a.output,
             Command::Lint(a) => a.output,
+            Command::Snapshot(a) => a.output,
             Command::Keygen(_) => airlift_cli::OutputFormat::Text,
         }
     }

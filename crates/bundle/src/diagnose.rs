@@ -27,6 +27,8 @@ pub enum ExitKind {
     RolledBack,
     /// Another operation holds the release's lock; nothing was changed (exit 9).
     Locked,
+    /// `drift` found the live release differing from what it applied (exit 10).
+    Drifted,
     /// Interrupted by the user (exit 130).
     Interrupted,
 }
@@ -44,6 +46,7 @@ impl ExitKind {
             ExitKind::Preflight => 7,
             ExitKind::RolledBack => 8,
             ExitKind::Locked => 9,
+            ExitKind::Drifted => 10,
             ExitKind::Interrupted => 130,
         }
     }

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod config;
+pub mod drift;
 pub mod inspect;
 pub mod install;
 pub mod list;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Config(args) => config::run(args, cli.no_progress),
         Command::Render(args) => render::run(args, cli.no_progress),
         Command::Status(args) => status::run(args, cli.no_progress),
+        Command::Drift(args) => drift::run(args, cli.no_progress),
         Command::List(args) => list::run(args, cli.no_progress),
         Command::Values(args) => values::run(args, cli.no_progress),
         Command::Rollback(args) => rollback::run(args, cli.no_progress),

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod keygen;
 pub mod lint;
+pub mod snapshot;
 
 use airlift_cli::CommandError;
 
@@ -14,5 +15,6 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Build(args) => build::run(args, cli.no_progress),
         Command::Keygen(args) => keygen::run(args),
         Command::Lint(args) => lint::run(args),
+        Command::Snapshot(args) => snapshot::run(args),
     }
 }

@@ -22,6 +22,7 @@ mod logs;
 mod meta;
 mod openapi;
 mod rbac;
+mod scale;
 mod resources;
 mod server;
 mod state;
@@ -441,6 +442,15 @@ impl TestCluster {
     /// Removes every failure knob: failing Pods recover.
     pub fn clear_failures(&self) {
         lock(&self.state).failures.clear();
+    }
+
+    /// Makes the test kubelet report `digest` as the `imageID` of containers running `image`
+    /// (what a real kubelet reports after pulling it). Without it, the imageID holds a digest
+    /// made from the image string.
+    pub fn pull_digest(&self, image: &str, digest: &str) {
+        lock(&self.state)
+            .image_digests
+            .insert(image.to_string(), digest.to_string());
     }
 
     /// Denies requests (and access reviews) matching `rule` with 403 Forbidden.
