@@ -184,9 +184,9 @@ fn walk_fields(node: &Value, live: &Value, path: String, out: &mut Vec<String>, 
             here.and_then(Value::as_array).and_then(|a| {
                 a.iter()
                     .position(|item| {
-                        wanted.as_object().is_some_and(|w| {
-                            w.iter().all(|(wk, wv)| item.get(wk) == Some(wv))
-                        })
+                        wanted
+                            .as_object()
+                            .is_some_and(|w| w.iter().all(|(wk, wv)| item.get(wk) == Some(wv)))
                     })
                     .map(|i| format!("{path}/{i}"))
             })
@@ -208,9 +208,7 @@ fn walk_fields(node: &Value, live: &Value, path: String, out: &mut Vec<String>, 
 /// one owns it): the owner of the path, of a field above it (an atomic list), or below it.
 pub fn manager_of(owners: &[Ownership], path: &str) -> Option<String> {
     let covers = |f: &String| {
-        f == path
-            || path.starts_with(&format!("{f}/"))
-            || f.starts_with(&format!("{path}/"))
+        f == path || path.starts_with(&format!("{f}/")) || f.starts_with(&format!("{path}/"))
     };
     let candidates: Vec<&Ownership> = owners
         .iter()

@@ -285,7 +285,12 @@ fn workload_status(id: &ObjectRef, live: &Value) -> WorkloadStatus {
 }
 
 /// The changed `fields` with values and managers, then the fields other managers added.
-fn field_changes(id: &ObjectRef, applied: &Value, live: &Value, fields: &[String]) -> Vec<FieldChange> {
+fn field_changes(
+    id: &ObjectRef,
+    applied: &Value,
+    live: &Value,
+    fields: &[String],
+) -> Vec<FieldChange> {
     let owners = crate::drift::ownerships(live);
     let secret = id.group.is_empty() && id.kind == "Secret";
     let value = |v: &Value, p: &str| if secret { None } else { v.pointer(p).cloned() };

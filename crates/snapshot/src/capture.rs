@@ -65,7 +65,11 @@ const SKIPPED_KINDS: &[(&str, &str, &str)] = &[
     ("", "Event", "events"),
     ("events.k8s.io", "Event", "events"),
     ("coordination.k8s.io", "Lease", "leases"),
-    ("", "Endpoints", "endpoints (kept by the Service controller)"),
+    (
+        "",
+        "Endpoints",
+        "endpoints (kept by the Service controller)",
+    ),
     (
         "discovery.k8s.io",
         "EndpointSlice",
@@ -173,9 +177,9 @@ async fn list(
                 source,
             })?;
         for item in page.items {
-            *budget = budget.checked_sub(1).ok_or(SnapshotError::TooMany {
-                limit: MAX_OBJECTS,
-            })?;
+            *budget = budget
+                .checked_sub(1)
+                .ok_or(SnapshotError::TooMany { limit: MAX_OBJECTS })?;
             let mut v = serde_json::to_value(item).map_err(SnapshotError::Decode)?;
             v["apiVersion"] = Value::String(ar.api_version.clone());
             v["kind"] = Value::String(ar.kind.clone());
@@ -220,9 +224,7 @@ pub async fn capture(client: &Client, sel: &Selection) -> Result<Captured, Snaps
             }
         }
     }
-    resources.sort_by(|a, b| {
-        (&a.0.group, &a.0.kind).cmp(&(&b.0.group, &b.0.kind))
-    });
+    resources.sort_by(|a, b| (&a.0.group, &a.0.kind).cmp(&(&b.0.group, &b.0.kind)));
     let find = |group: &str, kind: &str| {
         resources
             .iter()
@@ -296,7 +298,15 @@ pub async fn capture(client: &Client, sel: &Selection) -> Result<Captured, Snaps
             taken.push(("apiextensions.k8s.io".into(), crd.clone()));
         }
     }
-    cluster_rbac(client, &find, &namespaces, &mut taken, &mut out, &mut budget).await?;
+    cluster_rbac(
+        client,
+        &find,
+        &namespaces,
+        &mut taken,
+        &mut out,
+        &mut budget,
+    )
+    .await?;
     priority_classes(client, &find, &mut taken, &mut budget).await?;
 
     for (_, obj) in &taken {
@@ -307,8 +317,7 @@ pub async fn capture(client: &Client, sel: &Selection) -> Result<Captured, Snaps
     for pod in &pods {
         for list in ["containerStatuses", "initContainerStatuses"] {
             for cs in pod["status"][list].as_array().into_iter().flatten() {
-                let (Some(image), Some(id)) = (cs["image"].as_str(), cs["imageID"].as_str())
-                else {
+                let (Some(image), Some(id)) = (cs["image"].as_str(), cs["imageID"].as_str()) else {
                     continue;
                 };
                 if let Some((_, digest)) = id.rsplit_once('@') {
@@ -355,12 +364,19 @@ async fn cluster_rbac(
         .filter(|(g, o)| g.is_empty() && o["kind"] == "ServiceAccount")
         .map(|(_, o)| {
             (
-                o["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-                o["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect();
-    let (Some(crb), Some(cr)) = (find(RBAC, "ClusterRoleBinding"), find(RBAC, "ClusterRole")) else {
+    let (Some(crb), Some(cr)) = (find(RBAC, "ClusterRoleBinding"), find(RBAC, "ClusterRole"))
+    else {
         return Ok(());
     };
     let roles = list(client, &cr, None, None, budget).await?;
@@ -438,7 +454,10 @@ async fn priority_classes(
 
 fn storage_classes_of(obj: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(s) = obj.pointer("/spec/storageClassName").and_then(Value::as_str) {
+    if let Some(s) = obj
+        .pointer("/spec/storageClassName")
+        .and_then(Value::as_str)
+    {
         out.push(s.to_string());
     }
     for t in obj

@@ -255,10 +255,7 @@ fn clean_service(obj: &mut Value) {
         remove_if(obj, &["spec", "externalTrafficPolicy"], "Cluster");
         remove_if(obj, &["spec", "allocateLoadBalancerNodePorts"], true);
     }
-    if let Some(ports) = obj
-        .pointer_mut("/spec/ports")
-        .and_then(Value::as_array_mut)
-    {
+    if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
         for p in ports {
             remove(p, &["nodePort"]);
             remove_if(p, &["protocol"], "TCP");

@@ -103,7 +103,12 @@ use params::Params;
 
 /// Builds the snapshot from what was read (no cluster needed).
 pub fn from_captured(mut captured: Captured, options: &Options) -> Result<Snapshot, SnapshotError> {
-    let primary = options.selection.namespaces.first().cloned().unwrap_or_default();
+    let primary = options
+        .selection
+        .namespaces
+        .first()
+        .cloned()
+        .unwrap_or_default();
     let mut params = Params::default();
     let ns_token = namespace_token(&mut params);
     let mut review: Vec<String> = captured.notes.clone();
@@ -121,9 +126,18 @@ pub fn from_captured(mut captured: Captured, options: &Options) -> Result<Snapsh
     let mut extra_namespaces: BTreeSet<String> = BTreeSet::new();
     for mut obj in objects {
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-        let saas = obj["metadata"]["annotations"][params::PARAM_ANNOTATION].as_str() != Some("false");
+        let saas =
+            obj["metadata"]["annotations"][params::PARAM_ANNOTATION].as_str() != Some("false");
         let described = describe(&obj);
-        pin_images(&mut obj, &kind, &captured.running, &mut images, &mut review, &described);
+        pin_images(
+            &mut obj,
+            &kind,
+            &captured.running,
+            &mut images,
+            &mut review,
+            &described,
+        );
+        params::parameterize(&mut obj, &mut params, saas);
         let ns = obj["metadata"]["namespace"].as_str().map(String::from);
         let folder = match &ns {
             Some(n) if *n == primary => {
@@ -146,7 +160,6 @@ pub fn from_captured(mut captured: Captured, options: &Options) -> Result<Snapsh
                 s["namespace"] = ns_token.clone();
             }
         }
-        params::parameterize(&mut obj, &mut params, saas);
         clean::clean(&mut obj);
         let issued = params.issued();
         output::escape_strings(&mut obj, &mut params, issued);
@@ -170,7 +183,8 @@ pub fn from_captured(mut captured: Captured, options: &Options) -> Result<Snapsh
     }
     for ns in &extra_namespaces {
         let file = format!("manifests/cluster/namespace-{}.yaml", output::file_part(ns));
-        let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        let obj =
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         files.insert(file.clone(), output::template(&obj, &params));
         taken.push(Taken {
             object: format!("Namespace {ns}"),
@@ -187,9 +201,12 @@ pub fn from_captured(mut captured: Captured, options: &Options) -> Result<Snapsh
                 p.field,
                 p.saas_value.as_deref().unwrap_or("")
             )),
-            ParamKind::Secret if p.secret_mode.as_deref() == Some("required") => review.push(
-                format!("secret `{}` ({}) must be given by every site", p.key, p.object),
-            ),
+            ParamKind::Secret if p.secret_mode.as_deref() == Some("required") => {
+                review.push(format!(
+                    "secret `{}` ({}) must be given by every site",
+                    p.key, p.object
+                ))
+            }
             _ => {}
         }
     }
@@ -202,7 +219,8 @@ pub fn from_captured(mut captured: Captured, options: &Options) -> Result<Snapsh
     review.retain(|r| seen.insert(r.clone()));
     let definition = definition(options, &captured, &images, params.groups());
     let mut def_text = String::new();
-    def_text.push_str("# Written by `airlift-pack snapshot`: see SNAPSHOT.md and docs/snapshot.md.\n");
+    def_text
+        .push_str("# Written by `airlift-pack snapshot`: see SNAPSHOT.md and docs/snapshot.md.\n");
     for p in params.list.iter().filter(|p| p.kind == ParamKind::Cloud) {
         def_text.push_str(&format!(
             "# {}: the SaaS value is {} (not a default: each site sets its own)\n",
@@ -288,7 +306,12 @@ fn describe(obj: &Value) -> String {
 }
 
 fn sort_key(obj: &Value) -> (String, String, String, String) {
-    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     (
         s("/metadata/namespace"),
         s("/apiVersion"),
@@ -333,7 +356,10 @@ fn pin_images(
                                     d.iter().next().map(String::as_str).unwrap_or("")
                                 ));
                             }
-                            format!("{image}@{}", d.iter().next().map(String::as_str).unwrap_or(""))
+                            format!(
+                                "{image}@{}",
+                                d.iter().next().map(String::as_str).unwrap_or("")
+                            )
                         }
                         _ => {
                             review.push(format!(

@@ -171,7 +171,10 @@ pub fn report_markdown(r: &Report) -> String {
         );
     }
     let _ = writeln!(s, "\n## Images ({})\n", r.images.len());
-    let _ = writeln!(s, "| as written on the SaaS | in the bundle |\n| --- | --- |");
+    let _ = writeln!(
+        s,
+        "| as written on the SaaS | in the bundle |\n| --- | --- |"
+    );
     for (from, to) in &r.images {
         let _ = writeln!(s, "| `{}` | `{}` |", md(from), md(to));
     }

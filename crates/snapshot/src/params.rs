@@ -235,7 +235,10 @@ fn param(object: &str, field: String, kind: ParamKind, saas: Option<String>) -> 
 /// `airlift.dev/param: "false"`: then only cloud bits and secrets become items.
 pub fn parameterize(obj: &mut Value, params: &mut Params, saas: bool) {
     let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let object = describe(obj);
     let group = params.group_name(&format!("{kind}_{name}"), &format!("{kind} {name}"));
     cloud_annotations(obj, params, &group, &object);
@@ -249,19 +252,38 @@ pub fn parameterize(obj: &mut Value, params: &mut Params, saas: bool) {
                         format!("`{k}` in ConfigMap {name}."),
                         Some(v.clone()),
                     );
-                    let p = param(&object, format!("data[{k}]"), ParamKind::Saas, Some(text(v)));
+                    let p = param(
+                        &object,
+                        format!("data[{k}]"),
+                        ParamKind::Saas,
+                        Some(text(v)),
+                    );
                     *v = params.add(&group, k, it, p);
                 }
             }
         }
         "PersistentVolumeClaim" => {
             if let Some(sc) = obj.pointer_mut("/spec/storageClassName") {
-                *sc = cloud(params, &group, "storage_class", &object, "spec.storageClassName", sc);
+                *sc = cloud(
+                    params,
+                    &group,
+                    "storage_class",
+                    &object,
+                    "spec.storageClassName",
+                    sc,
+                );
             }
         }
         "Ingress" => {
             if let Some(ic) = obj.pointer_mut("/spec/ingressClassName") {
-                *ic = cloud(params, &group, "ingress_class", &object, "spec.ingressClassName", ic);
+                *ic = cloud(
+                    params,
+                    &group,
+                    "ingress_class",
+                    &object,
+                    "spec.ingressClassName",
+                    ic,
+                );
             }
         }
         _ => {}
@@ -274,7 +296,12 @@ pub fn parameterize(obj: &mut Value, params: &mut Params, saas: bool) {
                     format!("Replicas of {kind} {name}."),
                     Some(r.clone()),
                 );
-                let p = param(&object, "spec.replicas".into(), ParamKind::Saas, Some(text(r)));
+                let p = param(
+                    &object,
+                    "spec.replicas".into(),
+                    ParamKind::Saas,
+                    Some(text(r)),
+                );
                 *r = params.add(&group, "replicas", it, p);
             }
         }
@@ -284,7 +311,10 @@ pub fn parameterize(obj: &mut Value, params: &mut Params, saas: bool) {
         .and_then(Value::as_array_mut)
     {
         for t in list {
-            let tname = t["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let tname = t["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if let Some(sc) = t.pointer_mut("/spec/storageClassName") {
                 *sc = cloud(
                     params,
@@ -488,7 +518,10 @@ fn pod_spec(
 /// `secrets` group. The decoded value is looked at (to decide whether it can be generated) and
 /// then dropped.
 fn secret_data(obj: &mut Value, params: &mut Params, object: &str) {
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let group = params.group_name("secrets", "Secrets");
     let mut keys: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     if let Some(m) = obj.get("data").and_then(Value::as_object) {

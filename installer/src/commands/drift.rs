@@ -69,14 +69,18 @@ fn print_text(r: &DriftReport) -> std::io::Result<()> {
             "Release {} in namespace {} is in step with revision {}.",
             r.release,
             r.namespace,
-            r.revision.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+            r.revision
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into())
         )?;
     } else {
         outln!(
             "Release {} in namespace {} DRIFTED from revision {}:",
             r.release,
             r.namespace,
-            r.revision.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+            r.revision
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into())
         )?;
     }
     for o in &r.objects {

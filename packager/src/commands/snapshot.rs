@@ -31,8 +31,12 @@ pub struct Args {
     #[arg(long)]
     pub name: Option<String>,
     /// The bundle version.
-    #[arg(long, default_value = "0.1.0")]
-    pub version: String,
+    #[arg(
+        long = "bundle-version",
+        value_name = "SEMVER",
+        default_value = "0.1.0"
+    )]
+    pub bundle_version: String,
     /// The vendor named in the bundle.
     #[arg(long, default_value = "unknown vendor")]
     pub vendor: String,
@@ -63,7 +67,7 @@ pub fn run(args: Args) -> Result<(), CommandError> {
         })?;
         let options = Options {
             name,
-            version: args.version.clone(),
+            version: args.bundle_version.clone(),
             vendor: args.vendor.clone(),
             selection: Selection {
                 namespaces: args.namespaces.clone(),
@@ -75,9 +79,7 @@ pub fn run(args: Args) -> Result<(), CommandError> {
             .await
             .map_err(CommandError::diagnosed)
     })?;
-    snapshot
-        .write(&args.out)
-        .map_err(CommandError::diagnosed)?;
+    snapshot.write(&args.out).map_err(CommandError::diagnosed)?;
     let r = &snapshot.report;
     if args.output == OutputFormat::Json {
         return Ok(print_json(r)?);

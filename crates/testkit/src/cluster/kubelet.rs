@@ -278,7 +278,10 @@ fn image_id(state: &State, image: &str) -> String {
         .or_else(|| state.image_digests.get(image).cloned())
         .unwrap_or_else(|| {
             use sha2::Digest as _;
-            format!("sha256:{}", hex::encode(sha2::Sha256::digest(image.as_bytes())))
+            format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(image.as_bytes()))
+            )
         });
     format!("{repo}@{digest}")
 }

@@ -32,7 +32,11 @@ pub(crate) struct ResourceType {
 impl ResourceType {
     /// True for the kinds with a `scale` subresource (`autoscaling/v1` Scale).
     pub fn has_scale(&self) -> bool {
-        self.group == "apps" && matches!(self.plural.as_str(), "deployments" | "statefulsets" | "replicasets")
+        self.group == "apps"
+            && matches!(
+                self.plural.as_str(),
+                "deployments" | "statefulsets" | "replicasets"
+            )
     }
 
     /// `group/version`, or `version` for the core group.

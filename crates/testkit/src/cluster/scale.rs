@@ -22,7 +22,13 @@ pub(crate) fn scale_of(obj: &Value) -> Value {
         })
         .unwrap_or_default();
     let mut metadata = json!({});
-    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = obj["metadata"].get(k) {
             metadata[k] = v.clone();
         }
@@ -70,7 +76,9 @@ impl State {
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         let mut scale = scale_of(&old);
         patch(&mut scale)?;
-        let rv = scale["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        let rv = scale["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
         if !rv.is_empty() && Some(rv) != old["metadata"]["resourceVersion"].as_str() {
             return Err(ApiError::conflict(&rt.group, &rt.plural, name,
                 "the object has been modified; please apply your changes to the latest version and try again"));
@@ -79,13 +87,24 @@ impl State {
             Some(Value::Number(n)) if n.as_i64().is_some_and(|r| r >= 0) => n.as_i64().unwrap_or(0),
             other => {
                 let shown = other.map(Value::to_string).unwrap_or_else(|| "null".into());
-                return Err(ApiError::invalid("autoscaling", "Scale", name, "spec.replicas",
-                    &format!("Invalid value: {shown}: must be greater than or equal to 0")));
+                return Err(ApiError::invalid(
+                    "autoscaling",
+                    "Scale",
+                    name,
+                    "spec.replicas",
+                    &format!("Invalid value: {shown}: must be greater than or equal to 0"),
+                ));
             }
         };
         let mut new = old.clone();
         new["spec"]["replicas"] = json!(replicas);
-        apply::record_update(&old, &mut new, &opts.manager, &rt.api_version(), Part::Scale);
+        apply::record_update(
+            &old,
+            &mut new,
+            &opts.manager,
+            &rt.api_version(),
+            Part::Scale,
+        );
         let out = self.commit_write(rt, &old, new, opts.dry_run)?;
         Ok(scale_of(&out))
     }

@@ -373,7 +373,14 @@ impl Server {
                 parse_body(&body, &content_type)?
             };
             let media = content_type.split(';').next().unwrap_or_default().trim();
-            let out = super::scale::request(&mut st, rt, (&nsname, &name_str), verb, (media, body), &opts)?;
+            let out = super::scale::request(
+                &mut st,
+                rt,
+                (&nsname, &name_str),
+                verb,
+                (media, body),
+                &opts,
+            )?;
             return Ok(json_response(200, &out));
         }
         match verb {

@@ -436,7 +436,10 @@ impl State {
             }
             Part::Scale => {
                 let mut out = old.clone();
-                out["spec"]["replicas"] = new.pointer("/spec/replicas").cloned().unwrap_or(Value::Null);
+                out["spec"]["replicas"] = new
+                    .pointer("/spec/replicas")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 out
             }
             Part::Main { .. } => {
