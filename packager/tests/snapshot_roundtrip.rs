@@ -246,7 +246,12 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
         "a rerun on an unchanged SaaS changed files"
     );
     let report: Value = serde_json::from_str(&second.stdout).unwrap();
-    eprintln!("tier: loopback test clusters\n{}", first.stdout);
+    // Tier: the images live in a loopback registry that a real cluster cannot pull from, so
+    // this test runs on the loopback test clusters only, and says so when a real one is given.
+    eprintln!("tier: loopback test clusters A and B\n{}", first.stdout);
+    if std::env::var_os("AIRLIFT_E2E_KUBECONFIG").is_some() {
+        eprintln!("AIRLIFT_E2E_KUBECONFIG is set but not used by this test (loopback images)");
+    }
 
     // What was taken and skipped.
     let taken: Vec<&str> = report["taken"]
