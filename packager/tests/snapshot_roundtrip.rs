@@ -4,6 +4,9 @@
 //! appear nowhere; a rerun is byte-identical; `drift` names the manager of a `kubectl scale` and
 //! a `kubectl edit` with exit code 10, and is in step again after `upgrade`.
 
+// Test helpers outside #[test] functions unwrap too: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -264,19 +264,20 @@ pub async fn capture(client: &Client, sel: &Selection) -> Result<Captured, Snaps
             if !namespaced {
                 continue;
             }
-            let items =
-                match list(client, ar, Some(ns), sel.selector.as_deref(), &mut budget).await {
-                    Ok(items) => items,
-                    // An aggregated API that is down or gone (metrics, say): noted, not fatal.
-                    Err(SnapshotError::List {
-                        source: kube::Error::Api(s),
-                        what,
-                    }) if s.code == 404 || s.code == 503 => {
-                        out.notes.push(format!("{what} could not be listed: {}", s.message));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
+            let items = match list(client, ar, Some(ns), sel.selector.as_deref(), &mut budget).await
+            {
+                Ok(items) => items,
+                // An aggregated API that is down or gone (metrics, say): noted, not fatal.
+                Err(SnapshotError::List {
+                    source: kube::Error::Api(s),
+                    what,
+                }) if s.code == 404 || s.code == 503 => {
+                    out.notes
+                        .push(format!("{what} could not be listed: {}", s.message));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if ar.group.is_empty() && ar.kind == "Pod" {
                 pods.extend(items.iter().cloned());
             }

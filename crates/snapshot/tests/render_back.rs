@@ -50,7 +50,10 @@ fn options() -> Options {
 fn snapshot_renders_back_to_the_cleaned_objects() {
     let snap = from_captured(captured(), &options()).unwrap();
     let again = from_captured(captured(), &options()).unwrap();
-    assert_eq!(snap.files, again.files, "the same input must give the same bytes");
+    assert_eq!(
+        snap.files, again.files,
+        "the same input must give the same bytes"
+    );
     let config = json!({
         "configmap_cfg": {"greeting": "hello {{ name }}", "mode": "fast"},
         "deployment_web": {"replicas": 3},
@@ -69,7 +72,9 @@ fn snapshot_renders_back_to_the_cleaned_objects() {
         },
     );
     let render = |file: &str| -> Value {
-        let text = r.render(file, &snap.files[file]).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let text = r
+            .render(file, &snap.files[file])
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
         serde_yaml::from_str(&text).unwrap()
     };
     let cm = render("manifests/app/configmap-cfg.yaml");
@@ -84,7 +89,10 @@ fn snapshot_renders_back_to_the_cleaned_objects() {
     assert_eq!(d["metadata"]["annotations"]["note"], "{% raw %}");
     let c = &d["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["args"][0], "--x={{y}}");
-    assert_eq!(c["image"], format!("r.example/web:1@sha256:{}", "a".repeat(64)));
+    assert_eq!(
+        c["image"],
+        format!("r.example/web:1@sha256:{}", "a".repeat(64))
+    );
     assert!(d.get("status").is_none());
     let s = render("manifests/app/secret-db.yaml");
     assert_eq!(s["stringData"]["password"], "site-value");

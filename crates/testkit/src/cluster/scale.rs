@@ -144,7 +144,7 @@ pub(crate) fn request(
                         Ok(())
                     }
                     "application/json-patch+json" => {
-                        apply::json_patch(s, &body).map_err(|e| ApiError::bad_request(e))
+                        apply::json_patch(s, &body).map_err(ApiError::bad_request)
                     }
                     other => Err(ApiError::unsupported_media_type(other)),
                 },
