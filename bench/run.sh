@@ -332,7 +332,7 @@ REPORT="$OUT_DIR/results.md"
   j() { [[ -s "$WORK/$1.out" ]] && jq -r "$2" "$WORK/$1.out" 2>/dev/null || echo n/a; }
   echo "Transfers, from our commands' \`--output json\`: cold build downloaded $(j pack-cold .downloadedBytes) B (its unique blobs: $(j pack-cold .uniqueBytes) B without image manifests), warm rebuild downloaded $(j pack-warm .downloadedBytes) B;" \
     "first push sent $(j push-1 .bytesPushed) B and mounted $(j push-1 .bytesMounted) B across repositories; second push sent $(j push-2 .bytesPushed) B and skipped $(j push-2 .bytesSkipped) B." \
-    "The second push reuses the verification proof the first recorded (XDG_STATE_HOME is fresh for each bench run, so the first push hashes the whole bundle)."
+    "Push checks the signature, then hashes each blob it sends while the blob streams (XDG_STATE_HOME is fresh for each bench run, so no recorded proof skips that); the second push finds every blob by HEAD and reads none."
   echo
   echo "Bench run (generation, seeding, all copies) took ${BENCH_SECS} s. Load average at its start: $LOAD_START; at its end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine slows both tools)."
   [[ -z "$BUILD_NOTE" ]] || echo "Build note: $BUILD_NOTE"

@@ -107,35 +107,7 @@ impl WaitArgs {
 
 /// Parses `300` (seconds), `90s`, `5m`, `2h`, `1h30m`, `1m30s`, as kubectl and helm take them.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let bad = || format!("`{text}` is not a duration: write e.g. 300, 90s, 5m or 1h30m");
-    let mut total: u64 = 0;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        number.clear();
-    }
-    if !number.is_empty() || text.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    airlift_fleet::duration::FleetDuration::parse(text).map(|d| d.0)
 }
 
 #[cfg(test)]
@@ -174,9 +146,6 @@ pub struct TargetArgs {
     /// Map every repository to one path segment, for registries without nested paths.
     #[arg(long)]
     pub flatten: bool,
-    /// Speak plain HTTP (no TLS) to the --registry. Only for registries that serve no TLS at all.
-    #[arg(long)]
-    pub insecure: bool,
 }
 
 impl TargetArgs {
@@ -192,8 +161,8 @@ impl TargetArgs {
         })
     }
 
-    /// The registry options of `flags`, credentials applied to the registry host, plain HTTP
-    /// when `--insecure`.
+    /// The registry options of `flags`, credentials applied to the registry host (plain HTTP
+    /// only for hosts named with `--insecure-registry`).
     pub fn registry_options(
         &self,
         flags: &RegistryFlags,
@@ -202,13 +171,9 @@ impl TargetArgs {
             .registry
             .as_deref()
             .map(|r| r.split('/').next().unwrap_or(r).to_string());
-        let mut opts = flags
+        flags
             .options(host.as_deref())
-            .map_err(|e| CommandError::new(ExitKind::Usage, e))?;
-        if let (true, Some(host)) = (self.insecure, host) {
-            opts.insecure.insert(host);
-        }
-        Ok(opts)
+            .map_err(|e| CommandError::new(ExitKind::Usage, e))
     }
 }
 
@@ -244,7 +209,7 @@ pub type Opened = (Arc<Bundle>, Arc<dyn Progress>, SiteRequest);
 /// The flags of every command that deploys a bundle.
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
-    /// The bundle file.
+    /// The bundle file, or a published bundle: `oci://HOST[:PORT]/REPOSITORY:TAG`.
     pub bundle: PathBuf,
     /// Key flags.
     #[command(flatten)]
@@ -285,11 +250,14 @@ pub struct DeployArgs {
     /// plan, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The license file from the vendor [default: the license the release stores].
+    #[arg(long, value_name = "FILE")]
+    pub license: Option<PathBuf>,
     /// Readiness.
     #[command(flatten)]
     pub wait: WaitArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -298,11 +266,26 @@ impl DeployArgs {
     /// terminal, nothing with `--no-progress` or `--output json`) and the library request.
     pub fn open(&self, no_progress: bool) -> Result<Opened, CommandError> {
         let trust = self.trust.trust()?;
-        let quiet = no_progress || self.output == OutputFormat::Json;
+        let quiet = no_progress || self.output.is_machine();
         let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
-        let (bundle, _) = open_verified(&self.bundle, &trust, progress.as_ref(), false)
-            .map_err(CommandError::diagnosed)?;
-        Ok((Arc::new(bundle), progress, self.site()?))
+        let bundle = match self.bundle.to_str().filter(|s| s.starts_with("oci://")) {
+            Some(oci) => crate::commands::pull::open_oci(
+                oci,
+                &trust,
+                &self.target.registry_options(&self.registry)?,
+                progress.as_ref(),
+            )?,
+            None => {
+                open_verified(&self.bundle, &trust, progress.as_ref(), false)
+                    .map_err(CommandError::diagnosed)?
+                    .0
+            }
+        };
+        let mut site = self.site()?;
+        if let Trust::Key(key) = &trust {
+            site.vendor_key = Some(key.clone());
+        }
+        Ok((Arc::new(bundle), progress, site))
     }
 
     /// The library request these flags make.
@@ -318,6 +301,8 @@ impl DeployArgs {
             flatten: self.target.flatten,
             registry_options: self.target.registry_options(&self.registry)?,
             reset_values: self.reset_values,
+            license: self.license.clone(),
+            vendor_key: None,
         })
     }
 

@@ -8,7 +8,8 @@ use crate::commands;
 #[derive(Debug, Parser)]
 #[command(name = "airlift-install", version, propagate_version = true)]
 pub struct Cli {
-    /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
+    /// Hide progress: bars on a terminal, plain progress lines (every 5 s, or
+    /// AIRLIFT_PROGRESS_INTERVAL seconds) when stderr is a log.
     #[arg(long, global = true)]
     pub no_progress: bool,
     /// The command to run.
@@ -39,8 +40,10 @@ pub enum Command {
     Render(commands::render::Args),
     /// Show a release as the cluster runs it now, and its history.
     Status(commands::status::Args),
-    /// Compare a release's live objects and values with what it applied and the SaaS defaults (exit 10 when drifted).
+    /// Compare a release's live objects and values with what it applied and the SaaS defaults (exit 11 when drifted).
     Drift(commands::drift::Args),
+    /// Show the cluster's platform (provider, region, storage and ingress classes) and why.
+    Platform(commands::platform::Args),
     /// List the releases (every namespace unless -n).
     List(commands::list::Args),
     /// Show the site's values of a release beside the SaaS defaults.
@@ -49,6 +52,42 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Delete a release's objects, keeping volumes unless --delete-data.
     Uninstall(commands::uninstall::Args),
+    /// Show or replace the license stored with a release (no reinstall).
+    License(commands::license::Args),
+    /// Plan, roll out and check one bundle across a fleet of clusters, in stages with gates.
+    Fleet(commands::fleet::Args),
+    /// Fetch a published bundle from an OCI registry into one file, byte-identical to the original.
+    Pull(commands::pull::Args),
+    /// List the versions published in a registry that are newer than a release, on its channel.
+    Updates(commands::updates::Args),
+}
+
+impl Cli {
+    /// The `--output` format of the command, which also decides how an error is printed.
+    pub fn output(&self) -> airlift_cli::OutputFormat {
+        match &self.command {
+            Command::Verify(a) => a.output,
+            Command::Push(a) => a.output,
+            Command::Serve(_) => airlift_cli::OutputFormat::Text,
+            Command::Inspect(a) => a.output,
+            Command::Install(a) => a.deploy.output,
+            Command::Plan(a) => a.deploy.output,
+            Command::Upgrade(a) => a.deploy.output,
+            Command::Config(a) => a.output,
+            Command::Render(a) => a.output,
+            Command::Status(a) => a.output,
+            Command::List(a) => a.output,
+            Command::Values(a) => a.output,
+            Command::Rollback(a) => a.output,
+            Command::Uninstall(a) => a.output,
+            Command::Platform(a) => a.output,
+            Command::Drift(a) => a.output,
+            Command::Fleet(a) => a.output(),
+            Command::Pull(a) => a.output,
+            Command::Updates(a) => a.output,
+            Command::License(a) => a.output(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -58,5 +97,38 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// Every `airlift-install` example in the guides parses with the real grammar.
+    #[test]
+    fn every_example_in_the_guides_parses() {
+        use clap::Parser;
+        let docs = [
+            ("README.md", include_str!("../../README.md")),
+            (
+                "docs/operator-guide.md",
+                include_str!("../../docs/operator-guide.md"),
+            ),
+            (
+                "docs/vendor-guide.md",
+                include_str!("../../docs/vendor-guide.md"),
+            ),
+        ];
+        let mut seen = 0;
+        for (name, text) in docs {
+            for argv in airlift_cli::docs::command_lines(text, "airlift-install") {
+                seen += 1;
+                if let Err(e) = super::Cli::try_parse_from(&argv) {
+                    if !matches!(
+                        e.kind(),
+                        clap::error::ErrorKind::DisplayHelp
+                            | clap::error::ErrorKind::DisplayVersion
+                    ) {
+                        panic!("{name}: `{}` does not parse:\n{e}", argv.join(" "));
+                    }
+                }
+            }
+        }
+        assert!(seen > 0, "the guides show no `airlift-install` command");
     }
 }

@@ -17,8 +17,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     airlift_cli::output::init_colors();
     let cli = cli::Cli::parse();
+    let output = cli.output();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if output.is_machine() => airlift_cli::report_json(&err),
         Err(err) => airlift_cli::report(&err),
     }
 }

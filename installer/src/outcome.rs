@@ -2,7 +2,7 @@
 //! adopted.
 
 use airlift_cli::outln;
-use airlift_cli::output::print_json;
+
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_cluster::lifecycle::Outcome;
 use airlift_deploy::PlanReport;
@@ -94,7 +94,9 @@ pub fn print_plan(plan: &PlanReport) -> std::io::Result<()> {
 /// Prints a `--dry-run`: the plan, and that preflight passed and nothing changed.
 pub fn print_dry_run(plan: &PlanReport, output: OutputFormat) -> Result<(), CommandError> {
     match output {
-        OutputFormat::Json => print_json(&serde_json::json!({"dryRun": true, "plan": plan}))?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => {
+            airlift_cli::print_as(f, &serde_json::json!({"dryRun": true, "plan": plan}))?
+        }
         OutputFormat::Text => {
             print_plan(plan)?;
             outln!("Dry run: preflight passed; nothing was changed.")?;

@@ -75,72 +75,75 @@ fn signal(pid: u32, sig: &str) {
 #[test]
 fn kills_at_seeded_moments_leave_a_truthful_status_and_a_converging_rerun() {
     // Pods take 1.5 s to become ready, so the readiness wait is a phase a kill can land in.
-    let site = Site::start_with(
+    for site in Site::tiers(
         airlift_testkit::cluster::ClusterOptions::default()
             .with_ready_delay(Duration::from_millis(1500)),
-    );
-    let v1 = site.bundle(&ShopVersion::new("1.0.0"));
-    let v2 = site.bundle(&ShopVersion::new("2.0.0"));
-    assert!(site.install(&v1, &["--release", "other"]).ok());
-    let other = snapshot(&site, "other");
-    let mut rng = Lcg(0x5eed_a1f1);
-    for i in 0..10u32 {
-        let release = format!("k{i}");
-        let upgrade = i >= 5;
-        if upgrade {
-            assert!(site.install(&v1, &["--release", &release]).ok());
-        }
-        let (cmd, bundle, version) = if upgrade {
-            ("upgrade", &v2, "2.0.0")
-        } else {
-            ("install", &v1, "1.0.0")
-        };
-        let args = site.deploy_args(cmd, bundle, &["--release", &release, "--yes"], true);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        // Upgrades spend their first half second verifying and planning: aim past that.
-        let delay = if upgrade {
-            500 + rng.next(2500)
-        } else {
-            rng.next(3500)
-        };
-        let sig = if i % 2 == 0 { "-INT" } else { "-KILL" };
-        let tag = format!("#{i} {cmd} {sig} after {delay} ms");
-        let child = site
-            .command(&refs)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        signal(child.id(), sig);
-        let out = child.wait_with_output().unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        if run.code == 130 {
-            assert!(
-                run.stderr.contains("run the same") || run.stderr.contains("nothing was changed"),
-                "{tag}: an interrupted command says how to go on: {run}"
-            );
-        } else {
-            assert!(matches!(run.code, 0 | -1), "{tag}: {run}");
-        }
-        let state = status_is_truthful(&site, &release, &tag);
-        eprintln!("{tag}: exit {}, then status {state}", run.code);
+    ) {
+        eprintln!("[{}]", site.tier);
+        let v1 = site.bundle(&ShopVersion::new("1.0.0"));
+        let v2 = site.bundle(&ShopVersion::new("2.0.0"));
+        assert!(site.install(&v1, &["--release", "other"]).ok());
+        let other = snapshot(&site, "other");
+        let mut rng = Lcg(0x5eed_a1f1);
+        for i in 0..10u32 {
+            let release = format!("k{i}");
+            let upgrade = i >= 5;
+            if upgrade {
+                assert!(site.install(&v1, &["--release", &release]).ok());
+            }
+            let (cmd, bundle, version) = if upgrade {
+                ("upgrade", &v2, "2.0.0")
+            } else {
+                ("install", &v1, "1.0.0")
+            };
+            let args = site.deploy_args(cmd, bundle, &["--release", &release, "--yes"], true);
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            // Upgrades spend their first half second verifying and planning: aim past that.
+            let delay = if upgrade {
+                500 + rng.next(2500)
+            } else {
+                rng.next(3500)
+            };
+            let sig = if i % 2 == 0 { "-INT" } else { "-KILL" };
+            let tag = format!("#{i} {cmd} {sig} after {delay} ms");
+            let child = site
+                .command(&refs)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(delay));
+            signal(child.id(), sig);
+            let out = child.wait_with_output().unwrap();
+            let run = Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            };
+            if run.code == 130 {
+                assert!(
+                    run.stderr.contains("run the same")
+                        || run.stderr.contains("nothing was changed"),
+                    "{tag}: an interrupted command says how to go on: {run}"
+                );
+            } else {
+                assert!(matches!(run.code, 0 | -1), "{tag}: {run}");
+            }
+            let state = status_is_truthful(&site, &release, &tag);
+            eprintln!("{tag}: exit {}, then status {state}", run.code);
 
-        let again = site.run(&refs);
-        assert!(again.ok(), "{tag}: the rerun converges: {again}");
-        let status = site.run(&["status", &release, "--output", "json"]);
-        let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-        assert_eq!(json["latest"]["status"], "deployed", "{tag}: {status}");
-        assert_eq!(json["deployed"]["bundle"]["version"], version, "{tag}");
-        assert_eq!(json["missing"].as_array().map(Vec::len), Some(0), "{tag}");
-        assert_eq!(
-            snapshot(&site, "other"),
-            other,
-            "{tag}: another release was touched"
-        );
+            let again = site.run(&refs);
+            assert!(again.ok(), "{tag}: the rerun converges: {again}");
+            let status = site.run(&["status", &release, "--output", "json"]);
+            let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+            assert_eq!(json["latest"]["status"], "deployed", "{tag}: {status}");
+            assert_eq!(json["deployed"]["bundle"]["version"], version, "{tag}");
+            assert_eq!(json["missing"].as_array().map(Vec::len), Some(0), "{tag}");
+            assert_eq!(
+                snapshot(&site, "other"),
+                other,
+                "{tag}: another release was touched"
+            );
+        }
     }
 }

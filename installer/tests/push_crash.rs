@@ -42,8 +42,8 @@ fn push_killed_at_random_moments_resumes_and_completes() {
     eprintln!("crash seed: {seed} (replay with AIRLIFT_CRASH_SEED={seed})");
     let mut rng = Rng(seed);
 
-    // How long a whole push takes here (the bundle's verification proof is recorded by the
-    // first run, as it would be for an operator re-running the command).
+    // How long a whole push takes here (the first run warms the page cache; each push hashes
+    // the blobs it sends while they stream).
     let mut scratch = TestRegistry::plain();
     let o = push_cmd(&e, &scratch, &[]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));

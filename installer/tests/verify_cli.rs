@@ -229,7 +229,8 @@ fn verify_missing_bundle_names_the_path() {
     let e = env(true);
     let missing = e.dir.path().join("nope.airlift");
     let o = run(&e, &["verify", s(&missing), "--key", s(&e.key)]);
-    assert_eq!(o.status.code(), Some(1));
+    // A file named on the command line that does not exist: a wrong command line.
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nope.airlift"), "{}", stderr(&o));
 }
 

@@ -310,6 +310,7 @@ fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleMa
                 .iter()
                 .map(|m| member_path(&c.name, &m.rel_path))
                 .collect(),
+            entitlement: c.entitlement.clone(),
         })
         .collect();
     components.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
@@ -326,8 +327,10 @@ fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleMa
         requirements: def.requirements.clone(),
         components,
         config: def.config.clone(),
+        platform: def.platform.clone(),
         members: Vec::new(),
         blobs: Vec::new(),
+        license: def.license.clone(),
     })
 }
 

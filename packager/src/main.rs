@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let output = cli.output();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if output == airlift_cli::OutputFormat::Json => airlift_cli::report_json(&err),
+        Err(err) if output.is_machine() => airlift_cli::report_json(&err),
         Err(err) => airlift_cli::report(&err),
     }
 }

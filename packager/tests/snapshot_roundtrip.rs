@@ -2,7 +2,7 @@
 //! snapshot` → `lint` → `build` → `airlift-install install` into test cluster B; the objects in B
 //! equal those in A after cleaning, except the documented differences. Planted secret values
 //! appear nowhere; a rerun is byte-identical; `drift` names the manager of a `kubectl scale` and
-//! a `kubectl edit` with exit code 10, and is in step again after `upgrade`.
+//! a `kubectl edit` with exit code 11, and is in step again after `upgrade`.
 
 // Test helpers outside #[test] functions unwrap too: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -464,7 +464,7 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
         edited.stdout, edited.stderr
     );
     let drifted = drift("text");
-    assert_eq!(drifted.code, 10, "{}\n{}", drifted.stdout, drifted.stderr);
+    assert_eq!(drifted.code, 11, "{}\n{}", drifted.stdout, drifted.stderr);
     assert!(
         drifted
             .stdout
@@ -480,7 +480,7 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
         drifted.stdout
     );
     let json = drift("json");
-    assert_eq!(json.code, 10);
+    assert_eq!(json.code, 11);
     let j: Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(j["inStep"], false);
 

@@ -485,7 +485,8 @@ fn assert_registry_refusal(
     out: &crate::process::Outcome,
     mentions: &[&str],
 ) -> anyhow::Result<()> {
-    out.ensure_code(7)?;
+    // Registry problems found by preflight exit with the registry's code (docs/architecture.md).
+    out.ensure_code(4)?;
     out.ensure_stderr_mentions(mentions)?;
     anyhow::ensure!(
         out.stderr.to_lowercase().contains("hint"),

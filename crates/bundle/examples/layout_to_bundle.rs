@@ -76,10 +76,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             order: 0,
             images,
             manifests: vec![],
+            entitlement: None,
         }],
         config: ConfigSchema::default(),
+        platform: Default::default(),
         members: vec![],
         blobs: vec![],
+        license: None,
     };
     let written = write_bundle(
         BundleContents {

@@ -27,8 +27,10 @@ pub enum ExitKind {
     RolledBack,
     /// Another operation holds the release's lock; nothing was changed (exit 9).
     Locked,
-    /// `drift` found the live release differing from what it applied (exit 10).
+    /// `drift` found the live release differing from what it applied (exit 11).
     Drifted,
+    /// A fleet rollout halted or finished with failed clusters; later clusters untouched (exit 10).
+    Fleet,
     /// Interrupted by the user (exit 130).
     Interrupted,
 }
@@ -46,7 +48,8 @@ impl ExitKind {
             ExitKind::Preflight => 7,
             ExitKind::RolledBack => 8,
             ExitKind::Locked => 9,
-            ExitKind::Drifted => 10,
+            ExitKind::Drifted => 11,
+            ExitKind::Fleet => 10,
             ExitKind::Interrupted => 130,
         }
     }
@@ -73,7 +76,9 @@ use crate::writer::WriteError;
 
 impl Diagnose for BundleError {
     fn exit_kind(&self) -> ExitKind {
-        if self.is_trust_failure() {
+        if self.is_missing_file() {
+            ExitKind::Usage
+        } else if self.is_trust_failure() {
             ExitKind::Trust
         } else {
             ExitKind::Failure

@@ -234,6 +234,12 @@ impl BundleError {
         }
     }
 
+    /// True when the bundle file named on the command line does not exist (a wrong command
+    /// line, exit 2, rather than a failure to read a file that is there).
+    pub fn is_missing_file(&self) -> bool {
+        matches!(self, BundleError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
     /// True when the error means the bundle must not be trusted (signature, digest or tar
     /// safety); the installer maps these to its "verification failed" exit code.
     pub fn is_trust_failure(&self) -> bool {

@@ -10,6 +10,7 @@ pub mod diagnose;
 pub mod digest;
 pub mod error;
 pub mod escape;
+pub mod license;
 pub mod limits;
 pub mod oci;
 pub mod progress;

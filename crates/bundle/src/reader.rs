@@ -24,7 +24,7 @@ use crate::trust::{self, SignatureStatus, Trust};
 /// The largest `airlift.yaml` read into memory.
 pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// The largest signature read into memory.
-const MAX_SIGNATURE_BYTES: u64 = 4096;
+pub const MAX_SIGNATURE_BYTES: u64 = 4096;
 /// The path of the OCI layout marker.
 pub const OCI_LAYOUT_PATH: &str = "oci-layout";
 /// The path of the OCI index.
@@ -128,15 +128,7 @@ impl Raw {
     }
 
     fn into_bundle(self, status: SignatureStatus) -> Result<Bundle, BundleError> {
-        limits::check_nesting(&self.manifest_bytes, MANIFEST_PATH, limits::MAX_NESTING)?;
-        let manifest: BundleManifest =
-            serde_yaml::from_slice(&self.manifest_bytes).map_err(BundleError::ManifestInvalid)?;
-        if manifest.api_version != API_VERSION || manifest.kind != BUNDLE_KIND {
-            return Err(BundleError::ManifestVersion {
-                api_version: manifest.api_version,
-                kind: manifest.kind,
-            });
-        }
+        let manifest = parse_manifest(&self.manifest_bytes)?;
         let by_path: HashMap<String, usize> = self
             .entries
             .iter()
@@ -175,6 +167,21 @@ impl Raw {
             status,
         })
     }
+}
+
+/// Parses `airlift.yaml` (its nesting bounded first) and checks its `apiVersion` and `kind`.
+/// Call it only on bytes whose signature was checked ([`trust::check_signature`]).
+pub fn parse_manifest(bytes: &[u8]) -> Result<BundleManifest, BundleError> {
+    limits::check_nesting(bytes, MANIFEST_PATH, limits::MAX_NESTING)?;
+    let manifest: BundleManifest =
+        serde_yaml::from_slice(bytes).map_err(BundleError::ManifestInvalid)?;
+    if manifest.api_version != API_VERSION || manifest.kind != BUNDLE_KIND {
+        return Err(BundleError::ManifestVersion {
+            api_version: manifest.api_version,
+            kind: manifest.kind,
+        });
+    }
+    Ok(manifest)
 }
 
 /// Every tar member must be listed, every listed member present, with the listed size.

@@ -23,9 +23,34 @@ impl Secret {
         &self.0
     }
 
-    /// `sha256:<hex>` of the value, for records that must show a change but never the value.
+    /// `sha256:<hex>` of the value: the unkeyed form older release records hold. A weak value
+    /// can be found from it by brute force; new records use [`Secret::keyed_fingerprint`].
     pub fn fingerprint(&self) -> String {
         crate::Digest::of_bytes(self.0.as_bytes()).to_string()
+    }
+
+    /// `hmac-sha256:<hex>`: the HMAC-SHA-256 of the value under `key`, for records that must
+    /// show that a secret changed but never the value. Without the key (kept apart from the
+    /// records, in the release's generated Secret) a weak value cannot be brute-forced from it.
+    pub fn keyed_fingerprint(&self, key: &Secret) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.expose().as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(self.0.as_bytes());
+        format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// True when `recorded` (either fingerprint form) is this value's fingerprint.
+    pub fn matches_fingerprint(&self, recorded: &str, key: &Secret) -> bool {
+        recorded == self.keyed_fingerprint(key) || recorded == self.fingerprint()
+    }
+
+    /// A new random fingerprint key (32 bytes from the OS, hex).
+    pub fn new_fingerprint_key() -> Secret {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Secret(hex::encode(bytes))
     }
 }
 

@@ -161,6 +161,9 @@ impl PrivateKey {
     /// Like [`PrivateKey::load`], but refuses a key file that users other than its owner can
     /// read (any group or other permission bit), as ssh does, unless `allow_insecure`.
     pub fn load_private(path: &Path, allow_insecure: bool) -> Result<Self, KeyError> {
+        // The key is parsed first, so a public key passed by mistake is named as such rather
+        // than refused for its (normal) 0644 mode.
+        let key = Self::load(path)?;
         let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
             path: path.to_path_buf(),
             source,
@@ -172,7 +175,7 @@ impl PrivateKey {
                 mode,
             });
         }
-        Self::load(path)
+        Ok(key)
     }
 
     /// The PKCS#8 PEM text (secret: never log it).

@@ -142,7 +142,7 @@ pub fn claimed_signer(manifest_bytes: &[u8]) -> Option<Digest> {
 
 /// Parses a DER signature, refusing any encoding but the one the writer emits: strict DER with
 /// a low S.
-fn parse_signature(der: &[u8]) -> Result<Signature, TrustError> {
+pub(crate) fn parse_signature(der: &[u8]) -> Result<Signature, TrustError> {
     let sig = Signature::from_der(der).map_err(|_| TrustError::MalformedSignature)?;
     if sig.to_der().as_bytes() != der {
         return Err(TrustError::NonCanonicalSignature {
@@ -159,7 +159,7 @@ fn parse_signature(der: &[u8]) -> Result<Signature, TrustError> {
 
 /// True when `signature` over `message` was made by the key whose fingerprint is `signer`
 /// (found by recovering the candidate public keys from the signature).
-fn signed_by(message: &[u8], signature: &Signature, signer: &Digest) -> bool {
+pub(crate) fn signed_by(message: &[u8], signature: &Signature, signer: &Digest) -> bool {
     (0..4u8).filter_map(RecoveryId::from_byte).any(|id| {
         VerifyingKey::recover_from_msg(message, signature, id)
             .is_ok_and(|k| &PublicKey::from_verifying_key(k).fingerprint() == signer)

@@ -19,6 +19,15 @@ pub enum OutputFormat {
     Text,
     /// One JSON document on stdout, for machines.
     Json,
+    /// The same document as YAML.
+    Yaml,
+}
+
+impl OutputFormat {
+    /// True for the machine formats (JSON and YAML): no progress bars, errors as JSON.
+    pub fn is_machine(self) -> bool {
+        self != OutputFormat::Text
+    }
 }
 
 /// Turns colours off when `NO_COLOR` is set (any value) or stdout/stderr is not a terminal.
@@ -62,6 +71,19 @@ impl<W: Write> Printer<W> {
         self.line(format_args!("{text}"))
     }
 
+    /// Writes `value` as pretty JSON or as YAML. `Text` is not a document format: it prints
+    /// JSON too, so a caller that forgot its table still prints something parseable.
+    pub fn document<T: Serialize>(&mut self, format: OutputFormat, value: &T) -> io::Result<()> {
+        match format {
+            OutputFormat::Yaml => {
+                let text = serde_yaml::to_string(value).map_err(io::Error::other)?;
+                self.out.write_all(text.as_bytes())?;
+                self.out.flush()
+            }
+            OutputFormat::Json | OutputFormat::Text => self.json(value),
+        }
+    }
+
     /// The writer, back.
     pub fn into_inner(self) -> W {
         self.out
@@ -83,6 +105,11 @@ macro_rules! outln {
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> io::Result<()> {
     Printer::stdout().json(value)
+}
+
+/// Prints `value` on stdout as the document `format` names (JSON or YAML).
+pub fn print_as<T: Serialize>(format: OutputFormat, value: &T) -> io::Result<()> {
+    Printer::stdout().document(format, value)
 }
 
 /// Formats a byte count for people, e.g. `1.5 GiB`.
@@ -135,6 +162,10 @@ mod tests {
             String::from_utf8(p.into_inner()).unwrap(),
             "a 1\n{\n  \"k\": \"v\"\n}\n"
         );
+        let mut p = Printer::new(Vec::new());
+        p.document(OutputFormat::Yaml, &serde_json::json!({"k": ["v"]}))
+            .unwrap();
+        assert_eq!(String::from_utf8(p.into_inner()).unwrap(), "k:\n- v\n");
         let e = Printer::new(Closed).line(format_args!("x")).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }

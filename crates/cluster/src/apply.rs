@@ -1,6 +1,7 @@
 //! Ordered server-side apply: labels and namespaces filled in, objects applied phase by phase
 //! with the fixed field manager `airlift` (forced), and every CRD waited for until Established
-//! before anything that uses it.
+//! before anything that uses it. Objects of one phase and component order go to the server
+//! concurrently (a bounded number at once); phases stay in order.
 //!
 //! Before anything changes, every object that exists is dry-run applied: when the server answers
 //! that it cannot change in place (422 with "field is immutable", "may not change once set" or a
@@ -11,6 +12,7 @@
 use std::time::Duration;
 
 use airlift_bundle::{Diagnose, ExitKind, Progress};
+use futures::{stream, StreamExt, TryStreamExt};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use serde::Serialize;
 use serde_json::Value;
@@ -374,29 +376,34 @@ pub async fn fit(resolver: &Resolver, object: &Value) -> Result<Fit, ApplyError>
     }
 }
 
-/// [`fit`] for every prepared object, in order; [`ApplyError::Refused`] lists every object that
-/// cannot change in place and is never replaced. Changes nothing: a lifecycle can call it before
-/// it records anything, so a refused upgrade leaves no trace (`apply_set` calls it first too).
+/// [`fit`] for every prepared object (at most [`APPLY_CONCURRENCY`] at once, results in order);
+/// [`ApplyError::Refused`] lists every object that cannot change in place and is never replaced.
+/// Changes nothing: a lifecycle can call it before it records anything, so a refused upgrade
+/// leaves no trace (`apply_set` calls it first too).
 pub async fn fit_all(
     resolver: &Resolver,
     objects: &[ManagedObject],
 ) -> Result<Vec<Fit>, ApplyError> {
-    let mut fits = Vec::with_capacity(objects.len());
-    let mut refusals = Vec::new();
-    for o in objects {
-        let Some(id) = o.id() else {
-            fits.push(Fit::Create);
-            continue;
-        };
-        let f = fit(resolver, &o.object).await?;
-        if let Fit::Refuse { causes } = &f {
-            refusals.push(Refusal {
-                object: id,
-                causes: causes.clone(),
-            });
+    let fits: Vec<Fit> = stream::iter(objects.iter().map(|o| async move {
+        match o.id() {
+            Some(_) => fit(resolver, &o.object).await,
+            None => Ok(Fit::Create),
         }
-        fits.push(f);
-    }
+    }))
+    .buffered(APPLY_CONCURRENCY)
+    .try_collect()
+    .await?;
+    let refusals: Vec<Refusal> = objects
+        .iter()
+        .zip(&fits)
+        .filter_map(|(o, f)| match f {
+            Fit::Refuse { causes } => Some(Refusal {
+                object: o.id()?,
+                causes: causes.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
     if refusals.is_empty() {
         Ok(fits)
     } else {
@@ -452,6 +459,13 @@ pub async fn apply_set(
 
 /// The apply of [`apply_set`] for objects already fitted by [`fit_all`] (same order), so a
 /// lifecycle that checks ownership and refusals from the fits first does not dry-run twice.
+///
+/// Objects are applied batch by batch, a batch being the consecutive objects of one phase and
+/// component order (see [`crate::object::sort_for_apply`]): the objects of a batch are
+/// independent of each other and go at most [`APPLY_CONCURRENCY`] at once; a batch starts only
+/// when the one before it is applied (and its CRDs Established). When an object fails, the rest
+/// of its batch still completes (so `applied` lists every object that was changed) and no later
+/// batch starts.
 pub async fn apply_fitted(
     resolver: &Resolver,
     objects: &[ManagedObject],
@@ -463,57 +477,137 @@ pub async fn apply_fitted(
     let mut report = ApplyReport::default();
     // Progress bars count bytes; objects are reported as messages.
     let total = objects.len();
-    for (i, (o, f)) in objects.iter().zip(fits).enumerate() {
-        let Some(id) = o.id() else { continue };
-        let (live, causes) = match f {
-            Fit::Replace { live, causes } => (Some(live), Some(causes)),
-            Fit::InPlace { live, .. } => (Some(live), None),
-            _ => (None, None),
-        };
-        let causes = match causes {
-            Some(c) => Some(c),
-            None => match apply_one(resolver, &o.object, false).await {
-                Ok(done) => {
-                    let rv = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
-                    let done = serde_json::to_value(done).unwrap_or(Value::Null);
-                    match &live {
-                        None => report.created.push(id.clone()),
-                        Some(l) if rv(l) == rv(&done) => report.unchanged.push(id.clone()),
-                        Some(_) => report.changed.push(id.clone()),
-                    }
-                    None
+    let mut pending: Vec<(usize, &ManagedObject, Fit)> = objects
+        .iter()
+        .zip(fits)
+        .enumerate()
+        .map(|(i, (o, f))| (i, o, f))
+        .collect();
+    pending.reverse();
+    while let Some(&(_, first, _)) = pending.last() {
+        let key = batch_key(first);
+        let mut batch = Vec::new();
+        while pending.last().is_some_and(|(_, o, _)| batch_key(o) == key) {
+            batch.extend(pending.pop());
+        }
+        let outcomes: Vec<_> = stream::iter(batch.into_iter().map(|(i, o, f)| async move {
+            (
+                i,
+                o,
+                apply_fitted_one(resolver, o, f, crd_timeout, progress).await,
+            )
+        }))
+        .buffered(APPLY_CONCURRENCY)
+        .collect()
+        .await;
+        let mut failed = None;
+        let mut crds = Vec::new();
+        for (i, o, outcome) in outcomes {
+            let (id, outcome) = match outcome {
+                Ok(Some(done)) => done,
+                Ok(None) => continue,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    continue;
                 }
-                // It changed between the dry run and now: still replaceable.
-                Err(e) => match (immutable_causes(&e), &live) {
-                    (Some(c), Some(_)) if !never_replaced(&id) => Some(c),
-                    _ => return Err(e),
-                },
-            },
-        };
-        if let Some(causes) = causes {
-            progress.message(&format!(
-                "{id} cannot change in place ({}); replacing it",
-                causes.join("; ")
-            ));
-            let live = live.unwrap_or(Value::Null);
-            let orphaned =
-                crate::replace::replace(resolver, &id, &o.object, &live, crd_timeout).await?;
-            report.orphaned.extend(orphaned);
-            report.replaced.push(Replaced {
-                object: id.clone(),
-                causes,
-            });
+            };
+            match outcome {
+                Outcome::Created => report.created.push(id.clone()),
+                Outcome::Changed => report.changed.push(id.clone()),
+                Outcome::Unchanged => report.unchanged.push(id.clone()),
+                Outcome::Replaced { causes, orphaned } => {
+                    report.orphaned.extend(orphaned);
+                    report.replaced.push(Replaced {
+                        object: id.clone(),
+                        causes,
+                    });
+                }
+            }
+            if !applied.contains(&id) {
+                applied.push(id.clone());
+            }
+            progress.message(&format!("applied {id} ({}/{total})", i + 1));
+            if o.kind() == "CustomResourceDefinition" && id.group == "apiextensions.k8s.io" {
+                crds.push(id.name);
+            }
         }
-        if !applied.contains(&id) {
-            applied.push(id.clone());
+        if let Some(e) = failed {
+            return Err(e);
         }
-        progress.message(&format!("applied {id} ({}/{total})", i + 1));
-        if o.kind() == "CustomResourceDefinition" && id.group == "apiextensions.k8s.io" {
-            wait_crd_established(resolver, &id.name, crd_timeout).await?;
+        for name in &crds {
+            wait_crd_established(resolver, name, crd_timeout).await?;
+        }
+        if !crds.is_empty() {
             resolver.refresh().await;
         }
     }
     Ok(report)
+}
+
+/// How many objects of one batch [`apply_fitted`] applies at once, and how many [`fit_all`]
+/// dry-runs at once. Each is one request (two for a replacement) to the API server, which serves
+/// them in parallel; client-side throttling aside, a real apiserver admits hundreds of concurrent
+/// requests per client (`--max-mutating-requests-inflight` defaults to 200).
+pub const APPLY_CONCURRENCY: usize = 8;
+
+/// Objects with the same key form one batch of independent objects.
+fn batch_key(o: &ManagedObject) -> (u8, i32) {
+    crate::object::sort_key(o)
+}
+
+/// What applying one object did.
+enum Outcome {
+    Created,
+    Changed,
+    Unchanged,
+    Replaced {
+        causes: Vec<String>,
+        orphaned: Vec<ObjectRef>,
+    },
+}
+
+/// Applies one fitted object: in place, or replaced when it cannot change in place. `None` for
+/// an object without identity (nothing to do).
+async fn apply_fitted_one(
+    resolver: &Resolver,
+    o: &ManagedObject,
+    fit: Fit,
+    crd_timeout: Duration,
+    progress: &dyn Progress,
+) -> Result<Option<(ObjectRef, Outcome)>, ApplyError> {
+    let Some(id) = o.id() else { return Ok(None) };
+    let (live, causes) = match fit {
+        Fit::Replace { live, causes } => (Some(live), Some(causes)),
+        Fit::InPlace { live, .. } => (Some(live), None),
+        _ => (None, None),
+    };
+    let causes = match causes {
+        Some(c) => c,
+        None => match apply_one(resolver, &o.object, false).await {
+            Ok(done) => {
+                let rv = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+                let done = serde_json::to_value(done).unwrap_or(Value::Null);
+                let outcome = match &live {
+                    None => Outcome::Created,
+                    Some(l) if rv(l) == rv(&done) => Outcome::Unchanged,
+                    Some(_) => Outcome::Changed,
+                };
+                return Ok(Some((id, outcome)));
+            }
+            // It changed between the dry run and now: still replaceable.
+            Err(e) => match (immutable_causes(&e), &live) {
+                (Some(c), Some(_)) if !never_replaced(&id) => c,
+                _ => return Err(e),
+            },
+        },
+    };
+    progress.message(&format!(
+        "{id} cannot change in place ({}); replacing it",
+        causes.join("; ")
+    ));
+    let live = live.unwrap_or(Value::Null);
+    let orphaned = crate::replace::replace(resolver, &id, &o.object, &live, crd_timeout).await?;
+    Ok(Some((id, Outcome::Replaced { causes, orphaned })))
 }
 
 /// Polls a CRD until its `Established` condition is `True`.

@@ -20,6 +20,12 @@ use crate::object::{FIELD_MANAGER, LABEL_MANAGED_BY, LABEL_RELEASE, MANAGED_BY};
 pub const GENERATED_SECRET_TYPE: &str = "airlift.dev/generated";
 /// The Secret type holding the secret values a site gave (remembered for upgrades).
 pub const SITE_SECRET_TYPE: &str = "airlift.dev/site-values";
+/// The entry of the generated Secret holding the release's fingerprint key: the HMAC key of
+/// the secret fingerprints in its records (no configuration key has a `-` in its item name,
+/// so it never collides with a generated value).
+pub const FINGERPRINT_KEY: &str = "airlift.fingerprint-key";
+/// The type of the Secret holding a release's license (`airlift-license-<release>`).
+pub const LICENSE_SECRET_TYPE: &str = "airlift.dev/license";
 
 /// Errors from reading or writing generated values.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +93,15 @@ impl GeneratedValues {
         Self {
             name: format!("airlift-site-{release}"),
             secret_type: SITE_SECRET_TYPE,
+            ..Self::new(client, namespace, release)
+        }
+    }
+
+    /// The store of the license of `release`: `airlift-license-<release>`.
+    pub fn license(client: Client, namespace: &str, release: &str) -> Self {
+        Self {
+            name: format!("airlift-license-{release}"),
+            secret_type: LICENSE_SECRET_TYPE,
             ..Self::new(client, namespace, release)
         }
     }

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod object;
 pub mod ownership;
 pub mod plan;
+pub mod platform;
 pub mod preflight;
 pub mod readiness;
 pub mod release;

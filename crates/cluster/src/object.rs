@@ -243,7 +243,8 @@ pub fn phase(group: &str, kind: &str) -> u8 {
     }
 }
 
-fn sort_key(o: &ManagedObject) -> (u8, i32) {
+/// The apply order of an object: its phase, then its component's order.
+pub(crate) fn sort_key(o: &ManagedObject) -> (u8, i32) {
     let group = o
         .object
         .get("apiVersion")

@@ -47,7 +47,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+    /// A passed check.
+    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             ok: true,
@@ -56,7 +57,12 @@ impl Check {
         }
     }
 
-    fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+    /// A failed check with its fix.
+    pub fn fail(
+        name: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Self {
             name: name.into(),
             ok: false,
@@ -355,6 +361,9 @@ async fn needed_access(
     let mut out = Needed::new();
     let ns = input.namespace.to_string();
     engine_access(resolver, &ns, &mut out).await;
+    // apiVersion/kind -> the objects of it the cluster does not serve.
+    let mut unserved: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut other_errors: Vec<String> = Vec::new();
     for o in input.objects {
         let Some(id) = o.id() else { continue };
         let resolved = resolver.resolve(&id.api_version(), &id.kind).await;
@@ -363,11 +372,14 @@ async fn needed_access(
             Err(e) => match crd_in_set(input.objects, &id.group, &id.kind) {
                 Some(found) => found,
                 None => {
-                    checks.push(Check::fail(
-                        format!("kind {}", id.kind),
-                        format!("{id}: {e}"),
-                        e.hint(),
-                    ));
+                    let what = format!("{} {}", id.api_version(), id.kind);
+                    match e {
+                        crate::resolve::ResolveError::GroupNotServed { .. }
+                        | crate::resolve::ResolveError::KindNotServed { .. } => {
+                            unserved.entry(what).or_default().push(id.name.clone())
+                        }
+                        other => other_errors.push(format!("{what} ({}): {other}", id.name)),
+                    }
                     continue;
                 }
             },
@@ -387,6 +399,33 @@ async fn needed_access(
             need(&mut out, "apps", "controllerrevisions", &obj_ns, &["list"]);
         }
         need(&mut out, &id.group, &plural, &obj_ns, &VERBS);
+    }
+    if !unserved.is_empty() {
+        let list = unserved
+            .iter()
+            .map(|(what, names)| format!("{what} ({})", names.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        checks.push(Check::fail(
+            "served kinds",
+            format!(
+                "the cluster does not serve {} kind(s) the bundle applies: {list}",
+                unserved.len()
+            ),
+            "install the CRDs or enable the APIs that serve them, or use a bundle built for this \
+             cluster's Kubernetes version (`airlift-pack lint --kubernetes VERSION` names the \
+             replacements)",
+        ));
+    }
+    if !other_errors.is_empty() {
+        checks.push(Check::fail(
+            "served kinds",
+            format!(
+                "cannot read the cluster's API discovery: {}",
+                other_errors.join("; ")
+            ),
+            "check that the API server is reachable and that you may read its discovery",
+        ));
     }
     out
 }

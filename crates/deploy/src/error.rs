@@ -41,6 +41,9 @@ pub enum DeployError {
     /// The configuration is not usable.
     #[error("the configuration is not usable")]
     Config(#[source] airlift_render::ConfigError),
+    /// The customer's platform overrides are not usable.
+    #[error("the platform values are not usable")]
+    Platform(#[source] airlift_render::platform::OverrideError),
     /// A component failed to render.
     #[error("cannot render component `{component}`")]
     Render {
@@ -77,6 +80,9 @@ pub enum DeployError {
     /// The push failed.
     #[error("failed to push the bundle's images")]
     Push(#[source] airlift_registry::push::PushError),
+    /// Publishing, pulling or resolving a bundle artifact failed.
+    #[error(transparent)]
+    Artifact(#[from] airlift_registry::artifact::ArtifactError),
     /// The push did not put an image where rendering assumed.
     #[error(
         "image `{reference}` was pushed to `{got}`, but the manifests were rendered for `{want}`"
@@ -130,6 +136,9 @@ pub enum DeployError {
     /// The operator interrupted before any change.
     #[error("interrupted before any change; nothing was changed")]
     Interrupted,
+    /// The license was refused; nothing was changed.
+    #[error(transparent)]
+    License(#[from] crate::license::LicenseCheckError),
 }
 
 impl From<airlift_cluster::lifecycle::LifecycleError> for DeployError {
@@ -156,27 +165,49 @@ fn failure_lines(failures: &[PreflightFailure]) -> String {
         .join("\n")
 }
 
+/// A kubeconfig or context named on the command line (or by `KUBECONFIG`) that does not exist
+/// is a wrong command line (exit 2); a cluster that cannot be used is the cluster's (exit 5).
+fn connect_kind(e: &airlift_cluster::ConnectError) -> ExitKind {
+    use airlift_cluster::ConnectError as C;
+    match e {
+        C::NoKubeconfig { .. }
+        | C::Read { .. }
+        | C::NoContext { .. }
+        | C::UnknownContext { .. } => ExitKind::Usage,
+        _ => ExitKind::Cluster,
+    }
+}
+
 impl Diagnose for DeployError {
     fn exit_kind(&self) -> ExitKind {
         match self {
+            Self::Bundle { source, .. } if source.is_missing_file() => ExitKind::Usage,
             Self::Bundle { source, .. } if source.is_trust_failure() => ExitKind::Trust,
             Self::Bundle { .. } | Self::Relocation { .. } | Self::NotText { .. } => {
                 ExitKind::Failure
             }
             Self::Trust(_) | Self::Component(_) | Self::Destination(_) => ExitKind::Usage,
-            Self::Config(_)
+            Self::Config(e) => e.exit_kind(),
+            Self::Platform(_)
             | Self::Render { .. }
             | Self::Images(_)
             | Self::Object(_)
             | Self::Mapping(_) => ExitKind::Config,
-            Self::RegistryClient { .. } | Self::Push(_) => ExitKind::Registry,
+            Self::RegistryClient { .. } => ExitKind::Registry,
+            Self::Push(e) => e.exit_kind(),
+            Self::Artifact(e) => e.exit_kind(),
+            // A report of registry problems only is the registry's failure (exit 4), as when
+            // `push` meets it; anything else found before a change is a preflight failure.
+            Self::Preflight(f) if !f.is_empty() && f.iter().all(|f| f.area == "registry") => {
+                ExitKind::Registry
+            }
             Self::Preflight(_) => ExitKind::Preflight,
             Self::Lifecycle(e) => e.exit_kind(),
             Self::Lock(e) => e.exit_kind(),
-            Self::Connect(_) | Self::Kept(_) | Self::Records(_) | Self::Read { .. } => {
-                ExitKind::Cluster
-            }
+            Self::Connect(e) => connect_kind(e),
+            Self::Kept(_) | Self::Records(_) | Self::Read { .. } => ExitKind::Cluster,
             Self::Declined | Self::Prompt { .. } | Self::Interrupted => ExitKind::Interrupted,
+            Self::License(e) => e.exit_kind(),
         }
     }
 
@@ -200,6 +231,11 @@ impl Diagnose for DeployError {
                 }
                 _ => "check the values files named above".into(),
             },
+            Self::Platform(_) => {
+                "fix the `platform:` values named above; `airlift-install platform` shows what \
+                 the cluster offers and docs/platforms.md the keys"
+                    .into()
+            }
             Self::Render { .. } => {
                 "check the configuration values used by the template named above".into()
             }
@@ -216,6 +252,7 @@ impl Diagnose for DeployError {
                 format!("check --registry-ca and the registry address `{registry}`")
             }
             Self::Push(e) => e.hint(),
+            Self::Artifact(e) => e.hint(),
             Self::Relocation { .. } => {
                 "this is a bug in Airlift: report it with the bundle's `inspect` output".into()
             }
@@ -233,6 +270,7 @@ impl Diagnose for DeployError {
             Self::Read { source, .. } => airlift_cluster::kubeconfig::api_hint(source),
             Self::Declined | Self::Interrupted => return None,
             Self::Prompt { .. } => "pass the value with --set or a values file instead".into(),
+            Self::License(e) => return e.fix(),
         })
     }
 }

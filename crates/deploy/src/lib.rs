@@ -19,7 +19,10 @@
 
 pub mod drift;
 pub mod error;
+pub mod license;
 pub mod pipeline;
+pub mod platform;
+pub mod publish;
 pub mod registry;
 pub mod releases;
 pub mod render;
@@ -29,4 +32,4 @@ pub mod source;
 pub use error::{DeployError, PreflightFailure};
 pub use pipeline::{DeployReport, Deployer, Intent, PlanReport, Prepared};
 pub use site::{Interaction, NonInteractive, SiteRequest};
-pub use source::open_verified;
+pub use source::{open_for_push, open_verified, BlobTrust};

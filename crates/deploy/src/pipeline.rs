@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use airlift_bundle::{Bundle, Digest, Progress};
+use airlift_bundle::{Bundle, Diagnose, Digest, Progress};
 use airlift_cluster::cancel::Cancel;
-use airlift_cluster::generated::GeneratedValues;
+use airlift_cluster::generated::{GeneratedValues, FINGERPRINT_KEY};
 use airlift_cluster::lifecycle::{DeployOptions, DeployRequest, Engine, LifecycleError, Outcome};
 use airlift_cluster::lock::ReleaseLock;
 use airlift_cluster::ownership::Owner;
@@ -25,9 +25,10 @@ use airlift_render::{Config, ReleaseInfo, Secret};
 use serde::Serialize;
 
 use crate::error::{DeployError, PreflightFailure};
+use crate::license::{check_nodes, count_nodes, LicenseContext, Licensed, Store};
 use crate::registry::{chain, client, preflight as registry_preflight, push_bundle};
 use crate::render::{
-    managed, planned_relocation, render_bundle, select_components, PullCredentials,
+    managed, planned_relocation, render_bundle_on, select_components, PullCredentials, RenderTarget,
 };
 use crate::site::{
     components, release_names, resolve_config, site_inputs, values_diff, DefaultChange,
@@ -66,7 +67,17 @@ pub struct Prepared {
     pub values: Vec<ValueChange>,
     /// SaaS defaults the vendor changed, and whether the site follows them.
     pub defaults: Vec<DefaultChange>,
+    /// The cluster's platform, as detected, with its evidence.
+    pub platform: airlift_cluster::platform::PlatformReport,
+    /// The bundle's platform needs resolved on it: what templates saw as `platform`.
+    pub resolved_platform: airlift_render::platform::ResolvedPlatform,
+    /// The license, checked offline (the node count is checked in preflight).
+    pub license: Option<Licensed>,
+    /// What the license was checked against; stored with it.
+    pub license_context: LicenseContext,
     site_secrets: BTreeMap<String, Secret>,
+    /// The HMAC key of the record's secret fingerprints (stored with the generated values).
+    fingerprint_key: Secret,
 }
 
 impl Prepared {
@@ -172,6 +183,10 @@ impl<'a> Deployer<'a> {
             GeneratedValues::new(client.clone(), &namespace, &release)
                 .read()
                 .await?;
+        let fingerprint_key = generated
+            .get(FINGERPRINT_KEY)
+            .cloned()
+            .unwrap_or_else(Secret::new_fingerprint_key);
         let remembered = match &deployed {
             Some(d) if d.site.is_some() => {
                 let secrets = GeneratedValues::site(client, &namespace, &release)
@@ -243,7 +258,32 @@ impl<'a> Deployer<'a> {
             namespace: namespace.clone(),
             revision: u64::from(revision),
         };
-        let rendered = render_bundle(&bundle, &chosen, &config, &relocation, pull.as_ref(), &info)?;
+        let overrides = crate::platform::overrides(request, &m.platform)?;
+        let (platform, resolved_platform) =
+            crate::platform::resolve_on(self.cluster, &m.platform, &overrides).await;
+        let license_context = LicenseContext::new(m, &chosen);
+        let license = crate::license::for_deploy(
+            self.cluster,
+            &namespace,
+            &release,
+            m,
+            &chosen,
+            request.license.as_deref(),
+            request.vendor_key.as_ref(),
+        )
+        .await?;
+        let rendered = render_bundle_on(
+            &bundle,
+            &chosen,
+            &config,
+            &relocation,
+            pull.as_ref(),
+            &RenderTarget {
+                release: &info,
+                platform: &resolved_platform,
+                license: license.as_ref(),
+            },
+        )?;
         let (site, site_secrets) = site_inputs(
             &config,
             Some(&registry_text),
@@ -268,7 +308,7 @@ impl<'a> Deployer<'a> {
             })
             .collect();
         let (values, defaults) = match &deployed {
-            Some(d) => values_diff(d, &config, &saas_defaults),
+            Some(d) => values_diff(d, &config, &saas_defaults, &fingerprint_key),
             None => (Vec::new(), Vec::new()),
         };
         let request = DeployRequest {
@@ -279,7 +319,7 @@ impl<'a> Deployer<'a> {
                 version: m.metadata.version.clone(),
                 digest: Digest::of_bytes(bundle.manifest_bytes()).to_string(),
             },
-            config: config.redacted(),
+            config: config.redacted(&fingerprint_key),
             saas_defaults,
             site: Some(site),
             operator: whoami(self.cluster).await,
@@ -296,7 +336,12 @@ impl<'a> Deployer<'a> {
             dropped,
             values,
             defaults,
+            platform,
+            resolved_platform,
+            license,
+            license_context,
             site_secrets,
+            fingerprint_key,
         })
     }
 
@@ -342,6 +387,15 @@ impl<'a> Deployer<'a> {
             }
         }
         let mut failures = Vec::new();
+        if let Some(licensed) = &prepared.license {
+            if let Err(e) = check_nodes(licensed, count_nodes(self.cluster).await?) {
+                failures.push(PreflightFailure {
+                    area: "license",
+                    problem: e.to_string(),
+                    fix: e.fix().unwrap_or_default(),
+                });
+            }
+        }
         if let Err(e) = cluster_preflight(
             engine.resolver(),
             &PreflightInput {
@@ -354,6 +408,19 @@ impl<'a> Deployer<'a> {
         {
             failures.extend(failures_of(e));
         }
+        failures.extend(
+            airlift_cluster::platform::platform_checks(
+                &prepared.platform,
+                &prepared.resolved_platform,
+            )
+            .into_iter()
+            .filter(|c| !c.ok)
+            .map(|c| PreflightFailure {
+                area: "platform",
+                problem: format!("{}: {}", c.name, c.detail),
+                fix: c.fix.unwrap_or_default(),
+            }),
+        );
         let registry = client(&prepared.destination, &prepared.registry)?;
         if let Some(f) =
             registry_preflight(&registry, prepared.bundle.manifest(), &prepared.destination).await?
@@ -471,7 +538,14 @@ impl<'a> Deployer<'a> {
         let client = self.cluster.client().clone();
         // Generated values are stored before anything uses them, so an interrupted install
         // that is run again keeps the same values.
-        let generated = prepared.config.generated_secrets();
+        // The fingerprint key is kept with them whenever a record holds a secret's fingerprint.
+        let mut generated = prepared.config.generated_secrets();
+        if prepared.config.entries().iter().any(|e| e.is_secret()) {
+            generated.insert(
+                FINGERPRINT_KEY.to_string(),
+                prepared.fingerprint_key.clone(),
+            );
+        }
         if !generated.is_empty() {
             GeneratedValues::new(client.clone(), &r.namespace, &r.release)
                 .write(&generated)
@@ -480,6 +554,11 @@ impl<'a> Deployer<'a> {
         GeneratedValues::site(client, &r.namespace, &r.release)
             .replace(&prepared.site_secrets)
             .await?;
+        if let Some(licensed) = &prepared.license {
+            Store::new(self.cluster, &r.namespace, &r.release)
+                .write(licensed, &prepared.license_context)
+                .await?;
+        }
         let mut options = options.clone();
         options.cancel = self.cancel.clone();
         Ok(match intent {

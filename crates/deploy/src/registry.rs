@@ -9,11 +9,12 @@ use airlift_bundle::{BlobSource, Bundle, Progress};
 use airlift_registry::client::RegistryClient;
 use airlift_registry::mapping::{Destination, RelocationMap};
 use airlift_registry::preflight::preflight as registry_preflight;
-use airlift_registry::push::{plan_repositories, push, PushReport};
+use airlift_registry::push::{plan_repositories, push, push_verifying, PushReport};
 use airlift_registry::RegistryOptions;
 
 use crate::error::{DeployError, PreflightFailure};
 use crate::render::push_images;
+use crate::source::BlobTrust;
 
 /// A client for the destination registry.
 pub fn client(
@@ -57,7 +58,7 @@ pub async fn preflight(
 }
 
 /// An error and its causes on one line.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -71,8 +72,8 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Pushes every image of `bundle` to `destination` (skipping what the registry holds), then
-/// checks that each went where rendering assumed.
+/// Pushes every image of a verified `bundle` to `destination` (skipping what the registry
+/// holds), then checks that each went where rendering assumed.
 pub async fn push_bundle(
     client: &RegistryClient,
     bundle: Arc<Bundle>,
@@ -81,12 +82,40 @@ pub async fn push_bundle(
     concurrency: usize,
     progress: Arc<dyn Progress>,
 ) -> Result<PushReport, DeployError> {
+    let proven = BlobTrust::Proven;
+    push_bundle_as(
+        client,
+        bundle,
+        destination,
+        planned,
+        concurrency,
+        proven,
+        progress,
+    )
+    .await
+}
+
+/// [`push_bundle`] for a bundle opened by [`crate::source::open_for_push`]: with
+/// [`BlobTrust::SignatureOnly`], each blob is hashed while it streams, and a mismatch cuts its
+/// upload short and fails the push with a trust error before any manifest or tag above it.
+pub async fn push_bundle_as(
+    client: &RegistryClient,
+    bundle: Arc<Bundle>,
+    destination: &Destination,
+    planned: &BTreeMap<String, String>,
+    concurrency: usize,
+    blob_trust: BlobTrust,
+    progress: Arc<dyn Progress>,
+) -> Result<PushReport, DeployError> {
     let images = push_images(bundle.manifest());
     let concurrency = concurrency.max(1);
     let source: Arc<dyn BlobSource> = bundle;
-    let report = push(client, source, &images, destination, concurrency, progress)
-        .await
-        .map_err(DeployError::Push)?;
+    let pushed = if blob_trust == BlobTrust::SignatureOnly {
+        push_verifying(client, source, &images, destination, concurrency, progress).await
+    } else {
+        push(client, source, &images, destination, concurrency, progress).await
+    };
+    let report = pushed.map_err(DeployError::Push)?;
     check_relocation(planned, &report.relocation_map)?;
     Ok(report)
 }

@@ -122,6 +122,8 @@ pub struct StatusReport {
     pub registry: Option<String>,
     /// One sentence for the state: `deployed`, `deployed, 1 of 2 workloads not ready`, ...
     pub summary: String,
+    /// The cluster's platform, as detected now.
+    pub platform: airlift_cluster::platform::PlatformReport,
 }
 
 /// Reads the release's records and the live state of its objects.
@@ -203,6 +205,7 @@ pub async fn status(
         changed,
         locked_by,
         summary,
+        platform: airlift_cluster::platform::detect(cluster.client()).await,
     })
 }
 

@@ -83,7 +83,8 @@ pub struct Rendered {
 }
 
 /// Renders the chosen components with `config`, rewrites every image by `relocation` and adds
-/// the pull secret when `pull` is given.
+/// the pull secret when `pull` is given. With no cluster to detect, templates see the bundle's
+/// platform needs resolved for a datacenter cluster that has what the table documents.
 pub fn render_bundle(
     bundle: &Bundle,
     components: &[&Component],
@@ -91,16 +92,62 @@ pub fn render_bundle(
     relocation: &BTreeMap<String, String>,
     pull: Option<&PullCredentials>,
     release: &ReleaseInfo,
+    license: Option<&crate::license::Licensed>,
 ) -> Result<Vec<Rendered>, DeployError> {
+    let platform = airlift_render::platform::resolve(
+        &bundle.manifest().platform,
+        &airlift_render::platform::ClusterFacts::documented(
+            airlift_render::platform::FALLBACK_PROFILE,
+        ),
+        &Default::default(),
+    );
+    let target = RenderTarget {
+        release,
+        platform: &platform,
+        license,
+    };
+    render_bundle_on(bundle, components, config, relocation, pull, &target)
+}
+
+/// What objects are rendered for, beside the configuration: the release, the platform the
+/// cluster offers and the license.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderTarget<'a> {
+    /// The release (templates see it as `release`).
+    pub release: &'a ReleaseInfo,
+    /// The bundle's platform needs resolved on the cluster (templates see it as `platform`).
+    pub platform: &'a airlift_render::platform::ResolvedPlatform,
+    /// The checked license, if any (templates see it as `license`).
+    pub license: Option<&'a crate::license::Licensed>,
+}
+
+/// [`render_bundle`] for a resolved platform and license.
+pub fn render_bundle_on(
+    bundle: &Bundle,
+    components: &[&Component],
+    config: &Config,
+    relocation: &BTreeMap<String, String>,
+    pull: Option<&PullCredentials>,
+    target: &RenderTarget<'_>,
+) -> Result<Vec<Rendered>, DeployError> {
+    let RenderTarget {
+        release,
+        platform,
+        license,
+    } = *target;
     let m = bundle.manifest();
-    let renderer = Renderer::new(
+    let mut renderer = Renderer::new(
         config,
         &BundleInfo {
             name: m.metadata.name.clone(),
             version: m.metadata.version.clone(),
         },
         release,
-    );
+    )
+    .with_platform(platform.template_value());
+    if let Some(ctx) = crate::license::template_context(m.license.as_ref(), license)? {
+        renderer = renderer.with_license(ctx);
+    }
     // `owners[i]` is the component (name, order) of `objects[i]`.
     let mut owners: Vec<(String, i32)> = Vec::new();
     let mut objects: Vec<K8sObject> = Vec::new();

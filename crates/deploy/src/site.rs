@@ -46,6 +46,10 @@ pub struct SiteRequest {
     pub registry_options: RegistryOptions,
     /// Forget the values the release remembers and start from the SaaS defaults.
     pub reset_values: bool,
+    /// The license file (`--license FILE`); without one, the license the release stores.
+    pub license: Option<PathBuf>,
+    /// The vendor key the bundle verified with: a license must verify with it too.
+    pub vendor_key: Option<airlift_bundle::PublicKey>,
 }
 
 /// The names every command agrees on: the release defaults to the bundle's name, the namespace
@@ -272,8 +276,9 @@ pub fn values_diff(
     deployed: &Release,
     new: &Config,
     new_defaults: &BTreeMap<String, Value>,
+    fingerprint_key: &Secret,
 ) -> (Vec<ValueChange>, Vec<DefaultChange>) {
-    let redacted = new.redacted();
+    let redacted = new.redacted(fingerprint_key);
     let mut changes = Vec::new();
     let mut defaults = Vec::new();
     for e in new.entries() {
@@ -281,7 +286,15 @@ pub fn values_diff(
         let old = deployed.config.get(&e.key);
         let now = redacted.get(&e.key);
         let origin = e.value.as_ref().map(|(_, o)| o);
-        if old != now {
+        // A secret is unchanged when the recorded fingerprint (keyed, or the unkeyed form of
+        // older records) is the new value's.
+        let same = match (secret, old, e.value.as_ref()) {
+            (true, Some(Value::String(recorded)), Some((Value::String(v), _))) => {
+                Secret::new(v.clone()).matches_fingerprint(recorded, fingerprint_key)
+            }
+            _ => old == now,
+        };
+        if !same {
             let reason = match origin {
                 Some(Origin::SaasDefault) | None => {
                     if deployed.saas_defaults.get(&e.key) != new_defaults.get(&e.key) {
@@ -322,7 +335,8 @@ pub fn values_diff(
                 key: key.clone(),
                 from: shown(
                     Some(old),
-                    old.as_str().is_some_and(|s| s.starts_with("sha256:")),
+                    old.as_str()
+                        .is_some_and(|s| s.starts_with("sha256:") || s.starts_with("hmac-sha256:")),
                 ),
                 to: None,
                 reason: "the new bundle no longer has this key".into(),

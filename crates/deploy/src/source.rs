@@ -27,3 +27,55 @@ pub fn open_verified(
     .map_err(err)?;
     Ok((bundle, report))
 }
+
+/// How much of a bundle opened by [`open_for_push`] is known good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobTrust {
+    /// A recorded proof says this exact, unchanged file was fully verified before.
+    Proven,
+    /// Only the signature (and so the manifest) is checked: the blobs must be hashed as they are
+    /// read (see [`crate::registry::push_bundle_verifying`]).
+    SignatureOnly,
+}
+
+/// Opens `path` for a push: checks its signature under `trust` (a few kilobytes), and looks up a
+/// recorded proof for this exact, unchanged file (unless `no_cache`). Hashes no blob: the push
+/// hashes each blob while it streams it, so an unverified bundle is read once, not twice.
+pub fn open_for_push(
+    path: &Path,
+    trust: &Trust,
+    progress: &dyn Progress,
+    no_cache: bool,
+) -> Result<(Bundle, BlobTrust), DeployError> {
+    let bundle = Bundle::open_trusted(path, trust).map_err(|source| DeployError::Bundle {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let proven = match ProofStore::default_location() {
+        Some(proofs) if !no_cache => proofs
+            .key_for(&bundle, trust)
+            .ok()
+            .and_then(|key| {
+                proofs.lookup(&key).unwrap_or_else(|refused| {
+                    progress.message(&format!("note: {refused}; hashing every blob sent"));
+                    None
+                })
+            })
+            .is_some(),
+        _ => false,
+    };
+    if proven {
+        progress.message(&format!(
+            "{}: verified before and unchanged since (recorded proof), not hashing it again",
+            path.display()
+        ));
+    }
+    Ok((
+        bundle,
+        if proven {
+            BlobTrust::Proven
+        } else {
+            BlobTrust::SignatureOnly
+        },
+    ))
+}

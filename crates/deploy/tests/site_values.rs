@@ -164,3 +164,44 @@ async fn registry_credentials_are_remembered() {
         cleanup(&cluster, &ns, "shop").await;
     }
 }
+
+/// Records hold secrets only as fingerprints keyed with the release's own key (kept with the
+/// generated values, apart from the records), so a weak secret cannot be brute-forced from a
+/// record; a plan still tells an unchanged secret from a changed one.
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_fingerprints_in_records_are_keyed_per_release() {
+    use airlift_bundle::Secret;
+    use airlift_cluster::generated::{load, FINGERPRINT_KEY};
+    for env in envs() {
+        let cluster = env.connect().await;
+        let ns = unique("fp");
+        let v1 = env.bundle(&ShopVersion::new("1.0.0"));
+        let site = env.site("shop", Some(&ns));
+        deploy(&env, &v1, &site, Intent::Install).await.unwrap();
+
+        let kept = load(&cluster, &ns, "shop").await.unwrap();
+        let password = Secret::new(kept["db.password"].clone());
+        let key = Secret::new(kept[FINGERPRINT_KEY].clone());
+        let engine = airlift_cluster::lifecycle::Engine::new(&cluster, &NoProgress);
+        let history = engine.status(&ns, "shop").await.unwrap();
+        let recorded = history[0].config["db.password"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(recorded, password.keyed_fingerprint(&key), "[{}]", env.tier);
+        assert_ne!(recorded, password.fingerprint(), "not the unkeyed sha256");
+        assert!(!recorded.contains(password.expose()));
+
+        // Unchanged: no value change; a new password: a change, masked.
+        let mut next = env.site("shop", Some(&ns));
+        next.registry = None;
+        let p = plan(&env, &v1, &next).await.unwrap();
+        assert!(p.values.is_empty(), "[{}] {:?}", env.tier, p.values);
+        next.set = vec!["db.password=a-new-password-1".into()];
+        let p = plan(&env, &v1, &next).await.unwrap();
+        let change = p.values.iter().find(|c| c.key == "db.password").unwrap();
+        let shown = format!("{change:?}");
+        assert!(!shown.contains("a-new-password-1"), "{shown}");
+        cleanup(&cluster, &ns, "shop").await;
+    }
+}

@@ -4,15 +4,13 @@
 //!
 //! Every request retries transient failures (5xx, 408, 429 honouring `Retry-After`, resets,
 //! timeouts) as the one [`RetryPolicy`] says; failures come back as a named [`RegistryError`] that carries the
-//! registry and repository. Blob bodies are read from a [`BlobSource`] in chunks by positioned
-//! reads, so a blob is never whole in memory.
+//! registry and repository. Blob uploads live in [`crate::upload`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use airlift_bundle::oci::ACCEPTED_MANIFEST_TYPES;
-use airlift_bundle::{BlobSource, Digest};
+use airlift_bundle::Digest;
 use bytes::Bytes;
 use http::header::{
     ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
@@ -25,9 +23,6 @@ use crate::error::{RegistryError, Target};
 use crate::options::RegistryOptions;
 use crate::retry::{is_retryable_status, parse_retry_after, Retry, RetryPolicy, Retryable};
 use crate::tls::{http_client, TlsError};
-
-/// How many bytes one positioned read of an upload body takes.
-const CHUNK: usize = 512 * 1024;
 
 /// Errors from setting a client up (before any request is sent).
 #[derive(Debug, thiserror::Error)]
@@ -100,12 +95,12 @@ struct AuthState {
 
 /// A client for one registry.
 pub struct RegistryClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     registry: String,
     base: Url,
     creds: Option<Credentials>,
     auth: Mutex<AuthState>,
-    retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -120,7 +115,7 @@ impl std::fmt::Debug for RegistryClient {
 
 /// Retry or not, per request.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Retries {
+pub(crate) enum Retries {
     Yes,
     No,
 }
@@ -170,16 +165,28 @@ impl RegistryClient {
         &self.registry
     }
 
-    fn target(&self, image: impl Into<String>) -> Target {
+    pub(crate) fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    pub(crate) fn same_origin_url(&self, url: &Url) -> bool {
+        self.same_origin(url)
+    }
+
+    pub(crate) fn target(&self, image: impl Into<String>) -> Target {
         Target::new(self.registry.clone(), image)
     }
 
-    fn url(&self, path: &str) -> Url {
+    pub(crate) fn url(&self, path: &str) -> Url {
         // `path` is built from validated repository names and digests only.
         self.base.join(path).unwrap_or_else(|_| self.base.clone())
     }
 
-    fn push_scope(repo: &str) -> String {
+    pub(crate) fn push_scope(repo: &str) -> String {
         format!("repository:{repo}:pull,push")
     }
 
@@ -310,84 +317,6 @@ impl RegistryClient {
         Err(self.status_error(target, status, resp).await)
     }
 
-    /// Uploads a blob to `repo`: mounts it from `mount_from` when the registry can, otherwise
-    /// streams it from `source` with a monolithic PUT. A failed transfer restarts from a fresh
-    /// upload session, with backoff. `on_bytes` is called with bytes sent for the first time (a
-    /// retry does not count the same bytes twice). Returns whether the blob was mounted.
-    pub async fn push_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        source: Arc<dyn BlobSource>,
-        mount_from: Option<&str>,
-        on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
-    ) -> Result<bool, RegistryError> {
-        let high_water = Arc::new(AtomicU64::new(0));
-        self.retry
-            .run(
-                || async {
-                    let session = match self.start_upload(repo, digest, mount_from).await? {
-                        UploadStart::Mounted => return Ok(true),
-                        UploadStart::Session(url) => url,
-                    };
-                    self.put_blob(
-                        repo,
-                        &session,
-                        digest,
-                        size,
-                        &source,
-                        &high_water,
-                        &on_bytes,
-                    )
-                    .await?;
-                    Ok(false)
-                },
-                |_, _, _| {},
-            )
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn put_blob(
-        &self,
-        repo: &str,
-        session: &Url,
-        digest: &Digest,
-        size: u64,
-        source: &Arc<dyn BlobSource>,
-        high_water: &Arc<AtomicU64>,
-        on_bytes: &Arc<dyn Fn(u64) + Send + Sync>,
-    ) -> Result<(), RegistryError> {
-        let target = self.target(format!("{repo}@{digest}"));
-        let mut url = session.clone();
-        url.query_pairs_mut()
-            .append_pair("digest", &digest.to_string());
-        let scope = Self::push_scope(repo);
-        let resp = self
-            .send(&target, Some(&scope), Retries::No, &url, || {
-                let body = blob_body(
-                    source.clone(),
-                    digest.clone(),
-                    size,
-                    high_water.clone(),
-                    on_bytes.clone(),
-                );
-                self.http
-                    .put(url.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, size.to_string())
-                    .body(body)
-            })
-            .await?;
-        let status = resp.status();
-        if status == StatusCode::CREATED || status.is_success() {
-            let _ = body_prefix(resp, DRAIN_LIMIT).await;
-            return Ok(());
-        }
-        Err(self.status_error(target, status, resp).await)
-    }
-
     /// `HEAD /v2/<repo>/manifests/<reference>` (a tag or a digest).
     pub async fn manifest_head(
         &self,
@@ -468,7 +397,7 @@ impl RegistryClient {
             && url.port_or_known_default() == self.base.port_or_known_default()
     }
 
-    async fn status_error(
+    pub(crate) async fn status_error(
         &self,
         target: Target,
         status: StatusCode,
@@ -520,7 +449,7 @@ impl RegistryClient {
     /// failures. Returns the final response whatever its status, except that a 401 after
     /// authenticating becomes [`RegistryError::AuthRefused`] and transient statuses that outlast
     /// the retries become their classified error.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         target: &Target,
         scope: Option<&str>,
@@ -611,7 +540,7 @@ impl RegistryClient {
 pub(crate) const ERROR_BODY_LIMIT: usize = 4096;
 /// The most bytes read from a response only to finish it; a longer body is dropped with the
 /// connection.
-const DRAIN_LIMIT: usize = 64 * 1024;
+pub(crate) const DRAIN_LIMIT: usize = 64 * 1024;
 
 /// At most `limit` bytes of a response's body, read chunk by chunk: a registry that sends an
 /// endless body costs `limit` bytes of memory, not all of it.
@@ -636,63 +565,6 @@ fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
-}
-
-/// A request body that streams `[0, size)` of a blob by positioned reads, one chunk at a time.
-fn blob_body(
-    source: Arc<dyn BlobSource>,
-    digest: Digest,
-    size: u64,
-    high_water: Arc<AtomicU64>,
-    on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
-) -> reqwest::Body {
-    let stream = futures::stream::try_unfold(0u64, move |offset| {
-        let source = source.clone();
-        let digest = digest.clone();
-        let high_water = high_water.clone();
-        let on_bytes = on_bytes.clone();
-        async move {
-            if offset >= size {
-                return Ok::<_, std::io::Error>(None);
-            }
-            let want = usize::try_from(size - offset).unwrap_or(CHUNK).min(CHUNK);
-            let chunk =
-                tokio::task::spawn_blocking(move || read_exact_at(&*source, &digest, offset, want))
-                    .await
-                    .map_err(std::io::Error::other)??;
-            let end = offset + chunk.len() as u64;
-            let before = high_water.fetch_max(end, Ordering::Relaxed);
-            if end > before {
-                on_bytes(end - before);
-            }
-            Ok(Some((chunk, end)))
-        }
-    });
-    reqwest::Body::wrap_stream(stream)
-}
-
-fn read_exact_at(
-    source: &dyn BlobSource,
-    digest: &Digest,
-    offset: u64,
-    len: usize,
-) -> std::io::Result<Bytes> {
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        let n = source.read_blob_at(digest, offset + filled as u64, &mut buf[filled..])?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "blob {digest} ended at byte {} of the source",
-                    offset + filled as u64
-                ),
-            ));
-        }
-        filled += n;
-    }
-    Ok(Bytes::from(buf))
 }
 
 #[cfg(test)]
@@ -730,17 +602,5 @@ mod tests {
             RegistryClient::with_http(reqwest::Client::new(), "bad host", &opts, None).unwrap_err();
         assert!(matches!(e, ClientSetupError::BadRegistry { .. }), "{e:?}");
         assert!(e.to_string().contains("bad host"));
-    }
-
-    #[test]
-    fn body_reads_fail_loudly_when_the_source_is_short() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = airlift_bundle::DirBlobStore::open(dir.path()).unwrap();
-        let data = vec![7u8; 1000];
-        let d = Digest::of_bytes(&data);
-        store.put(&d, &mut &data[..]).unwrap();
-        assert_eq!(read_exact_at(&store, &d, 100, 900).unwrap().len(), 900);
-        let e = read_exact_at(&store, &d, 100, 901).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }

@@ -7,6 +7,7 @@
 
 use airlift_bundle::{Diagnose, ExitKind};
 
+use crate::artifact::ArtifactError;
 use crate::auth::AuthError;
 use crate::client::ClientSetupError;
 use crate::error::RegistryError;
@@ -88,7 +89,7 @@ impl Diagnose for PushError {
         match self {
             Self::Registry { .. } => ExitKind::Registry,
             Self::Mapping(_) => ExitKind::Config,
-            Self::Walk(_) | Self::ReadManifest { .. } => ExitKind::Trust,
+            Self::Walk(_) | Self::ReadManifest { .. } | Self::Tampered { .. } => ExitKind::Trust,
         }
     }
     fn fix(&self) -> Option<String> {
@@ -117,6 +118,28 @@ impl Diagnose for ServeError {
             Self::Mapping(e) => return e.fix(),
             Self::Walk(_) => DAMAGED_BUNDLE.to_string(),
         })
+    }
+}
+
+impl Diagnose for ArtifactError {
+    /// A changed or unverifiable artifact is a trust failure; a taken tag or bad reference is
+    /// usage; the rest is the registry's.
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            Self::Tampered { .. }
+            | Self::LayerDigest { .. }
+            | Self::NotABundle { .. }
+            | Self::SourceChanged { .. } => ExitKind::Trust,
+            Self::Bundle { source, .. } => source.exit_kind(),
+            Self::BadReference { .. } | Self::Unpublishable { .. } | Self::TagTaken { .. } => {
+                ExitKind::Usage
+            }
+            Self::Registry(_) | Self::NotFound { .. } => ExitKind::Registry,
+            Self::Io { .. } => ExitKind::Failure,
+        }
+    }
+    fn fix(&self) -> Option<String> {
+        Some(self.hint())
     }
 }
 

@@ -190,8 +190,9 @@ impl RegistryError {
             }
             Self::Unreachable { target, .. } => format!(
                 "check that `{}` is the right host and port, that the registry runs, and that \
-                 no firewall or proxy is in the way; for a plain-HTTP registry pass --insecure",
-                target.registry
+                 no firewall or proxy is in the way; for a plain-HTTP registry pass \
+                 --insecure-registry {}",
+                target.registry, target.registry
             ),
             Self::Status { status, .. } if *status == 404 => {
                 "404 on /v2/: is this a registry? check the host, port and path prefix".to_string()

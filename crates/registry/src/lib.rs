@@ -19,11 +19,18 @@
 //! - [`preflight`]: reachable, trusted, a registry, credentials that can push.
 //! - [`diagnose`]: `airlift_bundle::Diagnose` (exit kind and fix) for every error above.
 //! - [`serve`]: a read-only OCI endpoint over a [`airlift_bundle::BlobSource`].
+//! - [`artifact`], [`artifact_push`], [`artifact_pull`]: a bundle published as an OCI artifact,
+//!   and pulled back byte-identical, the signature checked before anything large is read.
+//! - [`fetch`]: bounded and streamed reads (manifests, blobs, tag lists) with the same client.
 
+pub mod artifact;
+pub mod artifact_pull;
+pub mod artifact_push;
 pub mod auth;
 pub mod client;
 pub mod diagnose;
 pub mod error;
+pub mod fetch;
 pub mod mapping;
 pub mod options;
 pub mod preflight;
@@ -32,6 +39,7 @@ pub mod push;
 pub mod retry;
 pub mod serve;
 pub mod tls;
+pub mod upload;
 
 pub use auth::{Credentials, Secret};
 pub use error::{RegistryError, Target};

@@ -13,6 +13,9 @@
 //!    manifests, with the exact original bytes and media type;
 //! 4. the tag is set last, so a tag never points at something incomplete.
 //!
+//! [`push_verifying`] also hashes every blob while it streams, so an unverified bundle is read
+//! once: a blob that does not match its digest is never committed, and nothing above it written.
+//!
 //! Killing the process at any point leaves only complete, untagged content and whole blobs
 //! behind; running the push again skips everything the registry holds.
 
@@ -26,13 +29,14 @@ use airlift_bundle::walk::{
 use airlift_bundle::{BlobSource, Digest, Progress};
 use bytes::Bytes;
 use futures::future::{try_join_all, BoxFuture};
-use futures::FutureExt;
+use futures::{stream, FutureExt, StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::client::{ManifestHead, RegistryClient};
 use crate::error::RegistryError;
 use crate::mapping::{Destination, MappingError, Relocated, RelocationMap};
+use crate::upload::{BlobPush, Staged};
 use airlift_bundle::reference::ImageRef;
 
 /// The progress label of the overall byte count.
@@ -78,6 +82,20 @@ pub enum PushError {
         /// The cause.
         #[source]
         source: SmallReadError,
+    },
+    /// A blob's bytes in the source do not match its digest (found while streaming it): its
+    /// upload was cut short and cancelled, and no manifest or tag above it was written.
+    #[error(
+        "blob {digest} of image `{image}` failed verification: the bundle holds bytes with \
+         digest {actual}; the registry committed none of it"
+    )]
+    Tampered {
+        /// The image.
+        image: String,
+        /// The blob's listed digest.
+        digest: Digest,
+        /// The digest of the bytes found.
+        actual: Digest,
     },
     /// The registry refused or failed; the image is left untagged.
     #[error("failed to push image `{image}` to `{destination}`")]
@@ -229,6 +247,10 @@ struct Ctx<'a> {
     source: Arc<dyn BlobSource>,
     progress: Arc<dyn Progress>,
     permits: Semaphore,
+    /// Hash every streamed blob and refuse one that does not match its digest.
+    verify: bool,
+    /// Blobs committed by [`Ctx::stage_all`], and the repository each went to.
+    staged: HashMap<Digest, String>,
     /// Per blob: the repositories known to hold it. The async lock serialises work on one blob,
     /// so a second repository waits for the first upload and then mounts instead of re-sending.
     holders: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<HashSet<String>>>>>,
@@ -291,10 +313,13 @@ impl Ctx<'_> {
             .is_some()
         {
             held.insert(repo.to_string());
-            self.counters
-                .bytes_skipped
-                .fetch_add(size, Ordering::Relaxed);
-            self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
+            let (bytes, blobs) = if self.staged.get(digest).map(String::as_str) == Some(repo) {
+                (&self.counters.bytes_pushed, &self.counters.blobs_pushed)
+            } else {
+                (&self.counters.bytes_skipped, &self.counters.blobs_skipped)
+            };
+            bytes.fetch_add(size, Ordering::Relaxed);
+            blobs.fetch_add(1, Ordering::Relaxed);
             self.account(label, digest, size);
             return Ok(());
         }
@@ -322,7 +347,7 @@ impl Ctx<'_> {
             sent_in.fetch_add(n, Ordering::Relaxed);
             on_bytes(n);
         });
-        let mounted = self
+        let mounted = match self
             .client
             .push_blob(
                 repo,
@@ -330,10 +355,22 @@ impl Ctx<'_> {
                 size,
                 self.source.clone(),
                 from.as_deref(),
+                self.verify,
                 counting,
             )
             .await
-            .map_err(|e| self.registry_err(p, e))?;
+            .map_err(|e| self.registry_err(p, e))?
+        {
+            BlobPush::Sent => false,
+            BlobPush::Mounted => true,
+            BlobPush::Mismatch { actual } => {
+                return Err(PushError::Tampered {
+                    image: p.image.reference.clone(),
+                    digest: digest.clone(),
+                    actual,
+                })
+            }
+        };
         held.insert(repo.to_string());
         if mounted {
             self.counters
@@ -446,6 +483,119 @@ impl Ctx<'_> {
         .boxed()
     }
 
+    /// Verifying push, before anything is committed: every blob the registry lacks (in every
+    /// repository of this push that uses it) is streamed once into an upload session of the
+    /// first such repository, hashed on the way ([`RegistryClient::stage_blob`]). Only when all
+    /// of them verified are the sessions committed; a mismatch or a failure cancels every
+    /// session, so the registry commits no blob of a bundle that does not verify. Returns the
+    /// committed blobs and their repository (the rest of the push finds them there, and mounts
+    /// them into the other repositories).
+    async fn stage_all(
+        &self,
+        planned: &[Planned],
+        concurrency: usize,
+    ) -> Result<HashMap<Digest, String>, PushError> {
+        let mut seen = HashSet::new();
+        let mut blobs = Vec::new();
+        for p in planned {
+            for (digest, size) in p.blobs_under(0) {
+                if size == 0 && digest != Digest::of_bytes(&[]) {
+                    // Nothing to stream, so nothing would hash it: refuse it before any upload.
+                    return Err(PushError::Tampered {
+                        image: p.image.reference.clone(),
+                        actual: Digest::of_bytes(&[]),
+                        digest,
+                    });
+                }
+                if seen.insert(digest.clone()) {
+                    blobs.push((p, digest, size));
+                }
+            }
+        }
+        let outcomes: Vec<_> = stream::iter(blobs.iter().map(|(p, digest, size)| async move {
+            let outcome = self.stage_one(p, digest, *size).await;
+            (*p, digest, outcome)
+        }))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+        let mut failure: Option<PushError> = None;
+        let mut staged = Vec::new();
+        let mut cancel = Vec::new();
+        for (p, digest, outcome) in outcomes {
+            match outcome {
+                Ok(None) => {}
+                Ok(Some(Staged::Verified(session))) => staged.push((p, digest, session)),
+                Ok(Some(Staged::Mismatch { session, actual })) => {
+                    cancel.push((p, session));
+                    // A tampered blob is the failure to report, over any registry error.
+                    if !matches!(failure, Some(PushError::Tampered { .. })) {
+                        failure = Some(PushError::Tampered {
+                            image: p.image.reference.clone(),
+                            digest: digest.clone(),
+                            actual,
+                        });
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(failure) = failure {
+            cancel.extend(staged.into_iter().map(|(p, _, session)| (p, session)));
+            stream::iter(cancel.iter().map(|(p, session)| async move {
+                // Best effort: the registry purges abandoned sessions anyway.
+                let _ = self.client.cancel_upload(&p.repository, session).await;
+            }))
+            .buffer_unordered(concurrency)
+            .collect::<Vec<()>>()
+            .await;
+            return Err(failure);
+        }
+        stream::iter(staged.iter().map(|(p, digest, session)| async move {
+            self.client
+                .commit_staged(&p.repository, session, digest)
+                .await
+                .map_err(|e| self.registry_err(p, e))
+        }))
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+        Ok(staged
+            .into_iter()
+            .map(|(p, digest, _)| (digest.clone(), p.repository.clone()))
+            .collect())
+    }
+
+    /// Stages one blob in `p`'s repository, unless a repository of this push already holds it.
+    async fn stage_one(
+        &self,
+        p: &Planned,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Option<Staged>, PushError> {
+        for repo in self.users.get(digest).into_iter().flatten() {
+            let held = self.client.blob_exists(repo, digest).await;
+            if held.map_err(|e| self.registry_err(p, e))?.is_some() {
+                return Ok(None);
+            }
+        }
+        let label = p.image.reference.as_str();
+        self.first_for_image(label, digest);
+        let progress = self.progress.clone();
+        let label_owned = label.to_string();
+        let on_bytes: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |n| {
+            progress.advance(&label_owned, n);
+            progress.advance(OVERALL_LABEL, n);
+        });
+        self.client
+            .stage_blob(&p.repository, digest, size, self.source.clone(), on_bytes)
+            .await
+            .map(Some)
+            .map_err(|e| self.registry_err(p, e))
+    }
+
     async fn push_image(&self, p: &Planned) -> Result<bool, PushError> {
         let label = p.image.reference.as_str();
         self.progress.start(label, Some(p.blob_bytes));
@@ -472,13 +622,61 @@ impl Ctx<'_> {
 }
 
 /// Pushes `images` from `source` to `destination` through `client`, with at most `concurrency`
-/// transfers at once. See the module docs for the order and the resume rules.
+/// transfers at once. See the module docs for the order and the resume rules. The source is
+/// trusted as it is (a bundle verified before): blobs are streamed without hashing; use
+/// [`push_verifying`] for a source whose blobs are not verified yet.
 pub async fn push(
     client: &RegistryClient,
     source: Arc<dyn BlobSource>,
     images: &[PushImage],
     destination: &Destination,
     concurrency: usize,
+    progress: Arc<dyn Progress>,
+) -> Result<PushReport, PushError> {
+    push_with(
+        client,
+        source,
+        images,
+        destination,
+        concurrency,
+        false,
+        progress,
+    )
+    .await
+}
+
+/// Like [`push`], but every blob streamed from `source` is hashed on the way and its last chunk
+/// held back until it matches its digest; a mismatch cuts that upload short (the registry commits
+/// nothing of it) and fails with [`PushError::Tampered`], so no manifest or tag is written above a
+/// blob that did not verify. Blobs the registry already holds, or mounts, are not read at all:
+/// the registry holds them under their digest. Manifests are always checked when read.
+pub async fn push_verifying(
+    client: &RegistryClient,
+    source: Arc<dyn BlobSource>,
+    images: &[PushImage],
+    destination: &Destination,
+    concurrency: usize,
+    progress: Arc<dyn Progress>,
+) -> Result<PushReport, PushError> {
+    push_with(
+        client,
+        source,
+        images,
+        destination,
+        concurrency,
+        true,
+        progress,
+    )
+    .await
+}
+
+async fn push_with(
+    client: &RegistryClient,
+    source: Arc<dyn BlobSource>,
+    images: &[PushImage],
+    destination: &Destination,
+    concurrency: usize,
+    verify: bool,
     progress: Arc<dyn Progress>,
 ) -> Result<PushReport, PushError> {
     let planned = {
@@ -498,18 +696,23 @@ pub async fn push(
             }
         }
     }
-    let ctx = Ctx {
+    let total: u64 = planned.iter().map(|p| p.blob_bytes).sum();
+    progress.start(OVERALL_LABEL, Some(total));
+    let mut ctx = Ctx {
         client,
         source,
         progress: progress.clone(),
         permits: Semaphore::new(concurrency.max(1)),
+        verify,
+        staged: HashMap::new(),
         holders: Mutex::new(HashMap::new()),
         users,
         accounted: Mutex::new(HashSet::new()),
         counters: Counters::default(),
     };
-    let total: u64 = planned.iter().map(|p| p.blob_bytes).sum();
-    progress.start(OVERALL_LABEL, Some(total));
+    if verify {
+        ctx.staged = ctx.stage_all(&planned, concurrency.max(1)).await?;
+    }
     let present = try_join_all(planned.iter().map(|p| ctx.push_image(p))).await?;
     progress.finish(OVERALL_LABEL);
 

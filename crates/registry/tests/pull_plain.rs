@@ -269,7 +269,7 @@ async fn plain_http_registry_is_not_used_without_the_insecure_flag() {
         matches!(&err, PullError::Registry(RegistryError::Unreachable { .. })),
         "{err:?}"
     );
-    assert!(err.hint().contains("--insecure"), "{}", err.hint());
+    assert!(err.hint().contains("--insecure-registry"), "{}", err.hint());
 }
 
 #[tokio::test]

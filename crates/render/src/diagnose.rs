@@ -13,7 +13,15 @@ use crate::RenderError;
 
 impl Diagnose for ConfigError {
     fn exit_kind(&self) -> ExitKind {
-        ExitKind::Config
+        match self {
+            // A values file named on the command line that does not exist: a wrong command line.
+            ConfigError::ReadValues { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ExitKind::Usage
+            }
+            _ => ExitKind::Config,
+        }
     }
     fn fix(&self) -> Option<String> {
         let hint = match self {

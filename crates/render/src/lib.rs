@@ -3,17 +3,20 @@
 //! The flow, for the packager's lint and build and for the installer's render:
 //! 1. [`values::ConfigBuilder`] resolves the configuration: SaaS defaults, values files, `--set`,
 //!    generated secrets; [`values::Config`] never prints a secret.
-//! 2. [`template::Renderer`] renders each manifest template with `config`, `bundle` and `release`.
+//! 2. [`template::Renderer`] renders each manifest template with `config`, `bundle`, `release`
+//!    and `platform` (the needs resolved by [`platform::resolve`]).
 //! 3. [`objects::parse_objects`] turns each rendered file into Kubernetes objects.
 //! 4. [`images`] finds every image, checks the bundle carries it, rewrites it to the customer's
 //!    registry by digest and adds pull secrets.
 //!
 //! [`definition::load_definition`] reads a definition folder for the packager. No network I/O.
 
+pub mod api_compat;
 pub mod definition;
 pub mod diagnose;
 pub mod images;
 pub mod objects;
+pub mod platform;
 pub use airlift_bundle::reference;
 mod rules;
 pub mod secret;

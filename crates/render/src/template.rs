@@ -1,7 +1,8 @@
 //! Manifest templating with minijinja.
 //!
 //! Templates see three objects: `config` (`config.group.item`), `bundle` (`name`, `version`) and
-//! `release` (`name`, `namespace`, `revision`). Undefined names are errors (a typo'd key fails
+//! `release` (`name`, `namespace`, `revision`), plus `platform` when the caller resolved the
+//! bundle's platform needs ([`Renderer::with_platform`]). Undefined names are errors (a typo'd key fails
 //! with the file and line), output is never auto-escaped, and two filters help write YAML:
 //! `tojson` (a value as a JSON/YAML scalar, quoted) and `b64encode` (for a Secret's `data`).
 
@@ -150,10 +151,27 @@ impl Renderer {
         Self { env, ctx, json }
     }
 
+    /// Adds `platform` (the resolved platform needs, see [`crate::platform::resolve`]) to what
+    /// templates see.
+    pub fn with_platform(mut self, platform: serde_json::Value) -> Self {
+        self.json["platform"] = platform;
+        self.ctx = minijinja::Value::from_serialize(&self.json);
+        self
+    }
+
+    /// Adds `license` to what templates see (`license.customer`, `license.entitlements.*`).
+    pub fn with_license(mut self, license: serde_json::Value) -> Self {
+        if let Some(map) = self.json.as_object_mut() {
+            map.insert("license".into(), license);
+        }
+        self.ctx = minijinja::Value::from_serialize(&self.json);
+        self
+    }
+
     /// The first context path on `line` of `source` that does not resolve.
     fn find_undefined(&self, source: &str, line: Option<usize>) -> Option<String> {
         static PATH: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(r"\b(?:config|bundle|release)(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+            Regex::new(r"\b(?:config|bundle|release|platform|license)(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
                 .unwrap_or_else(|_| unreachable!())
         });
         let text = source.lines().nth(line?.checked_sub(1)?)?;

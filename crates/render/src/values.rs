@@ -290,6 +290,10 @@ impl<'s> ConfigBuilder<'s> {
                     path: label.to_string(),
                 });
             };
+            if g == crate::platform::OVERRIDES_KEY {
+                // The platform overrides, read by `platform::overrides_from_yaml`.
+                continue;
+            }
             let items = match items {
                 serde_yaml::Value::Mapping(m) => m,
                 serde_yaml::Value::Null => continue,
@@ -372,6 +376,10 @@ impl<'s> ConfigBuilder<'s> {
             return Err(ConfigError::MalformedSet {
                 arg: mask_set_arg(arg),
             });
+        }
+        if key.starts_with(crate::platform::SET_PREFIX) {
+            // A platform override, read by `PlatformOverrides::apply_set`.
+            return Ok(());
         }
         self.apply_text(key, raw, Origin::Set);
         Ok(())
@@ -569,14 +577,17 @@ impl Config {
             .collect()
     }
 
-    /// The configuration for a release record: secrets replaced by their sha256 fingerprint.
-    pub fn redacted(&self) -> BTreeMap<String, Value> {
+    /// The configuration for a release record: secrets replaced by their fingerprint keyed
+    /// with `key` (the release's fingerprint key, see [`Secret::keyed_fingerprint`]).
+    pub fn redacted(&self, key: &Secret) -> BTreeMap<String, Value> {
         self.entries
             .iter()
             .filter_map(|e| {
                 let (v, _) = e.value.as_ref()?;
                 let shown = match (e.is_secret(), v) {
-                    (true, Value::String(s)) => Value::String(Secret::new(s.clone()).fingerprint()),
+                    (true, Value::String(s)) => {
+                        Value::String(Secret::new(s.clone()).keyed_fingerprint(key))
+                    }
                     _ => v.clone(),
                 };
                 Some((e.key.clone(), shown))
@@ -611,6 +622,7 @@ impl Config {
                     origin: e.value.as_ref().map(|(_, o)| o.clone()),
                     differs,
                     secret,
+                    generated: e.item.generate.is_some(),
                 }
             })
             .collect()
@@ -677,6 +689,9 @@ pub struct DiffRow {
     pub differs: bool,
     /// True for secret items.
     pub secret: bool,
+    /// True for an item Airlift generates at the first install (a password, a key) when no value
+    /// is given: no value yet means "generated at install", not "missing".
+    pub generated: bool,
 }
 
 #[cfg(test)]

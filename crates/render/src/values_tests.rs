@@ -181,7 +181,7 @@ fn debug_display_diff_and_records_mask_secrets() {
         format!("{c:?}"),
         c.to_string(),
         serde_json::to_string(&c.diff_from_saas()).unwrap(),
-        serde_json::to_string(&c.redacted()).unwrap(),
+        serde_json::to_string(&c.redacted(&Secret::new("k"))).unwrap(),
     ] {
         assert!(!text.contains("LICENSE-VALUE-1"), "{text}");
         assert!(!text.contains(&pw), "{text}");
@@ -198,9 +198,10 @@ fn debug_display_diff_and_records_mask_secrets() {
         !row("db.password").differs,
         "a generated secret is not a customer change"
     );
+    let key = Secret::new_fingerprint_key();
     assert_eq!(
-        c.redacted()["db.license"],
-        json!(Secret::new("LICENSE-VALUE-1").fingerprint())
+        c.redacted(&key)["db.license"],
+        json!(Secret::new("LICENSE-VALUE-1").keyed_fingerprint(&key))
     );
 }
 

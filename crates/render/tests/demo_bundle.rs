@@ -128,7 +128,7 @@ fn demo_renders_with_defaults_alone() {
 
 #[test]
 fn customer_values_change_the_render_and_the_diff() {
-    let values = "web: {replicas: 5, hostname: shop.corp.example}\nplatform: {network_isolation: false}\nsecrets: {smtp_password: relay-pass-123}\n";
+    let values = "web: {replicas: 5, hostname: shop.corp.example}\ndistro: {network_isolation: false}\nsecrets: {smtp_password: relay-pass-123}\n";
     let (objects, config) = render(Some(values), &BTreeMap::new());
     assert!(
         objects.iter().all(|o| o.kind() != "NetworkPolicy"),
@@ -153,7 +153,7 @@ fn customer_values_change_the_render_and_the_diff() {
     assert_eq!(
         differs,
         [
-            "platform.network_isolation",
+            "distro.network_isolation",
             "web.hostname",
             "web.replicas",
             "secrets.smtp_password"

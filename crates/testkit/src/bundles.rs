@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use airlift_bundle::schema::common::{ComponentMode, Layer, Metadata, Requirements};
 use airlift_bundle::schema::config::{ConfigGroup, ConfigItem, ConfigSchema, ConfigType, Generate};
 use airlift_bundle::schema::manifest::{BuildInfo, BundleManifest, Component, ImageRecord};
+use airlift_bundle::schema::platform::PlatformNeeds;
 use airlift_bundle::{write_bundle, BundleContents, ComponentFile, Digest, NoProgress, PrivateKey};
 use serde_json::{json, Value};
 
@@ -55,6 +56,16 @@ spec:
           image: registry.example.com/acme/api:1.0
 ";
 
+const REPORTS: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: reports
+data:
+  customer: \"{{ license.customer }}\"
+  seats: \"{{ license.entitlements.seats }}\"
+";
+
 /// One version of the shop product.
 #[derive(Debug, Clone)]
 pub struct ShopVersion {
@@ -68,6 +79,16 @@ pub struct ShopVersion {
     pub color: String,
     /// Extra manifest templates (YAML documents) appended to the component.
     pub extra: String,
+    /// The release channel (`stable` unless changed).
+    pub channel: String,
+    /// What the bundle needs from the platform (`platform:`); templates in `extra` see the
+    /// mapped values as `platform.*`.
+    pub platform: PlatformNeeds,
+    /// The license policy the bundle declares.
+    pub license: Option<airlift_bundle::schema::license::LicensePolicy>,
+    /// Adds the optional-on component `reports` (a ConfigMap naming `license.customer`), which
+    /// needs the bool entitlement `reports`.
+    pub gated: bool,
 }
 
 impl ShopVersion {
@@ -79,6 +100,10 @@ impl ShopVersion {
             replicas: 1,
             color: "blue".into(),
             extra: String::new(),
+            channel: "stable".into(),
+            platform: PlatformNeeds::default(),
+            license: None,
+            gated: false,
         }
     }
 }
@@ -133,6 +158,11 @@ impl ShopBundles {
         Ok(path)
     }
 
+    /// The vendor's signing key (it signs bundles and licenses).
+    pub fn private_key(&self) -> &PrivateKey {
+        &self.key
+    }
+
     /// Writes the signed bundle for `v` and returns its path.
     pub fn write(&self, v: &ShopVersion) -> std::io::Result<PathBuf> {
         let path = "components/shop/shop.yaml".to_string();
@@ -183,7 +213,7 @@ impl ShopBundles {
             metadata: Metadata {
                 name: v.name.clone(),
                 version: v.version.clone(),
-                channel: "stable".into(),
+                channel: v.channel.clone(),
                 vendor: "Acme".into(),
                 description: None,
             },
@@ -218,22 +248,41 @@ impl ShopBundles {
                         .map_err(|e| std::io::Error::other(format!("{e}")))?],
                 }],
                 manifests: vec![path.clone()],
+                entitlement: None,
             }],
             config,
+            platform: v.platform.clone(),
             members: vec![],
             blobs: vec![],
+            license: v.license.clone(),
         };
+        let mut manifest = manifest;
+        let mut files = vec![ComponentFile {
+            path,
+            data: template.into_bytes(),
+        }];
+        if v.gated {
+            let path = "components/reports/reports.yaml".to_string();
+            manifest.components.push(Component {
+                name: "reports".into(),
+                description: "licensed reports".into(),
+                mode: ComponentMode::OptionalOn,
+                layer: Layer::Workload,
+                order: 1,
+                images: vec![],
+                manifests: vec![path.clone()],
+                entitlement: Some("reports".into()),
+            });
+            files.push(ComponentFile {
+                path,
+                data: REPORTS.as_bytes().to_vec(),
+            });
+        }
         let store = airlift_bundle::DirBlobStore::open(self.dir.join("images/blobs"))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let out = self.dir.join(format!("{}-{}.airlift", v.name, v.version));
         write_bundle(
-            BundleContents {
-                manifest,
-                files: vec![ComponentFile {
-                    path,
-                    data: template.into_bytes(),
-                }],
-            },
+            BundleContents { manifest, files },
             &store,
             Some(&self.key),
             &out,

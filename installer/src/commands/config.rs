@@ -5,8 +5,7 @@ use airlift_cli::outln;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use airlift_cli::output::print_json;
-use airlift_cli::{progress_for, CommandError, OutputFormat};
+use airlift_cli::{progress_for, CommandError, OutputFormat, Table};
 use airlift_deploy::site::resolve_config;
 use airlift_deploy::{open_verified, SiteRequest};
 
@@ -25,7 +24,7 @@ pub struct Args {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -51,25 +50,24 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     .map_err(diag)?;
     let rows = config.diff_from_saas();
     match args.output {
-        OutputFormat::Json => print_json(&rows)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &rows)?,
         OutputFormat::Text => {
-            outln!(
-                "{:<32} {:<9} {:<24} {:<24} DIFFERS",
-                "KEY",
-                "TYPE",
-                "SAAS DEFAULT",
-                "IN EFFECT"
-            )?;
+            let mut table = Table::new(&["KEY", "TYPE", "SAAS DEFAULT", "IN EFFECT", "DIFFERS"]);
             for r in &rows {
-                outln!(
-                    "{:<32} {:<9} {:<24} {:<24} {}",
-                    r.key,
+                let in_effect = match (&r.value, r.generated) {
+                    (Some(v), _) => v.clone(),
+                    (None, true) => "(generated at install)".to_string(),
+                    (None, false) => "(not set)".to_string(),
+                };
+                table.row([
+                    r.key.clone(),
                     format!("{:?}", r.kind).to_ascii_lowercase(),
-                    r.saas_default.as_deref().unwrap_or("-"),
-                    r.value.as_deref().unwrap_or("-"),
-                    if r.differs { "*" } else { "" }
-                )?;
+                    r.saas_default.clone().unwrap_or_else(|| "-".into()),
+                    in_effect,
+                    if r.differs { "*".into() } else { String::new() },
+                ]);
             }
+            table.print()?;
             let differing = rows.iter().filter(|r| r.differs).count();
             outln!(
                 "\n{differing} of {} items differ from the SaaS (*).",

@@ -1,9 +1,8 @@
 //! `airlift-install drift RELEASE`: is the site still in step? Live objects against what the
 //! release applied (field by field, naming the field manager that changed each field), objects
 //! missing, and the site's values beside the running bundle's SaaS defaults. Exit 0 in step,
-//! 10 (`ExitKind::Drifted`) when drifted: for cron and CI.
+//! 11 (`ExitKind::Drifted`) when drifted: for cron and CI.
 
-use airlift_cli::output::print_json;
 use airlift_cli::{outln, progress_for, CommandError, ExitKind, OutputFormat};
 use airlift_deploy::drift::{drift, DriftReport};
 use serde_json::Value;
@@ -17,7 +16,7 @@ pub struct Args {
     #[command(flatten)]
     pub release: ReleaseArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -27,13 +26,13 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let namespace = r.namespace();
     let report = runtime()?.block_on(async {
         let cluster = r.cluster.connect().await?;
-        let progress = progress_for(no_progress || args.output == OutputFormat::Json);
+        let progress = progress_for(no_progress || args.output.is_machine());
         drift(&cluster, progress.as_ref(), &namespace, &r.release)
             .await
             .map_err(CommandError::diagnosed)
     })?;
     match args.output {
-        OutputFormat::Json => print_json(&report)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &report)?,
         OutputFormat::Text => print_text(&report)?,
     }
     if report.in_step {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use airlift_bundle::walk::walk_image;
 use airlift_bundle::{escape, Bundle, SignatureStatus};
-use airlift_cli::output::{human_bytes, print_json};
+use airlift_cli::output::human_bytes;
 use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat};
 
 use crate::args::TrustArgs;
@@ -22,7 +22,7 @@ pub struct Args {
     #[command(flatten)]
     pub trust: TrustArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -296,7 +296,9 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         .map_err(|e| bundle_error(&args.bundle, e))?;
     let out = collect(&bundle, &args.bundle, sha256.hex().to_string());
     match args.output {
-        OutputFormat::Json => print_json(&out).map_err(|e| CommandError::new(ExitKind::Failure, e)),
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => {
+            airlift_cli::print_as(f, &out).map_err(|e| CommandError::new(ExitKind::Failure, e))
+        }
         OutputFormat::Text => Ok(print_text(&out)?),
     }
 }

@@ -2,7 +2,7 @@
 //! record: the library's pipeline. Running it again after an interruption converges.
 
 use airlift_cli::outln;
-use airlift_cli::output::{human_bytes, print_json};
+use airlift_cli::output::human_bytes;
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_deploy::{Deployer, Intent};
 
@@ -33,6 +33,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .prepare(bundle, &site, Intent::Install)
             .await
             .map_err(CommandError::diagnosed)?;
+        crate::commands::license::print_warnings(prepared.license.as_ref());
         if a.dry_run {
             let plan = deployer
                 .dry_run(&prepared, Intent::Install, &a.options())
@@ -51,16 +52,19 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         Err(plan) => return print_dry_run(&plan, a.output),
     };
     match a.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
-            "release": report.release,
-            "namespace": report.namespace,
-            "bundle": {"name": report.bundle.name, "version": report.bundle.version},
-            "revision": report.outcome.revision,
-            "recorded": report.outcome.recorded,
-            "cluster": {"context": server.context, "server": server.server},
-            "objects": report.outcome,
-            "push": report.push,
-        }))?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(
+            f,
+            &serde_json::json!({
+                "release": report.release,
+                "namespace": report.namespace,
+                "bundle": {"name": report.bundle.name, "version": report.bundle.version},
+                "revision": report.outcome.revision,
+                "recorded": report.outcome.recorded,
+                "cluster": {"context": server.context, "server": server.server},
+                "objects": report.outcome,
+                "push": report.push,
+            }),
+        )?,
         OutputFormat::Text => {
             outln!(
                 "Installed {} {} as release {} (revision {}) in namespace {} on {}{}",

@@ -1,7 +1,7 @@
 //! `airlift-install list [-n NAMESPACE | -A]`: the releases, newest revision first per release.
 
-use airlift_cli::outln;
-use airlift_cli::output::print_json;
+use airlift_cli::Table;
+
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_deploy::releases;
 
@@ -25,7 +25,7 @@ pub struct Args {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -38,29 +38,32 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
             .await
             .map_err(CommandError::diagnosed)
     })?;
-    if args.output == OutputFormat::Json {
-        return Ok(print_json(&list)?);
+    if args.output.is_machine() {
+        return Ok(airlift_cli::print_as(args.output, &list)?);
     }
-    outln!(
-        "{:<20} {:<20} {:<16} {:<10} {:>8}  {:<12} UPDATED",
+    let mut table = Table::new(&[
         "NAME",
         "NAMESPACE",
         "BUNDLE",
         "VERSION",
         "REVISION",
-        "STATUS"
-    )?;
+        "STATUS",
+        "UPDATED",
+    ])
+    .right(4);
     for r in &list {
-        outln!(
-            "{:<20} {:<20} {:<16} {:<10} {:>8}  {:<12} {}",
-            r.name,
-            r.namespace,
-            r.latest.bundle.name,
-            r.latest.bundle.version,
-            r.latest.revision,
+        table.row([
+            r.name.clone(),
+            r.namespace.clone(),
+            r.latest.bundle.name.clone(),
+            r.latest.bundle.version.to_string(),
+            r.latest.revision.to_string(),
             r.latest.status.to_string(),
-            r.latest.time
-        )?;
+            r.latest.time.to_string(),
+        ]);
+    }
+    if !table.is_empty() {
+        table.print()?;
     }
     if list.is_empty() {
         eprintln!(

@@ -2,16 +2,21 @@
 
 pub mod config;
 pub mod drift;
+pub mod fleet;
 pub mod inspect;
 pub mod install;
+pub mod license;
 pub mod list;
 pub mod plan;
+pub mod platform;
+pub mod pull;
 pub mod push;
 pub mod render;
 pub mod rollback;
 pub mod serve;
 pub mod status;
 pub mod uninstall;
+pub mod updates;
 pub mod upgrade;
 pub mod values;
 pub mod verify;
@@ -34,9 +39,14 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Render(args) => render::run(args, cli.no_progress),
         Command::Status(args) => status::run(args, cli.no_progress),
         Command::Drift(args) => drift::run(args, cli.no_progress),
+        Command::Platform(args) => platform::run(args, cli.no_progress),
         Command::List(args) => list::run(args, cli.no_progress),
         Command::Values(args) => values::run(args, cli.no_progress),
         Command::Rollback(args) => rollback::run(args, cli.no_progress),
         Command::Uninstall(args) => uninstall::run(args, cli.no_progress),
+        Command::Fleet(args) => fleet::run(args, cli.no_progress),
+        Command::Pull(args) => pull::run(args, cli.no_progress),
+        Command::Updates(args) => updates::run(args, cli.no_progress),
+        Command::License(args) => license::run(args, cli.no_progress),
     }
 }

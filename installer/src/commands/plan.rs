@@ -1,7 +1,6 @@
 //! `airlift-install plan BUNDLE`: what installing or upgrading to BUNDLE would change, changing
 //! nothing: objects, images, and every value old → new with the reason.
 
-use airlift_cli::output::print_json;
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_deploy::{Deployer, Intent, NonInteractive};
 
@@ -38,7 +37,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .map_err(CommandError::diagnosed)
     })?;
     match a.output {
-        OutputFormat::Json => print_json(&plan)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &plan)?,
         OutputFormat::Text => print_plan(&plan)?,
     }
     Ok(())

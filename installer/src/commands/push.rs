@@ -1,6 +1,6 @@
-//! `airlift-install push BUNDLE --registry HOST[:PORT][/PREFIX]`: verify the bundle, check the
-//! registry (preflight), then relocate every image into it straight from the bundle file, and
-//! write the relocation map. Interrupted or failed, it can be run again: it resumes, sending
+//! `airlift-install push BUNDLE --registry HOST[:PORT][/PREFIX]`: check the bundle's signature,
+//! check the registry (preflight), then relocate every image into it straight from the bundle
+//! file, hashing each blob as it streams, and write the relocation map. Interrupted or failed, it can be run again: it resumes, sending
 //! only what the registry does not hold.
 
 use airlift_cli::outln;
@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use airlift_bundle::Progress;
-use airlift_cli::output::{human_bytes, print_json};
+use airlift_cli::output::human_bytes;
 use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, RegistryFlags};
 use airlift_registry::mapping::RelocationMap;
 use airlift_registry::push::PushReport;
 
-use airlift_deploy::registry::{client, preflight, push_bundle};
+use airlift_deploy::registry::{client, preflight, push_bundle_as};
 use airlift_deploy::render::planned_relocation;
 
 use crate::args::{runtime, TargetArgs, TrustArgs};
@@ -33,7 +33,7 @@ pub struct Args {
     /// Registry access.
     #[command(flatten)]
     pub registry: RegistryFlags,
-    /// Hash the whole bundle even if this exact file was verified before.
+    /// Hash every blob sent even if this exact file was verified before.
     #[arg(long)]
     pub no_cache: bool,
     /// Also write the relocation map (original reference -> relocated reference@digest) here, as
@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub relocation_map: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -85,10 +85,12 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let opts = args.target.registry_options(&args.registry)?;
     let diag = CommandError::diagnosed;
 
-    // Trust first: nothing reaches the registry before the whole bundle verifies.
+    // Trust first: the signature before anything reaches the registry; then each blob is hashed
+    // while it streams (unless a recorded proof covers this exact file), and a blob that does
+    // not match is never committed, nor anything above it.
     let progress: Arc<dyn Progress> = Arc::from(progress_for(no_progress));
-    let (bundle, _verified) =
-        airlift_deploy::open_verified(&args.bundle, &trust, progress.as_ref(), args.no_cache)
+    let (bundle, blob_trust) =
+        airlift_deploy::open_for_push(&args.bundle, &trust, progress.as_ref(), args.no_cache)
             .map_err(diag)?;
     let bundle = Arc::new(bundle);
     let planned = planned_relocation(bundle.manifest(), &destination).map_err(diag)?;
@@ -102,12 +104,13 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             {
                 return Err(diag(airlift_deploy::DeployError::Preflight(vec![failure])));
             }
-            push_bundle(
+            push_bundle_as(
                 &client,
                 bundle.clone(),
                 &destination,
                 &planned,
                 opts.concurrency,
+                blob_trust,
                 progress.clone(),
             )
             .await
@@ -129,13 +132,16 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let seconds = started.elapsed().as_secs_f64();
     let meta = &bundle.manifest().metadata;
     match args.output {
-        OutputFormat::Json => print_json(&Output {
-            bundle: args.bundle.display().to_string(),
-            name: &meta.name,
-            version: &meta.version,
-            report: &report,
-            seconds,
-        })
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(
+            f,
+            &Output {
+                bundle: args.bundle.display().to_string(),
+                name: &meta.name,
+                version: &meta.version,
+                report: &report,
+                seconds,
+            },
+        )
         .map_err(|e| CommandError::new(ExitKind::Failure, e))?,
         OutputFormat::Text => {
             let present = report.images.iter().filter(|i| i.already_present).count();

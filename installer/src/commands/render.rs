@@ -5,7 +5,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use airlift_cli::outln;
-use airlift_cli::output::print_json;
+
 use std::collections::BTreeMap;
 
 use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat, ResultExt};
@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -84,21 +84,32 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         &args.components.disable,
     )
     .map_err(diag)?;
-    let rendered =
-        render_bundle(&bundle, &components, &config, &relocation, None, &release).map_err(diag)?;
+    let rendered = render_bundle(
+        &bundle,
+        &components,
+        &config,
+        &relocation,
+        None,
+        &release,
+        None,
+    )
+    .map_err(diag)?;
     let files = write_out(&args.out, &rendered).kind(ExitKind::Failure)?;
     let secrets = rendered
         .iter()
         .filter(|r| r.object.kind() == "Secret")
         .count();
     match args.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
-            "bundle": args.bundle,
-            "out": args.out,
-            "objects": rendered.len(),
-            "files": files,
-            "relocation": relocation,
-        }))?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(
+            f,
+            &serde_json::json!({
+                "bundle": args.bundle,
+                "out": args.out,
+                "objects": rendered.len(),
+                "files": files,
+                "relocation": relocation,
+            }),
+        )?,
         OutputFormat::Text => {
             outln!(
                 "Rendered {} objects from {} {} into {}",

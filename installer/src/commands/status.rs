@@ -3,7 +3,8 @@
 //! release is an error naming where a release of that name does exist.
 
 use airlift_cli::outln;
-use airlift_cli::output::print_json;
+use airlift_cli::Table;
+
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::releases;
 
@@ -16,7 +17,7 @@ pub struct Args {
     #[command(flatten)]
     pub release: ReleaseArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -24,15 +25,32 @@ pub struct Args {
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let r = &args.release;
     let namespace = r.namespace();
-    let report = runtime()?.block_on(async {
+    let (report, license) = runtime()?.block_on(async {
         let cluster = r.cluster.connect().await?;
-        let progress = progress_for(no_progress || args.output == OutputFormat::Json);
-        releases::status(&cluster, progress.as_ref(), &namespace, &r.release)
+        let progress = progress_for(no_progress || args.output.is_machine());
+        let report = releases::status(&cluster, progress.as_ref(), &namespace, &r.release)
             .await
-            .map_err(CommandError::diagnosed)
+            .map_err(CommandError::diagnosed)?;
+        // A damaged license record does not hide the release's status: it is a warning here,
+        // and `license show` reports it as an error.
+        let license = match airlift_deploy::license::show(&cluster, &namespace, &r.release).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("warning: the stored license cannot be shown: {e}");
+                None
+            }
+        };
+        Ok::<_, CommandError>((report, license))
     })?;
-    if args.output == OutputFormat::Json {
-        return Ok(print_json(&report)?);
+    if args.output.is_machine() {
+        let mut json = serde_json::to_value(&report).map_err(anyhow::Error::new)?;
+        if let (Some(map), Some(l)) = (json.as_object_mut(), &license) {
+            map.insert(
+                "license".into(),
+                serde_json::to_value(l).map_err(anyhow::Error::new)?,
+            );
+        }
+        return Ok(airlift_cli::print_as(args.output, &json)?);
     }
     outln!(
         "Release {} in namespace {}: {}",
@@ -58,16 +76,24 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     if let Some(registry) = &report.registry {
         outln!("Registry: {registry}")?;
     }
+    outln!(
+        "Platform: {}",
+        airlift_cli::output::escape_control(&report.platform.summary())
+    )?;
+    if let Some(l) = &license {
+        crate::commands::license::print_summary(l, "")?;
+    }
     if !report.workloads.is_empty() {
-        outln!("\n{:<48} {:>7}  CONDITION", "WORKLOAD", "READY")?;
+        outln!()?;
+        let mut table = Table::new(&["WORKLOAD", "READY", "CONDITION"]).right(1);
         for w in &report.workloads {
-            outln!(
-                "{:<48} {:>7}  {}",
+            table.row([
                 w.object.to_string(),
                 format!("{}/{}", w.ready, w.desired),
-                w.condition
-            )?;
+                w.condition.to_string(),
+            ]);
         }
+        table.print()?;
     }
     for m in &report.missing {
         outln!("missing: {m}")?;
@@ -79,22 +105,17 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             c.fields.join(", ")
         )?;
     }
-    outln!(
-        "\n{:>8}  {:<12}  {:<10}  {:<20}  DESCRIPTION",
-        "REVISION",
-        "STATUS",
-        "VERSION",
-        "TIME"
-    )?;
+    outln!()?;
+    let mut table = Table::new(&["REVISION", "STATUS", "VERSION", "TIME", "DESCRIPTION"]).right(0);
     for h in &report.history {
-        outln!(
-            "{:>8}  {:<12}  {:<10}  {:<20}  {}",
-            h.revision,
+        table.row([
+            h.revision.to_string(),
             h.status.to_string(),
-            h.bundle.version,
-            h.time,
-            h.description
-        )?;
+            h.bundle.version.to_string(),
+            h.time.to_string(),
+            h.description.to_string(),
+        ]);
     }
+    table.print()?;
     Ok(())
 }

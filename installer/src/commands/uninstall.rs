@@ -3,8 +3,8 @@
 //! unless `--delete-data`.
 
 use airlift_cli::outln;
-use airlift_cli::output::print_json;
-use airlift_cli::{progress_for, CommandError, OutputFormat};
+
+use airlift_cli::{progress_for, CommandError, ExitKind, OutputFormat};
 use airlift_deploy::{releases, DeployError, Interaction};
 
 use crate::args::{runtime, ReleaseArgs};
@@ -21,14 +21,15 @@ pub struct Args {
     /// holding them. Without it, data survives and a later install finds it again.
     #[arg(long)]
     pub delete_data: bool,
-    /// Do not ask before deleting data.
+    /// Never ask for confirmation (asked only on a terminal; off a terminal `--delete-data`
+    /// requires it).
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Take the release lock even if another operation holds it (only when that one is gone).
     #[arg(long)]
     pub force_unlock: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -37,25 +38,41 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let r = &args.release;
     let namespace = r.namespace();
     let terminal = Terminal::new(args.yes);
-    if args.delete_data && !args.yes {
-        let question = format!(
-            "Delete release {} AND its data (volumes, CRDs, generated secrets)?",
-            r.release
-        );
-        let go = terminal.interactive()
-            && terminal
-                .confirm(&question)
-                .map_err(CommandError::diagnosed)?;
-        if !go {
-            return Err(CommandError::diagnosed(DeployError::Declined)
-                .with_hint("pass --yes to delete data without a question"));
+    if args.delete_data && !args.yes && !terminal.interactive() {
+        return Err(CommandError::new(
+            ExitKind::Usage,
+            anyhow::anyhow!(
+                "--delete-data deletes volumes and generated secrets; off a terminal it needs --yes"
+            ),
+        )
+        .with_hint("pass --yes (-y) with --delete-data to delete data without a question"));
+    }
+    if terminal.interactive() {
+        let question = if args.delete_data {
+            format!(
+                "Delete release {} in namespace {namespace} AND its data (volumes, CRDs, \
+                 generated secrets)?",
+                r.release
+            )
+        } else {
+            format!(
+                "Uninstall release {} from namespace {namespace} (volumes and generated \
+                 secrets are kept)?",
+                r.release
+            )
+        };
+        if !terminal
+            .confirm(&question)
+            .map_err(CommandError::diagnosed)?
+        {
+            return Err(CommandError::diagnosed(DeployError::Declined));
         }
     }
     let rt = runtime()?;
     let cancel = crate::signals::cancel_on_signals(&rt);
     let outcome = rt.block_on(async {
         let cluster = r.cluster.connect().await?;
-        let progress = progress_for(no_progress || args.output == OutputFormat::Json);
+        let progress = progress_for(no_progress || args.output.is_machine());
         releases::uninstall(
             &cluster,
             progress.as_ref(),
@@ -69,11 +86,14 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         .map_err(CommandError::diagnosed)
     })?;
     match args.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
-            "release": r.release,
-            "namespace": namespace,
-            "objects": outcome,
-        }))?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(
+            f,
+            &serde_json::json!({
+                "release": r.release,
+                "namespace": namespace,
+                "objects": outcome,
+            }),
+        )?,
         OutputFormat::Text => {
             outln!(
                 "Uninstalled release {} from namespace {namespace}.",

@@ -2,7 +2,7 @@
 //! prunes; rolls back automatically when the new version fails to apply or to become ready.
 
 use airlift_cli::outln;
-use airlift_cli::output::print_json;
+
 use airlift_cli::{CommandError, OutputFormat};
 use airlift_deploy::{DeployError, Deployer, Intent, Interaction};
 
@@ -40,6 +40,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .prepare(bundle, &site, Intent::Upgrade)
             .await
             .map_err(diag)?;
+        crate::commands::license::print_warnings(prepared.license.as_ref());
         let mut options = a.options();
         options.no_rollback = args.no_rollback;
         options.force = args.force;
@@ -73,15 +74,18 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         Err(plan) => return print_dry_run(&plan, a.output),
     };
     match a.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
-            "release": report.release,
-            "namespace": report.namespace,
-            "bundle": {"name": report.bundle.name, "version": report.bundle.version},
-            "revision": report.outcome.revision,
-            "plan": plan,
-            "objects": report.outcome,
-            "push": report.push,
-        }))?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(
+            f,
+            &serde_json::json!({
+                "release": report.release,
+                "namespace": report.namespace,
+                "bundle": {"name": report.bundle.name, "version": report.bundle.version},
+                "revision": report.outcome.revision,
+                "plan": plan,
+                "objects": report.outcome,
+                "push": report.push,
+            }),
+        )?,
         OutputFormat::Text => {
             outln!(
                 "Upgraded release {} in namespace {} to {} {} (revision {})",

@@ -1,8 +1,8 @@
 //! `airlift-install values RELEASE`: the site's own values beside the SaaS defaults of the
 //! deployed revision, and the value in effect. Secrets show as `(secret)` or a fingerprint.
 
-use airlift_cli::outln;
-use airlift_cli::output::print_json;
+use airlift_cli::Table;
+
 use airlift_cli::{progress_for, CommandError, OutputFormat};
 use airlift_deploy::releases;
 use serde_json::Value;
@@ -16,7 +16,7 @@ pub struct Args {
     #[command(flatten)]
     pub release: ReleaseArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -40,23 +40,18 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
             .map_err(CommandError::diagnosed)
     })?;
     match args.output {
-        OutputFormat::Json => print_json(&rows)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &rows)?,
         OutputFormat::Text => {
-            outln!(
-                "{:<32} {:<24} {:<24} IN EFFECT",
-                "KEY",
-                "SAAS DEFAULT",
-                "SITE VALUE"
-            )?;
+            let mut table = Table::new(&["KEY", "SAAS DEFAULT", "SITE VALUE", "IN EFFECT"]);
             for row in &rows {
-                outln!(
-                    "{:<32} {:<24} {:<24} {}",
-                    row.key,
+                table.row([
+                    row.key.clone(),
                     text(row.saas_default.as_ref()),
                     text(row.site.as_ref()),
-                    text(row.effective.as_ref())
-                )?;
+                    text(row.effective.as_ref()),
+                ]);
             }
+            table.print()?;
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use airlift_bundle::{escape, VerifyReport};
-use airlift_cli::output::{human_bytes, print_json};
+use airlift_cli::output::human_bytes;
 use airlift_cli::{CommandError, ExitKind, OutputFormat};
 
 use crate::args::TrustArgs;
@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long)]
     pub no_cache: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -49,14 +49,17 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let seconds = started.elapsed().as_secs_f64();
     let m = bundle.manifest();
     match args.output {
-        OutputFormat::Json => print_json(&Output {
-            bundle: args.bundle.display().to_string(),
-            name: &m.metadata.name,
-            version: &m.metadata.version,
-            verified: true,
-            report: &report,
-            seconds,
-        })
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(
+            f,
+            &Output {
+                bundle: args.bundle.display().to_string(),
+                name: &m.metadata.name,
+                version: &m.metadata.version,
+                verified: true,
+                report: &report,
+                seconds,
+            },
+        )
         .map_err(|e| CommandError::new(ExitKind::Failure, e))?,
         OutputFormat::Text => {
             outln!(

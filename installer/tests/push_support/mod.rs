@@ -71,7 +71,7 @@ pub fn push_cmd(e: &Env, reg: &TestRegistry, extra: &[&str]) -> Command {
             c.args(["--registry-ca", s(ca)]);
         }
         None => {
-            c.arg("--insecure");
+            c.args(["--insecure-registry", &reg.host()]);
         }
     }
     if let Some((u, p)) = reg.credentials() {

@@ -78,6 +78,7 @@ pub fn component(name: &str, images: Vec<ImageRecord>, manifests: Vec<String>) -
         order: 0,
         images,
         manifests,
+        entitlement: None,
     }
 }
 
@@ -107,7 +108,9 @@ pub fn manifest(name: &str, components: Vec<Component>, config: ConfigSchema) ->
         },
         components,
         config,
+        platform: Default::default(),
         members: vec![],
+        license: None,
         blobs: vec![],
     }
 }

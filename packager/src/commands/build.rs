@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use airlift_bundle::sign::PrivateKey;
 use airlift_bundle::DirBlobStore;
-use airlift_cli::output::{human_bytes, print_json};
+use airlift_cli::output::human_bytes;
 use airlift_cli::{
     progress_with_total, CommandError, ExitKind, OutputFormat, RegistryFlags, ResultExt,
 };
@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub image_concurrency: u16,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -54,10 +54,8 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let definition = airlift_render::load_definition(&args.dir).map_err(CommandError::diagnosed)?;
     let key = match &args.key {
         Some(path) => Some(
-            PrivateKey::load_private(path, args.allow_insecure_key_permissions).map_err(|e| {
-                let hint = e.hint();
-                CommandError::new(ExitKind::Trust, e).with_hint(hint)
-            })?,
+            PrivateKey::load_private(path, args.allow_insecure_key_permissions)
+                .map_err(CommandError::diagnosed)?,
         ),
         None => None,
     };
@@ -70,7 +68,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let registry = args
         .registry
         .options(args.registry_login.as_deref())
-        .kind(ExitKind::Config)?;
+        .kind(ExitKind::Usage)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) => Some(s.trim().parse::<u64>().map_err(|_| {
             CommandError::new(
@@ -90,7 +88,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         source_date_epoch,
     };
     let progress: Arc<dyn airlift_bundle::Progress> = Arc::from(progress_with_total(
-        no_progress || args.output == OutputFormat::Json,
+        no_progress || args.output.is_machine(),
         "all images",
         &["write"],
     ));
@@ -100,7 +98,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         .context("cannot start the async runtime")?;
     let summary = runtime.block_on(build(req, progress)).map_err(classify)?;
     match args.output {
-        OutputFormat::Json => print_json(&summary)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &summary)?,
         OutputFormat::Text => print_summary(&summary)?,
     }
     Ok(())

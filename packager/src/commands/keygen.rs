@@ -3,7 +3,7 @@
 use airlift_cli::outln;
 use std::path::PathBuf;
 
-use airlift_cli::{CommandError, ExitKind};
+use airlift_cli::{CommandError, ExitKind, OutputFormat};
 
 /// Arguments of `keygen`.
 #[derive(Debug, clap::Args)]
@@ -12,6 +12,9 @@ pub struct Args {
     /// never overwritten.
     #[arg(long, value_name = "PREFIX")]
     pub out: PathBuf,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// Runs `keygen`.
@@ -27,6 +30,16 @@ pub fn run(args: Args) -> Result<(), CommandError> {
         )
         .with_hint(hint)
     })?;
+    if args.output.is_machine() {
+        return Ok(airlift_cli::print_as(
+            args.output,
+            &serde_json::json!({
+                "privateKey": files.private_key,
+                "publicKey": files.public_key,
+                "fingerprint": files.fingerprint.to_string(),
+            }),
+        )?);
+    }
     outln!(
         "wrote private key {} (mode 0600: keep it secret, it signs your bundles)",
         files.private_key.display()

@@ -9,7 +9,11 @@
 //!   and no object (kind, namespace, name) is defined twice;
 //! - `images`: every image reference parses, every image built from local files builds (into a
 //!   scratch store that is removed afterwards; its reproducible digest is reported), and every
-//!   image a manifest uses is carried by the bundle.
+//!   image a manifest uses is carried by the bundle;
+//! - `apis`: no object uses an API removed in a Kubernetes version the bundle supports
+//!   (`requirements.kubernetes`, or the one `--kubernetes` names), from the embedded removals
+//!   table; APIs only deprecated there are warnings. Templates render with `platform.*` resolved
+//!   for a datacenter cluster that has what the mapping table documents.
 
 use airlift_cli::outln;
 use std::collections::BTreeMap;
@@ -20,6 +24,7 @@ use airlift_bundle::schema::definition::ImageSource;
 use airlift_cli::{CommandError, ExitKind, OutputFormat};
 use airlift_render::images::{carried_set, check_carried, discover_images, ImageUse};
 use airlift_render::values::ConfigError;
+use airlift_render::{api_compat, platform};
 use airlift_render::{load_definition, BundleInfo, ConfigBuilder, ReleaseInfo, Renderer};
 use serde::Serialize;
 
@@ -31,8 +36,12 @@ pub struct Args {
     /// The bundle definition folder (holding `airlift.yaml`).
     pub dir: PathBuf,
     /// How to print the result.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Check the APIs against this one Kubernetes release (e.g. `1.33`) instead of the bundle's
+    /// supported range.
+    #[arg(long, value_name = "VERSION")]
+    pub kubernetes: Option<String>,
 }
 
 /// One problem found.
@@ -190,7 +199,7 @@ fn lint(args: &Args) -> Report {
         }
     };
 
-    let renderer = Renderer::new(
+    let mut renderer = Renderer::new(
         &config,
         &BundleInfo {
             name: def.metadata.name.clone(),
@@ -201,7 +210,34 @@ fn lint(args: &Args) -> Report {
             namespace: def.metadata.name.clone(),
             revision: 1,
         },
+    )
+    .with_platform(
+        platform::resolve(
+            &def.platform,
+            &platform::ClusterFacts::documented(platform::FALLBACK_PROFILE),
+            &Default::default(),
+        )
+        .template_value(),
     );
+    let target = match &args.kubernetes {
+        Some(v) => match api_compat::Target::parse_version(v) {
+            Some(t) => Some(t),
+            None => {
+                report.push(
+                    "apis",
+                    format!("--kubernetes `{v}` is not a Kubernetes release such as `1.33`"),
+                );
+                None
+            }
+        },
+        None => api_compat::Target::parse_range(&def.requirements.kubernetes),
+    };
+    if let Some(policy) = &def.license {
+        // Templates see the entitlement defaults, as at an install without a license.
+        let defaults = policy.resolve(&BTreeMap::new()).unwrap_or_default();
+        renderer =
+            renderer.with_license(airlift_bundle::license::template_context(None, &defaults));
+    }
     let mut uses: Vec<(String, ImageUse)> = Vec::new();
     // Kind/namespace/name -> where it was first defined.
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
@@ -244,6 +280,23 @@ fn lint(args: &Args) -> Report {
                     );
                 }
             }
+            for obj in objects.iter() {
+                let what = format!(
+                    "{}/{} (`{}` document {})",
+                    obj.kind(),
+                    obj.name(),
+                    obj.file,
+                    obj.index
+                );
+                match target
+                    .as_ref()
+                    .and_then(|t| api_compat::check(obj.api_version(), obj.kind(), &what, t))
+                {
+                    Some(f) if f.removed => report.push("apis", f.to_string()),
+                    Some(f) => report.warnings.push(f.to_string()),
+                    None => {}
+                }
+            }
             // Object by object, so one bad reference does not hide the others.
             for obj in &objects {
                 match discover_images(std::slice::from_ref(obj)) {
@@ -280,6 +333,7 @@ fn lint(args: &Args) -> Report {
 
 /// Runs `lint`.
 pub fn run(args: Args) -> Result<(), CommandError> {
+    require_folder(&args.dir)?;
     let report = lint(&args);
     if args.output == OutputFormat::Text {
         for w in &report.warnings {
@@ -287,7 +341,7 @@ pub fn run(args: Args) -> Result<(), CommandError> {
         }
     }
     match args.output {
-        OutputFormat::Json => airlift_cli::output::print_json(&report)?,
+        f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &report)?,
         OutputFormat::Text if report.ok => {
             outln!(
                 "ok: `{}` passes lint: {} components, {} manifests, {} objects, {} images",
@@ -311,10 +365,28 @@ pub fn run(args: Args) -> Result<(), CommandError> {
 
 /// The checks `build` runs before it fetches anything: `Err` lists every problem.
 pub fn check(dir: &std::path::Path) -> Result<(), CommandError> {
+    require_folder(dir)?;
     verdict(&lint(&Args {
         dir: dir.to_path_buf(),
         output: OutputFormat::Text,
+        kubernetes: None,
     }))
+}
+
+/// A definition folder named on the command line that does not exist is a wrong command line
+/// (exit 2), not a lint problem.
+fn require_folder(dir: &std::path::Path) -> Result<(), CommandError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(CommandError::new(
+        ExitKind::Usage,
+        anyhow::anyhow!(
+            "the definition folder `{}` does not exist",
+            airlift_cli::output::escape_control(&dir.display().to_string())
+        ),
+    )
+    .with_hint("pass the folder that holds airlift.yaml, e.g. `airlift-pack lint bundles/demo`"))
 }
 
 fn verdict(report: &Report) -> Result<(), CommandError> {

@@ -2,7 +2,9 @@
 
 pub mod build;
 pub mod keygen;
+pub mod license;
 pub mod lint;
+pub mod publish;
 pub mod snapshot;
 
 use airlift_cli::CommandError;
@@ -16,5 +18,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Keygen(args) => keygen::run(args),
         Command::Lint(args) => lint::run(args),
         Command::Snapshot(args) => snapshot::run(args),
+        Command::Publish(args) => publish::run(args, cli.no_progress),
+        Command::License(args) => license::run(args),
     }
 }

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use airlift_cli::output::print_json;
 use airlift_cli::{outln, CommandError, OutputFormat};
 use airlift_cluster::{Cluster, ConnectOptions};
 use airlift_snapshot::{Options, ParamKind, Selection};
@@ -41,7 +40,7 @@ pub struct Args {
     #[arg(long, default_value = "unknown vendor")]
     pub vendor: String,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -81,8 +80,8 @@ pub fn run(args: Args) -> Result<(), CommandError> {
     })?;
     snapshot.write(&args.out).map_err(CommandError::diagnosed)?;
     let r = &snapshot.report;
-    if args.output == OutputFormat::Json {
-        return Ok(print_json(r)?);
+    if args.output.is_machine() {
+        return Ok(airlift_cli::print_as(args.output, r)?);
     }
     let count = |k: ParamKind| r.params.iter().filter(|p| p.kind == k).count();
     outln!("Wrote {}", args.out.display())?;

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{ComponentMode, Layer, Metadata, Requirements};
 use super::config::ConfigSchema;
+use super::license::LicensePolicy;
+use super::platform::PlatformNeeds;
 
 /// The `kind` of a bundle definition.
 pub const DEFINITION_KIND: &str = "BundleDefinition";
@@ -30,6 +32,12 @@ pub struct BundleDefinition {
     /// The configuration schema with the SaaS defaults.
     #[serde(default)]
     pub config: ConfigSchema,
+    /// What the bundle needs from the platform, mapped per provider at install.
+    #[serde(default, skip_serializing_if = "PlatformNeeds::is_empty")]
+    pub platform: PlatformNeeds,
+    /// The license the product asks for: required or not, and its entitlements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<LicensePolicy>,
 }
 
 /// One component of the product.
@@ -54,6 +62,9 @@ pub struct ComponentDefinition {
     /// The images the component's manifests use.
     #[serde(default)]
     pub images: Vec<ImageDefinition>,
+    /// A bool entitlement the license must grant for this component to be installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
 }
 
 fn default_mode() -> ComponentMode {

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{ComponentMode, Layer, Metadata, Platform, Requirements};
 use super::config::ConfigSchema;
+use super::license::LicensePolicy;
+use super::platform::PlatformNeeds;
 use crate::digest::Digest;
 
 /// The `kind` of a bundle manifest.
@@ -34,11 +36,17 @@ pub struct BundleManifest {
     pub components: Vec<Component>,
     /// The configuration schema with the SaaS defaults.
     pub config: ConfigSchema,
+    /// What the bundle needs from the platform, mapped per provider at install.
+    #[serde(default, skip_serializing_if = "PlatformNeeds::is_empty")]
+    pub platform: PlatformNeeds,
     /// Every member other than the manifest, its signature and the blobs: `oci-layout`,
     /// `index.json` and component files, with digest and size.
     pub members: Vec<MemberRecord>,
     /// Every blob under `blobs/sha256/`, once each, sorted by digest.
     pub blobs: Vec<BlobRecord>,
+    /// The license the product asks for, from the definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<LicensePolicy>,
 }
 
 /// Build provenance. Never read from the clock: reproducible builds give identical bytes.
@@ -76,6 +84,9 @@ pub struct Component {
     pub images: Vec<ImageRecord>,
     /// The component's manifest templates: member paths under `components/<name>/`.
     pub manifests: Vec<String>,
+    /// A bool entitlement the license must grant for this component to be installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
 }
 
 /// An image as recorded in the bundle.

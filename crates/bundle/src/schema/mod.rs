@@ -6,7 +6,9 @@ pub mod common;
 pub mod config;
 pub mod definition;
 pub mod json_schema;
+pub mod license;
 pub mod manifest;
+pub mod platform;
 pub mod validate;
 
 /// The `apiVersion` of every Airlift document.

@@ -96,6 +96,14 @@ pub fn validate_definition(def: &BundleDefinition) -> Result<(), DefinitionInval
     }
     check_components(&mut v, def);
     check_config(&mut v, def);
+    super::license::check_policy(
+        def.license.as_ref(),
+        def.components
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.entitlement.as_deref()?))),
+        &mut v.problems,
+    );
     v.finish()
 }
 
@@ -264,6 +272,14 @@ fn check_config(v: &mut Collector, def: &BundleDefinition) {
             v.push(
                 format!("{gp}.name"),
                 format!("group `{}` is defined twice", group.name),
+            );
+        }
+        if group.name == "platform" {
+            v.push(
+                format!("{gp}.name"),
+                "`platform` is reserved: values files and `--set platform.…` use it for the \
+                 platform overrides; rename the group"
+                    .to_string(),
             );
         }
         let mut items = BTreeSet::new();
@@ -487,6 +503,19 @@ config:
     #[test]
     fn a_good_definition_passes() {
         validate_definition(&demo()).unwrap();
+    }
+
+    #[test]
+    fn a_config_group_named_platform_is_refused() {
+        let mut d = demo();
+        d.config.groups[0].name = "platform".into();
+        let err = validate_definition(&d).unwrap_err();
+        assert!(
+            err.problems
+                .iter()
+                .any(|p| p.path == "config.groups[0].name" && p.message.contains("reserved")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -202,6 +202,7 @@ pub fn fixture_with(layer_bytes: usize) -> Fixture {
                     ),
                 ],
                 manifests: vec!["components/api/deployment.yaml".into()],
+                entitlement: None,
             },
             Component {
                 name: "cache".into(),
@@ -216,11 +217,14 @@ pub fn fixture_with(layer_bytes: usize) -> Fixture {
                     &["linux/amd64"],
                 )],
                 manifests: vec![],
+                entitlement: None,
             },
         ],
         config: ConfigSchema::default(),
+        platform: Default::default(),
         members: vec![],
         blobs: vec![],
+        license: None,
     };
     let files = vec![ComponentFile {
         path: "components/api/deployment.yaml".into(),

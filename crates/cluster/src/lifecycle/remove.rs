@@ -140,7 +140,11 @@ impl Engine<'_> {
                 .delete()
                 .await?;
         }
-        GeneratedValues::site(client, namespace, release)
+        GeneratedValues::site(client.clone(), namespace, release)
+            .delete()
+            .await?;
+        // The license was stored with the release; it goes with it.
+        GeneratedValues::license(client, namespace, release)
             .delete()
             .await?;
         store.delete_all().await?;

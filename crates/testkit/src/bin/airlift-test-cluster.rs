@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use airlift_testkit::cluster::{ClusterOptions, FailureMode, TestCluster};
+use airlift_testkit::cluster::{ClusterOptions, FailureMode, PlatformPreset, TestCluster};
 use anyhow::Context;
 use clap::Parser;
 
@@ -37,6 +37,10 @@ struct Args {
     /// Print one line per request to stderr.
     #[arg(long)]
     verbose: bool,
+    /// Present the cluster as this platform (version, nodes, storage and ingress classes);
+    /// overrides --version and --nodes.
+    #[arg(long, value_parser = ["eks", "gke", "aks", "openshift", "datacenter"])]
+    platform: Option<String>,
 }
 
 fn mode(s: &str) -> anyhow::Result<FailureMode> {
@@ -68,6 +72,14 @@ fn main() -> anyhow::Result<()> {
     .with_nodes(&arches)
     .with_ready_delay(Duration::from_millis(args.ready_delay_ms))
     .with_kubeconfig_out(&args.kubeconfig_out);
+    let opts = match args.platform.as_deref() {
+        Some("eks") => opts.as_platform(PlatformPreset::Eks),
+        Some("gke") => opts.as_platform(PlatformPreset::Gke),
+        Some("aks") => opts.as_platform(PlatformPreset::Aks),
+        Some("openshift") => opts.as_platform(PlatformPreset::OpenShift),
+        Some("datacenter") => opts.as_platform(PlatformPreset::Datacenter),
+        _ => opts,
+    };
     let cluster = TestCluster::start(opts).with_context(|| {
         format!(
             "failed to start the test cluster (kubeconfig `{}`)",

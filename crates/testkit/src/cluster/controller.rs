@@ -76,7 +76,11 @@ pub(crate) fn set_status(state: &mut State, group: &str, plural: &str, obj: &Val
 }
 
 /// Seeds the default namespaces, the nodes and a default storage class.
-pub(crate) fn seed(state: &mut State) {
+pub(crate) fn seed(
+    state: &mut State,
+    storage_classes: Option<Vec<Value>>,
+    ingress_classes: &[Value],
+) {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         create(
             state,
@@ -94,10 +98,11 @@ pub(crate) fn seed(state: &mut State) {
             "nodes",
             "",
             json!({
-                "metadata": {"name": node.name, "labels": {
-                    "kubernetes.io/arch": node.arch, "kubernetes.io/os": "linux",
-                    "kubernetes.io/hostname": node.name, "beta.kubernetes.io/arch": node.arch}},
-                "spec": {},
+                "metadata": {"name": node.name, "labels": node_labels(&node)},
+                "spec": match &node.provider_id {
+                    Some(id) => json!({"providerID": id}),
+                    None => json!({}),
+                },
             }),
         );
         if let Some(n) = n {
@@ -116,17 +121,31 @@ pub(crate) fn seed(state: &mut State) {
             set_status(state, "", "nodes", &n, status);
         }
     }
-    create(
-        state,
-        "storage.k8s.io",
-        "storageclasses",
-        "",
-        json!({
+    let storage_classes = storage_classes.unwrap_or_else(|| {
+        vec![json!({
             "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
             "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
-        }),
-    );
+        })]
+    });
+    for sc in storage_classes {
+        create(state, "storage.k8s.io", "storageclasses", "", sc);
+    }
+    for ic in ingress_classes {
+        create(state, "networking.k8s.io", "ingressclasses", "", ic.clone());
+    }
     reconcile(state);
+}
+
+/// The labels every kubelet sets, then the node's own (provider, topology).
+fn node_labels(node: &super::NodeSpec) -> Value {
+    let mut labels = json!({
+        "kubernetes.io/arch": node.arch, "kubernetes.io/os": "linux",
+        "kubernetes.io/hostname": node.name, "beta.kubernetes.io/arch": node.arch,
+        "beta.kubernetes.io/os": "linux"});
+    for (k, v) in &node.labels {
+        labels[k] = json!(v);
+    }
+    labels
 }
 
 /// Runs the controller loop until the task is aborted.

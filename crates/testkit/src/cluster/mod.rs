@@ -21,6 +21,7 @@ mod kubelet;
 mod logs;
 mod meta;
 mod openapi;
+mod platforms;
 mod rbac;
 mod resources;
 mod scale;
@@ -40,6 +41,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use kubeconfig::CONTEXT_NAME;
+pub use platforms::PlatformPreset;
 use state::{FailTarget, State};
 
 /// Errors starting the test cluster.
@@ -84,6 +86,10 @@ pub struct NodeSpec {
     pub name: String,
     /// `kubernetes.io/arch` and `status.nodeInfo.architecture`, e.g. `amd64`.
     pub arch: String,
+    /// Extra labels (provider, topology), over the standard `kubernetes.io/*` ones.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `spec.providerID`, e.g. `aws:///us-west-2a/i-0a1b2c3d4e5f60718`.
+    pub provider_id: Option<String>,
 }
 
 /// How the test controller fails a workload's Pods.
@@ -162,6 +168,11 @@ pub struct ClusterOptions {
     /// Extra users (besides the all-powerful default one), each with its own token and a
     /// kubeconfig context of the same name; what they may do comes from RBAC objects.
     pub users: Vec<String>,
+    /// The StorageClasses seeded at start (bodies without apiVersion/kind); `None` seeds one
+    /// default class `standard` (`rancher.io/local-path`), like kind.
+    pub storage_classes: Option<Vec<Value>>,
+    /// The IngressClasses seeded at start (bodies without apiVersion/kind).
+    pub ingress_classes: Vec<Value>,
 }
 
 impl Default for ClusterOptions {
@@ -172,11 +183,15 @@ impl Default for ClusterOptions {
             nodes: vec![NodeSpec {
                 name: "node-1".into(),
                 arch: "amd64".into(),
+                labels: Default::default(),
+                provider_id: None,
             }],
             ready_delay: Duration::from_millis(300),
             kubeconfig_out: None,
             log_requests: false,
             users: Vec::new(),
+            storage_classes: None,
+            ingress_classes: Vec::new(),
         }
     }
 }
@@ -196,6 +211,8 @@ impl ClusterOptions {
             .map(|(i, a)| NodeSpec {
                 name: format!("node-{}", i + 1),
                 arch: a.to_string(),
+                labels: Default::default(),
+                provider_id: None,
             })
             .collect();
         self
@@ -279,7 +296,7 @@ impl TestCluster {
         {
             let mut st = lock(&state);
             st.root_ca = tls.ca_pem.clone();
-            controller::seed(&mut st);
+            controller::seed(&mut st, opts.storage_classes.clone(), &opts.ingress_classes);
         }
 
         let (dir, kubeconfig) = match &opts.kubeconfig_out {

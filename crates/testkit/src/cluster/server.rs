@@ -590,6 +590,13 @@ fn version_info(version: &str) -> Value {
     let mut parts = version.split('.');
     let major = parts.next().unwrap_or("1");
     let minor = parts.next().unwrap_or("0");
+    // Vendor builds from patched trees (EKS `v1.30.4-eks-a737599`, GKE `v1.30.5-gke.1014001`)
+    // report the minor with a `+`, as `"minor": "30+"`.
+    let minor = if version.contains('-') {
+        format!("{minor}+")
+    } else {
+        minor.to_string()
+    };
     json!({
         "major": major,
         "minor": minor,

@@ -10,7 +10,7 @@ use crate::cluster::resources::ResourceType;
 
 fn state() -> State {
     let mut s = State::new("1.30.2".into(), vec![], Duration::from_millis(0));
-    crate::cluster::controller::seed(&mut s);
+    crate::cluster::controller::seed(&mut s, None, &[]);
     s
 }
 

@@ -1,0 +1,94 @@
+//! The command lines a document shows, so tests can check every example in the guides against
+//! the binaries' real grammar (a renamed flag then fails a test, not a reader).
+
+/// Every command line of `binary` in the fenced code blocks of a Markdown `text`, as argv (the
+/// binary first). Continuation lines (`\`) are joined; a `#` comment, a redirection (`<`, `>`)
+/// or a pipe ends the line; optional parts written `[LIKE-THIS]` are dropped and an elided value
+/// (`…`) becomes `x`.
+pub fn command_lines(text: &str, binary: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut in_code = false;
+    let mut pending = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            pending.clear();
+            continue;
+        }
+        if !in_code {
+            continue;
+        }
+        let line = line.trim();
+        if pending.is_empty() && !line.starts_with(binary) {
+            continue;
+        }
+        if let Some(head) = line.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        out.push(split(&std::mem::take(&mut pending)));
+    }
+    out
+}
+
+/// Shell-like words of one line, stopping at a comment, redirection or pipe.
+fn split(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut has_word = false;
+    for c in line.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => word.push(c),
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                has_word = true;
+            }
+            None if c.is_whitespace() => {
+                if has_word || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                    has_word = false;
+                }
+            }
+            None if matches!(c, '#' | '<' | '>' | '|') && word.is_empty() => break,
+            None => word.push(c),
+        }
+    }
+    if has_word || !word.is_empty() {
+        words.push(word);
+    }
+    words
+        .into_iter()
+        .filter(|w| !(w.starts_with('[') && w.ends_with(']')))
+        .map(|w| if w == "…" { "x".to_string() } else { w })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_lines;
+
+    #[test]
+    fn reads_commands_from_code_blocks_only() {
+        let doc = "airlift-install not-in-code\n\n```sh\nairlift-install install b.airlift --key k \\\n  --values 'my site.yaml' < pass   # comment\nairlift-install rollback demo [REVISION]\nairlift-install plan b --kubeconfig …\nkubectl get pods\n```\n";
+        assert_eq!(
+            command_lines(doc, "airlift-install"),
+            vec![
+                vec![
+                    "airlift-install",
+                    "install",
+                    "b.airlift",
+                    "--key",
+                    "k",
+                    "--values",
+                    "my site.yaml"
+                ],
+                vec!["airlift-install", "rollback", "demo"],
+                vec!["airlift-install", "plan", "b", "--kubeconfig", "x"],
+            ]
+        );
+    }
+}
