@@ -40,6 +40,8 @@ pub enum Command {
     Render(commands::render::Args),
     /// Show a release as the cluster runs it now, and its history.
     Status(commands::status::Args),
+    /// Compare a release's live objects and values with what it applied and the SaaS defaults (exit 11 when drifted).
+    Drift(commands::drift::Args),
     /// Show the cluster's platform (provider, region, storage and ingress classes) and why.
     Platform(commands::platform::Args),
     /// List the releases (every namespace unless -n).
@@ -88,6 +90,7 @@ impl Cli {
             Command::Rollback(a) => a.output,
             Command::Uninstall(a) => a.output,
             Command::Platform(a) => a.output,
+            Command::Drift(a) => a.output,
             Command::Fleet(a) => a.output(),
             Command::Pull(a) => a.output,
             Command::Updates(a) => a.output,

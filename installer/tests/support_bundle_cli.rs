@@ -148,7 +148,7 @@ fn support_bundle_redacts_every_planted_secret_and_opens_with_tar() {
         .map(|b| String::from_utf8(b).unwrap())
         .unwrap();
     // The worker crash-loops from now on: its previous run's log must be collected.
-    site.cluster
+    site.cluster()
         .fail_workload_in("shop", "worker", FailureMode::CrashLoopBackOff);
     let _ = site.run(&["status", "shop"]);
 
@@ -244,7 +244,7 @@ fn support_bundle_redacts_every_planted_secret_and_opens_with_tar() {
     let mut v2 = ShopVersion::new("1.1.0");
     v2.extra = leaky();
     let b2 = site.bundle(&v2);
-    site.cluster.clear_failures();
+    site.cluster().clear_failures();
     let up = site.run_deploy(
         "upgrade",
         &b2,

@@ -33,6 +33,8 @@ pub enum Command {
     /// Write the man pages into a folder.
     #[command(hide = true)]
     Man(airlift_cli::about::ManArgs),
+    /// Write a bundle definition folder from a live SaaS cluster (read-only): templates, airlift.yaml, SNAPSHOT.md.
+    Snapshot(commands::snapshot::Args),
     /// Publish a bundle to an OCI registry: its images, then the bundle as an artifact, tagged last.
     Publish(commands::publish::Args),
     /// Issue licenses signed with the vendor key: `license issue --customer … --out FILE`.
@@ -46,6 +48,7 @@ impl Cli {
             Command::Build(a) => a.output,
             Command::Lint(a) => a.output,
             Command::Version(a) => a.output,
+            Command::Snapshot(a) => a.output,
             Command::Keygen(a) => a.output,
             Command::Publish(a) => a.output,
             Command::License(_) | Command::Completion(_) | Command::Man(_) => {

@@ -27,6 +27,8 @@ pub enum ExitKind {
     RolledBack,
     /// Another operation holds the release's lock; nothing was changed (exit 9).
     Locked,
+    /// `drift` found the live release differing from what it applied (exit 11).
+    Drifted,
     /// A fleet rollout halted or finished with failed clusters; later clusters untouched (exit 10).
     Fleet,
     /// Interrupted by the user (exit 130).
@@ -46,6 +48,7 @@ impl ExitKind {
             ExitKind::Preflight => 7,
             ExitKind::RolledBack => 8,
             ExitKind::Locked => 9,
+            ExitKind::Drifted => 11,
             ExitKind::Fleet => 10,
             ExitKind::Interrupted => 130,
         }

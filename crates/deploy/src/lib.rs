@@ -6,7 +6,7 @@
 //!   → Deployer::plan(prepared)                // what would change, old → new values
 //!   → Deployer::deploy(prepared, intent, ..)  // preflight (all at once) → push → lock →
 //!                                             // keep values → apply → wait → record → unlock
-//! releases::{status, list, rollback, uninstall, values}
+//! releases::{status, list, rollback, uninstall, values}, drift::drift
 //! ```
 //!
 //! The installer binary holds only flags, prompts ([`site::Interaction`]), progress and
@@ -17,6 +17,7 @@
 // error context for the operator; boxing every variant would buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod drift;
 pub mod error;
 pub mod license;
 pub mod notes;

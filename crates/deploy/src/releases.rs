@@ -40,6 +40,23 @@ pub struct Changed {
     pub object: ObjectRef,
     /// The fields that differ (paths only).
     pub fields: Vec<String>,
+    /// The same fields with their values and the field manager that wrote each; fields another
+    /// manager added that the release never applied come last.
+    pub details: Vec<FieldChange>,
+}
+
+/// One field of a live object that is not as the release applied it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldChange {
+    /// The JSON pointer, e.g. `/spec/replicas`.
+    pub path: String,
+    /// What the release applied (`None` when it never set the field; always `None` on Secrets).
+    pub applied: Option<Value>,
+    /// What is live (`None` when the field is gone; always `None` on Secrets).
+    pub live: Option<Value>,
+    /// The field manager that last wrote it, from managedFields, e.g. `kubectl-edit (Update)`.
+    pub manager: Option<String>,
 }
 
 /// One revision as status shows it: no rendered objects.
@@ -155,10 +172,15 @@ pub async fn status(
             }
             let mut fields = Vec::new();
             differing(&stored.object.object, &live, "", &skip, &mut fields);
+            let details = field_changes(&id, &stored.object.object, &live, &fields);
+            for d in details.iter().skip(fields.len()) {
+                fields.push(d.path.clone());
+            }
             if !fields.is_empty() {
                 changed.push(Changed {
                     object: id.clone(),
                     fields,
+                    details,
                 });
             }
             if is_workload(&id.group, &id.kind) {
@@ -263,6 +285,41 @@ fn workload_status(id: &ObjectRef, live: &Value) -> WorkloadStatus {
         desired,
         condition,
     }
+}
+
+/// The changed `fields` with values and managers, then the fields other managers added.
+fn field_changes(
+    id: &ObjectRef,
+    applied: &Value,
+    live: &Value,
+    fields: &[String],
+) -> Vec<FieldChange> {
+    let owners = crate::drift::ownerships(live);
+    let secret = id.group.is_empty() && id.kind == "Secret";
+    let value = |v: &Value, p: &str| if secret { None } else { v.pointer(p).cloned() };
+    let mut out: Vec<FieldChange> = fields
+        .iter()
+        .map(|p| FieldChange {
+            path: p.clone(),
+            applied: value(applied, p),
+            live: value(live, p),
+            manager: crate::drift::manager_of(&owners, p),
+        })
+        .collect();
+    if !secret {
+        for (p, manager) in crate::drift::added_by_others(applied, live, &owners) {
+            if fields.iter().any(|f| p.starts_with(f.as_str())) {
+                continue;
+            }
+            out.push(FieldChange {
+                applied: None,
+                live: live.pointer(&p).cloned(),
+                path: p,
+                manager: Some(manager),
+            });
+        }
+    }
+    out
 }
 
 /// Collects the JSON paths where `applied` has a value that `live` lacks or holds differently.

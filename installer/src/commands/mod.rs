@@ -2,6 +2,7 @@
 
 pub mod completion;
 pub mod config;
+pub mod drift;
 pub mod fleet;
 pub mod inspect;
 pub mod install;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Config(args) => config::run(args, cli.no_progress),
         Command::Render(args) => render::run(args, cli.no_progress),
         Command::Status(args) => status::run(args, cli.no_progress),
+        Command::Drift(args) => drift::run(args, cli.no_progress),
         Command::Platform(args) => platform::run(args, cli.no_progress),
         Command::List(args) => list::run(args, cli.no_progress),
         Command::Values(args) => values::run(args, cli.no_progress),

@@ -6,6 +6,7 @@ pub mod keygen;
 pub mod license;
 pub mod lint;
 pub mod publish;
+pub mod snapshot;
 pub mod version;
 
 use airlift_cli::CommandError;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Version(args) => version::run(args),
         Command::Completion(args) => completion::run(args),
         Command::Man(args) => completion::run_man_pages(args),
+        Command::Snapshot(args) => snapshot::run(args),
         Command::Publish(args) => publish::run(args, cli.no_progress),
         Command::License(args) => license::run(args),
     }

@@ -34,6 +34,8 @@ pub(crate) enum Part {
     Main { has_status: bool },
     /// Only `status`.
     Status,
+    /// Only `spec.replicas`, through the `scale` subresource.
+    Scale,
 }
 
 impl Part {
@@ -41,6 +43,7 @@ impl Part {
         match self {
             Part::Main { .. } => None,
             Part::Status => Some("status"),
+            Part::Scale => Some("scale"),
         }
     }
 }
@@ -52,7 +55,14 @@ pub(crate) fn leaf_paths(v: &Value, part: Part) -> FieldSet {
         return out;
     };
     for (k, child) in map {
+        if part == Part::Scale {
+            if let Some(r) = v.pointer("/spec/replicas") {
+                collect(r, vec!["spec".into(), "replicas".into()], &mut out);
+            }
+            return out;
+        }
         let keep = match part {
+            Part::Scale => false,
             Part::Status => k == "status",
             Part::Main { has_status } => {
                 k != "apiVersion" && k != "kind" && !(has_status && k == "status")

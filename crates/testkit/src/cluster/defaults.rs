@@ -74,7 +74,12 @@ pub(crate) fn admit(
                 set_default(spec, "ipFamilyPolicy", "SingleStack".into());
                 set_default(spec, "internalTrafficPolicy", "Cluster".into());
             }
-            for p in spec["ports"].as_array_mut().into_iter().flatten() {
+            for p in spec
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
                 set_default(p, "protocol", "TCP".into());
                 let port = p["port"].clone();
                 set_default(p, "targetPort", port);
@@ -313,12 +318,24 @@ fn pod_spec(spec: &mut Value) {
     set_default(spec, "schedulerName", "default-scheduler".into());
     set_default(spec, "securityContext", json!({}));
     for list in ["initContainers", "containers"] {
-        for c in spec[list].as_array_mut().into_iter().flatten() {
+        // `get_mut`, not indexing: indexing would store `null` for an absent list, which a
+        // real apiserver never returns.
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             set_default(c, "terminationMessagePath", "/dev/termination-log".into());
             set_default(c, "terminationMessagePolicy", "File".into());
             let policy = pull_policy(c["image"].as_str().unwrap_or_default());
             set_default(c, "imagePullPolicy", policy.into());
-            for p in c["ports"].as_array_mut().into_iter().flatten() {
+            for p in c
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
                 set_default(p, "protocol", "TCP".into());
             }
         }

@@ -244,7 +244,7 @@ pub(crate) fn sync_pod(state: &mut State, pod: &Value, workload: &str, job: bool
                 .iter()
                 .map(|c| {
                     let mut s = status_of(c, json!({"running": {"startedAt": since}}), true, 0);
-                    s["imageID"] = c["image"].clone();
+                    s["imageID"] = image_id(state, c["image"].as_str().unwrap_or_default()).into();
                     s
                 })
                 .collect();
@@ -259,4 +259,29 @@ pub(crate) fn is_ready(pod: &Value) -> bool {
         c.iter()
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
     })
+}
+
+/// The `imageID` a kubelet reports for a running container: `repository@digest` of what it
+/// pulled (containerd's repo digest). The digest is the one given with
+/// `TestCluster::pull_digest`, the image's own when pinned, else one made from the string.
+fn image_id(state: &State, image: &str) -> String {
+    let (name, pinned) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d.to_string())),
+        None => (image, None),
+    };
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let repo = match name[last_slash..].find(':') {
+        Some(colon) => &name[..last_slash + colon],
+        None => name,
+    };
+    let digest = pinned
+        .or_else(|| state.image_digests.get(image).cloned())
+        .unwrap_or_else(|| {
+            use sha2::Digest as _;
+            format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(image.as_bytes()))
+            )
+        });
+    format!("{repo}@{digest}")
 }

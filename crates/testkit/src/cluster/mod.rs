@@ -24,6 +24,7 @@ mod openapi;
 mod platforms;
 mod rbac;
 mod resources;
+mod scale;
 mod server;
 mod state;
 mod store;
@@ -458,6 +459,15 @@ impl TestCluster {
     /// Removes every failure knob: failing Pods recover.
     pub fn clear_failures(&self) {
         lock(&self.state).failures.clear();
+    }
+
+    /// Makes the test kubelet report `digest` as the `imageID` of containers running `image`
+    /// (what a real kubelet reports after pulling it). Without it, the imageID holds a digest
+    /// made from the image string.
+    pub fn pull_digest(&self, image: &str, digest: &str) {
+        lock(&self.state)
+            .image_digests
+            .insert(image.to_string(), digest.to_string());
     }
 
     /// Denies requests (and access reviews) matching `rule` with 403 Forbidden.

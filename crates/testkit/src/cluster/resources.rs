@@ -30,6 +30,15 @@ pub(crate) struct ResourceType {
 }
 
 impl ResourceType {
+    /// True for the kinds with a `scale` subresource (`autoscaling/v1` Scale).
+    pub fn has_scale(&self) -> bool {
+        self.group == "apps"
+            && matches!(
+                self.plural.as_str(),
+                "deployments" | "statefulsets" | "replicasets"
+            )
+    }
+
     /// `group/version`, or `version` for the core group.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -275,6 +284,17 @@ impl Resources {
                     "singularName": "",
                     "namespaced": t.namespaced,
                     "kind": t.kind,
+                    "verbs": ["get", "patch", "update"],
+                }));
+            }
+            if t.has_scale() {
+                resources.push(json!({
+                    "name": format!("{}/scale", t.plural),
+                    "singularName": "",
+                    "namespaced": t.namespaced,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
                     "verbs": ["get", "patch", "update"],
                 }));
             }

@@ -292,6 +292,7 @@ impl Server {
                 has_status: rt.status,
             },
             Some("status") if rt.status => Part::Status,
+            Some("scale") if rt.has_scale() && name.is_some() => Part::Scale,
             Some("log") if is_log && req.method() == Method::GET => {
                 Part::Main { has_status: false }
             }
@@ -365,6 +366,23 @@ impl Server {
         };
         let name_str = name.clone().unwrap_or_default();
         let mut st = lock(&self.state);
+        if part == Part::Scale {
+            let body = if verb == "get" {
+                Value::Null
+            } else {
+                parse_body(&body, &content_type)?
+            };
+            let media = content_type.split(';').next().unwrap_or_default().trim();
+            let out = super::scale::request(
+                &mut st,
+                rt,
+                (&nsname, &name_str),
+                verb,
+                (media, body),
+                &opts,
+            )?;
+            return Ok(json_response(200, &out));
+        }
         match verb {
             "watch" => {
                 drop(st);

@@ -56,6 +56,8 @@ pub(crate) struct State {
     pub version: String,
     pub nodes: Vec<NodeSpec>,
     pub failures: Vec<(FailTarget, FailureMode)>,
+    /// Image as written in a Pod → the digest the test kubelet "pulled" (`TestCluster::pull_digest`).
+    pub image_digests: std::collections::BTreeMap<String, String>,
     pub denials: Vec<DenyRule>,
     pub requests: Vec<RequestRecord>,
     pub ready_delay: std::time::Duration,
@@ -124,6 +126,7 @@ impl State {
             version,
             nodes,
             failures: Vec::new(),
+            image_digests: std::collections::BTreeMap::new(),
             denials: Vec::new(),
             requests: Vec::new(),
             ready_delay,
@@ -242,6 +245,17 @@ impl State {
             m.remove("namespace");
         }
         Ok(body)
+    }
+
+    /// An update of `old` to `new` through a subresource other than status (`scale`).
+    pub(crate) fn commit_write(
+        &mut self,
+        rt: &ResourceType,
+        old: &Value,
+        new: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        self.commit(rt, Some(old), new, dry_run)
     }
 
     /// Fills system metadata, applies defaults, and (unless dry-run) stores the object.
@@ -418,6 +432,14 @@ impl State {
                         m.remove("status");
                     }
                 }
+                out
+            }
+            Part::Scale => {
+                let mut out = old.clone();
+                out["spec"]["replicas"] = new
+                    .pointer("/spec/replicas")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 out
             }
             Part::Main { .. } => {
