@@ -522,3 +522,70 @@ fn ctrl_c_starts_no_new_cluster_exits_130_and_a_rerun_finishes() {
     let status = estate.status(&fleet);
     assert_eq!(status["summary"], "5 of 5 clusters at 0.2.0", "{status}");
 }
+
+/// The registry requests of `method` for blobs (`HEAD`/`GET` of `/blobs/sha256:…`, or the
+/// committing `PUT` of an upload, whose digest is in its query), counted per digest.
+fn blob_requests(log: &str, method: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        let Some(start) = line.find(&format!("\"{method} /v2/")) else {
+            continue;
+        };
+        let request = line[start..].replace("%3A", ":");
+        let digest = match (
+            request.find("/blobs/sha256:"),
+            request.find("digest=sha256"),
+        ) {
+            (_, Some(q)) => &request[q + "digest=".len()..],
+            (Some(b), None) => &request[b + "/blobs/".len()..],
+            _ => continue,
+        };
+        let digest: String = digest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == ':')
+            .collect();
+        *counts.entry(digest).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn clusters_sharing_a_registry_get_the_images_pushed_once() {
+    let mut estate = Estate::start(Duration::from_millis(100));
+    estate.registry = TestRegistry::plain_logged();
+    let mut y = String::from(
+        "apiVersion: airlift.dev/v1alpha1\nkind: Fleet\nmetadata:\n  name: shared\n\
+         defaults:\n  release: shop\nclusters:\n",
+    );
+    for (i, name) in NAMES.iter().enumerate() {
+        y.push_str(&format!(
+            "  - name: {name}\n    kubeconfig: {}\n    labels: {{tier: prod}}\n    \
+             registry: {{destination: {}/acme, insecure: true}}\n",
+            estate.clusters[i].kubeconfig_path().display(),
+            estate.registry.host()
+        ));
+    }
+    y.push_str(
+        "rollout:\n  timeout: 20s\n  stages:\n    - name: all\n      selector: {tier: prod}\n      \
+         maxParallel: 5\n",
+    );
+    let fleet = estate.dir.path().join("shared.yaml");
+    std::fs::write(&fleet, y).unwrap();
+    let v1 = estate.bundle(&ShopVersion::new("0.1.0"));
+    let out = estate.rollout(&fleet, &v1);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("5 of 5 clusters at 0.1.0"),
+        "{}",
+        text(&out)
+    );
+
+    // Five clusters upgraded at once, one registry: every blob was looked up and sent once.
+    let log = estate.registry.log();
+    let heads = blob_requests(&log, "HEAD");
+    let commits = blob_requests(&log, "PUT");
+    assert!(!commits.is_empty(), "no blob upload in the log:\n{log}");
+    for (digest, n) in commits.iter().chain(heads.iter()) {
+        assert_eq!(*n, 1, "{digest} was requested {n} times:\n{log}");
+    }
+}

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 fn demo_with_notes(dir: &Path, notes: &str) -> std::path::PathBuf {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles/demo");
     let copy = dir.join("demo");
+    std::fs::create_dir_all(dir).unwrap();
     let cp = Command::new("cp")
         .arg("-r")
         .arg(&demo)

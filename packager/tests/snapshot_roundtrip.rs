@@ -363,7 +363,8 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
             .args([
                 "--registry",
                 &site_registry.host(),
-                "--insecure",
+                "--insecure-registry",
+                &site_registry.host(),
                 "--timeout",
                 "2m",
                 "--yes",

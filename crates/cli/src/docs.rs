@@ -2,9 +2,10 @@
 //! the binaries' real grammar (a renamed flag then fails a test, not a reader).
 
 /// Every command line of `binary` in the fenced code blocks of a Markdown `text`, as argv (the
-/// binary first). Continuation lines (`\`) are joined; a `#` comment, a redirection (`<`, `>`)
-/// or a pipe ends the line; optional parts written `[LIKE-THIS]` are dropped and an elided value
-/// (`…`) becomes `x`.
+/// binary first). A shell prompt (`$ `) is dropped and continuation lines (`\`) are joined;
+/// commands chained with `&&` are each one line; a `#` comment, a redirection (`<`, `>`) or a
+/// pipe ends the line; optional parts written `[LIKE-THIS]` are dropped and an elided value (`…`)
+/// becomes `x`.
 pub fn command_lines(text: &str, binary: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let mut in_code = false;
@@ -19,6 +20,7 @@ pub fn command_lines(text: &str, binary: &str) -> Vec<Vec<String>> {
             continue;
         }
         let line = line.trim();
+        let line = line.strip_prefix("$ ").unwrap_or(line);
         if pending.is_empty() && !line.starts_with(binary) {
             continue;
         }
@@ -28,7 +30,12 @@ pub fn command_lines(text: &str, binary: &str) -> Vec<Vec<String>> {
             continue;
         }
         pending.push_str(line);
-        out.push(split(&std::mem::take(&mut pending)));
+        let joined = std::mem::take(&mut pending);
+        for part in joined.split("&&").map(str::trim) {
+            if part.starts_with(binary) {
+                out.push(split(part));
+            }
+        }
     }
     out
 }
@@ -73,7 +80,7 @@ mod tests {
 
     #[test]
     fn reads_commands_from_code_blocks_only() {
-        let doc = "airlift-install not-in-code\n\n```sh\nairlift-install install b.airlift --key k \\\n  --values 'my site.yaml' < pass   # comment\nairlift-install rollback demo [REVISION]\nairlift-install plan b --kubeconfig …\nkubectl get pods\n```\n";
+        let doc = "airlift-install not-in-code\n\n```sh\nairlift-install install b.airlift --key k \\\n  --values 'my site.yaml' < pass   # comment\nairlift-install rollback demo [REVISION]\nairlift-install plan b --kubeconfig …\nkubectl get pods\n```\n```console\n$ airlift-install list && airlift-install status demo\nRelease demo …\n```\n";
         assert_eq!(
             command_lines(doc, "airlift-install"),
             vec![
@@ -88,6 +95,8 @@ mod tests {
                 ],
                 vec!["airlift-install", "rollback", "demo"],
                 vec!["airlift-install", "plan", "b", "--kubeconfig", "x"],
+                vec!["airlift-install", "list"],
+                vec!["airlift-install", "status", "demo"],
             ]
         );
     }

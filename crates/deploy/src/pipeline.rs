@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::{DeployError, PreflightFailure};
 use crate::license::{check_nodes, count_nodes, LicenseContext, Licensed, Store};
-use crate::registry::{chain, client, preflight as registry_preflight, push_bundle};
+use crate::registry::{chain, client, preflight as registry_preflight, push_bundle, SharedPushes};
 use crate::render::{
     managed, planned_relocation, render_bundle_on, select_components, PullCredentials, RenderTarget,
 };
@@ -134,6 +134,7 @@ pub struct Deployer<'a> {
     progress: Arc<dyn Progress>,
     interaction: &'a dyn Interaction,
     cancel: Cancel,
+    shared_pushes: Option<Arc<SharedPushes>>,
 }
 
 impl<'a> Deployer<'a> {
@@ -150,7 +151,15 @@ impl<'a> Deployer<'a> {
             progress,
             interaction,
             cancel,
+            shared_pushes: None,
         }
+    }
+
+    /// Shares pushes with other deployments of the same bundle (a fleet rollout): a
+    /// destination already pushed to is not pushed again.
+    pub fn with_shared_pushes(mut self, shared: Arc<SharedPushes>) -> Self {
+        self.shared_pushes = Some(shared);
+        self
     }
 
     fn engine(&self) -> Engine<'_> {
@@ -485,15 +494,26 @@ impl<'a> Deployer<'a> {
             return Err(DeployError::Interrupted);
         }
         let registry = client(&prepared.destination, &prepared.registry)?;
+        let pushing = push_bundle(
+            &registry,
+            prepared.bundle.clone(),
+            &prepared.destination,
+            &prepared.relocation,
+            prepared.registry.concurrency,
+            self.progress.clone(),
+        );
+        let pushing = async {
+            match &self.shared_pushes {
+                Some(shared) => {
+                    shared
+                        .push_once(&prepared.destination, &prepared.relocation, pushing)
+                        .await
+                }
+                None => pushing.await,
+            }
+        };
         let push = tokio::select! {
-            r = push_bundle(
-                &registry,
-                prepared.bundle.clone(),
-                &prepared.destination,
-                &prepared.relocation,
-                prepared.registry.concurrency,
-                self.progress.clone(),
-            ) => r?,
+            r = pushing => r?,
             _ = self.cancel.cancelled() => return Err(DeployError::Interrupted),
         };
         if self.cancel.is_cancelled() {

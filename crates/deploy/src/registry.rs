@@ -1,8 +1,8 @@
 //! The registry phase: preflight, then a resumable push from the verified bundle file, checked
 //! against the relocation rendering assumed.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use airlift_bundle::schema::manifest::BundleManifest;
 use airlift_bundle::{BlobSource, Bundle, Progress};
@@ -118,6 +118,57 @@ pub async fn push_bundle_as(
     let report = pushed.map_err(DeployError::Push)?;
     check_relocation(planned, &report.relocation_map)?;
     Ok(report)
+}
+
+/// Pushes shared by several deployments of one bundle, as in a fleet rollout: each distinct
+/// destination (registry, prefix, layout) is pushed once. Deployments to a destination that is
+/// being pushed wait for that push and reuse its report; a failed push is not remembered, so the
+/// next deployment to that destination tries again.
+#[derive(Debug, Default)]
+pub struct SharedPushes {
+    cells: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<PushReport>>>>,
+}
+
+impl SharedPushes {
+    /// No push done yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many distinct destinations have been pushed to.
+    pub fn pushed(&self) -> usize {
+        self.cells
+            .lock()
+            .map(|c| c.values().filter(|v| v.initialized()).count())
+            .unwrap_or(0)
+    }
+
+    /// The report of the push to `destination`, running `push` only when no push there has
+    /// succeeded yet; the report is checked against `planned` either way.
+    pub(crate) async fn push_once<F>(
+        &self,
+        destination: &Destination,
+        planned: &BTreeMap<String, String>,
+        push: F,
+    ) -> Result<PushReport, DeployError>
+    where
+        F: std::future::Future<Output = Result<PushReport, DeployError>>,
+    {
+        let key = format!(
+            "{}/{}|{}",
+            destination.registry,
+            destination.prefix.as_deref().unwrap_or(""),
+            destination.flatten
+        );
+        let cell = match self.cells.lock() {
+            Ok(mut cells) => cells.entry(key).or_default().clone(),
+            // A panic while the map was held: push without sharing.
+            Err(_) => Arc::new(tokio::sync::OnceCell::new()),
+        };
+        let report = cell.get_or_try_init(|| push).await?.clone();
+        check_relocation(planned, &report.relocation_map)?;
+        Ok(report)
+    }
 }
 
 /// Checks that the push put every image where rendering assumed it would be.

@@ -19,7 +19,7 @@ use airlift_cluster::lifecycle::DeployOptions;
 use airlift_cluster::readiness::WaitOptions;
 use airlift_cluster::release::BundleInfo;
 use airlift_cluster::Cluster;
-use airlift_deploy::registry::chain;
+use airlift_deploy::registry::{chain, SharedPushes};
 use airlift_deploy::releases::{self, StatusReport};
 use airlift_deploy::{Deployer, Intent, NonInteractive};
 use futures::StreamExt;
@@ -201,6 +201,8 @@ pub struct Rollout<'a> {
     cancel: Cancel,
     /// Take release locks even if another operation holds them.
     pub force_unlock: bool,
+    /// The bundle's images are pushed once per distinct registry destination.
+    pushes: Arc<SharedPushes>,
 }
 
 struct Ctx<'s> {
@@ -231,6 +233,7 @@ impl<'a> Rollout<'a> {
             reporter,
             cancel,
             force_unlock: false,
+            pushes: Arc::new(SharedPushes::new()),
         }
     }
 
@@ -444,7 +447,8 @@ impl<'a> Rollout<'a> {
             Arc::new(NoProgress),
             &NonInteractive,
             self.cancel.clone(),
-        );
+        )
+        .with_shared_pushes(self.pushes.clone());
         let deployed_now = async {
             let prepared = deployer.prepare(self.bundle.clone(), &site, intent).await?;
             deployer

@@ -35,6 +35,9 @@ pub struct RegistryConfig {
     pub tls: bool,
     /// Require HTTP basic auth (htpasswd, bcrypt) with this user and password.
     pub auth: Option<(String, String)>,
+    /// Log every request (combined log format, in [`TestRegistry::log`]), so a test can count
+    /// what reached the registry.
+    pub access_log: bool,
 }
 
 /// The CA and server certificate of a TLS [`TestRegistry`].
@@ -80,6 +83,7 @@ impl TestRegistry {
         Self::start(RegistryConfig {
             tls: true,
             auth: Some((user.to_string(), password.to_string())),
+            access_log: false,
         })
     }
 
@@ -88,6 +92,15 @@ impl TestRegistry {
         Self::start(RegistryConfig {
             tls: true,
             auth: None,
+            access_log: false,
+        })
+    }
+
+    /// A plain-HTTP registry without auth that logs every request ([`TestRegistry::log`]).
+    pub fn plain_logged() -> Self {
+        Self::start(RegistryConfig {
+            access_log: true,
+            ..RegistryConfig::default()
         })
     }
 
@@ -153,9 +166,10 @@ impl TestRegistry {
     fn config_yaml(&self, port: u16) -> String {
         let storage = self.dir.path().join("storage");
         let mut y = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: {}\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: airlift-test-secret\n",
+            !self.config.access_log,
             storage.display()
         );
         if let Some(t) = &self.tls {
