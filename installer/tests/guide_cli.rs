@@ -155,31 +155,35 @@ impl Guide {
         self.files.push(("fleet.yaml", fleet_file));
     }
 
-    /// Publishes shop 1.2.0 to `HOST/acme/shop:1.2.0`, as the vendor's `publish` in section
-    /// 4c does (that command itself runs in the packager's guide test).
+    /// Publishes shop 1.2.0 as the vendor's `publish` commands of section 4c do (those commands
+    /// themselves run in the packager's guide test).
     fn publish_shop(&self) {
         let path = self.bundles.write(&ShopVersion::new("1.2.0")).unwrap();
         let trust = Trust::from_flags(Some(&self.key), false).unwrap();
         let (bundle, report) =
             airlift_deploy::open_verified(&path, &trust, &NoProgress, true).unwrap();
-        let oci =
-            OciReference::parse(&format!("oci://{}/acme/shop", self.registry.host())).unwrap();
         let options = RegistryOptions {
             ca_files: vec![self.registry.ca_pem().unwrap().to_path_buf()],
             auth_file: Some(self.path("docker/config.json")),
             ..RegistryOptions::default()
         };
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(airlift_deploy::publish::publish(
-                Arc::new(bundle),
-                &report.sha256,
-                &oci,
-                false,
-                &options,
-                Arc::new(NoProgress),
-            ))
-            .unwrap();
+        let bundle = Arc::new(bundle);
+        // Where section 4c publishes it, and where the marketplace flow does (flattened).
+        for (repository, flatten) in [("acme/shop", false), ("marketplace/shop", true)] {
+            let oci = format!("oci://{}/{repository}", self.registry.host());
+            let oci = OciReference::parse(&oci).unwrap();
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(airlift_deploy::publish::publish(
+                    bundle.clone(),
+                    &report.sha256,
+                    &oci,
+                    flatten,
+                    &options,
+                    Arc::new(NoProgress),
+                ))
+                .unwrap();
+        }
     }
 
     /// The guide's names replaced by this test's: files, hosts, kubeconfig and context.
@@ -318,8 +322,8 @@ fn every_command_in_the_operator_guide_runs_as_written() {
                 continue;
             }
             "install" if args.iter().any(|a| a.ends_with("example.lic")) => {
-                // The licensed install comes after shop 1.2.0 was installed from the registry
-                // in section 4c: remove that release first.
+                // The licensed installs (the marketplace flow, the "Licenses" section) come
+                // after shop was installed from the registry in section 4c: remove it first.
                 let out = guide.run(&["uninstall".into(), "shop".into(), "-y".into()], "");
                 assert!(out.status.success(), "uninstall shop: {}", text(&out));
                 expect.push("as release shop".into());

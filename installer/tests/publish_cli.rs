@@ -445,6 +445,48 @@ fn updates_lists_newer_versions_on_the_channel_and_hides_other_channels() {
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("  2.0.0  "), "{r}");
     assert!(!r.stdout.contains("1.1.0"), "{r}");
+
+    // A customer's license names the channel: it is listed once the license verified.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let request = airlift_bundle::license::LicenseRequest {
+        customer: "Example Corp".into(),
+        customer_id: "cust-42".into(),
+        channel: "beta".into(),
+        ..Default::default()
+    };
+    let (_, bytes) =
+        airlift_bundle::license::issue(&request, v.bundles.private_key(), now).unwrap();
+    let license = v.dir.path().join("beta.lic");
+    std::fs::write(&license, &bytes).unwrap();
+    let lic = license.to_str().unwrap();
+    let current = ["updates", &v.oci(""), "--current", "1.0.0", "--key", key];
+    let r = v.run(None, &[&current[..], &["--license", lic]].concat());
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stdout.contains("on channel beta") && r.stdout.contains("  2.0.0  "),
+        "{r}"
+    );
+    let r = v.run(
+        None,
+        &[&current[..], &["--license", lic, "--channel", "stable"]].concat(),
+    );
+    assert_eq!(
+        r.code, 2,
+        "a --channel other than the license's is refused: {r}"
+    );
+    assert!(r.stderr.contains("differs from the channel `beta`"), "{r}");
+    let text = String::from_utf8(bytes).unwrap();
+    std::fs::write(
+        &license,
+        text.replacen("channel: beta", "channel: stable", 1),
+    )
+    .unwrap();
+    let r = v.run(None, &[&current[..], &["--license", lic]].concat());
+    assert_eq!(r.code, 7, "an altered license is refused: {r}");
+    assert!(r.stderr.contains("altered after signing"), "{r}");
 }
 
 #[test]

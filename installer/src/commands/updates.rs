@@ -1,10 +1,14 @@
 //! `airlift-install updates oci://HOST/REPO`: the versions published there that are newer than
-//! the running release (or `--current`) on its channel, in semver order. Every candidate's
-//! signature is checked; version and channel come from the signed manifests only.
+//! the running release (or `--current`) on its channel (or the channel of `--license`), in
+//! semver order. Every candidate's signature is checked; version and channel come from the
+//! signed manifests only, and a license only after it verified with the vendor key.
 
-use airlift_bundle::escape;
+use std::path::PathBuf;
+
 use airlift_bundle::NoProgress;
+use airlift_bundle::{escape, Trust};
 use airlift_cli::{outln, CommandError, ExitKind, OutputFormat, RegistryFlags};
+use airlift_deploy::license::LicenseCheckError;
 use airlift_deploy::publish::updates;
 use airlift_registry::artifact::{version_tag, OciReference};
 
@@ -25,9 +29,13 @@ pub struct Args {
     /// The current version, instead of reading it from a release.
     #[arg(long, value_name = "VERSION", conflicts_with = "release")]
     pub current: Option<String>,
-    /// The channel [default: the channel of the current version as published there].
+    /// The channel [default: the channel of --license, else of the current version as
+    /// published there].
     #[arg(long, value_name = "CHANNEL")]
     pub channel: Option<String>,
+    /// The license the vendor sent: its channel is the one listed (checked with --key first).
+    #[arg(long, value_name = "FILE")]
+    pub license: Option<PathBuf>,
     /// Key flags.
     #[command(flatten)]
     pub trust: TrustArgs,
@@ -46,6 +54,25 @@ fn usage(message: String, hint: &str) -> CommandError {
     CommandError::new(ExitKind::Usage, anyhow::anyhow!(message)).with_hint(hint.to_string())
 }
 
+/// The id and channel of the license at `path`, after its signature verified with the vendor
+/// key.
+fn license_channel(
+    path: &std::path::Path,
+    trust: &Trust,
+) -> Result<(String, String), CommandError> {
+    let Trust::Key(key) = trust else {
+        return Err(CommandError::diagnosed(LicenseCheckError::NoVendorKey));
+    };
+    let raw = airlift_deploy::license::read(path).map_err(CommandError::diagnosed)?;
+    let license = airlift_bundle::license::verify(raw.as_bytes(), key).map_err(|source| {
+        CommandError::diagnosed(LicenseCheckError::Signature {
+            path: path.display().to_string(),
+            source,
+        })
+    })?;
+    Ok((license.id, license.channel))
+}
+
 /// Runs `updates`.
 pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
     let oci = parse_reference(&args.reference)?;
@@ -54,6 +81,26 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
         .registry
         .options(Some(&oci.registry))
         .map_err(|e| CommandError::new(ExitKind::Usage, e))?;
+    let licensed = match &args.license {
+        Some(path) => Some(license_channel(path, &trust)?),
+        None => None,
+    };
+    let wanted = match (&args.channel, &licensed) {
+        (Some(c), Some((id, l))) if c != l => {
+            return Err(usage(
+                format!(
+                    "--channel {} differs from the channel `{}` of license {}",
+                    escape(c),
+                    escape(l),
+                    escape(id)
+                ),
+                "leave out --channel: the license names the channel you may install from",
+            ))
+        }
+        (Some(c), _) => Some(c.clone()),
+        (None, Some((_, l))) => Some(l.clone()),
+        (None, None) => None,
+    };
     let rt = runtime()?;
     let found = rt.block_on(async {
         let current = match (&args.current, &args.release) {
@@ -80,7 +127,7 @@ pub fn run(args: Args, _no_progress: bool) -> Result<(), CommandError> {
                 "write e.g. --current 1.2.0",
             )
         })?;
-        let channel = match &args.channel {
+        let channel = match &wanted {
             Some(c) => c.clone(),
             None => {
                 let this = OciReference {
