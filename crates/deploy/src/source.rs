@@ -34,7 +34,7 @@ pub enum BlobTrust {
     /// A recorded proof says this exact, unchanged file was fully verified before.
     Proven,
     /// Only the signature (and so the manifest) is checked: the blobs must be hashed as they are
-    /// read (see [`crate::registry::push_bundle_verifying`]).
+    /// read (see [`crate::registry::push_bundle_as`]).
     SignatureOnly,
 }
 

@@ -176,7 +176,7 @@ impl RegistryClient {
     }
 
     /// Every tag of `repo` (`GET /v2/<repo>/tags/list`, following `Link` pages), at most
-    /// [`MAX_TAG_PAGES`] pages. An unknown repository has no tags.
+    /// 100 pages. An unknown repository has no tags.
     pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
         #[derive(serde::Deserialize)]
         struct Page {
