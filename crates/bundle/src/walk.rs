@@ -54,15 +54,20 @@ pub enum WalkError {
         /// What the bytes hash to.
         actual: Digest,
     },
-    /// A manifest or index is larger than [`MAX_MANIFEST_SIZE`].
-    #[error("image `{reference}`: manifest {digest} is {size} bytes, over the {MAX_MANIFEST_SIZE}-byte limit")]
+    /// A manifest or index is larger than [`MAX_MANIFEST_SIZE`], or a config than
+    /// [`MAX_CONFIG_SIZE`].
+    #[error("image `{reference}`: {what} {digest} is {size} bytes, over the {limit}-byte limit for {what}s")]
     TooLarge {
         /// The image.
         reference: String,
+        /// What the blob is: `manifest` or `config`.
+        what: &'static str,
         /// The blob.
         digest: Digest,
         /// Its size.
         size: u64,
+        /// The limit for that kind of blob.
+        limit: u64,
     },
     /// A manifest or index is not valid JSON of the expected shape.
     #[error("image `{reference}`: manifest {digest} is not a valid OCI manifest or index")]
@@ -246,8 +251,10 @@ impl Walker {
         if bytes.len() as u64 > MAX_MANIFEST_SIZE {
             return Err(WalkError::TooLarge {
                 reference: r(),
+                what: "manifest",
                 digest: desc.digest,
                 size: bytes.len() as u64,
+                limit: MAX_MANIFEST_SIZE,
             });
         }
         if bytes.len() as u64 != desc.size {
@@ -410,7 +417,7 @@ pub fn walk_image(
     while let Some(desc) = walker.next_manifest() {
         let digest = desc.digest.clone();
         let bytes = read_small(source, &digest, MAX_MANIFEST_SIZE)
-            .map_err(small_err(reference, &digest))?;
+            .map_err(small_err(reference, &digest, "manifest"))?;
         let node = walker.visit(&bytes)?;
         for blob in node.blobs.iter().chain(&node.subject) {
             let actual = source
@@ -432,7 +439,12 @@ pub fn walk_image(
     Ok(walker.finish())
 }
 
-fn small_err(reference: &str, digest: &Digest) -> impl FnOnce(SmallReadError) -> WalkError {
+/// Maps a failed [`read_small`] of `digest` (a `what`: manifest or config) to the walk's error.
+fn small_err(
+    reference: &str,
+    digest: &Digest,
+    what: &'static str,
+) -> impl FnOnce(SmallReadError) -> WalkError {
     let r = reference.to_string();
     let digest = digest.clone();
     move |e| match e {
@@ -440,10 +452,12 @@ fn small_err(reference: &str, digest: &Digest) -> impl FnOnce(SmallReadError) ->
             reference: r,
             digest: d,
         },
-        SmallReadError::TooLarge { size, .. } => WalkError::TooLarge {
+        SmallReadError::TooLarge { size, limit } => WalkError::TooLarge {
             reference: r,
+            what,
             digest,
             size,
+            limit,
         },
         SmallReadError::DigestMismatch { actual } => WalkError::DigestMismatch {
             reference: r,
@@ -466,7 +480,8 @@ pub fn image_platforms(
     top: &Digest,
     media_type: &str,
 ) -> Result<Vec<Platform>, WalkError> {
-    let bytes = read_small(source, top, MAX_MANIFEST_SIZE).map_err(small_err(reference, top))?;
+    let bytes = read_small(source, top, MAX_MANIFEST_SIZE)
+        .map_err(small_err(reference, top, "manifest"))?;
     let parsed =
         Parsed::from_slice(media_type, &bytes).map_err(|source| WalkError::Unparseable {
             reference: reference.to_string(),
@@ -481,7 +496,7 @@ pub fn image_platforms(
             .collect()),
         Parsed::Manifest(m) => {
             let config = read_small(source, &m.config.digest, MAX_CONFIG_SIZE)
-                .map_err(small_err(reference, &m.config.digest))?;
+                .map_err(small_err(reference, &m.config.digest, "config"))?;
             let platform = OciPlatform::from_config(&config)
                 .ok()
                 .and_then(|p| p.to_platform());
@@ -554,6 +569,55 @@ mod tests {
         let mut d = put(store, &serde_json::to_vec(&doc).unwrap());
         d.media_type = MEDIA_TYPE_OCI_INDEX.into();
         d
+    }
+
+    /// A store that claims one blob is 1 GiB.
+    struct Inflated<'a> {
+        store: &'a DirBlobStore,
+        big: Digest,
+    }
+
+    impl BlobSource for Inflated<'_> {
+        fn blob_size(&self, digest: &Digest) -> Option<u64> {
+            if digest == &self.big {
+                return Some(1 << 30);
+            }
+            self.store.blob_size(digest)
+        }
+        fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+            self.store.read_blob_at(digest, offset, buf)
+        }
+    }
+
+    #[test]
+    fn an_oversized_config_is_named_as_a_config_with_its_own_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirBlobStore::open(dir.path()).unwrap();
+        let layer = put(&store, b"layer");
+        let top = manifest(&store, &layer);
+        let cfg = Digest::of_bytes(br#"{"os":"linux","architecture":"amd64"}"#);
+        let source = Inflated {
+            store: &store,
+            big: cfg.clone(),
+        };
+        let e = image_platforms(&source, "acme/app:1", &top.digest, &top.media_type).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "image `acme/app:1`: config {cfg} is 1073741824 bytes, over the 16777216-byte limit for configs"
+            )
+        );
+        let source = Inflated {
+            store: &store,
+            big: top.digest.clone(),
+        };
+        let e = image_platforms(&source, "acme/app:1", &top.digest, &top.media_type).unwrap_err();
+        assert!(e.to_string().contains("manifest "), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("{MAX_MANIFEST_SIZE}-byte limit for manifests")),
+            "{e}"
+        );
     }
 
     #[test]
