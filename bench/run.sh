@@ -5,6 +5,7 @@
 #
 # Usage: bench/run.sh            (see bench/README.md)
 # Env:   BENCH_SIZE_MIB   total unique layer content in MiB (default 1024; small values for a dry run)
+#        BENCH_SET=low-sharing  eight equal layers, one shared by seven images (default: shared)
 #        BENCH_KEEP=1     keep the temp folder for inspection
 #        BENCH_OUT=DIR    write results there instead of bench/out
 #        BENCH_NO_CARGO=1 skip `cargo build --release` (use the binaries already in target/release)
@@ -15,6 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT_DIR="${BENCH_OUT:-$ROOT/bench/out}"
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
+SET=${BENCH_SET:-shared}
 BIN="$ROOT/target/release"
 PACK="$BIN/airlift-pack"
 INSTALL="$BIN/airlift-install"
@@ -136,7 +138,7 @@ HAVE_BUILD=0 HAVE_PUSH=0
 
 # --- 1. image set, SaaS registry, seeding ----------------------------------------------------
 log "generating the image set (${SIZE_MIB} MiB of layer content)"
-"$GEN" --out "$WORK/images" --size-mib "$SIZE_MIB" --gzip-level 1 >"$WORK/images.json"
+"$GEN" --out "$WORK/images" --size-mib "$SIZE_MIB" --gzip-level 1 --set "$SET" >"$WORK/images.json"
 UNIQUE_BYTES=$(jq -r .uniqueBytes "$WORK/images.json")
 UNIQUE_BLOBS=$(jq -r .uniqueBlobs "$WORK/images.json")
 REFERENCED_BYTES=$(jq -r '[.images[].blobBytes] | add' "$WORK/images.json")
@@ -313,7 +315,7 @@ REPORT="$OUT_DIR/results.md"
   echo
   echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r)."
   echo "Versions: $("$PACK" --version 2>/dev/null || echo 'airlift-pack ?'), $("$INSTALL" --version 2>/dev/null || echo 'airlift-install ?'), $(skopeo --version), $("$REGISTRY_BIN" --version | awk '{print "docker-registry " $3}'), $(rustc --version | cut -d' ' -f1-2)."
-  echo "Image set: ${#TAGS[@]} linux/amd64 images (${TAGS[*]}), $UNIQUE_BLOBS unique blobs, $UNIQUE_BYTES unique blob bytes ($(mib "$UNIQUE_BYTES") MiB), $REFERENCED_BYTES bytes referenced by the images together ($(mib "$REFERENCED_BYTES") MiB)."
+  echo "Image set ($SET): ${#TAGS[@]} linux/amd64 images (${TAGS[*]}), $UNIQUE_BLOBS unique blobs, $UNIQUE_BYTES unique blob bytes ($(mib "$UNIQUE_BYTES") MiB), $REFERENCED_BYTES bytes referenced by the images together ($(mib "$REFERENCED_BYTES") MiB)."
   echo "Throughput = unique blob bytes of the set / wall time, for both tools; ratio = skopeo's wall time / ours. Peak RSS from \`/usr/bin/time -f %M\` (skopeo: its largest process)."
   echo
   echo "| measure | Airlift | skopeo | ratio | goal | result |"

@@ -5,7 +5,9 @@
 //! (20% of the total), a runtime layer shared by three of them (12.5%), one image carrying a large
 //! layer (40%) and four services with their own app layers (the rest). Content is deterministic
 //! pseudo-random bytes, so gzip cannot shrink it and every run produces the same digests.
-//! `bench/run.sh` uses it; it is not part of the test suite.
+//! `--set low-sharing` writes the set with little sharing instead: eight layers of one eighth of
+//! the total each, one of them a base shared by seven images (`img-0` … `img-6`) that each add
+//! one layer of their own. `bench/run.sh` uses it; it is not part of the test suite.
 
 use std::path::PathBuf;
 
@@ -30,6 +32,9 @@ struct Args {
     /// gzip level of the layers (0 stores; the content is incompressible either way).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=9))]
     gzip_level: u32,
+    /// Which set: `shared` (half the referenced bytes are shared layers) or `low-sharing`.
+    #[arg(long, default_value = "shared", value_parser = ["shared", "low-sharing"])]
+    set: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +50,18 @@ fn main() -> anyhow::Result<()> {
     let mut b = LayoutBuilder::create(&args.out)
         .with_context(|| format!("cannot create the layout `{}`", args.out.display()))?;
     let mut images: Vec<(String, ImageInfo)> = Vec::new();
+    if args.set == "low-sharing" {
+        let eighth = total / 8;
+        let shared = spec(100, eighth);
+        for i in 0..7u64 {
+            let tag = format!("img-{i}");
+            let img = b
+                .image("linux/amd64", &[shared, spec(101 + i, eighth)])
+                .with_context(|| format!("cannot generate image `{tag}`"))?;
+            images.push((tag, img));
+        }
+        return finish(b, images, &args);
+    }
     let img = b
         .image("linux/amd64", &[base, runtime, big])
         .context("cannot generate image `big`")?;
@@ -62,6 +79,15 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot generate image `{tag}`"))?;
         images.push((tag, img));
     }
+    finish(b, images, &args)
+}
+
+/// Tags the images, writes `index.json` and prints the summary.
+fn finish(
+    mut b: LayoutBuilder,
+    images: Vec<(String, ImageInfo)>,
+    args: &Args,
+) -> anyhow::Result<()> {
     for (tag, img) in &images {
         b.tag(tag, &img.descriptor());
     }
