@@ -23,12 +23,16 @@ use crate::apply::{get_live, ApplyError};
 use crate::object::{is_workload, ObjectRef};
 use crate::resolve::Resolver;
 
+/// The first readiness look after applying comes this soon.
+const FIRST_POLL: Duration = Duration::from_millis(250);
+
 /// How long to wait and how often to look.
 #[derive(Debug, Clone, Copy)]
 pub struct WaitOptions {
     /// Give up after this long.
     pub timeout: Duration,
-    /// Look this often.
+    /// Look at most this far apart. The first looks come sooner (after 250 ms, then twice as
+    /// long each time up to `poll`), so workloads that are ready at once are not waited for.
     pub poll: Duration,
     /// Give up at once when a container in CrashLoopBackOff has restarted this many times.
     pub crash_restarts: i32,
@@ -263,6 +267,7 @@ pub async fn wait_ready(
         .collect();
     progress.message(&format!("waiting for {} workload(s)", pending.len()));
     let start = tokio::time::Instant::now();
+    let mut delay = options.poll.min(FIRST_POLL);
     let mut states: BTreeMap<ObjectRef, (State, Value)> = BTreeMap::new();
     loop {
         let mut still = Vec::new();
@@ -346,7 +351,8 @@ pub async fn wait_ready(
                 early: failed,
             });
         }
-        tokio::time::sleep(options.poll).await;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(options.poll);
     }
 }
 
