@@ -251,4 +251,15 @@ fn a_license_installs_shows_in_status_and_is_renewed_without_a_reinstall() {
     let v2 = site.bundle(&licensed_shop("2.0.0"));
     let out = site.run_deploy("upgrade", &v2, &["--yes"], false);
     assert!(out.ok(), "{out}");
+
+    // The license belongs to the release, not to a revision: a rollback keeps the renewal.
+    let out = site.run(&["rollback", "shop", "-y"]);
+    assert!(out.ok(), "{out}");
+    let kept = site.run(&["license", "show", "shop", "--output", "json"]);
+    assert!(kept.ok(), "{kept}");
+    let kept: serde_json::Value = serde_json::from_str(&kept.stdout).unwrap();
+    assert_eq!(
+        kept["id"], shown["id"],
+        "the rollback kept the renewed license"
+    );
 }
