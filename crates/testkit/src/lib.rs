@@ -1,5 +1,6 @@
 //! Test support: real registries on loopback, a fault proxy and the test cluster.
 
+pub mod about;
 pub mod bundles;
 pub mod cluster;
 pub mod fault_proxy;
