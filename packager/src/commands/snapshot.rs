@@ -84,7 +84,9 @@ pub fn run(args: Args) -> Result<(), CommandError> {
         return Ok(airlift_cli::print_as(args.output, r)?);
     }
     let count = |k: ParamKind| r.params.iter().filter(|p| p.kind == k).count();
-    outln!("Wrote {}", args.out.display())?;
+    let out = args.out.display().to_string();
+    let out = airlift_cli::output::escape_control(&out);
+    outln!("Wrote {out}")?;
     outln!(
         "  {} objects taken, {} skipped, {} images pinned",
         r.taken.len(),
@@ -103,12 +105,9 @@ pub fn run(args: Args) -> Result<(), CommandError> {
     if !r.review.is_empty() {
         outln!("Needs review ({}), see SNAPSHOT.md:", r.review.len())?;
         for line in &r.review {
-            outln!("  - {line}")?;
+            outln!("  - {}", airlift_cli::output::escape_control(line))?;
         }
     }
-    outln!(
-        "Next: airlift-pack lint {0} && airlift-pack build {0}",
-        args.out.display()
-    )?;
+    outln!("Next: airlift-pack lint {0} && airlift-pack build {0}", out)?;
     Ok(())
 }
