@@ -70,33 +70,9 @@ mod tests {
     /// Every `airlift-pack` example in the guides parses with the real grammar.
     #[test]
     fn every_example_in_the_guides_parses() {
-        use clap::Parser;
-        let docs = [
-            ("README.md", include_str!("../../README.md")),
-            (
-                "docs/operator-guide.md",
-                include_str!("../../docs/operator-guide.md"),
-            ),
-            (
-                "docs/vendor-guide.md",
-                include_str!("../../docs/vendor-guide.md"),
-            ),
-        ];
-        let mut seen = 0;
-        for (name, text) in docs {
-            for argv in airlift_cli::docs::command_lines(text, "airlift-pack") {
-                seen += 1;
-                if let Err(e) = super::Cli::try_parse_from(&argv) {
-                    if !matches!(
-                        e.kind(),
-                        clap::error::ErrorKind::DisplayHelp
-                            | clap::error::ErrorKind::DisplayVersion
-                    ) {
-                        panic!("{name}: `{}` does not parse:\n{e}", argv.join(" "));
-                    }
-                }
-            }
+        match airlift_cli::docs::parse_examples::<super::Cli>("airlift-pack") {
+            Ok(seen) => assert!(seen > 0, "the guides show no `airlift-pack` command"),
+            Err(e) => panic!("{e}"),
         }
-        assert!(seen > 0, "the guides show no `airlift-pack` command");
     }
 }

@@ -40,6 +40,40 @@ pub fn command_lines(text: &str, binary: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// The guides whose examples the binaries' tests parse: the README, the operator guide and the
+/// vendor guide, as compiled in.
+pub const GUIDES: [(&str, &str); 3] = [
+    ("README.md", include_str!("../../../README.md")),
+    (
+        "docs/operator-guide.md",
+        include_str!("../../../docs/operator-guide.md"),
+    ),
+    (
+        "docs/vendor-guide.md",
+        include_str!("../../../docs/vendor-guide.md"),
+    ),
+];
+
+/// Parses every `binary` example of [`GUIDES`] with the grammar `P`: how many were parsed, or
+/// the first that does not parse (`--help` and `--version` examples count as parsed).
+pub fn parse_examples<P: clap::Parser>(binary: &str) -> Result<usize, String> {
+    let mut seen = 0;
+    for (name, text) in GUIDES {
+        for argv in command_lines(text, binary) {
+            seen += 1;
+            if let Err(e) = P::try_parse_from(&argv) {
+                if !matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                ) {
+                    return Err(format!("{name}: `{}` does not parse:\n{e}", argv.join(" ")));
+                }
+            }
+        }
+    }
+    Ok(seen)
+}
+
 /// Shell-like words of one line, stopping at a comment, redirection or pipe.
 fn split(line: &str) -> Vec<String> {
     let mut words = Vec::new();

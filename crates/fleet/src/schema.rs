@@ -6,11 +6,7 @@ use crate::model::Fleet;
 
 /// The JSON Schema of [`Fleet`], pretty-printed, with a trailing newline.
 pub fn fleet_schema_json() -> String {
-    let schema = schemars::schema_for!(Fleet);
-    let mut text =
-        serde_json::to_string_pretty(&schema).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    text.push('\n');
-    text
+    airlift_bundle::schema::json_schema::schema_json::<Fleet>()
 }
 
 #[cfg(test)]

@@ -6,7 +6,13 @@ use super::definition::BundleDefinition;
 
 /// The JSON Schema of [`BundleDefinition`], pretty-printed, with a trailing newline.
 pub fn definition_schema_json() -> String {
-    let schema = schemars::schema_for!(BundleDefinition);
+    schema_json::<BundleDefinition>()
+}
+
+/// The JSON Schema of `T`, pretty-printed, with a trailing newline: the form of every schema
+/// committed under `docs/schema/`.
+pub fn schema_json<T: schemars::JsonSchema>() -> String {
+    let schema = schemars::schema_for!(T);
     let mut text =
         serde_json::to_string_pretty(&schema).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');
