@@ -2,12 +2,14 @@
 # Installs the Debian packages Airlift's demo and tests use. Idempotent; quiet when all is present.
 # skopeo and openssl check our output independently; docker-registry is the real OCI registry the tests
 # run on loopback; time measures peak RSS in benchmarks; iproute2/util-linux make the air gap;
-# man-db and groff render the generated man pages in their test.
+# man-db and groff render the generated man pages in their test; qemu-user runs the arm64 test
+# image program in its test.
 set -euo pipefail
 
 need=()
 for pair in skopeo:skopeo docker-registry:docker-registry openssl:openssl /usr/bin/time:time \
-            ip:iproute2 unshare:util-linux man:man-db nroff:groff-base; do
+            ip:iproute2 unshare:util-linux man:man-db nroff:groff-base \
+            qemu-aarch64:qemu-user; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

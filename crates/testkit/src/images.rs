@@ -2,6 +2,10 @@
 //! `blobs/sha256/…`, so `DirBlobStore::open(layout.join("blobs"))` reads the blobs and
 //! `skopeo copy oci:DIR:TAG …` reads the images.
 //!
+//! Images run on a real cluster: every layer also holds the tiny static program of
+//! [`crate::test_app`] for amd64 and arm64, and each image's entrypoint is the one for its
+//! architecture (it waits for SIGTERM; with an argument, as in a Job, it exits 0 at once).
+//!
 //! Layers are real gzip-compressed tars of pseudo-random files, generated and written streaming
 //! (a 1 GiB layer never sits in memory). Content is a pure function of a [`LayerSpec`]: the same
 //! seed and size give the same bytes and digest on every machine, so images that list the same
@@ -29,6 +33,8 @@ use airlift_bundle::{Digest, DirBlobStore, HashingWriter};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::json;
+
+use crate::test_app;
 
 /// OCI image manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -203,6 +209,20 @@ impl LayoutBuilder {
         let gz = GzEncoder::new(compressed, Compression::new(spec.level));
         let mut tar = tar::Builder::new(HashingWriter::new(gz));
         tar.mode(tar::HeaderMode::Deterministic);
+        // Every layer carries the test program for each architecture, so any image built from
+        // any layers runs on a real cluster (a layer may be shared across architectures).
+        for arch in test_app::ARCHITECTURES {
+            let program = test_app::executable(arch);
+            let mut h = tar::Header::new_gnu();
+            h.set_size(program.len() as u64);
+            h.set_mode(0o755);
+            h.set_mtime(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_entry_type(tar::EntryType::Regular);
+            let path = test_app::path_in_image(arch);
+            tar.append_data(&mut h, path.trim_start_matches('/'), &program[..])?;
+        }
         let mut left = spec.size;
         let mut i = 0u64;
         while left > 0 || i == 0 {
@@ -254,7 +274,7 @@ impl LayoutBuilder {
             "os": os,
             "config": {
                 "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                "Cmd": ["/opt/app"],
+                "Entrypoint": [test_app::path_in_image(arch)],
                 "ExposedPorts": {"8080/tcp": {}},
             },
             "rootfs": {
@@ -497,10 +517,71 @@ mod tests {
         // The layer is a real gzip'd tar holding the content.
         let f = std::fs::File::open(store.path_of(&sa.api.layers[0].blob.digest)).unwrap();
         let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
-        let total: u64 = ar.entries().unwrap().map(|e| e.unwrap().size()).sum();
+        let total: u64 = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| {
+                e.path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("opt/layer-")
+            })
+            .map(|e| e.size())
+            .sum();
         assert_eq!(total, 100_000);
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(a.path().join("index.json")).unwrap()).unwrap();
         assert_eq!(index["manifests"].as_array().unwrap().len(), 4);
+    }
+
+    /// What a kubelet would run: each image's entrypoint, found in its layers as an executable
+    /// for the image's architecture; the amd64 one runs here.
+    #[test]
+    fn every_image_holds_its_entrypoint_for_its_architecture() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let set = sample_set(dir.path(), 5, 10_000).unwrap();
+        let store = DirBlobStore::open(dir.path().join("blobs")).unwrap();
+        let mut images = vec![set.api, set.worker, set.arm_only];
+        images.extend(set.multi.images);
+        for image in images {
+            let config: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(store.path_of(&image.config.digest)).unwrap(),
+            )
+            .unwrap();
+            let arch = config["architecture"].as_str().unwrap();
+            assert_eq!(image.platform, format!("linux/{arch}"));
+            let entrypoint = config["config"]["Entrypoint"][0]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let top = store.path_of(&image.layers.last().unwrap().blob.digest);
+            let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(
+                std::fs::File::open(top).unwrap(),
+            ));
+            let mut found = None;
+            for e in ar.entries().unwrap() {
+                let mut e = e.unwrap();
+                if format!("/{}", e.path().unwrap().display()) == entrypoint {
+                    assert_eq!(e.header().mode().unwrap() & 0o777, 0o755, "{entrypoint}");
+                    let mut bytes = Vec::new();
+                    e.read_to_end(&mut bytes).unwrap();
+                    found = Some(bytes);
+                }
+            }
+            let program = found.unwrap_or_else(|| panic!("{entrypoint} is in no layer"));
+            assert_eq!(program, crate::test_app::executable(arch), "{entrypoint}");
+            if arch == "amd64" {
+                let exe = dir.path().join("entrypoint");
+                std::fs::write(&exe, &program).unwrap();
+                std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+                let status = std::process::Command::new(&exe)
+                    .arg("once")
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{entrypoint}: {status}");
+            }
+        }
     }
 }

@@ -6,3 +6,4 @@ pub mod cluster;
 pub mod fault_proxy;
 pub mod images;
 pub mod registry;
+pub mod test_app;
