@@ -202,6 +202,19 @@ fn registry_images_are_pinned_and_a_rebuild_hits_the_cache() {
         .as_str()
         .unwrap()
         .ends_with(&multi.to_string()));
+    // Every blob the build pulled was proven as it was hashed, so the rebuild copies it from the
+    // cache kernel-side without hashing it again.
+    let bundle = airlift_bundle::Bundle::open(first["bundle"].as_str().unwrap()).unwrap();
+    let cache = airlift_bundle::DirBlobStore::open(dir.path().join("cache"))
+        .unwrap()
+        .with_proofs();
+    for blob in &bundle.manifest().blobs {
+        assert!(
+            airlift_bundle::BlobSource::proven_file(&cache, &blob.digest).is_some(),
+            "{} has no proof in the cache",
+            blob.digest
+        );
+    }
     let second = build("b");
     assert_eq!(second["downloadedBytes"], 0, "the rebuild downloaded blobs");
     let a = std::fs::read(first["bundle"].as_str().unwrap()).unwrap();

@@ -5,6 +5,12 @@
 //! space cannot set back, so a changed file never matches an old proof. The signature is always
 //! checked again.
 //!
+//! The same store records proofs for the blob files of a [`crate::DirBlobStore`] cache (see
+//! [`ProofStore::key_for_blob_file`]): there the identity also names the running kernel's boot,
+//! because the cache is not flushed to disk. Within one boot the kernel's view of a file is the
+//! bytes that were hashed; after a crash (a new boot) a blob may be torn on disk, so its proof no
+//! longer matches and it is hashed again.
+//!
 //! Each proof is authenticated with an HMAC-SHA256 under a per-user key (`proof.key` in the
 //! folder, 32 random bytes, mode 0600, created exclusively): whoever can write the folder but
 //! not read that key cannot forge a proof, and a proof that does not authenticate is ignored.
@@ -28,6 +34,11 @@ pub struct ProofKey {
 }
 
 impl ProofKey {
+    fn new(text: String) -> Self {
+        let id = Digest::of_bytes(text.as_bytes());
+        Self { text, id }
+    }
+
     /// The key's digest, which names its proof file.
     pub fn id(&self) -> &Digest {
         &self.id
@@ -65,18 +76,39 @@ impl ProofStore {
     /// The key of `bundle` as it is on disk now, under `trust`.
     pub fn key_for(&self, bundle: &Bundle, trust: &Trust) -> io::Result<ProofKey> {
         let m = bundle.file().metadata()?;
-        let text = format!(
-            "airlift-verify-proof v1\ndev {}\nino {}\nsize {}\nmtime_ns {}\nctime_ns {}\nmanifest {}\ntrust {}\n",
-            m.dev(),
-            m.ino(),
-            m.size(),
-            i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        Ok(ProofKey::new(format!(
+            "airlift-verify-proof v1\n{}manifest {}\ntrust {}\n",
+            identity(&m),
             Digest::of_bytes(bundle.manifest_bytes()),
             trust.label(),
-        );
-        let id = Digest::of_bytes(text.as_bytes());
-        Ok(ProofKey { text, id })
+        )))
+    }
+
+    /// The key of a blob store's file `file` as it is now, holding the blob `digest`, in this
+    /// boot of the kernel (see the module docs). Fails when the boot id cannot be read: then no
+    /// blob proof is used.
+    pub fn key_for_blob_file(&self, file: &std::fs::File, digest: &Digest) -> io::Result<ProofKey> {
+        let boot =
+            crate::limits::read_bounded_string(Path::new(BOOT_ID), 64).map_err(io::Error::other)?;
+        Self::blob_key(&file.metadata()?, boot.trim(), digest)
+    }
+
+    /// [`ProofStore::key_for_blob_file`] with the boot id given.
+    pub(crate) fn blob_key(
+        m: &std::fs::Metadata,
+        boot: &str,
+        digest: &Digest,
+    ) -> io::Result<ProofKey> {
+        if boot.is_empty() || boot.contains(char::is_whitespace) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("`{BOOT_ID}` is not a boot id"),
+            ));
+        }
+        Ok(ProofKey::new(format!(
+            "airlift-blob-proof v1\n{}boot {boot}\nblob {digest}\n",
+            identity(m)
+        )))
     }
 
     fn file_of(&self, key: &ProofKey) -> PathBuf {
@@ -131,7 +163,8 @@ impl ProofStore {
         mac
     }
 
-    /// Looks up the proof for exactly `key`: the bundle file's sha256 recorded with it, when one
+    /// Looks up the proof for exactly `key`: the sha256 recorded with it (for a bundle, the
+    /// file's; for a blob, the blob's digest), when one
     /// exists and authenticates. `Err` says why a proof file that exists was not accepted (it is
     /// then ignored; the caller hashes again).
     pub fn lookup(&self, key: &ProofKey) -> Result<Option<Digest>, ProofError> {
@@ -170,7 +203,7 @@ impl ProofStore {
         matches!(self.lookup(key), Ok(Some(_)))
     }
 
-    /// Records an authenticated proof for `key`, with the bundle file's sha256.
+    /// Records an authenticated proof for `key`, with the file's sha256 (for a blob, its digest).
     pub fn record(&self, key: &ProofKey, sha256: &Digest) -> io::Result<()> {
         let mac_key = self.mac_key(true)?;
         let body = format!("{}sha256 {sha256}\n", key.text);
@@ -181,6 +214,22 @@ impl ProofStore {
         tmp.persist(self.file_of(key)).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// The running kernel's boot id: a new random value at every boot.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The lines naming a file's identity: any write to it changes its ctime, which user space
+/// cannot set back.
+fn identity(m: &std::fs::Metadata) -> String {
+    format!(
+        "dev {}\nino {}\nsize {}\nmtime_ns {}\nctime_ns {}\n",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+    )
 }
 
 /// The file holding the per-user proof MAC key, in the proof folder.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::digest::{Digest, HashingWriter};
+use crate::proof::{ProofKey, ProofStore};
 
 /// Errors from the blob store.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,28 @@ pub trait BlobSource: Send + Sync {
 
     /// Reads bytes of the blob starting at `offset` into `buf`; returns how many (0 at the end).
     fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// The blob as a whole file whose bytes are known to hash to `digest` without reading them
+    /// (a recorded proof for this exact, unchanged file), so a writer may copy it kernel-side
+    /// instead of hashing it. `None` (the default) when the source has no such proof: the
+    /// caller then reads through [`BlobSource::read_blob_at`] and hashes.
+    fn proven_file(&self, digest: &Digest) -> Option<File> {
+        let _ = digest;
+        None
+    }
+
+    /// Starts proving `digest` before it is read and hashed: the identity of the file it is
+    /// read from, when the source records proofs (`None`, the default, when it does not).
+    fn proof_token(&self, digest: &Digest) -> Option<ProofKey> {
+        let _ = digest;
+        None
+    }
+
+    /// Records that `digest` was read and hashed to its digest, if the file it was read from is
+    /// still exactly as `token` says (so nothing changed it while it was read).
+    fn record_proof(&self, digest: &Digest, token: &ProofKey) {
+        let _ = (digest, token);
+    }
 
     /// A sequential reader over the whole blob, or `None` when the source does not hold it.
     fn blob_reader(&self, digest: &Digest) -> Option<BlobSourceReader<'_, Self>>
@@ -113,12 +136,22 @@ impl<S: BlobSource + ?Sized> Read for BlobSourceReader<'_, S> {
 /// A content-addressed blob store on disk: `<root>/sha256/<hex>`. Blobs are written to a temporary
 /// file, hashed while written, and renamed into place only when the digest matches, so the store
 /// never holds a partial or wrong blob. Used as the packager's download cache.
+///
+/// With [`DirBlobStore::with_proofs`], each committed blob's file identity is recorded (see
+/// [`ProofStore::key_for_blob_file`]), and [`BlobSource::proven_file`] hands out blobs whose file
+/// is unchanged since, in the same boot, so a rebuild from the cache neither re-reads nor
+/// re-hashes them.
 #[derive(Debug, Clone)]
 pub struct DirBlobStore {
     root: PathBuf,
     /// Files opened for positioned reads, so streaming a blob opens it once, not once per read.
     open: Arc<Mutex<HashMap<Digest, Arc<File>>>>,
+    /// Where committed blobs' proofs are recorded, when enabled.
+    proofs: Option<ProofStore>,
 }
+
+/// The folder under a store's root that holds its blob proofs.
+pub const PROOFS_DIR: &str = "proofs";
 
 /// How many blob files a store keeps open for reading.
 const OPEN_FILES: usize = 64;
@@ -132,7 +165,15 @@ impl DirBlobStore {
         Ok(Self {
             root,
             open: Arc::default(),
+            proofs: None,
         })
+    }
+
+    /// Records a proof for every blob committed from now on, in `<root>/proofs` (authenticated
+    /// with a private key kept there), and trusts blobs whose proof still matches their file.
+    pub fn with_proofs(mut self) -> Self {
+        self.proofs = Some(ProofStore::at(self.root.join(PROOFS_DIR)));
+        self
     }
 
     /// The store's folder.
@@ -150,12 +191,34 @@ impl DirBlobStore {
         self.path_of(digest).is_file()
     }
 
+    /// The file `digest` is read from: kept open across positioned reads (a bounded number of
+    /// files), so streaming a blob opens it once and its proof names the file that was read.
+    fn handle(&self, digest: &Digest) -> io::Result<Arc<File>> {
+        let cached = self
+            .open
+            .lock()
+            .ok()
+            .and_then(|open| open.get(digest).cloned());
+        if let Some(f) = cached {
+            return Ok(f);
+        }
+        let f = Arc::new(File::open(self.path_of(digest))?);
+        if let Ok(mut open) = self.open.lock() {
+            if open.len() >= OPEN_FILES {
+                open.clear();
+            }
+            open.insert(digest.clone(), f.clone());
+        }
+        Ok(f)
+    }
+
     /// Starts writing a blob that must hash to `expected`.
     pub fn writer(&self, expected: &Digest) -> Result<BlobWriter, StoreError> {
         let dir = self.root.join("sha256");
         let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
         Ok(BlobWriter {
             final_path: self.path_of(expected),
+            proofs: self.proofs.clone(),
             expected: expected.clone(),
             out: HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, tmp)),
         })
@@ -173,6 +236,7 @@ impl DirBlobStore {
 /// A blob being written into a [`DirBlobStore`]; nothing is visible until [`BlobWriter::commit`].
 pub struct BlobWriter {
     final_path: PathBuf,
+    proofs: Option<ProofStore>,
     expected: Digest,
     out: HashingWriter<io::BufWriter<tempfile::NamedTempFile>>,
 }
@@ -194,8 +258,16 @@ impl BlobWriter {
         let tmp = buf
             .into_inner()
             .map_err(|e| io_err(&self.final_path)(e.into_error()))?;
-        tmp.persist(&self.final_path)
+        let file = tmp
+            .persist(&self.final_path)
             .map_err(|e| io_err(&self.final_path)(e.error))?;
+        // The bytes just hashed are the file's, in this boot: record that. A proof that cannot
+        // be recorded only costs a hash later.
+        if let Some(proofs) = &self.proofs {
+            if let Ok(key) = proofs.key_for_blob_file(&file, &self.expected) {
+                let _ = proofs.record(&key, &self.expected);
+            }
+        }
         Ok(size)
     }
 }
@@ -218,25 +290,34 @@ impl BlobSource for DirBlobStore {
     }
 
     fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let cached = self
-            .open
-            .lock()
+        self.handle(digest)?.read_at(buf, offset)
+    }
+
+    fn proof_token(&self, digest: &Digest) -> Option<ProofKey> {
+        let proofs = self.proofs.as_ref()?;
+        proofs
+            .key_for_blob_file(&*self.handle(digest).ok()?, digest)
             .ok()
-            .and_then(|open| open.get(digest).cloned());
-        let file = match cached {
-            Some(f) => f,
-            None => {
-                let f = Arc::new(File::open(self.path_of(digest))?);
-                if let Ok(mut open) = self.open.lock() {
-                    if open.len() >= OPEN_FILES {
-                        open.clear();
-                    }
-                    open.insert(digest.clone(), f.clone());
-                }
-                f
-            }
-        };
-        file.read_at(buf, offset)
+    }
+
+    fn record_proof(&self, digest: &Digest, token: &ProofKey) {
+        let Some(proofs) = &self.proofs else { return };
+        let now = self
+            .handle(digest)
+            .and_then(|f| proofs.key_for_blob_file(&f, digest));
+        if now.as_ref().is_ok_and(|k| k == token) {
+            let _ = proofs.record(token, digest);
+        }
+    }
+
+    fn proven_file(&self, digest: &Digest) -> Option<File> {
+        let proofs = self.proofs.as_ref()?;
+        let file = File::open(self.path_of(digest)).ok()?;
+        let key = proofs.key_for_blob_file(&file, digest).ok()?;
+        match proofs.lookup(&key) {
+            Ok(Some(recorded)) if &recorded == digest => Some(file),
+            _ => None,
+        }
     }
 }
 
@@ -271,5 +352,77 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    fn read_all(mut f: File) -> Vec<u8> {
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_proven_blob_is_handed_out_until_its_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"proven blob".to_vec();
+        let d = Digest::of_bytes(&data);
+
+        // Without proofs nothing is proven.
+        let plain = DirBlobStore::open(dir.path()).unwrap();
+        plain.put(&d, &mut &data[..]).unwrap();
+        assert!(plain.proven_file(&d).is_none());
+        let store = DirBlobStore::open(dir.path()).unwrap().with_proofs();
+        assert!(
+            store.proven_file(&d).is_none(),
+            "committed before proofs were on"
+        );
+
+        // Committed with proofs: proven, and the file holds the blob.
+        store.put(&d, &mut &data[..]).unwrap();
+        assert_eq!(read_all(store.proven_file(&d).unwrap()), data);
+        let key_mode = std::fs::metadata(dir.path().join(PROOFS_DIR).join("proof.key"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777,
+            0o600
+        );
+
+        // Rewritten with the very same bytes: its ctime moved, so it is no longer proven.
+        std::fs::write(store.path_of(&d), &data).unwrap();
+        assert!(store.proven_file(&d).is_none());
+
+        // Proven again by a new commit; a proof under another digest's name proves nothing.
+        store.put(&d, &mut &data[..]).unwrap();
+        assert!(store.proven_file(&d).is_some());
+        let other = b"other blob".to_vec();
+        let o = Digest::of_bytes(&other);
+        std::fs::copy(store.path_of(&d), store.path_of(&o)).unwrap();
+        assert!(store.proven_file(&o).is_none());
+    }
+
+    #[test]
+    fn a_blob_proof_names_the_boot_and_must_authenticate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirBlobStore::open(dir.path()).unwrap().with_proofs();
+        let data = b"blob".to_vec();
+        let d = Digest::of_bytes(&data);
+        store.put(&d, &mut &data[..]).unwrap();
+        let proofs = ProofStore::at(dir.path().join(PROOFS_DIR));
+        let file = File::open(store.path_of(&d)).unwrap();
+        let key = proofs.key_for_blob_file(&file, &d).unwrap();
+        assert_eq!(proofs.lookup(&key).unwrap(), Some(d.clone()));
+
+        // The same file in another boot (after a crash its bytes on disk may be torn).
+        let other_boot =
+            ProofStore::blob_key(&file.metadata().unwrap(), "00000000-other-boot", &d).unwrap();
+        assert_ne!(other_boot.id(), key.id());
+        assert_eq!(proofs.lookup(&other_boot).unwrap(), None);
+
+        // A proof file altered by someone without the private key is ignored.
+        let proof_file = dir.path().join(PROOFS_DIR).join(key.id().hex());
+        let text = std::fs::read_to_string(&proof_file).unwrap();
+        std::fs::write(&proof_file, text.replace("size 4", "size 5")).unwrap();
+        assert!(proofs.lookup(&key).is_err());
+        assert!(store.proven_file(&d).is_none());
     }
 }

@@ -3,7 +3,9 @@
 //! Member order: `airlift.yaml`, `airlift.yaml.sig` (when signed), `oci-layout`, `index.json`,
 //! the component files sorted by path, then `blobs/sha256/<hex>` sorted by digest. Every header
 //! has mode 0644, uid/gid 0, empty owner names and the manifest's build time as mtime, so the same
-//! inputs give the same bytes. Blobs stream from any [`BlobSource`] and are hashed on the way;
+//! inputs give the same bytes. Blobs stream from any [`BlobSource`] and are hashed on the way,
+//! except a blob the source proves unchanged since it was hashed ([`BlobSource::proven_file`]:
+//! the packager's cache, in the same boot), which is copied kernel-side without being read;
 //! the tar is written to a temporary file next to the output and renamed into place at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -140,13 +142,13 @@ impl WriteError {
     }
 }
 
-struct TarOut<W: Write> {
-    out: W,
+struct TarOut {
+    out: BufWriter<tempfile::NamedTempFile>,
     mtime: u64,
     path: PathBuf,
 }
 
-impl<W: Write> TarOut<W> {
+impl TarOut {
     fn io(&self) -> impl FnOnce(io::Error) -> WriteError + '_ {
         move |source| WriteError::Io {
             path: self.path.clone(),
@@ -187,6 +189,14 @@ impl<W: Write> TarOut<W> {
         let h = self.header(&blob_member_path(digest), size)?;
         let w = self.out.write_all(&h);
         w.map_err(self.io())?;
+        if let Some(file) = source
+            .proven_file(digest)
+            .filter(|f| f.metadata().is_ok_and(|m| m.len() == size))
+        {
+            self.copy_proven(&file, digest, size, progress, label)?;
+            return self.pad(size);
+        }
+        let token = source.proof_token(digest);
         let reader = BlobSourceReader::range(source, digest.clone(), 0, size);
         let mut hashing = HashingReader::new(BufReader::with_capacity(BUF, reader));
         let mut buf = vec![0u8; BUF];
@@ -206,9 +216,50 @@ impl<W: Write> TarOut<W> {
                 actual,
             });
         }
+        if let Some(token) = token {
+            source.record_proof(digest, &token);
+        }
         self.pad(size)
     }
+
+    /// Copies exactly `size` bytes of a proven blob file (see [`BlobSource::proven_file`]) into
+    /// the bundle kernel-side (`copy_file_range` through `std::io::copy`, on Linux), without
+    /// hashing them.
+    fn copy_proven(
+        &mut self,
+        file: &std::fs::File,
+        digest: &Digest,
+        size: u64,
+        progress: &dyn Progress,
+        label: &str,
+    ) -> Result<(), WriteError> {
+        let flushed = self.out.flush();
+        flushed.map_err(self.io())?;
+        let mut src = Read::take(file, size);
+        let mut copied = 0;
+        loop {
+            let dst = self.out.get_mut().as_file_mut();
+            let n = io::copy(&mut Read::take(&mut src, PROVEN_CHUNK), dst);
+            let n = n.map_err(self.io())?;
+            if n == 0 {
+                break;
+            }
+            copied += n;
+            progress.advance(label, n);
+        }
+        if copied != size {
+            let short = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("cached blob {digest} ended after {copied} of {size} bytes"),
+            );
+            return Err(self.io()(short));
+        }
+        Ok(())
+    }
 }
+
+/// How much of a proven blob is copied between two progress reports.
+const PROVEN_CHUNK: u64 = 64 * 1024 * 1024;
 
 /// Builds `index.json` from the manifest's images: one entry per reference, sorted.
 fn build_index(

@@ -63,8 +63,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         Some(d) => d.clone(),
         None => dirs_cache()?.join("airlift").join("blobs"),
     };
+    // Proofs let a rebuild copy cached blobs kernel-side without hashing them again.
     let cache = DirBlobStore::open(&cache_dir)
-        .with_context(|| format!("cannot open the blob cache `{}`", cache_dir.display()))?;
+        .with_context(|| format!("cannot open the blob cache `{}`", cache_dir.display()))?
+        .with_proofs();
     let registry = args
         .registry
         .options(args.registry_login.as_deref())
