@@ -263,18 +263,29 @@ pub struct DeployArgs {
 
 impl DeployArgs {
     /// Verifies the bundle (before anything else happens), and sets up progress (bars on a
-    /// terminal, nothing with `--no-progress` or `--output json`) and the library request.
-    pub fn open(&self, no_progress: bool) -> Result<Opened, CommandError> {
+    /// terminal, nothing with `--no-progress` or `--output json`) and the library request. A
+    /// published bundle (`oci://…`) is opened in place on `rt` (the runtime that then runs the
+    /// deploy): its members are fetched and checked, its blobs stay in its registry.
+    pub fn open(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        no_progress: bool,
+    ) -> Result<Opened, CommandError> {
         let trust = self.trust.trust()?;
         let quiet = no_progress || self.output.is_machine();
         let progress: Arc<dyn Progress> = Arc::from(progress_for(quiet));
         let bundle = match self.bundle.to_str().filter(|s| s.starts_with("oci://")) {
-            Some(oci) => crate::commands::pull::open_oci(
-                oci,
-                &trust,
-                &self.target.registry_options(&self.registry)?,
-                progress.as_ref(),
-            )?,
+            Some(oci) => {
+                let oci = crate::commands::pull::parse_reference(oci)?;
+                let options = self.target.registry_options(&self.registry)?;
+                rt.block_on(airlift_deploy::open_oci(
+                    &oci,
+                    &trust,
+                    &options,
+                    progress.as_ref(),
+                ))
+                .map_err(CommandError::diagnosed)?
+            }
             None => {
                 open_verified(&self.bundle, &trust, progress.as_ref(), false)
                     .map_err(CommandError::diagnosed)?

@@ -216,6 +216,16 @@ pub enum BundleError {
     /// A document of the bundle was refused before parsing (nested too deep).
     #[error("a document of the bundle is refused before it is parsed")]
     Limit(#[from] LimitError),
+    /// The operation needs the whole bundle file, but this bundle's blobs stay in a registry
+    /// (it was opened from `oci://…`; its blobs are verified as they stream).
+    #[error(
+        "bundle `{}` keeps its blobs in its registry: there is no bundle file to read whole",
+        Escaped(origin)
+    )]
+    BlobsElsewhere {
+        /// Where the blobs are.
+        origin: String,
+    },
 }
 
 impl BundleError {
@@ -231,6 +241,7 @@ impl BundleError {
             BundleError::TooLarge { .. } => "this member is larger than any manifest or template should be: the bundle is likely corrupt".into(),
             BundleError::NotFound { .. } => "check the reference or digest against `airlift-install inspect BUNDLE`".into(),
             BundleError::Limit(e) => e.hint(),
+            BundleError::BlobsElsewhere { origin } => format!("pull it into a file first (`airlift-install pull {} --out DIR`), then use the file", Escaped(origin)),
         }
     }
 
@@ -243,7 +254,12 @@ impl BundleError {
     /// True when the error means the bundle must not be trusted (signature, digest or tar
     /// safety); the installer maps these to its "verification failed" exit code.
     pub fn is_trust_failure(&self) -> bool {
-        !matches!(self, BundleError::Io { .. } | BundleError::NotFound { .. })
+        !matches!(
+            self,
+            BundleError::Io { .. }
+                | BundleError::NotFound { .. }
+                | BundleError::BlobsElsewhere { .. }
+        )
     }
 }
 

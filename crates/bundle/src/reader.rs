@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{BundleError, IntegrityError};
@@ -39,6 +40,11 @@ pub fn blob_member_path(digest: &Digest) -> String {
 
 /// An open bundle file: the member index, the manifest and the signature. Thread-safe; blobs are
 /// served with positioned reads on one shared file handle.
+///
+/// A bundle opened with [`Bundle::open_members_trusted`] holds only its members (manifest,
+/// signature, `oci-layout`, `index.json`, component files) in the file; its blobs are served by
+/// another [`BlobSource`] (a published bundle's registry), limited to the blobs and sizes its
+/// signed manifest lists.
 #[derive(Debug)]
 pub struct Bundle {
     path: PathBuf,
@@ -50,6 +56,23 @@ pub struct Bundle {
     manifest_bytes: Vec<u8>,
     signature: Option<Vec<u8>>,
     status: SignatureStatus,
+    elsewhere: Option<Elsewhere>,
+}
+
+/// Where the blobs of a members-only bundle are, and the sizes its signed manifest lists.
+struct Elsewhere {
+    origin: String,
+    source: Arc<dyn BlobSource>,
+    sizes: HashMap<Digest, u64>,
+}
+
+impl std::fmt::Debug for Elsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Elsewhere")
+            .field("origin", &self.origin)
+            .field("blobs", &self.sizes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A bundle whose headers are indexed and whose manifest bytes are read, but not yet parsed.
@@ -82,6 +105,10 @@ impl Raw {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::scan_file(file, path)
+    }
+
+    fn scan_file(file: File, path: &Path) -> Result<Self, BundleError> {
         let entries = tar_safety::scan(&file).map_err(|source| BundleError::Tar {
             path: path.to_path_buf(),
             source,
@@ -127,7 +154,13 @@ impl Raw {
         })
     }
 
-    fn into_bundle(self, status: SignatureStatus) -> Result<Bundle, BundleError> {
+    /// Parses the manifest and checks the members against it. With `elsewhere` (an origin and a
+    /// source), the file must hold no blob and the blobs are served by that source.
+    fn into_bundle(
+        self,
+        status: SignatureStatus,
+        elsewhere: Option<(String, Arc<dyn BlobSource>)>,
+    ) -> Result<Bundle, BundleError> {
         let manifest = parse_manifest(&self.manifest_bytes)?;
         let by_path: HashMap<String, usize> = self
             .entries
@@ -135,8 +168,14 @@ impl Raw {
             .enumerate()
             .map(|(i, e)| (e.path.clone(), i))
             .collect();
-        check_listing(&manifest, &self.entries, &by_path)?;
-        check_order(&manifest, &self.entries, self.signature.is_some())?;
+        let local_blobs = elsewhere.is_none();
+        check_listing(&manifest, &self.entries, &by_path, local_blobs)?;
+        check_order(
+            &manifest,
+            &self.entries,
+            self.signature.is_some(),
+            local_blobs,
+        )?;
         let created = crate::time::rfc3339_to_epoch(&manifest.build.created);
         if let Some(first) = self.entries.first().filter(|e| e.mtime != created) {
             return Err(IntegrityError::HeaderTime {
@@ -155,8 +194,19 @@ impl Raw {
                     .map(|&i| (b.digest.clone(), i))
             })
             .collect();
+        let elsewhere = elsewhere.map(|(origin, source)| Elsewhere {
+            origin,
+            source,
+            sizes: manifest
+                .blobs
+                .iter()
+                .map(|b| (b.digest.clone(), b.size))
+                .collect(),
+        });
         Ok(Bundle {
-            path: self.path,
+            path: elsewhere
+                .as_ref()
+                .map_or(self.path, |e| PathBuf::from(&e.origin)),
             file: self.file,
             entries: self.entries,
             by_path,
@@ -165,6 +215,7 @@ impl Raw {
             manifest_bytes: self.manifest_bytes,
             signature: self.signature,
             status,
+            elsewhere,
         })
     }
 }
@@ -184,11 +235,13 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<BundleManifest, BundleError> {
     Ok(manifest)
 }
 
-/// Every tar member must be listed, every listed member present, with the listed size.
+/// Every tar member must be listed, every listed member present, with the listed size. Without
+/// `local_blobs`, the file must hold no blob (they are served from elsewhere).
 fn check_listing(
     manifest: &BundleManifest,
     entries: &[MemberEntry],
     by_path: &HashMap<String, usize>,
+    local_blobs: bool,
 ) -> Result<(), IntegrityError> {
     let members: HashMap<&str, u64> = manifest
         .members
@@ -204,7 +257,8 @@ fn check_listing(
             let listed = format!("sha256:{hex}")
                 .parse::<Digest>()
                 .ok()
-                .and_then(|d| blobs.get(&d).map(|s| (d, *s)));
+                .and_then(|d| blobs.get(&d).map(|s| (d, *s)))
+                .filter(|_| local_blobs);
             match listed {
                 Some((digest, size)) if size != e.size => {
                     return Err(IntegrityError::BlobSize {
@@ -253,7 +307,7 @@ fn check_listing(
             });
         }
     }
-    for b in &manifest.blobs {
+    for b in manifest.blobs.iter().filter(|_| local_blobs) {
         let member = blob_member_path(&b.digest);
         if !by_path.contains_key(&member) {
             return Err(IntegrityError::MissingBlob {
@@ -266,11 +320,13 @@ fn check_listing(
 }
 
 /// The members must be in the order the writer puts them: the manifest, the signature,
-/// `oci-layout`, `index.json`, the component files by path, then the blobs by digest.
+/// `oci-layout`, `index.json`, the component files by path, then (with `local_blobs`) the blobs
+/// by digest.
 fn check_order(
     manifest: &BundleManifest,
     entries: &[MemberEntry],
     signed: bool,
+    local_blobs: bool,
 ) -> Result<(), IntegrityError> {
     let mut files: Vec<&str> = manifest
         .members
@@ -282,6 +338,7 @@ fn check_order(
     let mut blobs: Vec<String> = manifest
         .blobs
         .iter()
+        .filter(|_| local_blobs)
         .map(|b| blob_member_path(&b.digest))
         .collect();
     blobs.sort_unstable();
@@ -311,7 +368,7 @@ impl Bundle {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, BundleError> {
         let raw = Raw::scan(path.as_ref())?;
         let status = trust::unchecked_status(&raw.manifest_bytes, raw.signature.as_deref())?;
-        raw.into_bundle(status)
+        raw.into_bundle(status, None)
     }
 
     /// Opens a bundle and applies `trust` to its signature before the manifest is parsed. The
@@ -319,12 +376,48 @@ impl Bundle {
     pub fn open_trusted(path: impl AsRef<Path>, trust: &Trust) -> Result<Self, BundleError> {
         let raw = Raw::scan(path.as_ref())?;
         let status = trust::check_signature(&raw.manifest_bytes, raw.signature.as_deref(), trust)?;
-        raw.into_bundle(status)
+        raw.into_bundle(status, None)
     }
 
-    /// The bundle file's path.
+    /// Opens a bundle whose `file` holds only its members, in the canonical encoding and order
+    /// (the manifest, the signature, `oci-layout`, `index.json`, the component files, then the
+    /// end of the archive), and whose blobs `blobs` serves. `trust` is applied to the signature
+    /// before the manifest is parsed; the members are checked against its listing like any
+    /// bundle's; a blob in the file is refused. Only the blobs the signed manifest lists are
+    /// read from `blobs`, and no further than their listed sizes; nothing checks their bytes
+    /// here: read them through a consumer that hashes them (the verifying push does).
+    /// `origin` names the bundle in messages and is what [`Bundle::path`] returns, e.g.
+    /// `oci://registry.vendor.io/acme/shop:1.2.0`.
+    pub fn open_members_trusted(
+        file: File,
+        origin: &str,
+        trust: &Trust,
+        blobs: Arc<dyn BlobSource>,
+    ) -> Result<Self, BundleError> {
+        let raw = Raw::scan_file(file, Path::new(origin))?;
+        let status = trust::check_signature(&raw.manifest_bytes, raw.signature.as_deref(), trust)?;
+        raw.into_bundle(status, Some((origin.to_string(), blobs)))
+    }
+
+    /// The bundle file's path; for a bundle opened with [`Bundle::open_members_trusted`], its
+    /// origin (e.g. `oci://HOST/REPO:TAG`).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the blobs are when they are not in the file ([`Bundle::open_members_trusted`]).
+    pub fn blobs_origin(&self) -> Option<&str> {
+        self.elsewhere.as_ref().map(|e| e.origin.as_str())
+    }
+
+    /// Refuses an operation that needs the whole bundle file, when the blobs are elsewhere.
+    pub(crate) fn require_local_blobs(&self) -> Result<(), BundleError> {
+        match &self.elsewhere {
+            Some(e) => Err(BundleError::BlobsElsewhere {
+                origin: e.origin.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The open file (for metadata such as the recorded proof).
@@ -403,6 +496,30 @@ impl Bundle {
     /// Reads a blob into memory (manifests, configs), refusing above `limit` bytes, and checks
     /// its digest.
     pub fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, BundleError> {
+        if self.elsewhere.is_some() {
+            return crate::walk::read_small(self, digest, limit).map_err(|e| match e {
+                crate::walk::SmallReadError::Missing(d) => BundleError::NotFound {
+                    what: d.to_string(),
+                },
+                crate::walk::SmallReadError::TooLarge { size, limit } => BundleError::TooLarge {
+                    what: digest.to_string(),
+                    size,
+                    limit,
+                },
+                crate::walk::SmallReadError::DigestMismatch { actual } => {
+                    IntegrityError::TamperedBlob {
+                        digest: digest.clone(),
+                        member: blob_member_path(digest),
+                        actual,
+                    }
+                    .into()
+                }
+                crate::walk::SmallReadError::Io(source) => BundleError::Io {
+                    path: self.path.clone(),
+                    source,
+                },
+            });
+        }
         let entry = self
             .blob_member(digest)
             .ok_or_else(|| BundleError::NotFound {
@@ -449,10 +566,28 @@ impl Bundle {
 
 impl BlobSource for Bundle {
     fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        self.blob_member(digest).map(|e| e.size)
+        match &self.elsewhere {
+            Some(e) => e.sizes.get(digest).copied(),
+            None => self.blob_member(digest).map(|e| e.size),
+        }
     }
 
     fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = &self.elsewhere {
+            let size = *e.sizes.get(digest).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("blob {digest} is not listed by bundle `{}`", e.origin),
+                )
+            })?;
+            if offset >= size {
+                return Ok(0);
+            }
+            let want = usize::try_from(size - offset)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            return e.source.read_blob_at(digest, offset, &mut buf[..want]);
+        }
         let entry = self.blob_member(digest).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,

@@ -46,6 +46,7 @@ impl Bundle {
         trust: &Trust,
         progress: &dyn Progress,
     ) -> Result<VerifyReport, BundleError> {
+        self.require_local_blobs()?;
         let signature = trust::check_signature(self.manifest_bytes(), self.signature(), trust)?;
         let (bytes_hashed, sha256) = self.hash_all(progress)?;
         let images = self.check_images()?;
@@ -69,6 +70,7 @@ impl Bundle {
         progress: &dyn Progress,
         proofs: &ProofStore,
     ) -> Result<VerifyReport, BundleError> {
+        self.require_local_blobs()?;
         let signature = trust::check_signature(self.manifest_bytes(), self.signature(), trust)?;
         let key = proofs
             .key_for(self, trust)
@@ -195,6 +197,7 @@ impl Bundle {
     /// The sha256 of the whole bundle file, read once with 1 MiB positioned reads (what
     /// `sha256sum` prints). Progress is reported under `label`.
     pub fn file_sha256(&self, progress: &dyn Progress, label: &str) -> Result<Digest, BundleError> {
+        self.require_local_blobs()?;
         let len = self.file_len()?;
         progress.start(label, Some(len));
         let mut h = Hasher::new();

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! open_verified(path, trust)                  // signature, then every digest; nothing before
+//!   | open_oci(oci://…, trust)                // signature, layer list, members; blobs stay
+//!                                             // in the vendor registry, hashed when pushed
 //!   → Deployer::prepare(bundle, site, intent) // configuration, relocation, render; reads only
 //!   → Deployer::plan(prepared)                // what would change, old → new values
 //!   → Deployer::deploy(prepared, intent, ..)  // preflight (all at once) → push → lock →
@@ -34,4 +36,4 @@ pub mod support;
 pub use error::{DeployError, PreflightFailure};
 pub use pipeline::{DeployReport, Deployer, Intent, PlanReport, Prepared};
 pub use site::{Interaction, NonInteractive, SiteRequest};
-pub use source::{open_for_push, open_verified, BlobTrust};
+pub use source::{open_for_push, open_oci, open_verified, BlobTrust};

@@ -1,15 +1,20 @@
-//! The registry phase: preflight, then a resumable push from the verified bundle file, checked
-//! against the relocation rendering assumed.
+//! The registry phase: preflight, then a resumable push from the verified bundle file (or,
+//! for a bundle opened from `oci://…`, straight from the vendor's registry, every blob hashed as
+//! it streams), checked against the relocation rendering assumed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use airlift_bundle::schema::manifest::BundleManifest;
 use airlift_bundle::{BlobSource, Bundle, Progress};
+use airlift_registry::artifact::OciReference;
+use airlift_registry::artifact_source::source_failure;
 use airlift_registry::client::RegistryClient;
 use airlift_registry::mapping::{Destination, RelocationMap};
 use airlift_registry::preflight::preflight as registry_preflight;
-use airlift_registry::push::{plan_repositories, push, push_verifying, PushReport};
+use airlift_registry::push::{
+    plan_repositories, push, push_verifying, push_verifying_mounting, PushReport,
+};
 use airlift_registry::RegistryOptions;
 
 use crate::error::{DeployError, PreflightFailure};
@@ -98,6 +103,13 @@ pub async fn push_bundle(
 /// [`push_bundle`] for a bundle opened by [`crate::source::open_for_push`]: with
 /// [`BlobTrust::SignatureOnly`], each blob is hashed while it streams, and a mismatch cuts its
 /// upload short and fails the push with a trust error before any manifest or tag above it.
+///
+/// A bundle opened by [`crate::source::open_oci`] is always pushed that way, whatever
+/// `blob_trust` says: each blob streams from the vendor's registry into `destination`, hashed
+/// on the way, and nothing is committed unless every blob verified. When `destination` is the
+/// vendor's registry itself, each blob is first mounted from the artifact's repository (no byte
+/// moves). A blob that does not match its signed digest is
+/// [`airlift_registry::artifact::ArtifactError::LayerDigest`] (exit 3), as a pull reports it.
 pub async fn push_bundle_as(
     client: &RegistryClient,
     bundle: Arc<Bundle>,
@@ -109,6 +121,32 @@ pub async fn push_bundle_as(
 ) -> Result<PushReport, DeployError> {
     let images = push_images(bundle.manifest());
     let concurrency = concurrency.max(1);
+    if let Some(origin) = bundle.blobs_origin().map(str::to_string) {
+        let source: Arc<dyn BlobSource> = bundle;
+        let published = OciReference::parse(&origin)?;
+        let reference = origin.trim_start_matches("oci://");
+        let pushed = if published.registry == client.registry() {
+            let from = published.repository.as_str();
+            push_verifying_mounting(
+                client,
+                source,
+                &images,
+                destination,
+                concurrency,
+                from,
+                progress,
+            )
+            .await
+        } else {
+            push_verifying(client, source, &images, destination, concurrency, progress).await
+        };
+        let report = pushed.map_err(|e| match source_failure(reference, e) {
+            Ok(artifact) => DeployError::Artifact(artifact),
+            Err(push) => DeployError::Push(push),
+        })?;
+        check_relocation(planned, &report.relocation_map)?;
+        return Ok(report);
+    }
     let source: Arc<dyn BlobSource> = bundle;
     let pushed = if blob_trust == BlobTrust::SignatureOnly {
         push_verifying(client, source, &images, destination, concurrency, progress).await

@@ -16,8 +16,8 @@ use airlift_bundle::schema::manifest::BundleManifest;
 use airlift_bundle::{BundleError, Digest, Progress, SignatureStatus, Trust};
 
 use crate::artifact::{
-    check_layers, members, parse_artifact, ArtifactError, ArtifactManifest, OciReference,
-    MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_SIGNATURE,
+    check_layers, members, parse_artifact, ArtifactError, ArtifactManifest, Member, OciReference,
+    MEDIA_TYPE_BLOB, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_SIGNATURE,
 };
 use crate::client::RegistryClient;
 use crate::fetch::BlobSink;
@@ -123,10 +123,8 @@ pub async fn write_bundle_file(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<PullReport, ArtifactError> {
-    let io = |source: std::io::Error| ArtifactError::Io {
-        path: out.display().to_string(),
-        source,
-    };
+    let name = out.display().to_string();
+    let io = io_error(&name);
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -134,62 +132,106 @@ pub async fn write_bundle_file(
     let tmp = tempfile::Builder::new()
         .prefix(".airlift-pull-")
         .tempfile_in(&dir)
-        .map_err(io)?;
-    let mut sink = FileSink {
-        file: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(io)?),
-        written: 0,
-        member: None,
-    };
-    let mtime = airlift_bundle::time::rfc3339_to_epoch(&resolved.manifest.build.created);
-    let expected = members(
-        &resolved.manifest,
-        &resolved.manifest_bytes,
-        resolved.signature.as_deref(),
-    );
-    let total: u64 = expected.iter().map(|m| m.size).sum();
-    progress.start(PULL_LABEL, Some(total));
-    for (i, m) in expected.iter().enumerate() {
-        let header = member_header(&m.path, m.size, mtime).map_err(io)?;
-        sink.append(&header).map_err(io)?;
-        match i {
-            0 => sink.append(&resolved.manifest_bytes).map_err(io)?,
-            1 if resolved.signature.is_some() => sink
-                .append(resolved.signature.as_deref().unwrap_or_default())
-                .map_err(io)?,
-            _ => {
-                sink.begin_member();
-                client
-                    .get_blob(&resolved.repository, &m.digest, m.size, &mut sink)
-                    .await
-                    .map_err(|e| match e {
-                        crate::error::RegistryError::Protocol { .. } => {
-                            ArtifactError::LayerDigest {
-                                reference: resolved.reference.clone(),
-                                path: m.path.clone(),
-                                digest: m.digest.clone(),
-                            }
-                        }
-                        other => other.into(),
-                    })?;
-                sink.end_member();
-            }
-        }
-        let pad = usize::try_from(padding(m.size)).unwrap_or(0);
-        sink.append(&[0u8; 512][..pad]).map_err(io)?;
-        progress.advance(PULL_LABEL, m.size);
-    }
-    sink.append(&TRAILER).map_err(io)?;
-    progress.finish(PULL_LABEL);
-    sink.file.flush().map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    let bytes = sink.written;
-    drop(sink);
+        .map_err(&io)?;
+    let file = tmp.as_file().try_clone().map_err(&io)?;
+    let expected = resolved.members();
+    let bytes = write_canonical(client, resolved, &expected, file, &name, progress).await?;
+    tmp.as_file().sync_all().map_err(&io)?;
     tmp.persist(out).map_err(|e| io(e.error))?;
     Ok(PullReport {
         path: out.to_path_buf(),
         bytes,
         artifact_digest: resolved.artifact_digest.clone(),
     })
+}
+
+/// Writes the members of the bundle `resolved` describes that are not blobs (the manifest, the
+/// signature, `oci-layout`, `index.json`, the component files) to `file` in the canonical tar
+/// encoding, then the end of the archive: what [`airlift_bundle::Bundle::open_members_trusted`]
+/// opens. Each member's digest is checked as it arrives. Returns the bytes written.
+pub async fn write_members(
+    client: &RegistryClient,
+    resolved: &Resolved,
+    file: std::fs::File,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<u64, ArtifactError> {
+    let mut expected = resolved.members();
+    expected.retain(|m| m.media_type != MEDIA_TYPE_BLOB);
+    write_canonical(client, resolved, &expected, file, name, progress).await
+}
+
+impl Resolved {
+    /// The members the signed manifest implies, in archive order (what the layers were
+    /// checked against).
+    pub fn members(&self) -> Vec<Member> {
+        members(
+            &self.manifest,
+            &self.manifest_bytes,
+            self.signature.as_deref(),
+        )
+    }
+}
+
+fn io_error(name: &str) -> impl Fn(std::io::Error) -> ArtifactError + '_ {
+    move |source| ArtifactError::Io {
+        path: name.to_string(),
+        source,
+    }
+}
+
+/// Writes `expected` (a prefix of the bundle's members, in archive order) to `file` with their
+/// canonical headers and padding, then the trailer. The manifest and signature come from
+/// memory; every other member is streamed from the artifact's repository, its digest checked.
+async fn write_canonical(
+    client: &RegistryClient,
+    resolved: &Resolved,
+    expected: &[Member],
+    file: std::fs::File,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<u64, ArtifactError> {
+    let io = io_error(name);
+    let mut sink = FileSink {
+        file: std::io::BufWriter::with_capacity(1 << 20, file),
+        written: 0,
+        member: None,
+    };
+    let mtime = airlift_bundle::time::rfc3339_to_epoch(&resolved.manifest.build.created);
+    let total: u64 = expected.iter().map(|m| m.size).sum();
+    progress.start(PULL_LABEL, Some(total));
+    for (i, m) in expected.iter().enumerate() {
+        let header = member_header(&m.path, m.size, mtime).map_err(&io)?;
+        sink.append(&header).map_err(&io)?;
+        // The manifest and signature were fetched (bounded) and checked first: the first two
+        // members, as every bundle and artifact lists them.
+        if i == 0 {
+            sink.append(&resolved.manifest_bytes).map_err(&io)?;
+        } else if let (1, Some(sig)) = (i, &resolved.signature) {
+            sink.append(sig).map_err(&io)?;
+        } else {
+            sink.begin_member();
+            client
+                .get_blob(&resolved.repository, &m.digest, m.size, &mut sink)
+                .await
+                .map_err(|e| match e {
+                    crate::error::RegistryError::Protocol { .. } => ArtifactError::LayerDigest {
+                        reference: resolved.reference.clone(),
+                        path: m.path.clone(),
+                        digest: m.digest.clone(),
+                    },
+                    other => other.into(),
+                })?;
+            sink.end_member();
+        }
+        let pad = usize::try_from(padding(m.size)).unwrap_or(0);
+        sink.append(&[0u8; 512][..pad]).map_err(&io)?;
+        progress.advance(PULL_LABEL, m.size);
+    }
+    sink.append(&TRAILER).map_err(&io)?;
+    progress.finish(PULL_LABEL);
+    sink.file.flush().map_err(&io)?;
+    Ok(sink.written)
 }
 
 /// The output file. A member download that restarts truncates the file back to the member's

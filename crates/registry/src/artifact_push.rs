@@ -129,6 +129,7 @@ pub async fn push_artifact(
         Digest::of_bytes(EMPTY_CONFIG),
         Bytes::from_static(EMPTY_CONFIG),
     );
+    let bundle_path = bundle.path().display().to_string();
     let source: Arc<dyn BlobSource> = Arc::new(MemberSource {
         bundle,
         members: in_memory,
@@ -146,6 +147,7 @@ pub async fn push_artifact(
         .map(|(d, size)| {
             let source = source.clone();
             let progress = progress.clone();
+            let bundle_path = &bundle_path;
             async move {
                 if client.blob_exists(repo, &d).await?.is_some() {
                     progress.advance(PUBLISH_LABEL, size);
@@ -176,6 +178,10 @@ pub async fn push_artifact(
                     BlobPush::Mismatch { actual } => {
                         Err(ArtifactError::SourceChanged { digest: d, actual })
                     }
+                    BlobPush::Unreadable { error } => Err(ArtifactError::Io {
+                        path: bundle_path.clone(),
+                        source: error,
+                    }),
                 }
             }
         })

@@ -85,11 +85,23 @@ impl Diagnose for PullError {
 }
 
 impl Diagnose for PushError {
+    /// A source that is a registry and failed to answer is the registry's failure; a source
+    /// whose bytes are wrong or missing (a damaged bundle, a registry serving other bytes) is a
+    /// trust failure.
     fn exit_kind(&self) -> ExitKind {
+        if let Some(e) = self.source_registry_error() {
+            return match e {
+                RegistryError::Protocol { .. } => ExitKind::Trust,
+                _ => ExitKind::Registry,
+            };
+        }
         match self {
             Self::Registry { .. } => ExitKind::Registry,
             Self::Mapping(_) => ExitKind::Config,
-            Self::Walk(_) | Self::ReadManifest { .. } | Self::Tampered { .. } => ExitKind::Trust,
+            Self::Walk(_)
+            | Self::ReadManifest { .. }
+            | Self::Tampered { .. }
+            | Self::Source { .. } => ExitKind::Trust,
         }
     }
     fn fix(&self) -> Option<String> {

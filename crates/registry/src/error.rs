@@ -269,6 +269,13 @@ impl RegistryError {
         Self::from_transport(target, Box::new(err))
     }
 
+    /// Classifies a failure while reading a response body (a connection cut mid-body): a
+    /// transport failure, retryable, never bad content (no content decoding is enabled, so
+    /// reqwest's "decode" kind only ever means the body could not be read).
+    pub fn from_body(target: Target, err: reqwest::Error) -> Self {
+        Self::from_transport(target, Box::new(err))
+    }
+
     /// Classifies any transport-level error (with a source chain) by its TLS cause, if any.
     pub fn from_transport(target: Target, err: Box<dyn StdError + Send + Sync>) -> Self {
         match classify_tls(err.as_ref()) {

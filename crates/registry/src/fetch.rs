@@ -24,7 +24,8 @@ pub struct FetchedManifest {
     pub media_type: Option<String>,
 }
 
-fn pull_scope(repo: &str) -> String {
+/// The token scope of a read of `repo`.
+pub(crate) fn pull_scope(repo: &str) -> String {
     format!("repository:{repo}:pull")
 }
 
@@ -120,7 +121,7 @@ impl RegistryClient {
                 while let Some(chunk) = resp
                     .chunk()
                     .await
-                    .map_err(|e| RegistryError::from_reqwest(target.clone(), e))?
+                    .map_err(|e| RegistryError::from_body(target.clone(), e))?
                 {
                     got += chunk.len() as u64;
                     if got > size {

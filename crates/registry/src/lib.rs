@@ -21,11 +21,14 @@
 //! - [`serve`]: a read-only OCI endpoint over a [`airlift_bundle::BlobSource`].
 //! - [`artifact`], [`artifact_push`], [`artifact_pull`]: a bundle published as an OCI artifact,
 //!   and pulled back byte-identical, the signature checked before anything large is read.
+//! - [`artifact_source`]: a published bundle opened in place (members in a temporary file, blobs
+//!   read from its registry as they are pushed), for `install|upgrade|plan oci://…`.
 //! - [`fetch`]: bounded and streamed reads (manifests, blobs, tag lists) with the same client.
 
 pub mod artifact;
 pub mod artifact_pull;
 pub mod artifact_push;
+pub mod artifact_source;
 pub mod auth;
 pub mod client;
 pub mod diagnose;

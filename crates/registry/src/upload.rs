@@ -8,7 +8,7 @@
 //! whole in memory; hashing happens on the blocking thread that reads the chunk.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use airlift_bundle::digest::Hasher;
 use airlift_bundle::{BlobSource, Digest};
@@ -24,7 +24,7 @@ use crate::error::RegistryError;
 const CHUNK: usize = 512 * 1024;
 
 /// What [`RegistryClient::stage_blob`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Staged {
     /// Every byte is in the session, and they hash to the digest: commit it with
     /// [`RegistryClient::commit_staged`].
@@ -37,6 +37,20 @@ pub enum Staged {
         /// The digest of the bytes the source holds.
         actual: Digest,
     },
+    /// Reading the blob from the source failed (a bundle file that cannot be read, a source
+    /// registry that failed): the upload was cut short and its session cancelled, so the
+    /// registry committed nothing. Not retried here: a source retries its own reads.
+    Unreadable {
+        /// The source's error.
+        error: std::io::Error,
+    },
+}
+
+/// The first failure of a source read during one upload attempt.
+type ReadFailure = Arc<Mutex<Option<std::io::Error>>>;
+
+fn take_failure(slot: &ReadFailure) -> Option<std::io::Error> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 impl RegistryClient {
@@ -48,7 +62,8 @@ impl RegistryClient {
     /// With `verify`, the blob is hashed while it streams and its last chunk is held back until
     /// the digest matches: on a mismatch the body is cut short (the registry cannot commit an
     /// incomplete upload), the session is cancelled, nothing is retried, and the result is
-    /// [`BlobPush::Mismatch`].
+    /// [`BlobPush::Mismatch`]. A failed read of the source cuts the body short too, and is
+    /// [`BlobPush::Unreadable`].
     #[allow(clippy::too_many_arguments)]
     pub async fn push_blob(
         &self,
@@ -75,6 +90,7 @@ impl RegistryClient {
                         UploadStart::Mounted => return Ok(BlobPush::Mounted),
                         UploadStart::Session(url) => url,
                     };
+                    let failure = ReadFailure::default();
                     let body = BlobBody {
                         source: source.clone(),
                         digest: digest.clone(),
@@ -83,19 +99,22 @@ impl RegistryClient {
                         on_bytes: on_bytes.clone(),
                         mismatch: verify.then(|| mismatch.clone()),
                         cut: true,
+                        failure: failure.clone(),
                     };
                     match self.put_blob(repo, &session, &body).await {
                         Ok(()) => Ok(BlobPush::Sent),
-                        Err(e) => match mismatch.get() {
-                            Some(actual) => {
-                                // Best effort: the registry purges abandoned sessions anyway.
-                                let _ = self.cancel_upload(repo, &session).await;
-                                Ok(BlobPush::Mismatch {
+                        Err(e) => {
+                            let outcome = match (mismatch.get(), take_failure(&failure)) {
+                                (Some(actual), _) => BlobPush::Mismatch {
                                     actual: actual.clone(),
-                                })
-                            }
-                            None => Err(e),
-                        },
+                                },
+                                (None, Some(error)) => BlobPush::Unreadable { error },
+                                (None, None) => return Err(e),
+                            };
+                            // Best effort: the registry purges abandoned sessions anyway.
+                            let _ = self.cancel_upload(repo, &session).await;
+                            Ok(outcome)
+                        }
                     }
                 },
                 |_, _, _| {},
@@ -157,6 +176,7 @@ impl RegistryClient {
                         }
                     };
                     let mismatch = Arc::new(OnceLock::new());
+                    let failure = ReadFailure::default();
                     let body = BlobBody {
                         source: source.clone(),
                         digest: digest.clone(),
@@ -165,6 +185,7 @@ impl RegistryClient {
                         on_bytes: on_bytes.clone(),
                         mismatch: Some(mismatch.clone()),
                         cut: false,
+                        failure: failure.clone(),
                     };
                     match self.patch_blob(repo, &session, &body).await {
                         Ok(next) => Ok(match mismatch.get() {
@@ -176,7 +197,10 @@ impl RegistryClient {
                         }),
                         Err(e) => {
                             let _ = self.cancel_upload(repo, &session).await;
-                            Err(e)
+                            match take_failure(&failure) {
+                                Some(error) => Ok(Staged::Unreadable { error }),
+                                None => Err(e),
+                            }
                         }
                     }
                 },
@@ -268,7 +292,7 @@ impl RegistryClient {
 }
 
 /// What [`RegistryClient::push_blob`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum BlobPush {
     /// The blob was streamed and the registry committed it.
     Sent,
@@ -280,11 +304,19 @@ pub enum BlobPush {
         /// The digest of the bytes the source holds.
         actual: Digest,
     },
+    /// Reading the blob from the source failed: the upload was cut short and cancelled, so
+    /// the registry committed nothing.
+    Unreadable {
+        /// The source's error.
+        error: std::io::Error,
+    },
 }
 
 /// The body of one blob upload: `[0, size)` of the blob, by positioned reads, one chunk at a
 /// time; hashed on the way when `mismatch` is set, which receives the actual digest when it
-/// differs. With `cut`, the stream then fails instead of yielding its last chunk.
+/// differs. With `cut`, the stream then fails instead of yielding its last chunk. A failed read of
+/// the source fails the stream and lands in `failure`, so the caller can tell it from the
+/// registry's failure.
 struct BlobBody {
     source: Arc<dyn BlobSource>,
     digest: Digest,
@@ -293,6 +325,7 @@ struct BlobBody {
     on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
     mismatch: Option<Arc<OnceLock<Digest>>>,
     cut: bool,
+    failure: ReadFailure,
 }
 
 impl BlobBody {
@@ -305,11 +338,13 @@ impl BlobBody {
             on_bytes,
             mismatch,
             cut,
+            failure,
         } = self;
         let cut = *cut;
         let (source, digest, size) = (source.clone(), digest.clone(), *size);
         let (high_water, on_bytes, mismatch) =
             (high_water.clone(), on_bytes.clone(), mismatch.clone());
+        let failure = failure.clone();
         let hasher = mismatch.as_ref().map(|_| Hasher::new());
         let stream = futures::stream::try_unfold((0u64, hasher), move |(offset, hasher)| {
             let source = source.clone();
@@ -317,13 +352,26 @@ impl BlobBody {
             let high_water = high_water.clone();
             let on_bytes = on_bytes.clone();
             let mismatch = mismatch.clone();
+            let failure = failure.clone();
             async move {
                 if offset >= size {
                     return Ok::<_, std::io::Error>(None);
                 }
                 let want = usize::try_from(size - offset).unwrap_or(CHUNK).min(CHUNK);
                 let (chunk, hasher) = tokio::task::spawn_blocking(move || {
-                    let chunk = read_exact_at(&*source, &digest, offset, want)?;
+                    let chunk = match read_exact_at(&*source, &digest, offset, want) {
+                        Ok(chunk) => chunk,
+                        Err(e) => {
+                            let cut = std::io::Error::other(format!(
+                                "reading blob {digest} from the source failed at byte {offset}: {e}"
+                            ));
+                            failure
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
+                            return Err(cut);
+                        }
+                    };
                     let hasher = hasher.map(|mut h| {
                         h.update(&chunk);
                         h

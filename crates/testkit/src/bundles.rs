@@ -141,12 +141,23 @@ fn item(name: &str, kind: ConfigType, default: Option<Value>, description: &str)
 impl ShopBundles {
     /// Writes the image set and a signing key under `dir`.
     pub fn new(dir: &Path) -> std::io::Result<Self> {
-        let images = sample_set(&dir.join("images"), 7, 64 << 10)?;
+        Self::with_base_layer(dir, 64 << 10)
+    }
+
+    /// [`ShopBundles::new`] with `base_size` bytes of content in the shop image's base layer
+    /// (its largest blob), for tests that measure what an image's size shows up in.
+    pub fn with_base_layer(dir: &Path, base_size: u64) -> std::io::Result<Self> {
+        let images = sample_set(&dir.join("images"), 7, base_size)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             key: PrivateKey::generate(),
             images,
         })
+    }
+
+    /// The image set the bundles carry (the shop's image is [`SampleSet::api`]).
+    pub fn images(&self) -> &SampleSet {
+        &self.images
     }
 
     /// The vendor's public key file (written on first use).

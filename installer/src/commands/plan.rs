@@ -18,8 +18,9 @@ pub struct Args {
 /// Runs `plan`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let (bundle, progress, site) = a.open(no_progress)?;
-    let plan = runtime()?.block_on(async {
+    let rt = runtime()?;
+    let (bundle, progress, site) = a.open(&rt, no_progress)?;
+    let plan = rt.block_on(async {
         let cluster = a.cluster.connect().await?;
         let deployer = Deployer::new(
             &cluster,

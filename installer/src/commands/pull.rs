@@ -4,7 +4,8 @@
 //! downloaded; every layer's digest is checked as it streams; then the file is verified like any
 //! bundle (which records a proof, so a later `install FILE` does not hash it again).
 //!
-//! Also holds the step `install`, `upgrade` and `plan` use for an `oci://` bundle argument.
+//! `install`, `upgrade` and `plan` take an `oci://` argument without pulling a file: see
+//! `airlift_deploy::open_oci`.
 
 use std::path::{Path, PathBuf};
 
@@ -59,29 +60,6 @@ pub fn pull_verified(
     let (bundle, report) = airlift_deploy::open_verified(&pulled.path, trust, progress, false)
         .map_err(CommandError::diagnosed)?;
     Ok((bundle, report, pulled.bytes))
-}
-
-/// For `install`/`upgrade`/`plan oci://…`: pulls into a private temporary folder, verifies, and
-/// removes the file again (the open bundle keeps reading through its file handle).
-pub fn open_oci(
-    text: &str,
-    trust: &Trust,
-    options: &RegistryOptions,
-    progress: &dyn Progress,
-) -> Result<Bundle, CommandError> {
-    let oci = parse_reference(text)?;
-    let dir = tempfile::Builder::new()
-        .prefix("airlift-pull-")
-        .tempdir()
-        .map_err(|e| {
-            CommandError::new(
-                ExitKind::Failure,
-                anyhow::Error::new(e).context("cannot create a temporary folder for the pull"),
-            )
-            .with_hint("set TMPDIR to a folder with room for the bundle")
-        })?;
-    let (bundle, _, _) = pull_verified(&oci, trust, options, dir.path(), progress)?;
-    Ok(bundle)
 }
 
 /// Runs `pull`.

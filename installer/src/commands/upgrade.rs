@@ -28,8 +28,8 @@ pub struct Args {
 /// Runs `upgrade`.
 pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     let a = &args.deploy;
-    let (bundle, progress, site) = a.open(no_progress)?;
     let rt = runtime()?;
+    let (bundle, progress, site) = a.open(&rt, no_progress)?;
     let cancel = cancel_on_signals(&rt);
     let interaction = Terminal::new(a.config.yes);
     let done = rt.block_on(async {

@@ -15,6 +15,9 @@
 //!
 //! [`push_verifying`] also hashes every blob while it streams, so an unverified bundle is read
 //! once: a blob that does not match its digest is never committed, and nothing above it written.
+//! [`push_verifying_mounting`] does the same for a source whose blobs the destination registry
+//! also holds in another repository (a bundle published to that same registry): it asks the
+//! registry to mount each missing blob from there first, and streams only what it declines.
 //!
 //! Killing the process at any point leaves only complete, untagged content and whole blobs
 //! behind; running the push again skips everything the registry holds.
@@ -29,15 +32,17 @@ use airlift_bundle::walk::{
 use airlift_bundle::{BlobSource, Digest, Progress};
 use bytes::Bytes;
 use futures::future::{try_join_all, BoxFuture};
-use futures::{stream, FutureExt, StreamExt, TryStreamExt};
+use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::client::{ManifestHead, RegistryClient};
 use crate::error::RegistryError;
 use crate::mapping::{Destination, MappingError, Relocated, RelocationMap};
-use crate::upload::{BlobPush, Staged};
+use crate::upload::BlobPush;
 use airlift_bundle::reference::ImageRef;
+
+mod stage;
 
 /// The progress label of the overall byte count.
 pub const OVERALL_LABEL: &str = "push";
@@ -97,6 +102,19 @@ pub enum PushError {
         /// The digest of the bytes found.
         actual: Digest,
     },
+    /// Reading a blob from the source failed (the bundle file, or the registry a published
+    /// bundle is read from): its upload was cut short and cancelled, and no manifest or tag
+    /// above it was written.
+    #[error("cannot read blob {digest} of image `{image}` from the source; the registry committed none of it")]
+    Source {
+        /// The image.
+        image: String,
+        /// The blob.
+        digest: Digest,
+        /// The source's error (a [`RegistryError`] inside for a registry source).
+        #[source]
+        source: std::io::Error,
+    },
     /// The registry refused or failed; the image is left untagged.
     #[error("failed to push image `{image}` to `{destination}`")]
     Registry {
@@ -113,6 +131,9 @@ pub enum PushError {
 impl PushError {
     /// How the operator can fix this.
     pub fn hint(&self) -> String {
+        if let Some(e) = self.source_registry_error() {
+            return e.hint();
+        }
         match self {
             Self::Registry { source, .. } => source.hint(),
             Self::Mapping(e) => airlift_bundle::Diagnose::fix(e).unwrap_or_default(),
@@ -121,6 +142,30 @@ impl PushError {
                 .to_string(),
         }
     }
+
+    /// The failure of the source's registry, when the source is a registry ([`crate::artifact_source`])
+    /// and reading it is what failed: the error its reads carry inside their `io::Error`.
+    pub fn source_registry_error(&self) -> Option<&RegistryError> {
+        source_registry_error(self.source_io()?)
+    }
+
+    /// The I/O error of a failed read of the source, if that is what failed.
+    pub fn source_io(&self) -> Option<&std::io::Error> {
+        match self {
+            Self::Source { source, .. }
+            | Self::Walk(WalkError::Io { source, .. })
+            | Self::ReadManifest {
+                source: SmallReadError::Io(source),
+                ..
+            } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The [`RegistryError`] an `io::Error` from a registry source carries, if any.
+pub fn source_registry_error(e: &std::io::Error) -> Option<&RegistryError> {
+    e.get_ref()?.downcast_ref::<RegistryError>()
 }
 
 /// One image and where it goes.
@@ -249,8 +294,12 @@ struct Ctx<'a> {
     permits: Semaphore,
     /// Hash every streamed blob and refuse one that does not match its digest.
     verify: bool,
-    /// Blobs committed by [`Ctx::stage_all`], and the repository each went to.
-    staged: HashMap<Digest, String>,
+    /// A repository of the destination registry that holds the source's blobs too: missing
+    /// blobs are mounted from it before any is streamed.
+    mount_from: Option<String>,
+    /// Blobs committed by [`Ctx::stage_all`], the repository each went to, and whether it was
+    /// mounted there rather than sent.
+    staged: HashMap<Digest, (String, bool)>,
     /// Per blob: the repositories known to hold it. The async lock serialises work on one blob,
     /// so a second repository waits for the first upload and then mounts instead of re-sending.
     holders: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<HashSet<String>>>>>,
@@ -313,10 +362,11 @@ impl Ctx<'_> {
             .is_some()
         {
             held.insert(repo.to_string());
-            let (bytes, blobs) = if self.staged.get(digest).map(String::as_str) == Some(repo) {
-                (&self.counters.bytes_pushed, &self.counters.blobs_pushed)
-            } else {
-                (&self.counters.bytes_skipped, &self.counters.blobs_skipped)
+            let c = &self.counters;
+            let (bytes, blobs) = match self.staged.get(digest) {
+                Some((r, false)) if r == repo => (&c.bytes_pushed, &c.blobs_pushed),
+                Some((r, true)) if r == repo => (&c.bytes_mounted, &c.blobs_mounted),
+                _ => (&c.bytes_skipped, &c.blobs_skipped),
             };
             bytes.fetch_add(size, Ordering::Relaxed);
             blobs.fetch_add(1, Ordering::Relaxed);
@@ -368,6 +418,13 @@ impl Ctx<'_> {
                     image: p.image.reference.clone(),
                     digest: digest.clone(),
                     actual,
+                })
+            }
+            BlobPush::Unreadable { error } => {
+                return Err(PushError::Source {
+                    image: p.image.reference.clone(),
+                    digest: digest.clone(),
+                    source: error,
                 })
             }
         };
@@ -483,119 +540,6 @@ impl Ctx<'_> {
         .boxed()
     }
 
-    /// Verifying push, before anything is committed: every blob the registry lacks (in every
-    /// repository of this push that uses it) is streamed once into an upload session of the
-    /// first such repository, hashed on the way ([`RegistryClient::stage_blob`]). Only when all
-    /// of them verified are the sessions committed; a mismatch or a failure cancels every
-    /// session, so the registry commits no blob of a bundle that does not verify. Returns the
-    /// committed blobs and their repository (the rest of the push finds them there, and mounts
-    /// them into the other repositories).
-    async fn stage_all(
-        &self,
-        planned: &[Planned],
-        concurrency: usize,
-    ) -> Result<HashMap<Digest, String>, PushError> {
-        let mut seen = HashSet::new();
-        let mut blobs = Vec::new();
-        for p in planned {
-            for (digest, size) in p.blobs_under(0) {
-                if size == 0 && digest != Digest::of_bytes(&[]) {
-                    // Nothing to stream, so nothing would hash it: refuse it before any upload.
-                    return Err(PushError::Tampered {
-                        image: p.image.reference.clone(),
-                        actual: Digest::of_bytes(&[]),
-                        digest,
-                    });
-                }
-                if seen.insert(digest.clone()) {
-                    blobs.push((p, digest, size));
-                }
-            }
-        }
-        let outcomes: Vec<_> = stream::iter(blobs.iter().map(|(p, digest, size)| async move {
-            let outcome = self.stage_one(p, digest, *size).await;
-            (*p, digest, outcome)
-        }))
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-        let mut failure: Option<PushError> = None;
-        let mut staged = Vec::new();
-        let mut cancel = Vec::new();
-        for (p, digest, outcome) in outcomes {
-            match outcome {
-                Ok(None) => {}
-                Ok(Some(Staged::Verified(session))) => staged.push((p, digest, session)),
-                Ok(Some(Staged::Mismatch { session, actual })) => {
-                    cancel.push((p, session));
-                    // A tampered blob is the failure to report, over any registry error.
-                    if !matches!(failure, Some(PushError::Tampered { .. })) {
-                        failure = Some(PushError::Tampered {
-                            image: p.image.reference.clone(),
-                            digest: digest.clone(),
-                            actual,
-                        });
-                    }
-                }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(failure) = failure {
-            cancel.extend(staged.into_iter().map(|(p, _, session)| (p, session)));
-            stream::iter(cancel.iter().map(|(p, session)| async move {
-                // Best effort: the registry purges abandoned sessions anyway.
-                let _ = self.client.cancel_upload(&p.repository, session).await;
-            }))
-            .buffer_unordered(concurrency)
-            .collect::<Vec<()>>()
-            .await;
-            return Err(failure);
-        }
-        stream::iter(staged.iter().map(|(p, digest, session)| async move {
-            self.client
-                .commit_staged(&p.repository, session, digest)
-                .await
-                .map_err(|e| self.registry_err(p, e))
-        }))
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
-        .await?;
-        Ok(staged
-            .into_iter()
-            .map(|(p, digest, _)| (digest.clone(), p.repository.clone()))
-            .collect())
-    }
-
-    /// Stages one blob in `p`'s repository, unless a repository of this push already holds it.
-    async fn stage_one(
-        &self,
-        p: &Planned,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<Option<Staged>, PushError> {
-        for repo in self.users.get(digest).into_iter().flatten() {
-            let held = self.client.blob_exists(repo, digest).await;
-            if held.map_err(|e| self.registry_err(p, e))?.is_some() {
-                return Ok(None);
-            }
-        }
-        let label = p.image.reference.as_str();
-        self.first_for_image(label, digest);
-        let progress = self.progress.clone();
-        let label_owned = label.to_string();
-        let on_bytes: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |n| {
-            progress.advance(&label_owned, n);
-            progress.advance(OVERALL_LABEL, n);
-        });
-        self.client
-            .stage_blob(&p.repository, digest, size, self.source.clone(), on_bytes)
-            .await
-            .map(Some)
-            .map_err(|e| self.registry_err(p, e))
-    }
-
     async fn push_image(&self, p: &Planned) -> Result<bool, PushError> {
         let label = p.image.reference.as_str();
         self.progress.start(label, Some(p.blob_bytes));
@@ -621,6 +565,14 @@ impl Ctx<'_> {
     }
 }
 
+/// How a push treats its source's blobs.
+enum Mode {
+    /// Verified before (a bundle file with a full verification or proof): streamed as is.
+    Trusted,
+    /// Hashed while streamed; mounted first from `mount_from` when given.
+    Verifying { mount_from: Option<String> },
+}
+
 /// Pushes `images` from `source` to `destination` through `client`, with at most `concurrency`
 /// transfers at once. See the module docs for the order and the resume rules. The source is
 /// trusted as it is (a bundle verified before): blobs are streamed without hashing; use
@@ -639,7 +591,7 @@ pub async fn push(
         images,
         destination,
         concurrency,
-        false,
+        Mode::Trusted,
         progress,
     )
     .await
@@ -658,13 +610,43 @@ pub async fn push_verifying(
     concurrency: usize,
     progress: Arc<dyn Progress>,
 ) -> Result<PushReport, PushError> {
+    let mode = Mode::Verifying { mount_from: None };
     push_with(
         client,
         source,
         images,
         destination,
         concurrency,
-        true,
+        mode,
+        progress,
+    )
+    .await
+}
+
+/// [`push_verifying`] for a source whose blobs the destination registry holds as well, in
+/// repository `mount_from` (a bundle published to the same registry it is relocated into):
+/// each blob the target repositories lack is first requested as a cross-repository mount from
+/// `mount_from`, which sends no bytes (the registry holds it under its digest); only a blob the
+/// registry declines to mount is streamed, hashed, and staged as [`push_verifying`] does.
+pub async fn push_verifying_mounting(
+    client: &RegistryClient,
+    source: Arc<dyn BlobSource>,
+    images: &[PushImage],
+    destination: &Destination,
+    concurrency: usize,
+    mount_from: &str,
+    progress: Arc<dyn Progress>,
+) -> Result<PushReport, PushError> {
+    let mode = Mode::Verifying {
+        mount_from: Some(mount_from.to_string()),
+    };
+    push_with(
+        client,
+        source,
+        images,
+        destination,
+        concurrency,
+        mode,
         progress,
     )
     .await
@@ -676,9 +658,13 @@ async fn push_with(
     images: &[PushImage],
     destination: &Destination,
     concurrency: usize,
-    verify: bool,
+    mode: Mode,
     progress: Arc<dyn Progress>,
 ) -> Result<PushReport, PushError> {
+    let (verify, mount_from) = match mode {
+        Mode::Trusted => (false, None),
+        Mode::Verifying { mount_from } => (true, mount_from),
+    };
     let planned = {
         let source = source.clone();
         let images = images.to_vec();
@@ -704,6 +690,7 @@ async fn push_with(
         progress: progress.clone(),
         permits: Semaphore::new(concurrency.max(1)),
         verify,
+        mount_from,
         staged: HashMap::new(),
         holders: Mutex::new(HashMap::new()),
         users,
