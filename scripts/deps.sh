@@ -3,13 +3,13 @@
 # skopeo and openssl check our output independently; docker-registry is the real OCI registry the tests
 # run on loopback; time measures peak RSS in benchmarks; iproute2/util-linux make the air gap;
 # man-db and groff render the generated man pages in their test; qemu-user runs the arm64 test
-# image program in its test.
+# image program in its test; g++ compiles libFuzzer for the fuzz step.
 set -euo pipefail
 
 need=()
 for pair in skopeo:skopeo docker-registry:docker-registry openssl:openssl /usr/bin/time:time \
             ip:iproute2 unshare:util-linux man:man-db nroff:groff-base \
-            qemu-aarch64:qemu-user; do
+            qemu-aarch64:qemu-user g++:g++; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

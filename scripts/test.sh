@@ -26,3 +26,6 @@ done
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast
+
+step "fuzz: bundle reader, definition parser, values files (coverage-guided, bounded)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-45} bash scripts/fuzz.sh
