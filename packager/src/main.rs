@@ -11,6 +11,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Started again as the render worker (templates run there, bounded in memory and time)?
+    // Then this serves and exits before anything else runs.
+    airlift_render::isolate::serve_if_asked();
     airlift_cli::output::init_colors();
     let cli = cli::Cli::parse();
     let output = cli.output();

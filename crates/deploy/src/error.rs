@@ -188,11 +188,11 @@ impl Diagnose for DeployError {
             }
             Self::Trust(_) | Self::Component(_) | Self::Destination(_) => ExitKind::Usage,
             Self::Config(e) => e.exit_kind(),
-            Self::Platform(_)
-            | Self::Render { .. }
-            | Self::Images(_)
-            | Self::Object(_)
-            | Self::Mapping(_) => ExitKind::Config,
+            // A template is a configuration problem; a render worker that failed by itself is not.
+            Self::Render { source, .. } => source.exit_kind(),
+            Self::Platform(_) | Self::Images(_) | Self::Object(_) | Self::Mapping(_) => {
+                ExitKind::Config
+            }
             Self::RegistryClient { .. } => ExitKind::Registry,
             Self::Push(e) => e.exit_kind(),
             Self::Artifact(e) => e.exit_kind(),
@@ -236,6 +236,11 @@ impl Diagnose for DeployError {
                  the cluster offers and docs/platforms.md the keys"
                     .into()
             }
+            // A template stopped at a bound, or a worker that failed, says what to do itself.
+            Self::Render {
+                source: airlift_render::RenderError::Template(t),
+                ..
+            } if t.limit.is_some() || t.source.is_worker_failure() => t.fix().unwrap_or_default(),
             Self::Render { .. } => {
                 "check the configuration values used by the template named above".into()
             }

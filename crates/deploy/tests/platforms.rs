@@ -106,6 +106,8 @@ struct Site {
 }
 
 fn start(preset: PlatformPreset) -> Site {
+    // A test harness cannot serve as the render worker: templates render in this process.
+    airlift_render::isolate::set_default_isolation(airlift_render::isolate::Isolation::InProcess);
     let cluster = TestCluster::start(ClusterOptions::default().as_platform(preset)).unwrap();
     let registry = TestRegistry::plain();
     let dir = tempfile::tempdir().unwrap();

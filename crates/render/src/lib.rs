@@ -4,7 +4,8 @@
 //! 1. [`values::ConfigBuilder`] resolves the configuration: SaaS defaults, values files, `--set`,
 //!    generated secrets; [`values::Config`] never prints a secret.
 //! 2. [`template::Renderer`] renders each manifest template with `config`, `bundle`, `release`
-//!    and `platform` (the needs resolved by [`platform::resolve`]).
+//!    and `platform` (the needs resolved by [`platform::resolve`]), bounded in instructions,
+//!    output, memory and time: the templates run in a render worker ([`isolate`]).
 //! 3. [`objects::parse_objects`] turns each rendered file into Kubernetes objects.
 //! 4. [`images`] finds every image, checks the bundle carries it, rewrites it to the customer's
 //!    registry by digest and adds pull secrets.
@@ -15,6 +16,7 @@ pub mod api_compat;
 pub mod definition;
 pub mod diagnose;
 pub mod images;
+pub mod isolate;
 pub mod objects;
 pub mod platform;
 pub use airlift_bundle::reference;

@@ -5,14 +5,21 @@
 //! bundle's platform needs ([`Renderer::with_platform`]). Undefined names are errors (a typo'd key fails
 //! with the file and line), output is never auto-escaped, and two filters help write YAML:
 //! `tojson` (a value as a JSON/YAML scalar, quoted) and `b64encode` (for a Secret's `data`).
+//!
+//! Every render is bounded, each bound a named [`TemplateLimit`]: fuel (instructions) and
+//! output here, memory and time by running the templates in a render worker
+//! ([`crate::isolate`]), because minijinja's operators and filters (`~`, `+`, `replace`,
+//! `join`, `indent`, `format`, list repetition…) grow values that no in-process check sees.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use regex::Regex;
 use serde::Serialize;
 
+use crate::isolate::{self, Isolation, Session};
 use crate::values::Config;
 
 /// What templates see as `bundle`.
@@ -40,6 +47,13 @@ pub struct ReleaseInfo {
 pub const TEMPLATE_FUEL: u64 = 2_000_000;
 /// The most output one render may produce.
 pub const MAX_TEMPLATE_OUTPUT: usize = 16 * 1024 * 1024;
+/// The most memory (address space, the worker's own code included) the process rendering
+/// templates may use: a value grown without bound (a string doubled in a loop or a macro,
+/// `replace`, `join`, a list repeated and materialised…) stops there. Enforced by the OS on the
+/// render worker ([`crate::isolate`]).
+pub const MAX_TEMPLATE_MEMORY: u64 = 512 * 1024 * 1024;
+/// The longest one template may take to render, wall clock (and CPU time, on the worker).
+pub const MAX_TEMPLATE_TIME: Duration = Duration::from_secs(10);
 
 /// A bound a template hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +62,28 @@ pub enum TemplateLimit {
     Fuel,
     /// It produced more than [`MAX_TEMPLATE_OUTPUT`] bytes.
     Output,
+    /// The render worker ran out of its address space ([`MAX_TEMPLATE_MEMORY`] unless the
+    /// caller chose another bound).
+    Memory {
+        /// The bound, in bytes.
+        bytes: u64,
+    },
+    /// It ran longer than its time bound ([`MAX_TEMPLATE_TIME`] unless the caller chose
+    /// another).
+    Time {
+        /// The bound.
+        limit: Duration,
+    },
+}
+
+/// `bytes` as MiB, for messages.
+pub(crate) fn mib(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if bytes % (1024 * 1024) == 0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{mib:.1} MiB")
+    }
 }
 
 impl std::fmt::Display for TemplateLimit {
@@ -60,6 +96,17 @@ impl std::fmt::Display for TemplateLimit {
             TemplateLimit::Output => write!(
                 f,
                 ": its output exceeds the {MAX_TEMPLATE_OUTPUT}-byte limit"
+            ),
+            TemplateLimit::Memory { bytes } => write!(
+                f,
+                ": it needed more than the {} memory limit (a value grown without bound, e.g. a \
+                 string doubled in a loop or a macro)",
+                mib(*bytes)
+            ),
+            TemplateLimit::Time { limit } => write!(
+                f,
+                ": it ran longer than the {} s time limit (a loop or filter over huge values)",
+                limit.as_secs_f64()
             ),
         }
     }
@@ -76,11 +123,45 @@ pub struct TemplateError {
     /// For an undefined value: the first `config.…`, `bundle.…` or `release.…` path on that line
     /// that does not exist, e.g. `config.web.replcas`.
     pub undefined: Option<String>,
-    /// The bound it hit, when it was stopped for running too long or writing too much.
+    /// The bound it hit, when it was stopped for running too long, writing too much or using
+    /// too much memory.
     pub limit: Option<TemplateLimit>,
-    /// minijinja's error, with its detail (e.g. `undefined value`).
+    /// What failed: the template engine's message, or the render worker's fate.
     #[source]
-    pub source: minijinja::Error,
+    pub source: TemplateCause,
+}
+
+/// Why a template failed, under its [`TemplateError`].
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateCause {
+    /// What the template engine (minijinja) reported, e.g. `undefined value (in t.yaml:3)`.
+    #[error("{0}")]
+    Engine(String),
+    /// The render worker was stopped at a bound; the text says how (e.g. `memory allocation
+    /// of 536870912 bytes failed`).
+    #[error("the render worker was stopped: {0}")]
+    Stopped(String),
+    /// The render worker could not be started.
+    #[error("cannot start the render worker `{program}`")]
+    Spawn {
+        /// The program run as the worker.
+        program: std::path::PathBuf,
+        /// Why it did not start.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The render worker failed for a reason that is not a bound: it died, answered out of
+    /// protocol, or could not set its limits.
+    #[error("the render worker failed: {0}")]
+    Worker(String),
+}
+
+impl TemplateCause {
+    /// True when the render worker itself failed (not the template): the error is not a
+    /// configuration problem.
+    pub fn is_worker_failure(&self) -> bool {
+        matches!(self, TemplateCause::Spawn { .. } | TemplateCause::Worker(_))
+    }
 }
 
 /// Collects output up to [`MAX_TEMPLATE_OUTPUT`] bytes; a write past it fails.
@@ -105,67 +186,41 @@ impl std::io::Write for BoundedOutput {
     }
 }
 
-/// Renders manifest templates against one configuration.
-pub struct Renderer {
-    env: Environment<'static>,
-    ctx: minijinja::Value,
-    /// The same context as JSON, to name an undefined path in errors. Holds secrets: never print.
-    json: serde_json::Value,
-}
-
-impl std::fmt::Debug for Renderer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The context holds secrets: never print it.
-        f.debug_struct("Renderer").finish_non_exhaustive()
-    }
-}
-
 fn b64encode(value: String) -> String {
     base64::engine::general_purpose::STANDARD.encode(value.as_bytes())
 }
 
-impl Renderer {
-    /// A renderer whose templates see `config`, `bundle` and `release`.
-    pub fn new(config: &Config, bundle: &BundleInfo, release: &ReleaseInfo) -> Self {
-        Self::with_context(config.template_context(), bundle, release)
-    }
+/// The template engine in this process: minijinja with fuel and an output bound, over one
+/// context. The render worker runs one; [`Isolation::InProcess`] renderers use one directly.
+pub(crate) struct Engine {
+    env: Environment<'static>,
+    ctx: minijinja::Value,
+    /// The same context as JSON, to name an undefined path in errors and to hand the worker.
+    /// Holds secrets: never print.
+    json: serde_json::Value,
+}
 
-    /// A renderer over an already built `config` object (`{group: {item: value}}`).
-    pub fn with_context(
-        config: serde_json::Value,
-        bundle: &BundleInfo,
-        release: &ReleaseInfo,
-    ) -> Self {
+impl Engine {
+    /// An engine over `json` (`{config, bundle, release, …}`).
+    pub(crate) fn new(json: serde_json::Value) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_keep_trailing_newline(true);
         env.add_filter("b64encode", b64encode);
         env.set_fuel(Some(TEMPLATE_FUEL));
-        let json = serde_json::json!({
-            "config": config,
-            "bundle": bundle,
-            "release": release,
-        });
         let ctx = minijinja::Value::from_serialize(&json);
         Self { env, ctx, json }
     }
 
-    /// Adds `platform` (the resolved platform needs, see [`crate::platform::resolve`]) to what
-    /// templates see.
-    pub fn with_platform(mut self, platform: serde_json::Value) -> Self {
-        self.json["platform"] = platform;
-        self.ctx = minijinja::Value::from_serialize(&self.json);
-        self
+    /// The context as JSON. Holds secrets: never print.
+    pub(crate) fn json(&self) -> &serde_json::Value {
+        &self.json
     }
 
-    /// Adds `license` to what templates see (`license.customer`, `license.entitlements.*`).
-    pub fn with_license(mut self, license: serde_json::Value) -> Self {
-        if let Some(map) = self.json.as_object_mut() {
-            map.insert("license".into(), license);
-        }
-        self.ctx = minijinja::Value::from_serialize(&self.json);
-        self
+    fn set_json(&mut self, json: serde_json::Value) {
+        self.ctx = minijinja::Value::from_serialize(&json);
+        self.json = json;
     }
 
     /// The first context path on `line` of `source` that does not resolve.
@@ -189,9 +244,8 @@ impl Renderer {
         })
     }
 
-    /// Renders one template; `file` names it in errors. Bounded: at most [`TEMPLATE_FUEL`]
-    /// instructions and [`MAX_TEMPLATE_OUTPUT`] bytes of output.
-    pub fn render(&self, file: &str, source: &str) -> Result<String, TemplateError> {
+    /// Renders one template in this process, bounded by fuel and output (not memory or time).
+    pub(crate) fn render(&self, file: &str, source: &str) -> Result<String, TemplateError> {
         let mut out = BoundedOutput::default();
         let rendered = self
             .env
@@ -204,10 +258,7 @@ impl Renderer {
                     line: None,
                     undefined: None,
                     limit: None,
-                    source: minijinja::Error::new(
-                        minijinja::ErrorKind::BadSerialization,
-                        "the output is not UTF-8",
-                    ),
+                    source: TemplateCause::Engine("the output is not UTF-8".into()),
                 })
             }
             Err(err) => err,
@@ -228,8 +279,100 @@ impl Renderer {
                 None
             },
             limit,
-            source: err,
+            source: TemplateCause::Engine(err.to_string()),
         })
+    }
+}
+
+/// Renders manifest templates against one configuration.
+///
+/// Where the templates run is the renderer's [`Isolation`]: by default
+/// ([`isolate::default_isolation`]) a render worker, a child process bounded by the OS in
+/// memory ([`MAX_TEMPLATE_MEMORY`]) and time ([`MAX_TEMPLATE_TIME`]), started on the first
+/// render and reused by the next ones; every template is also bounded by fuel
+/// ([`TEMPLATE_FUEL`]) and output ([`MAX_TEMPLATE_OUTPUT`]).
+pub struct Renderer {
+    engine: Engine,
+    isolation: Isolation,
+    /// The render worker, once started (worker isolation only).
+    session: Mutex<Option<Session>>,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The context holds secrets: never print it.
+        f.debug_struct("Renderer")
+            .field("isolation", &self.isolation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Renderer {
+    /// A renderer whose templates see `config`, `bundle` and `release`.
+    pub fn new(config: &Config, bundle: &BundleInfo, release: &ReleaseInfo) -> Self {
+        Self::with_context(config.template_context(), bundle, release)
+    }
+
+    /// A renderer over an already built `config` object (`{group: {item: value}}`).
+    pub fn with_context(
+        config: serde_json::Value,
+        bundle: &BundleInfo,
+        release: &ReleaseInfo,
+    ) -> Self {
+        let json = serde_json::json!({
+            "config": config,
+            "bundle": bundle,
+            "release": release,
+        });
+        Self {
+            engine: Engine::new(json),
+            isolation: isolate::default_isolation(),
+            session: Mutex::new(None),
+        }
+    }
+
+    /// The same renderer, its templates run as `isolation` says instead of the default.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self.session = Mutex::new(None);
+        self
+    }
+
+    /// Adds `platform` (the resolved platform needs, see [`crate::platform::resolve`]) to what
+    /// templates see.
+    pub fn with_platform(mut self, platform: serde_json::Value) -> Self {
+        let mut json = self.engine.json.take();
+        json["platform"] = platform;
+        self.engine.set_json(json);
+        self.session = Mutex::new(None);
+        self
+    }
+
+    /// Adds `license` to what templates see (`license.customer`, `license.entitlements.*`).
+    pub fn with_license(mut self, license: serde_json::Value) -> Self {
+        let mut json = self.engine.json.take();
+        if let Some(map) = json.as_object_mut() {
+            map.insert("license".into(), license);
+        }
+        self.engine.set_json(json);
+        self.session = Mutex::new(None);
+        self
+    }
+
+    /// Renders one template; `file` names it in errors. Bounded: at most [`TEMPLATE_FUEL`]
+    /// instructions and [`MAX_TEMPLATE_OUTPUT`] bytes of output, and, on a render worker, the
+    /// worker's memory and time bounds.
+    pub fn render(&self, file: &str, source: &str) -> Result<String, TemplateError> {
+        match &self.isolation {
+            Isolation::InProcess => self.engine.render(file, source),
+            Isolation::Worker(command) => {
+                let mut session = self
+                    .session
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                Session::render(&mut session, command, &self.engine, file, source)
+            }
+        }
     }
 }
 
@@ -251,6 +394,9 @@ mod tests {
                 revision: 4,
             },
         )
+        // A test harness is no render worker: the bounded path is tested through the worker
+        // in `tests/bounded_worker.rs` and through the binaries.
+        .with_isolation(Isolation::InProcess)
     }
 
     #[test]

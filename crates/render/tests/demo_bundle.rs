@@ -7,6 +7,7 @@ use std::path::Path;
 use airlift_render::images::{
     add_pull_secret, carried_set, check_carried, discover_images, rewrite_images, Relocation,
 };
+use airlift_render::isolate::Isolation;
 use airlift_render::{
     load_definition, render_manifests, BundleInfo, ConfigBuilder, K8sObject, ReleaseInfo, Renderer,
     Secret,
@@ -42,7 +43,9 @@ fn render(
             namespace: "demo-prod".into(),
             revision: 1,
         },
-    );
+    )
+    // A test harness cannot serve as the render worker (see `bounded_worker.rs`).
+    .with_isolation(Isolation::InProcess);
     let sources: Vec<(String, String)> = loaded
         .components
         .iter()

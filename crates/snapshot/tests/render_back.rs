@@ -70,7 +70,9 @@ fn snapshot_renders_back_to_the_cleaned_objects() {
             namespace: "customer-ns".into(),
             revision: 1,
         },
-    );
+    )
+    // A test harness cannot serve as the render worker: templates render in this process.
+    .with_isolation(airlift_render::isolate::Isolation::InProcess);
     let render = |file: &str| -> Value {
         let text = r
             .render(file, &snap.files[file])

@@ -1,9 +1,11 @@
-//! Test support: real registries on loopback, a fault proxy and the test cluster.
+//! Test support: real registries on loopback, a fault proxy, the test cluster, and peak-memory
+//! measurement of a command under an address-space bound.
 
 pub mod about;
 pub mod bundles;
 pub mod cluster;
 pub mod fault_proxy;
 pub mod images;
+pub mod measure;
 pub mod registry;
 pub mod test_app;

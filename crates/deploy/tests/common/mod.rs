@@ -43,8 +43,16 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+/// Templates render in this process: a test harness cannot serve as the render worker (the
+/// bounded worker is tested in `airlift-render`'s `bounded_worker` test and through the
+/// binaries).
+pub fn in_process_templates() {
+    airlift_render::isolate::set_default_isolation(airlift_render::isolate::Isolation::InProcess);
+}
+
 /// The tiers: the test cluster always; a real cluster when configured.
 pub fn envs() -> Vec<Env> {
+    in_process_templates();
     let mut out = Vec::new();
     let test = TestCluster::start(ClusterOptions::default()).expect("the test cluster starts");
     let registry = TestRegistry::plain();

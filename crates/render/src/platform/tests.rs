@@ -186,7 +186,8 @@ fn templates_see_the_resolved_platform() {
             revision: 1,
         },
     )
-    .with_platform(r.template_value());
+    .with_platform(r.template_value())
+    .with_isolation(crate::isolate::Isolation::InProcess);
     let out = renderer
         .render(
             "t.yaml",
