@@ -3,6 +3,13 @@
 //! equal those in A after cleaning, except the documented differences. Planted secret values
 //! appear nowhere; a rerun is byte-identical; `drift` names the manager of a `kubectl scale` and
 //! a `kubectl edit` with exit code 11, and is in step again after `upgrade`.
+//!
+//! Also against a real SaaS cluster: when `AIRLIFT_E2E_KUBECONFIG` is set, the same round trip
+//! runs a second time with that cluster as A (its images pushed to `AIRLIFT_E2E_REGISTRY`, which
+//! its nodes pull from; plain HTTP when `AIRLIFT_E2E_REGISTRY_INSECURE=1`), so the snapshot reads
+//! what a real apiserver, controllers and kubelets made of the sample. B stays a test cluster.
+//! The real cluster's `shop` namespace and the sample's cluster-scoped objects are deleted before
+//! and after: give it a disposable cluster.
 
 // Test helpers outside #[test] functions unwrap too: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -12,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use airlift_testkit::cluster::{ClusterOptions, TestCluster};
-use airlift_testkit::images::{LayerSpec, LayoutBuilder};
+use airlift_testkit::images::{ImageInfo, LayerSpec, LayoutBuilder};
 use airlift_testkit::registry::TestRegistry;
 use serde_json::Value;
 
@@ -73,12 +80,9 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> Run {
 
 /// Waits (bounded by a number of polls, not a timed assertion) until every container of the
 /// namespace's Pods reports an imageID.
-fn wait_running(cluster: &TestCluster, ns: &str) {
-    for _ in 0..200 {
-        let out = kubectl(
-            cluster.kubeconfig_path(),
-            &["get", "pods", "-n", ns, "-o", "json"],
-        );
+fn wait_running(kubeconfig: &Path, ns: &str, polls: u32) {
+    for _ in 0..polls {
+        let out = kubectl(kubeconfig, &["get", "pods", "-n", ns, "-o", "json"]);
         let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
         let items = v["items"].as_array().cloned().unwrap_or_default();
         let ready = !items.is_empty()
@@ -91,7 +95,7 @@ fn wait_running(cluster: &TestCluster, ns: &str) {
         if ready {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
     panic!("the Pods of {ns} never ran");
 }
@@ -173,11 +177,163 @@ fn strip(v: &mut Value) {
     }
 }
 
+/// The sample's cluster-scoped objects, deleted from a real cluster before and after.
+const CLUSTER_SCOPED: &[&str] = &[
+    "customresourcedefinition/widgets.acme.example.com",
+    "clusterrole/shop-reader",
+    "clusterrolebinding/shop-reader",
+];
+
+/// Cluster A, the SaaS, and the registry its images live in.
+struct Saas {
+    /// `test-cluster` or `real-cluster`.
+    tier: &'static str,
+    kubeconfig: PathBuf,
+    /// What the SaaS's image references start with: `host[:port][/prefix]`.
+    images: String,
+    /// `host[:port]` of the image registry when it speaks plain HTTP.
+    insecure_host: Option<String>,
+    /// The test cluster (test tier only).
+    test: Option<TestCluster>,
+    /// The loopback registry (test tier only).
+    registry: Option<TestRegistry>,
+    /// Held while a real-cluster scenario runs.
+    _lock: Option<std::fs::File>,
+}
+
+impl Saas {
+    fn test_tier() -> Self {
+        let registry = TestRegistry::plain();
+        let test = TestCluster::start(ClusterOptions::default()).unwrap();
+        Self {
+            tier: "test-cluster",
+            kubeconfig: test.kubeconfig_path().to_path_buf(),
+            images: registry.host(),
+            insecure_host: Some(registry.host()),
+            test: Some(test),
+            registry: Some(registry),
+            _lock: None,
+        }
+    }
+
+    fn real_tier(kubeconfig: PathBuf) -> Self {
+        let lock = airlift_testkit::e2e::real_cluster_lock().unwrap();
+        let registry = std::env::var("AIRLIFT_E2E_REGISTRY").unwrap_or_else(|_| {
+            panic!(
+                "AIRLIFT_E2E_KUBECONFIG is set: also set AIRLIFT_E2E_REGISTRY to a registry both \
+                 this machine and the cluster's nodes reach (HOST[:PORT][/PREFIX])"
+            )
+        });
+        let insecure = std::env::var("AIRLIFT_E2E_REGISTRY_INSECURE").as_deref() == Ok("1");
+        let host = registry.split('/').next().unwrap_or_default().to_string();
+        let run = format!("{:x}", std::process::id() ^ now_nanos());
+        let saas = Self {
+            tier: "real-cluster",
+            kubeconfig,
+            images: format!("{}/airlift-e2e-snap-{run}", registry.trim_end_matches('/')),
+            insecure_host: insecure.then_some(host),
+            test: None,
+            registry: None,
+            _lock: Some(lock),
+        };
+        saas.clean();
+        saas
+    }
+
+    /// Deletes the sample from a real cluster (and waits for its namespace to go).
+    fn clean(&self) {
+        if self.test.is_some() {
+            return;
+        }
+        for args in [
+            &[
+                "delete",
+                "namespace",
+                "shop",
+                "--ignore-not-found",
+                "--wait=true",
+                "--timeout=300s",
+            ][..],
+            &[&["delete", "--ignore-not-found"][..], CLUSTER_SCOPED].concat(),
+        ] {
+            let out = kubectl(&self.kubeconfig, args);
+            assert_eq!(out.code, 0, "cleaning the real cluster: {}", out.stderr);
+        }
+    }
+
+    /// Puts `tag` of the layout at `repo:tag_name` in the SaaS's registry; returns its digest.
+    fn seed(&self, layout: &Path, tag: &str, image: &ImageInfo, target: &str) -> String {
+        if let Some(registry) = &self.registry {
+            return registry.seed(layout, tag, target).to_string();
+        }
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--quiet", "--preserve-digests"]);
+        if self.insecure_host.is_some() {
+            c.arg("--dest-tls-verify=false");
+        }
+        let out = run(c
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{target}", self.images)));
+        assert_eq!(
+            out.code, 0,
+            "skopeo copy to {}: {}",
+            self.images, out.stderr
+        );
+        image.manifest.digest.to_string()
+    }
+
+    /// Polls for the Pods to run: briefly on the test cluster, up to 5 minutes on a real one.
+    fn polls(&self) -> u32 {
+        if self.test.is_some() {
+            200
+        } else {
+            1200
+        }
+    }
+}
+
+impl Drop for Saas {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.clean();
+        }
+    }
+}
+
+fn now_nanos() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default()
+}
+
+/// The SaaS tiers: the test cluster, then a real one when `AIRLIFT_E2E_KUBECONFIG` is set.
+fn saas_tiers() -> Vec<Saas> {
+    let mut out = vec![Saas::test_tier()];
+    match std::env::var_os("AIRLIFT_E2E_KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(kc) => out.push(Saas::real_tier(PathBuf::from(kc))),
+        None => eprintln!(
+            "note: AIRLIFT_E2E_KUBECONFIG is not set: the real-cluster tier is skipped; the \
+             test-cluster tier runs"
+        ),
+    }
+    out
+}
+
 #[test]
 fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
+    for saas in saas_tiers() {
+        eprintln!(
+            "tier: SaaS cluster A on the {}, cluster B on a test cluster",
+            saas.tier
+        );
+        round_trip(&saas);
+    }
+}
+
+fn round_trip(saas: &Saas) {
     let tmp = tempfile::tempdir().unwrap();
-    let registry = TestRegistry::plain();
-    let host = registry.host();
+    let host = saas.images.clone();
 
     // The SaaS's images, in the SaaS's registry.
     let layout = tmp.path().join("layout");
@@ -191,25 +347,22 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
         .unwrap();
     b.tag("worker", &worker.descriptor());
     b.finish().unwrap();
-    let api_digest = registry.seed(&layout, "api", "acme/api:1.0");
-    let worker_digest = registry.seed(&layout, "worker", "acme/worker:2.0");
+    let api_digest = saas.seed(&layout, "api", &api, "acme/api:1.0");
+    let worker_digest = saas.seed(&layout, "worker", &worker, "acme/worker:2.0");
 
-    let a = TestCluster::start(ClusterOptions::default()).unwrap();
+    let a_kc = saas.kubeconfig.as_path();
     let b_cluster = TestCluster::start(ClusterOptions::default()).unwrap();
-    a.pull_digest(&format!("{host}/acme/api:1.0"), &api_digest.to_string());
-    a.pull_digest(
-        &format!("{host}/acme/worker:2.0"),
-        &worker_digest.to_string(),
-    );
+    if let Some(a) = &saas.test {
+        // What the test cluster's kubelet reports as the running image (a real one pulls it).
+        a.pull_digest(&format!("{host}/acme/api:1.0"), &api_digest);
+        a.pull_digest(&format!("{host}/acme/worker:2.0"), &worker_digest);
+    }
     let crd_file = tmp.path().join("crd.yaml");
     std::fs::write(&crd_file, include_str!("fixtures/saas-crd.yaml")).unwrap();
-    let applied = kubectl(
-        a.kubeconfig_path(),
-        &["apply", "-f", crd_file.to_str().unwrap()],
-    );
+    let applied = kubectl(a_kc, &["apply", "-f", crd_file.to_str().unwrap()]);
     assert_eq!(applied.code, 0, "kubectl apply: {}", applied.stderr);
     let established = kubectl(
-        a.kubeconfig_path(),
+        a_kc,
         &[
             "wait",
             "--for=condition=Established",
@@ -220,19 +373,16 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
     assert_eq!(established.code, 0, "{}", established.stderr);
     let sample_file = tmp.path().join("saas.yaml");
     std::fs::write(&sample_file, sample(&host)).unwrap();
-    let applied = kubectl(
-        a.kubeconfig_path(),
-        &["apply", "-f", sample_file.to_str().unwrap()],
-    );
+    let applied = kubectl(a_kc, &["apply", "-f", sample_file.to_str().unwrap()]);
     assert_eq!(applied.code, 0, "kubectl apply: {}", applied.stderr);
-    wait_running(&a, "shop");
+    wait_running(a_kc, "shop", saas.polls());
 
     // Snapshot, twice: the same bytes.
     let def = tmp.path().join("def");
     let snap = |output: &str| {
         run(pack()
             .args(["snapshot", "--kubeconfig"])
-            .arg(a.kubeconfig_path())
+            .arg(a_kc)
             .args([
                 "-n", "shop", "--name", "shop", "--vendor", "Acme", "--output", output, "--out",
             ])
@@ -249,12 +399,7 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
         "a rerun on an unchanged SaaS changed files"
     );
     let report: Value = serde_json::from_str(&second.stdout).unwrap();
-    // Tier: the images live in a loopback registry that a real cluster cannot pull from, so
-    // this test runs on the loopback test clusters only, and says so when a real one is given.
-    eprintln!("tier: loopback test clusters A and B\n{}", first.stdout);
-    if std::env::var_os("AIRLIFT_E2E_KUBECONFIG").is_some() {
-        eprintln!("AIRLIFT_E2E_KUBECONFIG is set but not used by this test (loopback images)");
-    }
+    eprintln!("[{}] snapshot:\n{}", saas.tier, first.stdout);
 
     // What was taken and skipped.
     let taken: Vec<&str> = report["taken"]
@@ -340,7 +485,11 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
         .arg(&dist)
         .arg("--cache-dir")
         .arg(tmp.path().join("cache"))
-        .args(["--insecure-registry", &host]));
+        .args(
+            saas.insecure_host
+                .iter()
+                .flat_map(|h| ["--insecure-registry", h.as_str()]),
+        ));
     assert_eq!(build.code, 0, "build: {}\n{}", build.stdout, build.stderr);
     let bundle = dist.join("shop-0.1.0.airlift");
 
@@ -397,9 +546,13 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
         } else {
             kind
         };
-        let in_a = normalised(a.kubeconfig_path(), kind, ns, name);
+        let in_a = normalised(a_kc, kind, ns, name);
         let in_b = normalised(b_cluster.kubeconfig_path(), kind, ns, name);
-        assert_eq!(in_a, in_b, "{object} differs between A and B");
+        assert_eq!(
+            in_a, in_b,
+            "[{}] {object} differs between A and B",
+            saas.tier
+        );
     }
 
     let live_api = normalised_raw(b_cluster.kubeconfig_path(), "deployment", "api");
@@ -407,7 +560,7 @@ fn issue_13_snapshot_round_trip_secrets_rerun_and_drift() {
         .as_str()
         .unwrap();
     assert!(
-        image.starts_with(&site_registry.host()) && image.ends_with(&api_digest.to_string()),
+        image.starts_with(&site_registry.host()) && image.ends_with(&api_digest),
         "{image}"
     );
 

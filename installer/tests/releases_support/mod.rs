@@ -127,9 +127,7 @@ impl Site {
                  this machine and the cluster's nodes reach (HOST[:PORT][/PREFIX])"
             )
         });
-        let lock =
-            std::fs::File::create(std::env::temp_dir().join("airlift-e2e-releases.lock")).unwrap();
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let lock = airlift_testkit::e2e::real_cluster_lock().unwrap();
         let out = Command::new("kubectl")
             .args([
                 "delete",
