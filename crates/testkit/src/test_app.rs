@@ -179,23 +179,8 @@ mod tests {
                 "{} exited on its own",
                 program.display()
             );
-            let sent = Command::new("kill")
-                .args([format!("-{signal}"), child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(sent.success());
-            let start = Instant::now();
-            let status = loop {
-                if let Some(s) = child.try_wait().unwrap() {
-                    break s;
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(5),
-                    "{} ignored SIG{signal}",
-                    program.display()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            };
+            let pid = child.id().to_string();
+            let status = signal_and_wait(&mut child, signal, &pid);
             assert_eq!(status.code(), Some(0), "SIG{signal}: {status}");
         }
     }
@@ -259,23 +244,32 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(200));
         assert!(child.try_wait().unwrap().is_none(), "exited on its own");
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
+        let status = signal_and_wait(&mut child, "TERM", &pid);
+        assert_eq!(status.code(), Some(0), "{status}");
+    }
+
+    /// Sends SIG`signal` to `pid` and waits (at most 5 s) for `child` to exit.
+    fn signal_and_wait(
+        child: &mut std::process::Child,
+        signal: &str,
+        pid: &str,
+    ) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args([format!("-{signal}").as_str(), pid])
             .status()
-            .unwrap()
-            .success());
+            .unwrap();
+        assert!(sent.success());
         let start = Instant::now();
-        let status = loop {
+        loop {
             if let Some(s) = child.try_wait().unwrap() {
-                break s;
+                return s;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(5),
-                "PID 1 ignored SIGTERM"
+                "pid {pid} ignored SIG{signal}"
             );
             std::thread::sleep(Duration::from_millis(20));
-        };
-        assert_eq!(status.code(), Some(0), "{status}");
+        }
     }
 
     fn running_as_root() -> bool {
