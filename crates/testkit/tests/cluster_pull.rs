@@ -107,10 +107,28 @@ async fn pull_failure(api: &Api, app: &str, image: &str) -> String {
     failed["message"].as_str().unwrap().to_string()
 }
 
+/// A `kubernetes.io/dockerconfigjson` Secret; `auth_only` writes just the `auth` field (as
+/// `kubectl create secret docker-registry` does not, but many tools do).
 async fn pull_secret(api: &Api, name: &str, host: &str, user: &str, password: &str) {
+    pull_secret_as(api, name, host, user, password, false).await;
+}
+
+async fn pull_secret_as(
+    api: &Api,
+    name: &str,
+    host: &str,
+    user: &str,
+    password: &str,
+    auth_only: bool,
+) {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let config = json!({"auths": {host: {"username": user, "password": password,
-        "auth": b64.encode(format!("{user}:{password}"))}}});
+    let auth = b64.encode(format!("{user}:{password}"));
+    let entry = if auth_only {
+        json!({"auth": auth})
+    } else {
+        json!({"username": user, "password": password, "auth": "bm90OnVzZWQ="})
+    };
+    let config = json!({"auths": {format!("https://{host}"): entry}});
     let (code, v) = api
         .post(
             "/api/v1/namespaces/app/secrets",
@@ -197,7 +215,10 @@ async fn an_index_gives_the_nodes_platform_and_a_single_platform_mismatch_fails(
     assert_eq!(amd.platform, "linux/amd64");
     for (app, image) in [
         ("amd", format!("{host}/acme/api:1.0")),
-        ("child", format!("{host}/acme/multi@{}", amd.manifest.digest)),
+        (
+            "child",
+            format!("{host}/acme/multi@{}", amd.manifest.digest),
+        ),
     ] {
         deploy(&api, app, &image, None).await;
         let message = pull_failure(&api, app, &image).await;
@@ -222,14 +243,17 @@ async fn tls_registry_needs_its_ca_and_the_right_pull_secret() {
     let (_cluster, api) = start(ClusterOptions::default().registry_ca(&ca));
     api.create_namespace("app").await;
     pull_secret(&api, "good", &host, "alice", "s3cret").await;
+    pull_secret_as(&api, "auth-only", &host, "alice", "s3cret", true).await;
     pull_secret(&api, "bad", &host, "alice", "wrong").await;
 
-    deploy(&api, "good", &image, Some("good")).await;
-    let pod = pod_where(&api, "good", running).await;
-    assert_eq!(
-        pod["status"]["containerStatuses"][0]["imageID"],
-        format!("{host}/acme/api@{digest}")
-    );
+    for app in ["good", "auth-only"] {
+        deploy(&api, app, &image, Some(app)).await;
+        let pod = pod_where(&api, app, running).await;
+        assert_eq!(
+            pod["status"]["containerStatuses"][0]["imageID"],
+            format!("{host}/acme/api@{digest}")
+        );
+    }
 
     let unauthorized = format!(
         "Failed to pull image \"{image}\": rpc error: code = Unknown desc = failed to pull and \

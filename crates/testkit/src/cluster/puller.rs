@@ -79,10 +79,15 @@ fn images(pod: &Value) -> Vec<String> {
 fn credential(state: &State, pod: &Value, registry: &str) -> Option<Credential> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
     let b64 = base64::engine::general_purpose::STANDARD;
-    for r in pod["spec"]["imagePullSecrets"].as_array().into_iter().flatten() {
-        let Some(secret) = state
-            .store
-            .get("", "secrets", ns, r["name"].as_str().unwrap_or_default())
+    for r in pod["spec"]["imagePullSecrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(secret) =
+            state
+                .store
+                .get("", "secrets", ns, r["name"].as_str().unwrap_or_default())
         else {
             continue;
         };
@@ -110,8 +115,7 @@ fn credential(state: &State, pod: &Value, registry: &str) -> Option<Credential> 
             if !matches {
                 continue;
             }
-            let (user, password) = match (entry["username"].as_str(), entry["password"].as_str())
-            {
+            let (user, password) = match (entry["username"].as_str(), entry["password"].as_str()) {
                 (Some(u), Some(p)) => (u.to_string(), p.to_string()),
                 _ => {
                     let decoded = entry["auth"]
@@ -131,19 +135,15 @@ fn credential(state: &State, pod: &Value, registry: &str) -> Option<Credential> 
 /// The key (and credential) for pulling `image` for `pod`, once the Pod is on a node.
 fn key_for(state: &State, pod: &Value, image: &str) -> Option<(PullKey, Option<Credential>)> {
     let node = pod["spec"]["nodeName"].as_str()?;
-    let arch = state.store.get("", "nodes", "", node)?["metadata"]["labels"]
-        ["kubernetes.io/arch"]
+    let arch = state.store.get("", "nodes", "", node)?["metadata"]["labels"]["kubernetes.io/arch"]
         .as_str()?
         .to_string();
     let cred = ImageRef::parse(image)
         .ok()
         .and_then(|r| credential(state, pod, &r.registry));
-    let auth = cred.as_ref().map(|c| {
-        hex::encode(sha2::Sha256::digest(format!(
-            "{}:{}",
-            c.user, c.password
-        )))
-    });
+    let auth = cred
+        .as_ref()
+        .map(|c| hex::encode(sha2::Sha256::digest(format!("{}:{}", c.user, c.password))));
     let key = PullKey {
         image: image.to_string(),
         arch,
@@ -225,8 +225,8 @@ pub(crate) async fn run(state: Arc<Mutex<State>>, resolver: Resolver) {
         let resolver = &resolver;
         let results: Vec<(PullKey, Result<String, String>)> = futures::stream::iter(jobs)
             .map(|job| async move {
-                let r = resolve::pull(resolver, &job.key.image, &job.key.arch, job.cred.as_ref())
-                    .await;
+                let r =
+                    resolve::pull(resolver, &job.key.image, &job.key.arch, job.cred.as_ref()).await;
                 (job.key, r)
             })
             .buffer_unordered(CONCURRENCY)

@@ -152,12 +152,16 @@ impl Session<'_> {
             "anonymous"
         };
         let failed = |why: String| {
-            Failure::unknown(format!("failed to authorize: failed to fetch {kind} token: {why}"))
+            Failure::unknown(format!(
+                "failed to authorize: failed to fetch {kind} token: {why}"
+            ))
         };
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| failed(format!("failed to do request: Get \"{realm}\": {}", chain(&e))))?;
+        let resp = rb.send().await.map_err(|e| {
+            failed(format!(
+                "failed to do request: Get \"{realm}\": {}",
+                chain(&e)
+            ))
+        })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(failed(format!(
@@ -320,9 +324,7 @@ async fn resolve(
             .as_array()
             .into_iter()
             .flatten()
-            .find(|m| {
-                m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch
-            })
+            .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch)
             .cloned()
             .ok_or_else(no_match)?;
         let child = entry["digest"].as_str().unwrap_or_default();
