@@ -87,8 +87,10 @@ impl Site {
         let dir = tempfile::tempdir().unwrap();
         let bundles = ShopBundles::new(dir.path()).unwrap();
         let key = bundles.public_key().unwrap();
-        let cluster = TestCluster::start(options).unwrap();
+        // The kubelet really resolves the relocated images in the registry (plain HTTP, as a
+        // node's containerd with an insecure-registry entry reaches it).
         let registry = TestRegistry::plain();
+        let cluster = TestCluster::start(options.insecure_registry(&registry.host())).unwrap();
         Self {
             tier: "test-cluster",
             kubeconfig: cluster.kubeconfig_path().to_path_buf(),

@@ -41,6 +41,16 @@ struct Args {
     /// overrides --version and --nodes.
     #[arg(long, value_parser = ["eks", "gke", "aks", "openshift", "datacenter"])]
     platform: Option<String>,
+    /// Kubelets resolve each image against its registry before running it (see
+    /// docs/test-cluster.md, "Image pulls").
+    #[arg(long)]
+    pull_images: bool,
+    /// Reach this registry host (`127.0.0.1:5000`) over plain HTTP; implies --pull-images.
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
+    /// Trust this CA certificate (PEM file) for registries; implies --pull-images.
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Vec<PathBuf>,
 }
 
 fn mode(s: &str) -> anyhow::Result<FailureMode> {
@@ -80,6 +90,17 @@ fn main() -> anyhow::Result<()> {
         Some("datacenter") => opts.as_platform(PlatformPreset::Datacenter),
         _ => opts,
     };
+    let mut opts = opts;
+    if args.pull_images {
+        opts = opts.pull_images();
+    }
+    for host in &args.insecure_registry {
+        opts = opts.insecure_registry(host);
+    }
+    for ca in &args.registry_ca {
+        let pem = fs_err::read_to_string(ca)?;
+        opts = opts.registry_ca(&pem);
+    }
     let cluster = TestCluster::start(opts).with_context(|| {
         format!(
             "failed to start the test cluster (kubeconfig `{}`)",

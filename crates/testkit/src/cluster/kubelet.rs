@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::controller::{self, set_status};
 use super::meta;
+use super::puller::{self, Outcome};
 use super::state::{FailTarget, State};
 use super::store::LabelSelector;
 use super::FailureMode;
@@ -174,7 +175,8 @@ pub(crate) fn sync_pod(state: &mut State, pod: &Value, workload: &str, job: bool
         json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": ready, "started": ready,
             "restartCount": restarts, "state": state_v, "containerID": format!("containerd://{}", meta::short_hash(&json!([uid, c["name"]])))})
     };
-    if !due {
+    let pulled = (failure.is_none() && state.pull_images).then(|| puller::outcome(state, pod));
+    if !due || pulled == Some(Outcome::Waiting) {
         let statuses = cs
             .iter()
             .map(|c| {
@@ -189,25 +191,34 @@ pub(crate) fn sync_pod(state: &mut State, pod: &Value, workload: &str, job: bool
         set_status(state, "", "pods", pod, base("Pending", false, statuses));
         return;
     }
+    let pull_failure = match (&failure, &pulled) {
+        (Some((FailureMode::ImagePullBackOff, image)), _) => Some((image.clone(), format!("Failed to pull image \"{image}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found"))),
+        (None, Some(Outcome::Failed(image, message))) => Some((image.clone(), message.clone())),
+        _ => None,
+    };
+    let digests = match pulled {
+        Some(Outcome::Pulled(d)) => d,
+        _ => Default::default(),
+    };
+    if let Some((image, message)) = pull_failure {
+        let statuses = cs.iter().map(|c| {
+            let img = c["image"].as_str().unwrap_or_default();
+            status_of(c, json!({"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image \"{img}\"")}}), false, 0)
+        }).collect();
+        set_status(state, "", "pods", pod, base("Pending", false, statuses));
+        event(state, pod, "Pod", "Failed", &message, "Warning", "kubelet");
+        event(
+            state,
+            pod,
+            "Pod",
+            "BackOff",
+            &format!("Back-off pulling image \"{image}\""),
+            "Warning",
+            "kubelet",
+        );
+        return;
+    }
     match failure {
-        Some((FailureMode::ImagePullBackOff, image)) => {
-            let statuses = cs.iter().map(|c| {
-                let img = c["image"].as_str().unwrap_or_default();
-                status_of(c, json!({"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image \"{img}\"")}}), false, 0)
-            }).collect();
-            set_status(state, "", "pods", pod, base("Pending", false, statuses));
-            let pulled = format!("Failed to pull image \"{image}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found");
-            event(state, pod, "Pod", "Failed", &pulled, "Warning", "kubelet");
-            event(
-                state,
-                pod,
-                "Pod",
-                "BackOff",
-                &format!("Back-off pulling image \"{image}\""),
-                "Warning",
-                "kubelet",
-            );
-        }
         Some((_, _)) => {
             let statuses = cs.iter().map(|c| {
                 let mut s = status_of(c, json!({"waiting": {"reason": "CrashLoopBackOff",
@@ -244,7 +255,8 @@ pub(crate) fn sync_pod(state: &mut State, pod: &Value, workload: &str, job: bool
                 .iter()
                 .map(|c| {
                     let mut s = status_of(c, json!({"running": {"startedAt": since}}), true, 0);
-                    s["imageID"] = image_id(state, c["image"].as_str().unwrap_or_default()).into();
+                    let image = c["image"].as_str().unwrap_or_default();
+                    s["imageID"] = image_id(state, image, digests.get(image)).into();
                     s
                 })
                 .collect();
@@ -263,8 +275,9 @@ pub(crate) fn is_ready(pod: &Value) -> bool {
 
 /// The `imageID` a kubelet reports for a running container: `repository@digest` of what it
 /// pulled (containerd's repo digest). The digest is the one given with
-/// `TestCluster::pull_digest`, the image's own when pinned, else one made from the string.
-fn image_id(state: &State, image: &str) -> String {
+/// `TestCluster::pull_digest`, the image's own when pinned, the one the puller resolved
+/// (`resolved`), else one made from the string.
+fn image_id(state: &State, image: &str, resolved: Option<&String>) -> String {
     let (name, pinned) = match image.split_once('@') {
         Some((n, d)) => (n, Some(d.to_string())),
         None => (image, None),
@@ -276,6 +289,7 @@ fn image_id(state: &State, image: &str) -> String {
     };
     let digest = pinned
         .or_else(|| state.image_digests.get(image).cloned())
+        .or_else(|| resolved.cloned())
         .unwrap_or_else(|| {
             use sha2::Digest as _;
             format!(

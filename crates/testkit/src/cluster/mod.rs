@@ -22,7 +22,9 @@ mod logs;
 mod meta;
 mod openapi;
 mod platforms;
+mod puller;
 mod rbac;
+mod resolve;
 mod resources;
 mod scale;
 mod server;
@@ -74,6 +76,10 @@ pub enum ClusterError {
     /// The server thread could not be started.
     #[error("failed to start the test cluster's server thread")]
     Runtime(#[source] std::io::Error),
+    /// A registry CA given to [`ClusterOptions::registry_ca`] is not a PEM certificate, or the
+    /// kubelet's HTTP client could not be built.
+    #[error("failed to set up the test kubelet's registry client: {0}")]
+    RegistryClient(String),
     /// The server thread exited before it was ready.
     #[error("the test cluster's server thread exited before it was ready")]
     ThreadExited,
@@ -173,6 +179,14 @@ pub struct ClusterOptions {
     pub storage_classes: Option<Vec<Value>>,
     /// The IngressClasses seeded at start (bodies without apiVersion/kind).
     pub ingress_classes: Vec<Value>,
+    /// The kubelet resolves every container image against its registry before the container
+    /// runs (see [`ClusterOptions::pull_images`]); off by default.
+    pub pull_images: bool,
+    /// Registry hosts (`127.0.0.1:5000`) the nodes reach over plain HTTP, like containerd's
+    /// insecure registries.
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificates (PEM) the nodes trust for registries, besides the system roots.
+    pub registry_cas: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -192,6 +206,9 @@ impl Default for ClusterOptions {
             users: Vec::new(),
             storage_classes: None,
             ingress_classes: Vec::new(),
+            pull_images: false,
+            insecure_registries: Vec::new(),
+            registry_cas: Vec::new(),
         }
     }
 }
@@ -229,6 +246,37 @@ impl ClusterOptions {
     /// the RBAC authorizer decides on a real cluster.
     pub fn with_user(mut self, name: &str) -> Self {
         self.users.push(name.to_string());
+        self
+    }
+
+    /// Makes the kubelet pull images, as a real one does, up to the manifests: each container
+    /// image is resolved against its registry at `https://HOST/v2/` with the Pod's
+    /// `imagePullSecrets` (basic auth or the Docker token flow), an index gives the entry for
+    /// the node's architecture, and the config and layer blobs must exist (layers are not
+    /// downloaded; nothing runs). A container runs only once its image resolved, and reports
+    /// `imageID` `repo@<resolved digest>`; a failure (not found, 401/403, connection or TLS
+    /// error, no platform match) leaves the Pod in `ImagePullBackOff` with the kubelet's
+    /// Events, retried every second. The failure knobs and [`TestCluster::pull_digest`] still
+    /// win.
+    pub fn pull_images(mut self) -> Self {
+        self.pull_images = true;
+        self
+    }
+
+    /// Lets the nodes reach the registry `host` (`127.0.0.1:PORT`) over plain HTTP, as a
+    /// containerd configured with it as an insecure registry does. Implies
+    /// [`ClusterOptions::pull_images`].
+    pub fn insecure_registry(mut self, host: &str) -> Self {
+        self.pull_images = true;
+        self.insecure_registries.push(host.to_string());
+        self
+    }
+
+    /// Makes the nodes trust `pem` (a CA certificate) for registries, as a containerd with the
+    /// CA in its `certs.d` does. Implies [`ClusterOptions::pull_images`].
+    pub fn registry_ca(mut self, pem: &str) -> Self {
+        self.pull_images = true;
+        self.registry_cas.push(pem.to_string());
         self
     }
 
@@ -293,9 +341,15 @@ impl TestCluster {
             opts.nodes.clone(),
             opts.ready_delay,
         )));
+        let resolver = if opts.pull_images {
+            Some(registry_resolver(&opts)?)
+        } else {
+            None
+        };
         {
             let mut st = lock(&state);
             st.root_ca = tls.ca_pem.clone();
+            st.pull_images = opts.pull_images;
             controller::seed(&mut st, opts.storage_classes.clone(), &opts.ingress_classes);
         }
 
@@ -347,8 +401,12 @@ impl TestCluster {
                     };
                     let _ = ready_tx.send(());
                     let ctl = tokio::spawn(controller::run(server.state.clone()));
+                    let pull = resolver.map(|r| tokio::spawn(puller::run(server.state.clone(), r)));
                     server.serve(listener, config, rx).await;
                     ctl.abort();
+                    if let Some(p) = pull {
+                        p.abort();
+                    }
                 });
             })
             .map_err(ClusterError::Runtime)?;
@@ -517,6 +575,25 @@ impl Drop for TestCluster {
     fn drop(&mut self) {
         self.shutdown_now();
     }
+}
+
+/// The nodes' registry client: system roots plus the configured CAs, short timeouts.
+fn registry_resolver(opts: &ClusterOptions) -> Result<resolve::Resolver, ClusterError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(puller::REQUEST_TIMEOUT);
+    for pem in &opts.registry_cas {
+        let cert = reqwest::Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| ClusterError::RegistryClient(e.to_string()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| ClusterError::RegistryClient(e.to_string()))?;
+    Ok(resolve::Resolver {
+        client,
+        insecure: opts.insecure_registries.clone(),
+    })
 }
 
 /// Locks the state, recovering from a poisoned lock (a panicked handler leaves consistent data).

@@ -68,6 +68,10 @@ pub(crate) struct State {
     pub history: VecDeque<WatchEvent>,
     /// The cluster CA (PEM), published in every namespace as ConfigMap `kube-root-ca.crt`.
     pub root_ca: String,
+    /// Whether the kubelet resolves images against their registries (`ClusterOptions::pull_images`).
+    pub pull_images: bool,
+    /// What the image puller found, per image, node architecture and credential.
+    pub pulls: HashMap<super::puller::PullKey, super::puller::PullRecord>,
 }
 
 fn name_of(v: &Value) -> &str {
@@ -134,6 +138,8 @@ impl State {
             changed_at: HashMap::new(),
             history: VecDeque::new(),
             root_ca: String::new(),
+            pull_images: false,
+            pulls: HashMap::new(),
         }
     }
 

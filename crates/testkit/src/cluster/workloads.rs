@@ -102,7 +102,7 @@ fn delete(state: &mut State, group: &str, plural: &str, obj: &Value) {
 }
 
 /// The name of the top-level workload that owns `obj` (through ReplicaSets), for failure knobs.
-fn workload_name(state: &State, obj: &Value) -> String {
+pub(crate) fn workload_name(state: &State, obj: &Value) -> String {
     let ns = s(&obj["metadata"]["namespace"]);
     if let Some(r) = obj["metadata"]["ownerReferences"]
         .as_array()
