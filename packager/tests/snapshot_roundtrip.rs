@@ -204,7 +204,10 @@ struct Saas {
 impl Saas {
     fn test_tier() -> Self {
         let registry = TestRegistry::plain();
-        let test = TestCluster::start(ClusterOptions::default()).unwrap();
+        // Its kubelet resolves the images against the registry, so `imageID` is what was pulled.
+        let test =
+            TestCluster::start(ClusterOptions::default().insecure_registry(&registry.host()))
+                .unwrap();
         Self {
             tier: "test-cluster",
             kubeconfig: test.kubeconfig_path().to_path_buf(),
@@ -351,12 +354,11 @@ fn round_trip(saas: &Saas) {
     let worker_digest = saas.seed(&layout, "worker", &worker, "acme/worker:2.0");
 
     let a_kc = saas.kubeconfig.as_path();
-    let b_cluster = TestCluster::start(ClusterOptions::default()).unwrap();
-    if let Some(a) = &saas.test {
-        // What the test cluster's kubelet reports as the running image (a real one pulls it).
-        a.pull_digest(&format!("{host}/acme/api:1.0"), &api_digest);
-        a.pull_digest(&format!("{host}/acme/worker:2.0"), &worker_digest);
-    }
+    // B pulls from the site's registry: the relocated images must really be there.
+    let site_registry = TestRegistry::plain();
+    let b_cluster =
+        TestCluster::start(ClusterOptions::default().insecure_registry(&site_registry.host()))
+            .unwrap();
     let crd_file = tmp.path().join("crd.yaml");
     std::fs::write(&crd_file, include_str!("fixtures/saas-crd.yaml")).unwrap();
     let applied = kubectl(a_kc, &["apply", "-f", crd_file.to_str().unwrap()]);
@@ -467,6 +469,10 @@ fn round_trip(saas: &Saas) {
         report["images"][format!("{host}/acme/api:1.0")],
         format!("{host}/acme/api:1.0@{api_digest}")
     );
+    assert_eq!(
+        report["images"][format!("{host}/acme/worker:2.0")],
+        format!("{host}/acme/worker:2.0@{worker_digest}")
+    );
 
     // Lint and build.
     let lint = run(pack().arg("lint").arg(&def));
@@ -501,7 +507,6 @@ fn round_trip(saas: &Saas) {
         }
     }
     sets.push("secrets.db_credentials_password=site-own-password-123".into());
-    let site_registry = TestRegistry::plain();
     let state = tmp.path().join("state");
     let install = |cmd: &str| {
         let mut c = Command::new(install_bin());

@@ -110,9 +110,10 @@ async fn upgrades_keep_the_sites_values_and_plans_say_why_values_change() {
 async fn registry_credentials_are_remembered() {
     use airlift_registry::Credentials;
     use airlift_testkit::registry::TestRegistry;
-    for env in envs().into_iter().filter(|e| e.test.is_some()) {
+    let registry = TestRegistry::tls_with_auth("site", "pull-Password-1");
+    // The test tier only, its nodes trusting the site registry's CA.
+    for env in [common::test_env_trusting(registry.ca_pem().unwrap())] {
         let cluster = env.connect().await;
-        let registry = TestRegistry::tls_with_auth("site", "pull-Password-1");
         let ns = unique("creds");
         let v1 = env.bundle(&ShopVersion::new("1.0.0"));
         let v2 = env.bundle(&ShopVersion::new("1.1.0"));

@@ -50,20 +50,33 @@ pub fn in_process_templates() {
     airlift_render::isolate::set_default_isolation(airlift_render::isolate::Isolation::InProcess);
 }
 
-/// The tiers: the test cluster always; a real cluster when configured.
-pub fn envs() -> Vec<Env> {
+/// The test tier alone, its nodes also trusting the CA `ca_pem` (the PEM file of a TLS test
+/// registry the scenario pushes to), as a real cluster's nodes are configured for a private CA.
+pub fn test_env_trusting(ca_pem: &std::path::Path) -> Env {
+    let pem = std::fs::read_to_string(ca_pem).expect("the registry's CA is readable");
+    test_env(ClusterOptions::default().registry_ca(&pem))
+}
+
+/// The test tier with `options`; its kubelet resolves every image against the registries, the
+/// loopback one over plain HTTP, as a real one pulls it.
+fn test_env(options: ClusterOptions) -> Env {
     in_process_templates();
-    let mut out = Vec::new();
-    let test = TestCluster::start(ClusterOptions::default()).expect("the test cluster starts");
     let registry = TestRegistry::plain();
-    out.push(env(
+    let test = TestCluster::start(options.insecure_registry(&registry.host()))
+        .expect("the test cluster starts");
+    env(
         "test-cluster",
         test.kubeconfig_path().to_path_buf(),
         Some(test),
         registry.host(),
         Some(registry),
         true,
-    ));
+    )
+}
+
+/// The tiers: the test cluster always; a real cluster when configured.
+pub fn envs() -> Vec<Env> {
+    let mut out = vec![test_env(ClusterOptions::default())];
     match std::env::var_os("AIRLIFT_E2E_KUBECONFIG").filter(|v| !v.is_empty()) {
         Some(kc) => {
             let registry = std::env::var("AIRLIFT_E2E_REGISTRY").unwrap_or_else(|_| {
