@@ -168,10 +168,11 @@ impl Session<'_> {
                 "unexpected status from GET request to {realm}: {status}"
             )));
         }
-        let body: Value = resp
-            .json()
+        let bytes = read_bounded(resp, &realm)
             .await
-            .map_err(|e| failed(format!("failed to decode token response: {}", chain(&e))))?;
+            .map_err(|e| failed(format!("failed to read token response: {e}")))?;
+        let body: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| failed(format!("failed to decode token response: {e}")))?;
         let token = body["token"]
             .as_str()
             .or(body["access_token"].as_str())
@@ -184,11 +185,10 @@ impl Session<'_> {
     async fn fetch(&mut self, url: &str, accept: &str) -> Result<Option<Vec<u8>>, Failure> {
         let resp = self.send(Method::GET, url, accept).await?;
         match resp.status() {
-            StatusCode::OK => resp
-                .bytes()
+            StatusCode::OK => read_bounded(resp, url)
                 .await
-                .map(|b| Some(b.to_vec()))
-                .map_err(|e| Failure::unknown(format!("failed to read {url}: {}", chain(&e)))),
+                .map(Some)
+                .map_err(|e| Failure::unknown(format!("failed to read {url}: {e}"))),
             StatusCode::NOT_FOUND => Ok(None),
             status => Err(Failure::unknown(format!(
                 "unexpected status from GET request to {url}: {status}"
@@ -354,4 +354,20 @@ async fn resolve(
             .await?;
     }
     Ok(top_digest)
+}
+
+/// The most a manifest, config or token response may hold (a registry's own manifest limit is
+/// 4 MiB).
+const MAX_DOCUMENT: usize = 4 << 20;
+
+/// Reads a response body of at most [`MAX_DOCUMENT`] bytes.
+async fn read_bounded(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| chain(&e))? {
+        if out.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(format!("{what} is larger than {MAX_DOCUMENT} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
