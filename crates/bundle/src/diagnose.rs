@@ -180,3 +180,19 @@ mod tests {
         assert!(key.fix().is_some_and(|f| f.contains("chmod 600")));
     }
 }
+
+/// An error and its causes on one line, `: `-joined as Go's wrapped errors print (a cause whose
+/// text the line already holds is left out). The one chain printer every crate uses.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
+}

@@ -28,7 +28,7 @@ pub mod verify;
 pub mod walk;
 pub mod writer;
 
-pub use diagnose::{Diagnose, ExitKind};
+pub use diagnose::{error_chain, Diagnose, ExitKind};
 pub use digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
 pub use error::{BundleError, IntegrityError};
 pub use escape::{escape, Escaped};

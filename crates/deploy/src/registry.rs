@@ -62,20 +62,8 @@ pub async fn preflight(
         }))
 }
 
-/// An error and its causes on one line.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = c.source();
-    }
-    out
-}
+/// An error and its causes on one line (the workspace's one printer).
+pub use airlift_bundle::error_chain as chain;
 
 /// Pushes every image of a verified `bundle` to `destination` (skipping what the registry
 /// holds), then checks that each went where rendering assumed.

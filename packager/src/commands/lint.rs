@@ -29,6 +29,7 @@ use airlift_render::{load_definition, BundleInfo, ConfigBuilder, ReleaseInfo, Re
 use serde::Serialize;
 
 use crate::local_image::build_local_image;
+use airlift_bundle::error_chain as chain;
 
 /// Arguments of `lint`.
 #[derive(Debug, clap::Args)]
@@ -75,17 +76,6 @@ impl Report {
     }
 }
 
-/// An error and its causes on one line: `top: cause: cause`.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cur = err.source();
-    while let Some(c) = cur {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cur = c.source();
-    }
-    text
-}
 
 /// A value of the item's type that meets its simplest rules, for required items without a default.
 fn placeholder(item: &ConfigItem) -> String {

@@ -33,6 +33,7 @@ use std::time::Duration;
 pub(crate) use session::Session;
 
 use crate::template::{MAX_TEMPLATE_MEMORY, MAX_TEMPLATE_TIME};
+use airlift_bundle::error_chain as chain;
 
 /// The argument that starts an executable as a render worker: `FLAG=MEMORY_BYTES,SECONDS`.
 /// It starts with `--` so that an executable that is not a worker (a libtest harness) refuses
@@ -163,16 +164,6 @@ pub fn serve_if_asked() {
     std::process::exit(code);
 }
 
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cur = err.source();
-    while let Some(c) = cur {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cur = c.source();
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sha2::Digest as _;
+use airlift_bundle::error_chain as chain;
 
 /// What containerd asks for: every manifest and index media type it understands.
 const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
@@ -220,17 +221,6 @@ fn title(method: &str) -> String {
         .unwrap_or_default()
 }
 
-/// An error and its causes, `: `-joined, like Go's wrapped errors print.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
 
 fn is_index(doc: &Value) -> bool {
     let mt = doc["mediaType"].as_str().unwrap_or_default();
