@@ -155,9 +155,53 @@ impl Diagnose for LimitError {
     }
 }
 
+/// An error and its causes on one line, `: `-joined as Go's wrapped errors print (a cause whose
+/// text the line already holds is left out). The one chain printer every crate uses.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    #[test]
+    fn the_chain_joins_causes_and_skips_one_already_said() {
+        let inner = Layer {
+            text: "connection refused",
+            source: None,
+        };
+        let middle = Layer {
+            text: "cannot reach host: connection refused",
+            source: Some(Box::new(inner)),
+        };
+        let top = Layer {
+            text: "push failed",
+            source: Some(Box::new(middle)),
+        };
+        assert_eq!(
+            error_chain(&top),
+            "push failed: cannot reach host: connection refused"
+        );
+    }
 
     #[test]
     fn bundle_errors_diagnose_themselves() {
@@ -179,20 +223,4 @@ mod tests {
         assert_eq!(key.exit_kind(), ExitKind::Usage);
         assert!(key.fix().is_some_and(|f| f.contains("chmod 600")));
     }
-}
-
-/// An error and its causes on one line, `: `-joined as Go's wrapped errors print (a cause whose
-/// text the line already holds is left out). The one chain printer every crate uses.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = c.source();
-    }
-    out
 }

@@ -76,7 +76,6 @@ impl Report {
     }
 }
 
-
 /// A value of the item's type that meets its simplest rules, for required items without a default.
 fn placeholder(item: &ConfigItem) -> String {
     let v = &item.validation;

@@ -164,7 +164,6 @@ pub fn serve_if_asked() {
     std::process::exit(code);
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,13 +5,13 @@
 //!
 //! A failure comes back as the message a real kubelet records in its `Failed` Event.
 
+use airlift_bundle::error_chain as chain;
 use airlift_bundle::reference::ImageRef;
 use base64::Engine;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sha2::Digest as _;
-use airlift_bundle::error_chain as chain;
 
 /// What containerd asks for: every manifest and index media type it understands.
 const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
@@ -220,7 +220,6 @@ fn title(method: &str) -> String {
         .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
         .unwrap_or_default()
 }
-
 
 fn is_index(doc: &Value) -> bool {
     let mt = doc["mediaType"].as_str().unwrap_or_default();
