@@ -159,7 +159,7 @@ fn install_oci_streams_images_registry_to_registry_without_a_local_copy() {
         .log()
         .contains("\"PATCH /v2/corp/acme/api/blobs/uploads/"));
 
-    // Nothing image-sized was written locally: every file the installer held open stayed
+    // Nothing image-sized was written locally: every file the installer held open for writing stayed
     // small, the one it kept in TMPDIR is the members file (the probe sees unnamed files), and
     // TMPDIR is empty after.
     let (largest, largest_path) = probe.largest_open();

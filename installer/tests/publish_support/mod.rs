@@ -285,7 +285,7 @@ pub fn tiers() -> Vec<(&'static str, PathBuf, Option<TestCluster>, Option<String
 /// as `O_TMPFILE` files) until it exited.
 #[derive(Debug, Default)]
 pub struct FileProbe {
-    /// Every regular file the process held open, by the path `/proc` showed for it (a deleted
+    /// Every regular file the process held open for writing, by the path `/proc` showed for it (a deleted
     /// or unnamed file ends in ` (deleted)`), with the largest size it was seen at.
     pub open: std::collections::BTreeMap<String, u64>,
     /// The largest total size of the files under `TMPDIR` seen while it ran.
@@ -355,7 +355,20 @@ impl FileProbe {
                 let Ok(meta) = std::fs::metadata(fd.path()) else {
                     continue;
                 };
-                if meta.is_file() {
+                // Only files open for writing: what the process could be filling (the dynamic
+                // loader briefly holds shared libraries open read-only at start).
+                let writable = std::fs::read_to_string(format!(
+                    "/proc/{pid}/fdinfo/{}",
+                    fd.file_name().to_string_lossy()
+                ))
+                .ok()
+                .and_then(|info| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("flags:"))
+                        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                })
+                .is_some_and(|flags| flags & 0o3 != 0);
+                if meta.is_file() && writable {
                     let path = std::fs::read_link(fd.path())
                         .map(|p| p.display().to_string())
                         .unwrap_or_default();
