@@ -322,6 +322,17 @@ impl Ctx<'_> {
         self.progress.advance(OVERALL_LABEL, bytes);
     }
 
+    /// A callback that advances the image's and the overall progress by the bytes it is given
+    /// (for a blob being streamed).
+    fn byte_reporter(&self, label: &str) -> Arc<dyn Fn(u64) + Send + Sync> {
+        let progress = self.progress.clone();
+        let label = label.to_string();
+        Arc::new(move |n| {
+            progress.advance(&label, n);
+            progress.advance(OVERALL_LABEL, n);
+        })
+    }
+
     /// True the first time `digest` is counted for image `label`.
     fn first_for_image(&self, label: &str, digest: &Digest) -> bool {
         let mut set = self.accounted.lock().unwrap_or_else(|p| p.into_inner());
@@ -385,12 +396,7 @@ impl Ctx<'_> {
                     .and_then(|u| u.iter().find(|r| r.as_str() != repo).cloned())
             });
         self.first_for_image(label, digest);
-        let progress = self.progress.clone();
-        let label_owned = label.to_string();
-        let on_bytes: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |n| {
-            progress.advance(&label_owned, n);
-            progress.advance(OVERALL_LABEL, n);
-        });
+        let on_bytes = self.byte_reporter(label);
         let sent = Arc::new(AtomicU64::new(0));
         let sent_in = sent.clone();
         let counting: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |n| {

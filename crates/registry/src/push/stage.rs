@@ -3,12 +3,11 @@
 //! hashed on the way, and the sessions are committed only when every blob verified.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use airlift_bundle::Digest;
 use futures::{stream, StreamExt, TryStreamExt};
 
-use super::{Ctx, Planned, PushError, OVERALL_LABEL};
+use super::{Ctx, Planned, PushError};
 use crate::client::UploadStart;
 use crate::upload::Staged;
 
@@ -154,12 +153,7 @@ impl Ctx<'_> {
         }
         let label = p.image.reference.as_str();
         self.first_for_image(label, digest);
-        let progress = self.progress.clone();
-        let label_owned = label.to_string();
-        let on_bytes: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |n| {
-            progress.advance(&label_owned, n);
-            progress.advance(OVERALL_LABEL, n);
-        });
+        let on_bytes = self.byte_reporter(label);
         self.client
             .stage_blob(&p.repository, digest, size, self.source.clone(), on_bytes)
             .await
