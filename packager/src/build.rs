@@ -1,8 +1,12 @@
-//! The build: definition -> images in the blob cache -> one signed bundle file.
+//! The build: definition -> images resolved -> one signed bundle file.
 //!
-//! Images are acquired in parallel (bounded) into the content-addressed cache, so a rebuild with
-//! unchanged layers downloads nothing; the bundle writer then streams every blob from the cache
-//! into the tar. Nothing here draws progress: it reports through [`Progress`].
+//! Images are resolved in parallel (bounded): their manifests and configs (small) go into the
+//! content-addressed cache, and with them every blob's digest and size is known, so the bundle
+//! is planned and signed before any layer is fetched. Then every blob is written into its place
+//! in the bundle ([`crate::assemble`]): copied from the cache when it holds it (a rebuild with
+//! unchanged layers downloads nothing), downloaded straight into place otherwise and kept in the
+//! cache with a kernel-side copy. Images built locally or read from an OCI layout or archive go
+//! through the cache. Nothing here draws progress: it reports through [`Progress`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,17 +20,18 @@ use airlift_bundle::schema::manifest::{
 };
 use airlift_bundle::schema::API_VERSION;
 use airlift_bundle::sign::PrivateKey;
-use airlift_bundle::writer::{
-    write_bundle, BundleContents, ComponentFile, WriteError, WrittenBundle,
+use airlift_bundle::writer::{plan_bundle, BundleContents, ComponentFile, WrittenBundle};
+use airlift_bundle::{BlobSource, Digest, DirBlobStore, Progress};
+use airlift_registry::pull::{
+    pull_archive, pull_layout, PulledImage, RegistryPuller, ResolvedImage,
 };
-use airlift_bundle::{Digest, DirBlobStore, Progress};
-use airlift_registry::pull::{pull_archive, pull_layout, PulledImage, RegistryPuller};
 use airlift_registry::RegistryOptions;
 use airlift_render::LoadedDefinition;
 use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use crate::assemble::{Assembly, Fetch, KeepLayers};
 use crate::local_image::build_local_image;
 
 /// Everything a build needs.
@@ -39,6 +44,8 @@ pub struct BuildRequest {
     pub out_dir: PathBuf,
     /// The content-addressed blob cache.
     pub cache: DirBlobStore,
+    /// Whether downloaded layers are kept in the cache for the next build.
+    pub keep_layers: KeepLayers,
     /// How to reach source registries.
     pub registry: RegistryOptions,
     /// How many images are acquired at the same time (blobs within one image are parallel too).
@@ -93,13 +100,15 @@ pub struct BuildSummary {
     pub seconds: f64,
 }
 
-/// An image once it is in the cache.
+/// An image once it is resolved: its manifests in the cache, its blobs known.
 struct Acquired {
     component: usize,
     record: ImageRecord,
     /// Every config and layer blob with its size (manifests are small and not counted).
     blobs: Vec<(Digest, u64)>,
     downloaded: u64,
+    /// For a registry image, where its blobs the cache lacks are fetched from.
+    remote: Option<Arc<ResolvedImage>>,
 }
 
 /// Runs the build.
@@ -144,6 +153,7 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
         .try_collect()
         .await?;
 
+    let mut acquired = acquired;
     let manifest = bundle_manifest(&req, &acquired)?;
     let files = component_files(&req.definition)?;
     let out = req.out_dir.join(format!(
@@ -151,33 +161,89 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
         def.metadata.name, def.metadata.version
     ));
     fs_err::create_dir_all(&req.out_dir)?;
-    let cache = req.cache.clone();
-    let key = req.key;
-    let signed = key.is_some();
-    let writer_progress = progress.clone();
-    let out_for_writer = out.clone();
-    let written: WrittenBundle = tokio::task::spawn_blocking(move || {
-        write_bundle(
-            BundleContents { manifest, files },
-            &cache,
-            key.as_ref(),
-            &out_for_writer,
-            writer_progress.as_ref(),
-        )
-        .map_err(|e| {
-            // A cache entry whose bytes no longer match its digest (a disk fault, or a power loss
-            // before the data reached the disk) is removed, so the next build fetches it again.
-            if let WriteError::SourceCorrupt { digest, .. } = &e {
-                let _ = std::fs::remove_file(cache.path_of(digest));
+
+    // Blobs the cache lacks are downloaded into the bundle, each once, through the first image
+    // that lists it.
+    let mut fetches: BTreeMap<Digest, Fetch> = BTreeMap::new();
+    for (owner, a) in acquired.iter().enumerate() {
+        let Some(remote) = &a.remote else { continue };
+        for blob in &remote.image.blobs {
+            if !req.cache.contains(&blob.digest) && !fetches.contains_key(&blob.digest) {
+                let fetch = Fetch {
+                    owner,
+                    image: remote.clone(),
+                    blob: blob.clone(),
+                };
+                fetches.insert(blob.digest.clone(), fetch);
             }
-            anyhow::Error::new(e)
-        })
-    })
-    .await
-    .context("the bundle writer stopped unexpectedly")?
+        }
+    }
+    let planning = Planning {
+        cache: &req.cache,
+        pending: fetches
+            .iter()
+            .map(|(d, f)| (d.clone(), f.blob.size))
+            .collect(),
+    };
+    let plan = plan_bundle(
+        BundleContents { manifest, files },
+        &planning,
+        req.key.as_ref(),
+    )
     .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
+    let cached: Vec<Digest> = plan
+        .blobs()
+        .keys()
+        .filter(|d| !fetches.contains_key(*d))
+        .cloned()
+        .collect();
+    let file = plan
+        .create(&out)
+        .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
+    let assembly = Assembly {
+        file: &file,
+        puller: &puller,
+        cache: &req.cache,
+        keep: req.keep_layers,
+        concurrency: req.registry.concurrency,
+        progress: progress.clone(),
+    };
+    let downloaded = assembly
+        .run(cached, fetches.into_values().collect())
+        .await
+        .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
+    for (owner, bytes) in downloaded {
+        if let Some(a) = acquired.get_mut(owner) {
+            a.downloaded += bytes;
+        }
+    }
+    let signed = req.key.is_some();
+    let written: WrittenBundle = tokio::task::spawn_blocking(move || file.finish())
+        .await
+        .context("the bundle writer stopped unexpectedly")?
+        .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
 
     Ok(summarize(&written, &acquired, signed, started.elapsed()))
+}
+
+/// The cache, plus the sizes of the blobs that will be downloaded into the bundle: enough to
+/// plan it (the planner reads manifests and configs, and only the size of other blobs).
+struct Planning<'a> {
+    cache: &'a DirBlobStore,
+    pending: BTreeMap<Digest, u64>,
+}
+
+impl BlobSource for Planning<'_> {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.pending
+            .get(digest)
+            .copied()
+            .or_else(|| self.cache.blob_size(digest))
+    }
+
+    fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.cache.read_blob_at(digest, offset, buf)
+    }
 }
 
 /// Gets one image into the cache, from wherever its definition says.
@@ -243,18 +309,37 @@ async fn acquire(
             from_pulled(image, pulled)
         }
         Some(ImageSource::Registry(source)) => {
-            from_pulled(image, puller.pull(source, platforms, progress).await?)
+            return resolved(
+                component,
+                image,
+                puller.resolve(source, platforms, progress).await?,
+            )
         }
-        None => from_pulled(
-            image,
-            puller.pull(&image.reference, platforms, progress).await?,
-        ),
+        None => {
+            let r = puller
+                .resolve(&image.reference, platforms, progress)
+                .await?;
+            return resolved(component, image, r);
+        }
     };
     Ok(Acquired {
         component,
         record,
         blobs,
         downloaded,
+        remote: None,
+    })
+}
+
+/// A registry image once resolved: its blobs are fetched into the bundle later.
+fn resolved(component: usize, image: &ImageDefinition, r: ResolvedImage) -> Result<Acquired> {
+    let (record, blobs, downloaded) = from_pulled(image, r.image.clone());
+    Ok(Acquired {
+        component,
+        record,
+        blobs,
+        downloaded,
+        remote: Some(Arc::new(r)),
     })
 }
 

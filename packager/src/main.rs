@@ -1,6 +1,7 @@
 //! `airlift-pack`: builds a signed, offline bundle from a bundle definition. This file stays thin:
 //! parsing is in `cli`, each command in `commands/`.
 
+mod assemble;
 mod build;
 mod cli;
 mod commands;

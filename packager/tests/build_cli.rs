@@ -336,3 +336,103 @@ fn an_endless_key_file_is_refused_by_name() {
     assert!(!o.status.success(), "{all}");
     assert!(all.contains("larger than the 65536-byte limit"), "{all}");
 }
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn no_cache_writes_layers_into_the_bundle_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = TestRegistry::plain();
+    let set = sample_set(&dir.path().join("layout"), 14, 256 << 10).unwrap();
+    reg.seed(&set.dir, "api", "acme/api:1");
+    reg.seed(&set.dir, "multi", "acme/multi:1");
+    let host = reg.host();
+    let def = registry_definition(dir.path(), &host, &["linux/amd64"]);
+    let key = keygen(dir.path());
+    let flags = ["--insecure-registry", &host, "--output", "json"];
+    let cached = json(&run_build(dir.path(), &def, &key, "a", "cache", &flags));
+    let mut no_cache = flags.to_vec();
+    no_cache.push("--no-cache");
+    let first = json(&run_build(dir.path(), &def, &key, "b", "unused", &no_cache));
+    let again = json(&run_build(dir.path(), &def, &key, "c", "unused", &no_cache));
+
+    // Nothing cached is used and nothing is kept: each build downloads everything, the cache
+    // folder named is not even created, and the output folder holds the bundle alone.
+    assert_eq!(first["downloadedBytes"], cached["downloadedBytes"]);
+    assert_eq!(again["downloadedBytes"], cached["downloadedBytes"]);
+    assert!(cached["downloadedBytes"].as_u64().unwrap() > 256 << 10);
+    assert!(!dir.path().join("unused").exists());
+    assert_eq!(names_in(&dir.path().join("b")), ["reg-1.0.0.airlift"]);
+    assert_eq!(names_in(&dir.path().join("c")), ["reg-1.0.0.airlift"]);
+    let a = std::fs::read(cached["bundle"].as_str().unwrap()).unwrap();
+    for other in [&first, &again] {
+        let b = std::fs::read(other["bundle"].as_str().unwrap()).unwrap();
+        assert!(a == b, "a --no-cache build differs from a cached one");
+    }
+}
+
+#[test]
+fn a_blob_the_registry_serves_corrupt_is_refused_and_kept_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = TestRegistry::plain();
+    let set = sample_set(&dir.path().join("layout"), 15, 256 << 10).unwrap();
+    reg.seed(&set.dir, "api", "acme/api:1");
+    reg.seed(&set.dir, "multi", "acme/multi:1");
+    let host = reg.host();
+    let def = registry_definition(dir.path(), &host, &["linux/amd64"]);
+    let key = keygen(dir.path());
+    // The largest blob the registry stores (a layer), one byte flipped: same size, other bytes.
+    let blobs = reg.storage_dir().join("docker/registry/v2/blobs/sha256");
+    let mut data: Vec<PathBuf> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flat_map(|prefix| std::fs::read_dir(prefix.unwrap().path()).unwrap())
+        .map(|blob| blob.unwrap().path().join("data"))
+        .collect();
+    data.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let victim = data.last().unwrap();
+    let hex = victim
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut bytes = std::fs::read(victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(victim, &bytes).unwrap();
+
+    let o = run_build(
+        dir.path(),
+        &def,
+        &key,
+        "out",
+        "cache",
+        &["--insecure-registry", &host],
+    );
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{all}");
+    assert!(all.contains(&hex), "the blob is named: {all}");
+    assert!(all.contains("acme/"), "the image is named: {all}");
+    assert!(
+        all.contains("the bytes are not that blob")
+            && all.contains("hint: the registry's copy of the blob is damaged"),
+        "{all}"
+    );
+    // No bundle, no partial file, and the corrupt bytes are not in the cache.
+    assert!(names_in(&dir.path().join("out")).is_empty(), "{all}");
+    assert!(!dir.path().join("cache/sha256").join(&hex).exists());
+    let kept: Vec<String> = names_in(&dir.path().join("cache/sha256"));
+    assert!(
+        kept.iter().all(|n| !n.starts_with(".tmp")),
+        "temporary cache files left: {kept:?}"
+    );
+}

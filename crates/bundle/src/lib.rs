@@ -42,4 +42,7 @@ pub use source::{BlobSource, BlobSourceReader, DirBlobStore, StoreError};
 pub use tar_safety::TarError;
 pub use trust::{SignatureStatus, Trust, TrustError};
 pub use verify::VerifyReport;
-pub use writer::{write_bundle, BundleContents, ComponentFile, WriteError, WrittenBundle};
+pub use writer::{
+    plan_bundle, write_bundle, BundleContents, BundleFile, BundlePlan, ComponentFile, SlotWriter,
+    WriteError, WrittenBundle,
+};

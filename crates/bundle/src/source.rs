@@ -224,6 +224,36 @@ impl DirBlobStore {
         })
     }
 
+    /// Stores `size` bytes of `file` at `offset` as the blob `digest`, copied kernel-side where
+    /// the filesystems allow it, without hashing them: the caller vouches that they hash to
+    /// `digest` (the bundle writer, which hashed them on their way into the bundle). Records a
+    /// proof as [`BlobWriter::commit`] does. Does nothing when the store holds the blob.
+    pub fn adopt(
+        &self,
+        digest: &Digest,
+        file: &File,
+        offset: u64,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        if self.contains(digest) {
+            return Ok(());
+        }
+        let dir = self.root.join("sha256");
+        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
+        let final_path = self.path_of(digest);
+        crate::writer::copy_range(file, offset, tmp.as_file(), 0, size, &mut |_| {})
+            .map_err(io_err(&final_path))?;
+        let stored = tmp
+            .persist(&final_path)
+            .map_err(|e| io_err(&final_path)(e.error))?;
+        if let Some(proofs) = &self.proofs {
+            if let Ok(key) = proofs.key_for_blob_file(&stored, digest) {
+                let _ = proofs.record(&key, digest);
+            }
+        }
+        Ok(())
+    }
+
     /// Copies `reader` into the store as `expected`, verifying the digest.
     pub fn put(&self, expected: &Digest, reader: &mut dyn Read) -> Result<u64, StoreError> {
         let mut w = self.writer(expected)?;

@@ -48,16 +48,22 @@ async fn reset_mid_blob_is_retried_and_resumed_with_a_range() {
     );
     assert!(store.contains(&base.digest));
     let gets = proxy.stats.blob_gets.lock().unwrap().clone();
-    let base_gets: Vec<&(String, bool)> = gets
+    let base_gets: Vec<&(String, Option<String>)> = gets
         .iter()
         .filter(|(l, _)| l.contains(base.digest.hex()))
         .collect();
     assert_eq!(base_gets.len(), 2, "{gets:?}");
-    assert!(!base_gets[0].1, "first GET should not carry a Range");
-    assert!(
-        base_gets[1].1,
-        "the retry should resume with a Range: {gets:?}"
-    );
+    // Every blob is asked for by range, from byte 0 at first (so the client leaves hashing to
+    // the store), and the retry resumes where the cut left it.
+    assert_eq!(base_gets[0].1.as_deref(), Some("bytes=0-"), "{gets:?}");
+    let resumed_at: u64 = base_gets[1]
+        .1
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the retry should resume with a Range: {gets:?}"));
+    assert!(resumed_at > 0, "{gets:?}");
     // The resumed download did not send the whole blob twice.
     assert!(img.bytes_transferred < base.size + 512 * 1024);
 }

@@ -12,6 +12,7 @@ use airlift_cli::{
 };
 use anyhow::Context;
 
+use crate::assemble::KeepLayers;
 use crate::build::{build, BuildRequest, BuildSummary};
 
 /// Arguments of `build`.
@@ -34,6 +35,11 @@ pub struct Args {
     /// The blob cache [default: $XDG_CACHE_HOME/airlift/blobs].
     #[arg(long, value_name = "DIR", env = "AIRLIFT_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Use no blob cache: nothing cached is reused, and downloaded layers are written into the
+    /// bundle only, so the build needs the bundle's size on disk, not twice that (--cache-dir
+    /// is then ignored).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Apply --registry-user to this registry (`host[:port]`).
     #[arg(long, value_name = "HOST", requires = "registry_user")]
     pub registry_login: Option<String>,
@@ -59,9 +65,22 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         ),
         None => None,
     };
-    let cache_dir = match &args.cache_dir {
-        Some(d) => d.clone(),
-        None => dirs_cache()?.join("airlift").join("blobs"),
+    // With --no-cache, manifests, configs and locally built layers go through a throwaway
+    // cache next to the bundle, removed when the build ends.
+    let throwaway = if args.no_cache {
+        fs_err::create_dir_all(&args.out)?;
+        let t = tempfile::Builder::new()
+            .prefix(".airlift-no-cache-")
+            .tempdir_in(&args.out)
+            .with_context(|| format!("cannot create a folder in `{}`", args.out.display()))?;
+        Some(t)
+    } else {
+        None
+    };
+    let cache_dir = match (&throwaway, &args.cache_dir) {
+        (Some(t), _) => t.path().to_path_buf(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => dirs_cache()?.join("airlift").join("blobs"),
     };
     // Proofs let a rebuild copy cached blobs kernel-side without hashing them again.
     let cache = DirBlobStore::open(&cache_dir)
@@ -85,6 +104,11 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         key,
         out_dir: args.out.clone(),
         cache,
+        keep_layers: if args.no_cache {
+            KeepLayers::No
+        } else {
+            KeepLayers::InCache
+        },
         registry,
         image_concurrency: usize::from(args.image_concurrency),
         source_date_epoch,
@@ -99,6 +123,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         .build()
         .context("cannot start the async runtime")?;
     let summary = runtime.block_on(build(req, progress)).map_err(classify)?;
+    drop(throwaway);
     match args.output {
         f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &summary)?,
         OutputFormat::Text => print_summary(&summary)?,

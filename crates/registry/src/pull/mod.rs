@@ -28,7 +28,7 @@ use airlift_bundle::{Digest, DirBlobStore, StoreError};
 use futures::future::BoxFuture;
 
 pub use local::{pull_archive, pull_layout, ArchiveSource};
-pub use remote::RegistryPuller;
+pub use remote::{BlobSink, RegistryPuller, ResolvedImage};
 
 use crate::auth::AuthError;
 use crate::error::RegistryError;
@@ -130,6 +130,16 @@ pub enum PullError {
         #[source]
         source: StoreError,
     },
+    /// The registry sent a blob whose bytes do not hash to its digest.
+    #[error("the registry sent blob {digest} of image `{image}` with content that hashes to {actual}: the bytes are not that blob")]
+    Corrupt {
+        /// The image reference.
+        image: String,
+        /// The blob the manifest names.
+        digest: Digest,
+        /// What the received bytes hash to.
+        actual: Digest,
+    },
     /// A local file could not be read.
     #[error("cannot read `{path}`")]
     Io {
@@ -171,6 +181,9 @@ impl PullError {
             Self::Store { .. } => "check free disk space and permissions of the cache \
                                    folder; a digest mismatch means the source sent corrupt \
                                    data: re-run to retry"
+                .to_string(),
+            Self::Corrupt { .. } => "the registry's copy of the blob is damaged or was replaced: \
+                                     push the image to the registry again, then build again"
                 .to_string(),
             Self::Io { .. } => "check that the path exists and is readable".to_string(),
             Self::Layout { .. } => "check the layout with `skopeo inspect oci:DIR:TAG`; \

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use airlift_bundle::schema::common::Platform;
-use airlift_bundle::{Digest, DirBlobStore, Progress};
+use airlift_bundle::{Digest, DirBlobStore, Progress, SlotWriter, StoreError};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use oci_client::client::BlobResponse;
@@ -89,18 +89,9 @@ impl RegistryPuller {
         self.opts.retry.run(op, |_, _, _| {}).await
     }
 
-    /// Pulls `reference` (`host[:port]/repo:tag` or `…@sha256:…`) keeping exactly `platforms`
-    /// (all when empty). Reports bytes under the label `reference`.
-    pub async fn pull(
-        &self,
-        reference: &str,
-        platforms: &[Platform],
-        progress: &dyn Progress,
-    ) -> Result<PulledImage, PullError> {
-        let r: Reference = reference.parse().map_err(|source| PullError::Reference {
-            reference: reference.to_string(),
-            source,
-        })?;
+    /// The context of one image's requests: its reference and the credentials for its
+    /// registry (stored in the client for the token flow).
+    async fn ctx(&self, r: &Reference) -> Result<Ctx<'_>, PullError> {
         let registry = r.resolve_registry().to_string();
         let creds = self.credentials(r.registry())?;
         let had_credentials = creds.is_some();
@@ -109,14 +100,30 @@ impl RegistryPuller {
             .map(Credentials::to_oci)
             .unwrap_or(RegistryAuth::Anonymous);
         self.client.store_auth_if_needed(&registry, &auth).await;
-        let ctx = Ctx {
+        Ok(Ctx {
             puller: self,
             reference: r.clone(),
             auth,
-            target: Target::new(&registry, image_name(&r)),
+            target: Target::new(&registry, image_name(r)),
             had_credentials,
-        };
+        })
+    }
 
+    /// Resolves `reference` (`host[:port]/repo:tag` or `…@sha256:…`) keeping exactly
+    /// `platforms` (all when empty): fetches, verifies and stores its manifests (and, for a
+    /// single-platform image, its config), and lists its blobs, without fetching them. Fetch
+    /// them with [`RegistryPuller::fetch_blob`], or use [`RegistryPuller::pull`].
+    pub async fn resolve(
+        &self,
+        reference: &str,
+        platforms: &[Platform],
+        progress: &dyn Progress,
+    ) -> Result<ResolvedImage, PullError> {
+        let r: Reference = reference.parse().map_err(|source| PullError::Reference {
+            reference: reference.to_string(),
+            source,
+        })?;
+        let ctx = self.ctx(&r).await?;
         progress.message(&format!("resolving {reference}"));
         let top = self
             .retry(|| async {
@@ -138,33 +145,138 @@ impl RegistryPuller {
             }
         }
         let plan = plan(&ctx, &self.store, &image, top, None, platforms).await?;
+        let blobs_cached = plan
+            .blobs
+            .iter()
+            .filter(|b| self.store.contains(&b.digest))
+            .count();
+        Ok(ResolvedImage {
+            image: PulledImage {
+                reference: image,
+                pinned: format!("{}/{}@{}", r.registry(), r.repository(), source_digest),
+                top: plan.top,
+                source_digest,
+                platforms: plan.platforms,
+                manifests: plan.manifests,
+                blobs: plan.blobs,
+                bytes_transferred: 0,
+                blobs_cached,
+            },
+            reference: r,
+        })
+    }
 
-        let missing: Vec<BlobRef> = plan
+    /// Pulls `reference` (`host[:port]/repo:tag` or `…@sha256:…`) keeping exactly `platforms`
+    /// (all when empty) into the store. Reports bytes under the label `reference`.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        platforms: &[Platform],
+        progress: &dyn Progress,
+    ) -> Result<PulledImage, PullError> {
+        let resolved = self.resolve(reference, platforms, progress).await?;
+        let ctx = self.ctx(&resolved.reference).await?;
+        let image = resolved.image.reference.clone();
+        let missing: Vec<&BlobRef> = resolved
+            .image
             .blobs
             .iter()
             .filter(|b| !self.store.contains(&b.digest))
-            .cloned()
             .collect();
-        let blobs_cached = plan.blobs.len() - missing.len();
         progress.start(&image, Some(missing.iter().map(|b| b.size).sum()));
-        let transferred: Vec<u64> = futures::stream::iter(missing.iter())
+        let transferred: Vec<u64> = futures::stream::iter(missing)
             .map(|b| ctx.download(b, &image, progress))
             .buffer_unordered(self.opts.concurrency.max(1))
             .try_collect()
             .await?;
         progress.finish(&image);
+        let mut pulled = resolved.image;
+        pulled.bytes_transferred = transferred.iter().sum();
+        Ok(pulled)
+    }
 
-        Ok(PulledImage {
-            reference: image,
-            pinned: format!("{}/{}@{}", r.registry(), r.repository(), source_digest),
-            top: plan.top,
-            source_digest,
-            platforms: plan.platforms,
-            manifests: plan.manifests,
-            blobs: plan.blobs,
-            bytes_transferred: transferred.iter().sum(),
-            blobs_cached,
+    /// Downloads one blob of a resolved image into `sink` (not into the store), resuming with
+    /// `Range` after transient failures, under the same concurrency limit as every download of
+    /// this puller. Checks the size; the sink checks the digest when it is finished. Reports
+    /// bytes under `label`; returns the bytes transferred.
+    pub async fn fetch_blob(
+        &self,
+        image: &ResolvedImage,
+        blob: &BlobRef,
+        sink: &mut dyn BlobSink,
+        progress: &dyn Progress,
+        label: &str,
+    ) -> Result<u64, PullError> {
+        let ctx = self.ctx(&image.reference).await?;
+        let _slot = self.slot().await?;
+        ctx.fetch_into(blob, &image.image.reference, sink, progress, label)
+            .await
+    }
+
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, PullError> {
+        self.slots.acquire().await.map_err(|_| PullError::Io {
+            path: self.store.root().to_path_buf(),
+            source: std::io::Error::other("download slots closed"),
         })
+    }
+}
+
+/// An image whose manifests are in the store and whose blobs are listed, not yet fetched
+/// ([`RegistryPuller::resolve`]).
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The image as it will be once pulled (`bytes_transferred` is 0; `blobs_cached` counts the
+    /// blobs the store held when it was resolved).
+    pub image: PulledImage,
+    reference: Reference,
+}
+
+/// Where a downloaded blob's bytes go, in order: a store entry, or its place in a bundle.
+pub trait BlobSink: Send {
+    /// Appends bytes.
+    fn write_chunk(&mut self, data: &[u8]) -> std::io::Result<()>;
+    /// Drops what was written and starts again from the first byte (the registry ignored a
+    /// `Range` request).
+    fn restart(&mut self) -> std::io::Result<()>;
+    /// Where the bytes go, for errors.
+    fn location(&self) -> std::path::PathBuf;
+}
+
+/// A blob being downloaded into the store.
+struct StoreSink<'a> {
+    store: &'a DirBlobStore,
+    digest: &'a Digest,
+    writer: airlift_bundle::source::BlobWriter,
+}
+
+impl BlobSink for StoreSink<'_> {
+    fn write_chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(data)
+    }
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.writer = self
+            .store
+            .writer(self.digest)
+            .map_err(std::io::Error::other)?;
+        Ok(())
+    }
+    fn location(&self) -> std::path::PathBuf {
+        self.store.root().to_path_buf()
+    }
+}
+
+/// Downloads go straight into a bundle's place for the blob; [`SlotWriter::finish`] checks the
+/// digest.
+impl BlobSink for SlotWriter {
+    fn write_chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
+        SlotWriter::write_chunk(self, data).map_err(std::io::Error::other)
+    }
+    fn restart(&mut self) -> std::io::Result<()> {
+        SlotWriter::restart(self);
+        Ok(())
+    }
+    fn location(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from("the bundle")
     }
 }
 
@@ -220,7 +332,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// Downloads one blob into the store, resuming with `Range` after transient failures.
+    /// Downloads one blob into the store, once even when several pulls want it.
     async fn download(
         &self,
         blob: &BlobRef,
@@ -241,35 +353,48 @@ impl Ctx<'_> {
             progress.advance(image, blob.size);
             return Ok(0);
         }
-        let _slot = self
-            .puller
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| PullError::Io {
-                path: self.puller.store.root().to_path_buf(),
-                source: std::io::Error::other("download slots closed"),
-            })?;
+        let _slot = self.puller.slot().await?;
         let store = &self.puller.store;
         let store_err = |source| PullError::Store {
             image: image.to_string(),
             digest: blob.digest.clone(),
             source,
         };
-        let mut writer = store.writer(&blob.digest).map_err(store_err)?;
+        let mut sink = StoreSink {
+            store,
+            digest: &blob.digest,
+            writer: store.writer(&blob.digest).map_err(store_err)?,
+        };
+        let transferred = self
+            .fetch_into(blob, image, &mut sink, progress, image)
+            .await?;
+        sink.writer.commit().map_err(|e| match e {
+            StoreError::DigestMismatch { actual, .. } => PullError::Corrupt {
+                image: image.to_string(),
+                digest: blob.digest.clone(),
+                actual,
+            },
+            other => store_err(other),
+        })?;
+        Ok(transferred)
+    }
+
+    /// Streams one blob into `sink`, resuming with `Range` after transient failures; checks
+    /// its size. Returns the bytes transferred.
+    async fn fetch_into(
+        &self,
+        blob: &BlobRef,
+        image: &str,
+        sink: &mut dyn BlobSink,
+        progress: &dyn Progress,
+        label: &str,
+    ) -> Result<u64, PullError> {
         let mut written = 0u64;
         let mut transferred = 0u64;
         let mut attempt = 1;
         loop {
             let res = self
-                .stream_into(
-                    blob,
-                    &mut writer,
-                    &mut written,
-                    &mut transferred,
-                    progress,
-                    image,
-                )
+                .stream_into(blob, sink, &mut written, &mut transferred, progress, label)
                 .await;
             match res {
                 Ok(()) => break,
@@ -297,57 +422,52 @@ impl Ctx<'_> {
             }
             .into());
         }
-        writer.commit().map_err(store_err)?;
         Ok(transferred)
     }
 
     async fn stream_into(
         &self,
         blob: &BlobRef,
-        writer: &mut airlift_bundle::source::BlobWriter,
+        sink: &mut dyn BlobSink,
         written: &mut u64,
         transferred: &mut u64,
         progress: &dyn Progress,
-        image: &str,
+        label: &str,
     ) -> Result<(), PullError> {
-        let client = &self.puller.client;
         let digest = blob.digest.to_string();
-        let mut stream = if *written == 0 {
-            self.client_call(|c| c.pull_blob_stream(&self.reference, digest.as_str()))
-                .await
-                .map_err(|e| match e {
-                    PullError::Registry(RegistryError::NotFound { target, .. }) => {
-                        PullError::Registry(RegistryError::NotFound {
-                            target,
-                            what: format!("blob {}", blob.digest),
-                        })
-                    }
-                    other => other,
-                })?
-        } else {
-            let offset = *written;
-            match self
-                .client_call(|c| {
-                    c.pull_blob_stream_partial(&self.reference, digest.as_str(), offset, None)
-                })
-                .await?
-            {
-                BlobResponse::Partial(s) => s,
-                BlobResponse::Full(s) => {
-                    // The registry ignored the range: start over.
-                    *writer = self.puller.store.writer(&blob.digest).map_err(|source| {
-                        PullError::Store {
-                            image: image.to_string(),
-                            digest: blob.digest.clone(),
-                            source,
-                        }
-                    })?;
-                    *written = 0;
-                    s
+        let sink_err = |sink: &dyn BlobSink, source| PullError::Io {
+            path: sink.location(),
+            source,
+        };
+        // Always a ranged request (`bytes=N-`, from 0 at first): the client then hands the bytes
+        // over unhashed and the sink hashes them, once. A registry that ignores the range sends
+        // the whole blob, which the client also hashes.
+        let offset = *written;
+        let response = self
+            .client_call(|c| {
+                c.pull_blob_stream_partial(&self.reference, digest.as_str(), offset, None)
+            })
+            .await
+            .map_err(|e| match e {
+                PullError::Registry(RegistryError::NotFound { target, .. }) => {
+                    PullError::Registry(RegistryError::NotFound {
+                        target,
+                        what: format!("blob {}", blob.digest),
+                    })
                 }
+                other => other,
+            })?;
+        let mut stream = match response {
+            BlobResponse::Partial(s) => s,
+            BlobResponse::Full(s) => {
+                if offset > 0 {
+                    // The registry ignored the range: start over.
+                    sink.restart().map_err(|e| sink_err(sink, e))?;
+                    *written = 0;
+                }
+                s
             }
         };
-        let _ = client;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.stream_err(e))?;
             let n = chunk.len() as u64;
@@ -361,13 +481,10 @@ impl Ctx<'_> {
                 }
                 .into());
             }
-            writer.write_all(&chunk).map_err(|e| PullError::Io {
-                path: self.puller.store.root().to_path_buf(),
-                source: e,
-            })?;
+            sink.write_chunk(&chunk).map_err(|e| sink_err(sink, e))?;
             *written += n;
             *transferred += n;
-            progress.advance(image, n);
+            progress.advance(label, n);
         }
         Ok(())
     }

@@ -56,8 +56,8 @@ pub fn store(dir: &std::path::Path) -> DirBlobStore {
 /// What the proxy saw.
 #[derive(Debug, Default)]
 pub struct ProxyStats {
-    /// Request lines of every `GET …/blobs/…`, with whether they carried a `Range` header.
-    pub blob_gets: Mutex<Vec<(String, bool)>>,
+    /// Request lines of every `GET …/blobs/…`, with the value of their `Range` header.
+    pub blob_gets: Mutex<Vec<(String, Option<String>)>>,
     /// Response bytes forwarded to clients.
     pub bytes_down: AtomicU64,
     /// Connections cut.
@@ -131,15 +131,16 @@ async fn handle(
             let text = String::from_utf8_lossy(&buf[..n]).to_string();
             for (i, line) in text.lines().enumerate() {
                 if line.starts_with("GET ") && line.contains("/blobs/sha256:") {
-                    let has_range = text
+                    let range = text
                         .lines()
                         .skip(i + 1)
                         .take_while(|l| !l.is_empty())
-                        .any(|l| l.to_ascii_lowercase().starts_with("range:"));
+                        .find(|l| l.to_ascii_lowercase().starts_with("range:"))
+                        .map(|l| l["range:".len()..].trim().to_string());
                     st2.blob_gets
                         .lock()
                         .unwrap()
-                        .push((line.to_string(), has_range));
+                        .push((line.to_string(), range));
                     if let Some((hex, n)) = &cut {
                         if line.contains(hex.as_str()) && armed.swap(false, Ordering::SeqCst) {
                             b2.store(*n, Ordering::SeqCst);

@@ -3,34 +3,41 @@
 //! Member order: `airlift.yaml`, `airlift.yaml.sig` (when signed), `oci-layout`, `index.json`,
 //! the component files sorted by path, then `blobs/sha256/<hex>` sorted by digest. Every header
 //! has mode 0644, uid/gid 0, empty owner names and the manifest's build time as mtime, so the same
-//! inputs give the same bytes. Blobs stream from any [`BlobSource`] and are hashed on the way,
-//! except a blob the source proves unchanged since it was hashed ([`BlobSource::proven_file`]:
-//! the packager's cache, in the same boot), which is copied kernel-side without being read;
-//! the tar is written to a temporary file next to the output and renamed into place at the end.
+//! inputs give the same bytes.
+//!
+//! Writing has two steps. [`plan_bundle`] needs only the manifests and configs of the images
+//! (every blob's digest and size are in them): it settles the signed manifest and therefore
+//! every member's offset. [`BundlePlan::create`] then lays the tar out in a temporary file next
+//! to the output, and each blob is written straight into its place ([`BundleFile`]), from a
+//! [`BlobSource`] or from a download, in any order and in parallel, hashed on the way; a blob the
+//! source proves unchanged since it was hashed ([`BlobSource::proven_file`]: the packager's cache,
+//! in the same boot) is copied kernel-side without being read. [`BundleFile::finish`] refuses a
+//! bundle with a blob missing, flushes it and renames it into place. [`write_bundle`] does all of
+//! it from one source.
+
+mod file;
+
+pub(crate) use file::copy_range;
+pub use file::{BundleFile, SlotWriter};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::canonical;
-use crate::digest::{Digest, HashingReader};
+use crate::digest::Digest;
 use crate::oci::{
     Descriptor, ImageIndex, ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_INDEX, OCI_LAYOUT_CONTENT,
 };
 use crate::progress::Progress;
-use crate::reader::{blob_member_path, INDEX_PATH, OCI_LAYOUT_PATH};
-use crate::schema::manifest::{
-    BlobRecord, BundleManifest, MemberRecord, MANIFEST_PATH, SIGNATURE_PATH,
-};
+use crate::reader::{INDEX_PATH, OCI_LAYOUT_PATH};
+use crate::schema::manifest::{BlobRecord, BundleManifest, MemberRecord};
 use crate::sign::PrivateKey;
-use crate::source::{BlobSource, BlobSourceReader};
+use crate::source::BlobSource;
 use crate::tar_safety::{self, TarError};
 use crate::walk::{self, WalkError};
 
 /// Prefix of component file members.
 pub const COMPONENTS_PREFIX: &str = "components/";
-const BUF: usize = 1024 * 1024;
 
 /// A small file of a component (a manifest template, a values file), held in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +94,39 @@ pub enum WriteError {
         /// What the bytes hash to.
         actual: Digest,
     },
+    /// The bytes written into a blob's place (a download) do not hash to its digest, or are not
+    /// its size.
+    #[error("blob {digest} received {size} bytes that hash to {actual}: not the blob the manifest names")]
+    Mismatch {
+        /// The expected digest.
+        digest: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+        /// How many bytes were written.
+        size: u64,
+    },
+    /// A blob was written past its size.
+    #[error("blob {digest} is longer than the {size} bytes its manifest says")]
+    TooLong {
+        /// The blob.
+        digest: Digest,
+        /// Its declared size.
+        size: u64,
+    },
+    /// A blob the bundle does not list was to be written into it.
+    #[error("blob {digest} is not part of this bundle")]
+    NotInBundle {
+        /// The blob.
+        digest: Digest,
+    },
+    /// The bundle was finished with blobs not written.
+    #[error("{count} blob(s) of the bundle were not written, the first is {first}")]
+    Unfilled {
+        /// How many are missing.
+        count: usize,
+        /// The first of them.
+        first: Digest,
+    },
     /// A component file path is unsafe or not under `components/`.
     #[error("component file path `{path}` is not allowed: it must be a canonical relative path under components/<name>/")]
     BadPath {
@@ -137,129 +177,11 @@ impl WriteError {
             WriteError::BadPath { .. } | WriteError::DuplicateFile { .. } => "rename the component file so each has one safe relative path".into(),
             WriteError::MissingComponentFile { .. } => "add the file to the component's folder, or remove it from the component's manifests list".into(),
             WriteError::ConflictingReference { .. } => "give each image one digest: pin the reference by digest in the definition".into(),
-            WriteError::Serialize(_) | WriteError::SerializeIndex(_) => "report this as a bug".into(),
+            WriteError::Mismatch { .. } | WriteError::TooLong { .. } => "the source sent corrupt data: run the build again; if it repeats, check the registry's storage".into(),
+            WriteError::Serialize(_) | WriteError::SerializeIndex(_) | WriteError::NotInBundle { .. } | WriteError::Unfilled { .. } => "report this as a bug".into(),
         }
     }
 }
-
-struct TarOut {
-    out: BufWriter<tempfile::NamedTempFile>,
-    mtime: u64,
-    path: PathBuf,
-}
-
-impl TarOut {
-    fn io(&self) -> impl FnOnce(io::Error) -> WriteError + '_ {
-        move |source| WriteError::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    fn header(&self, path: &str, size: u64) -> Result<[u8; 512], WriteError> {
-        canonical::member_header(path, size, self.mtime).map_err(self.io())
-    }
-
-    fn pad(&mut self, size: u64) -> Result<(), WriteError> {
-        let zeros = [0u8; 512];
-        let w = self
-            .out
-            .write_all(&zeros[..canonical::padding(size) as usize]);
-        w.map_err(self.io())
-    }
-
-    fn append_bytes(&mut self, path: &str, data: &[u8]) -> Result<(), WriteError> {
-        let h = self.header(path, data.len() as u64)?;
-        let w = self
-            .out
-            .write_all(&h)
-            .and_then(|()| self.out.write_all(data));
-        w.map_err(self.io())?;
-        self.pad(data.len() as u64)
-    }
-
-    fn append_blob(
-        &mut self,
-        source: &dyn BlobSource,
-        digest: &Digest,
-        size: u64,
-        progress: &dyn Progress,
-        label: &str,
-    ) -> Result<(), WriteError> {
-        let h = self.header(&blob_member_path(digest), size)?;
-        let w = self.out.write_all(&h);
-        w.map_err(self.io())?;
-        if let Some(file) = source
-            .proven_file(digest)
-            .filter(|f| f.metadata().is_ok_and(|m| m.len() == size))
-        {
-            self.copy_proven(&file, digest, size, progress, label)?;
-            return self.pad(size);
-        }
-        let token = source.proof_token(digest);
-        let reader = BlobSourceReader::range(source, digest.clone(), 0, size);
-        let mut hashing = HashingReader::new(BufReader::with_capacity(BUF, reader));
-        let mut buf = vec![0u8; BUF];
-        loop {
-            let n = hashing.read(&mut buf).map_err(self.io())?;
-            if n == 0 {
-                break;
-            }
-            let w = self.out.write_all(&buf[..n]);
-            w.map_err(self.io())?;
-            progress.advance(label, n as u64);
-        }
-        let (actual, len) = hashing.finish();
-        if &actual != digest || len != size {
-            return Err(WriteError::SourceCorrupt {
-                digest: digest.clone(),
-                actual,
-            });
-        }
-        if let Some(token) = token {
-            source.record_proof(digest, &token);
-        }
-        self.pad(size)
-    }
-
-    /// Copies exactly `size` bytes of a proven blob file (see [`BlobSource::proven_file`]) into
-    /// the bundle kernel-side (`copy_file_range` through `std::io::copy`, on Linux), without
-    /// hashing them.
-    fn copy_proven(
-        &mut self,
-        file: &std::fs::File,
-        digest: &Digest,
-        size: u64,
-        progress: &dyn Progress,
-        label: &str,
-    ) -> Result<(), WriteError> {
-        let flushed = self.out.flush();
-        flushed.map_err(self.io())?;
-        let mut src = Read::take(file, size);
-        let mut copied = 0;
-        loop {
-            let dst = self.out.get_mut().as_file_mut();
-            let n = io::copy(&mut Read::take(&mut src, PROVEN_CHUNK), dst);
-            let n = n.map_err(self.io())?;
-            if n == 0 {
-                break;
-            }
-            copied += n;
-            progress.advance(label, n);
-        }
-        if copied != size {
-            let short = io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("cached blob {digest} ended after {copied} of {size} bytes"),
-            );
-            return Err(self.io()(short));
-        }
-        Ok(())
-    }
-}
-
-/// How much of a proven blob is copied between two progress reports.
-const PROVEN_CHUNK: u64 = 64 * 1024 * 1024;
 
 /// Builds `index.json` from the manifest's images: one entry per reference, sorted.
 fn build_index(
@@ -304,16 +226,39 @@ fn build_index(
     })
 }
 
-/// Writes the bundle to `out`, reading blobs from `source`, and signs the manifest with `key`
-/// when given. Reports blob bytes to `progress` under the label `write`. The output appears only
-/// when complete (temporary file + rename); an existing file at `out` is replaced.
-pub fn write_bundle(
+/// A bundle whose every member is settled (the manifest is signed), before any blob is written.
+#[derive(Debug, Clone)]
+pub struct BundlePlan {
+    manifest: BundleManifest,
+    manifest_bytes: Vec<u8>,
+    signature: Option<Vec<u8>>,
+    index_bytes: Vec<u8>,
+    files: Vec<ComponentFile>,
+    blobs: BTreeMap<Digest, u64>,
+    mtime: u64,
+}
+
+impl BundlePlan {
+    /// The final manifest, as it will be signed.
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.manifest
+    }
+
+    /// Every blob of the bundle (configs, layers and manifests) with its size, by digest.
+    pub fn blobs(&self) -> &BTreeMap<Digest, u64> {
+        &self.blobs
+    }
+}
+
+/// Settles the bundle: walks every image in `source` (which must hold the manifests and
+/// configs; of the other blobs it only needs to know the size), checks platforms, paths and
+/// component files, fills in the manifest's members and blobs, and signs it with `key` when
+/// given.
+pub fn plan_bundle(
     contents: BundleContents,
     source: &dyn BlobSource,
     key: Option<&PrivateKey>,
-    out: &Path,
-    progress: &dyn Progress,
-) -> Result<WrittenBundle, WriteError> {
+) -> Result<BundlePlan, WriteError> {
     let mut manifest = contents.manifest;
     // Collect every blob of every image, each once.
     let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
@@ -387,57 +332,45 @@ pub fn write_bundle(
         .map_err(WriteError::Serialize)?
         .into_bytes();
     let signature = key.map(|k| k.sign(&manifest_bytes));
-
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io_out = |source| WriteError::Io {
-        path: out.to_path_buf(),
-        source,
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".airlift-partial-")
-        .tempfile_in(&dir)
-        .map_err(|source| WriteError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-    let mut tar = TarOut {
-        out: BufWriter::with_capacity(BUF, tmp),
-        mtime: crate::time::rfc3339_to_epoch(&manifest.build.created),
-        path: out.to_path_buf(),
-    };
-    tar.append_bytes(MANIFEST_PATH, &manifest_bytes)?;
-    if let Some(sig) = &signature {
-        tar.append_bytes(SIGNATURE_PATH, sig)?;
-    }
-    tar.append_bytes(OCI_LAYOUT_PATH, OCI_LAYOUT_CONTENT.as_bytes())?;
-    tar.append_bytes(INDEX_PATH, &index_bytes)?;
-    for f in &files {
-        tar.append_bytes(&f.path, &f.data)?;
-    }
-    let total: u64 = blobs.values().sum();
-    progress.start("write", Some(total));
-    for (digest, size) in &blobs {
-        tar.append_blob(source, digest, *size, progress, "write")?;
-    }
-    progress.finish("write");
-    // End of archive: two zero blocks.
-    let w = tar.out.write_all(&canonical::TRAILER);
-    w.map_err(io_out)?;
-    // The deliverable is on disk when the command returns (the cache it was read from need not
-    // be: see `DirBlobStore`), and appears under its final name only when complete.
-    let tmp = tar.out.into_inner().map_err(|e| io_out(e.into_error()))?;
-    tmp.as_file().sync_all().map_err(io_out)?;
-    let size = tmp.as_file().metadata().map_err(io_out)?.len();
-    // Temporary files are created 0600; a bundle is not secret.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io_out)?;
-    tmp.persist(out).map_err(|e| io_out(e.error))?;
-    Ok(WrittenBundle {
-        path: out.to_path_buf(),
-        size,
-        manifest_digest: Digest::of_bytes(&manifest_bytes),
+    let mtime = crate::time::rfc3339_to_epoch(&manifest.build.created);
+    Ok(BundlePlan {
         manifest,
+        manifest_bytes,
+        signature,
+        index_bytes,
+        files,
+        blobs,
+        mtime,
     })
+}
+
+/// Writes the bundle to `out`, reading blobs from `source`, and signs the manifest with `key`
+/// when given. Reports blob bytes to `progress` under the label `write`. The output appears only
+/// when complete (temporary file + rename); an existing file at `out` is replaced.
+pub fn write_bundle(
+    contents: BundleContents,
+    source: &dyn BlobSource,
+    key: Option<&PrivateKey>,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<WrittenBundle, WriteError> {
+    let plan = plan_bundle(contents, source, key)?;
+    let blobs: Vec<Digest> = plan.blobs.keys().cloned().collect();
+    let file = plan.create(out)?;
+    progress.start("write", Some(file.blob_bytes()));
+    file.fill_from(&blobs, source, progress, "write", FILL_THREADS)?;
+    progress.finish("write");
+    file.finish()
+}
+
+/// How many blobs [`write_bundle`] copies at once: copying is the kernel's memory copy and the
+/// disk's writes, so two keep both busy without contending.
+const FILL_THREADS: usize = 2;
+
+/// The `io::Error` of a write into the bundle at `path`, as a [`WriteError`].
+fn io_at(path: &Path) -> impl Fn(io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }

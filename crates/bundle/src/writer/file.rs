@@ -1,0 +1,538 @@
+//! A bundle being written: the tar laid out in a temporary file, each blob written into its
+//! place with positioned writes, in any order and from any thread.
+//!
+//! Completed blobs are handed to a flusher thread that asks the kernel to write them to disk
+//! (`fdatasync`) while the rest is still being written, so the final flush has little left.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use super::{io_at, BundlePlan, WriteError, WrittenBundle};
+use crate::canonical;
+use crate::digest::{Digest, Hasher};
+use crate::progress::Progress;
+use crate::reader::{blob_member_path, INDEX_PATH, OCI_LAYOUT_PATH};
+use crate::schema::manifest::{BundleManifest, MANIFEST_PATH, SIGNATURE_PATH};
+use crate::source::{BlobSource, BlobSourceReader};
+
+/// Where a blob's bytes go in the bundle file.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    offset: u64,
+    size: u64,
+}
+
+/// A bundle laid out in a temporary file next to its output, its blobs being written. Cheap to
+/// clone (all clones are the same file); [`BundleFile::finish`] needs the last one. Dropped
+/// without finishing, the temporary file is removed.
+#[derive(Clone)]
+pub struct BundleFile {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tmp: tempfile::NamedTempFile,
+    out: PathBuf,
+    slots: BTreeMap<Digest, Slot>,
+    filled: Mutex<BTreeSet<Digest>>,
+    manifest: BundleManifest,
+    manifest_digest: Digest,
+    flusher: Flusher,
+}
+
+impl std::fmt::Debug for BundleFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BundleFile")
+            .field("out", &self.inner.out)
+            .field("blobs", &self.inner.slots.len())
+            .finish()
+    }
+}
+
+/// Bytes read and written per call when a blob is copied through user space.
+const BUF: usize = 1024 * 1024;
+/// How much of a blob is copied kernel-side between two progress reports.
+const COPY_CHUNK: u64 = 64 * 1024 * 1024;
+/// How much a download buffers before one positioned write.
+const SLOT_BUF: usize = 256 * 1024;
+/// Completed bytes after which the flusher is asked to write them to disk.
+const FLUSH_EVERY: u64 = 64 * 1024 * 1024;
+
+impl BundlePlan {
+    /// Creates the bundle's temporary file next to `out` and writes everything but the blobs:
+    /// the manifest, signature, layout files, component files and every tar header, padding and
+    /// the trailer. Blobs are then written with [`BundleFile::slot_writer`] or
+    /// [`BundleFile::fill_from`].
+    pub fn create(self, out: &Path) -> Result<BundleFile, WriteError> {
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".airlift-partial-")
+            .tempfile_in(&dir)
+            .map_err(io_at(&dir))?;
+        let err = io_at(out);
+        let mut w = BufWriter::with_capacity(BUF, tmp.as_file());
+        let mut pos = 0u64;
+        let mut member = |w: &mut BufWriter<&File>, path: &str, data: &[u8]| {
+            let size = data.len() as u64;
+            let h = canonical::member_header(path, size, self.mtime)?;
+            w.write_all(&h)?;
+            w.write_all(data)?;
+            w.write_all(&[0u8; 512][..canonical::padding(size) as usize])?;
+            pos += canonical::BLOCK + size + canonical::padding(size);
+            io::Result::Ok(())
+        };
+        member(&mut w, MANIFEST_PATH, &self.manifest_bytes).map_err(&err)?;
+        if let Some(sig) = &self.signature {
+            member(&mut w, SIGNATURE_PATH, sig).map_err(&err)?;
+        }
+        member(
+            &mut w,
+            OCI_LAYOUT_PATH,
+            crate::oci::OCI_LAYOUT_CONTENT.as_bytes(),
+        )
+        .map_err(&err)?;
+        member(&mut w, INDEX_PATH, &self.index_bytes).map_err(&err)?;
+        for f in &self.files {
+            member(&mut w, &f.path, &f.data).map_err(&err)?;
+        }
+        w.flush().map_err(&err)?;
+        drop(w);
+        let mut slots = BTreeMap::new();
+        for (digest, &size) in &self.blobs {
+            let h = canonical::member_header(&blob_member_path(digest), size, self.mtime)
+                .map_err(&err)?;
+            tmp.as_file().write_all_at(&h, pos).map_err(&err)?;
+            slots.insert(
+                digest.clone(),
+                Slot {
+                    offset: pos + canonical::BLOCK,
+                    size,
+                },
+            );
+            pos += canonical::BLOCK + size + canonical::padding(size);
+        }
+        // Padding, the unwritten blob bytes and the trailer read as zeros until written.
+        pos += canonical::TRAILER.len() as u64;
+        tmp.as_file().set_len(pos).map_err(&err)?;
+        let flusher = Flusher::start(tmp.as_file()).map_err(&err)?;
+        Ok(BundleFile {
+            inner: Arc::new(Inner {
+                out: out.to_path_buf(),
+                slots,
+                filled: Mutex::default(),
+                manifest_digest: Digest::of_bytes(&self.manifest_bytes),
+                manifest: self.manifest,
+                flusher,
+                tmp,
+            }),
+        })
+    }
+}
+
+impl BundleFile {
+    /// The bytes of every blob together (what remains to be written at the start).
+    pub fn blob_bytes(&self) -> u64 {
+        self.inner.slots.values().map(|s| s.size).sum()
+    }
+
+    /// True when `digest` is in the bundle and its bytes are written and verified.
+    pub fn is_filled(&self, digest: &Digest) -> bool {
+        self.filled().contains(digest)
+    }
+
+    fn filled(&self) -> std::sync::MutexGuard<'_, BTreeSet<Digest>> {
+        self.inner.filled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot(&self, digest: &Digest) -> Result<Slot, WriteError> {
+        self.inner
+            .slots
+            .get(digest)
+            .copied()
+            .ok_or_else(|| WriteError::NotInBundle {
+                digest: digest.clone(),
+            })
+    }
+
+    fn file(&self) -> &File {
+        self.inner.tmp.as_file()
+    }
+
+    fn mark_filled(&self, digest: &Digest, size: u64) {
+        self.filled().insert(digest.clone());
+        self.inner.flusher.completed(size);
+    }
+
+    /// Starts writing the blob `digest` into its place, from its first byte. Its bytes are
+    /// hashed as they come; [`SlotWriter::finish`] accepts them only when they are the blob.
+    pub fn slot_writer(&self, digest: &Digest) -> Result<SlotWriter, WriteError> {
+        let slot = self.slot(digest)?;
+        Ok(SlotWriter {
+            bundle: self.clone(),
+            digest: digest.clone(),
+            slot,
+            written: 0,
+            hasher: Hasher::new(),
+            buf: Vec::with_capacity(SLOT_BUF),
+        })
+    }
+
+    /// Writes the blobs `digests` from `source`, `threads` at a time, reporting bytes to
+    /// `progress` under `label`. A blob the source proves ([`BlobSource::proven_file`]) is
+    /// copied kernel-side without being read; any other is read, hashed and refused with
+    /// [`WriteError::SourceCorrupt`] when it does not match (and its proof is recorded when it
+    /// does). Stops at the first error.
+    pub fn fill_from(
+        &self,
+        digests: &[Digest],
+        source: &dyn BlobSource,
+        progress: &dyn Progress,
+        label: &str,
+        threads: usize,
+    ) -> Result<(), WriteError> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let work = || -> Result<(), WriteError> {
+            while !failed.load(Ordering::Relaxed) {
+                let Some(digest) = digests.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                if let Err(e) = self.fill_one(digest, source, progress, label) {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        };
+        let threads = threads.clamp(1, digests.len().max(1));
+        if threads == 1 {
+            return work();
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+            let mut first = Ok(());
+            for h in handles {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(io_at(&self.inner.out)(io::Error::other(
+                        "a bundle writer thread panicked",
+                    )))
+                });
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            first
+        })
+    }
+
+    fn fill_one(
+        &self,
+        digest: &Digest,
+        source: &dyn BlobSource,
+        progress: &dyn Progress,
+        label: &str,
+    ) -> Result<(), WriteError> {
+        let slot = self.slot(digest)?;
+        let err = io_at(&self.inner.out);
+        if let Some(file) = source
+            .proven_file(digest)
+            .filter(|f| f.metadata().is_ok_and(|m| m.len() == slot.size))
+        {
+            copy_range(&file, 0, self.file(), slot.offset, slot.size, &mut |n| {
+                progress.advance(label, n)
+            })
+            .map_err(|e| {
+                err(io::Error::new(
+                    e.kind(),
+                    format!("copying cached blob {digest}: {e}"),
+                ))
+            })?;
+            self.mark_filled(digest, slot.size);
+            return Ok(());
+        }
+        let token = source.proof_token(digest);
+        let mut reader = BlobSourceReader::range(source, digest.clone(), 0, slot.size);
+        let mut w = self.slot_writer(digest)?;
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let n = reader.read(&mut buf).map_err(&err)?;
+            if n == 0 {
+                break;
+            }
+            w.write_chunk(&buf[..n])?;
+            progress.advance(label, n as u64);
+        }
+        match w.finish() {
+            Ok(_) => {}
+            Err(WriteError::Mismatch { digest, actual, .. }) => {
+                return Err(WriteError::SourceCorrupt { digest, actual })
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(token) = token {
+            source.record_proof(digest, &token);
+        }
+        Ok(())
+    }
+
+    /// The file and byte range of a written, verified blob, to copy it elsewhere (the cache)
+    /// kernel-side; `None` while it is not written.
+    pub fn blob_range(&self, digest: &Digest) -> Option<(&File, u64, u64)> {
+        let slot = self.inner.slots.get(digest)?;
+        self.is_filled(digest)
+            .then(|| (self.file(), slot.offset, slot.size))
+    }
+
+    /// Checks that every blob is written, flushes the bundle to disk and renames it to its
+    /// output path (replacing a file there). Fails while another clone of this handle or a
+    /// [`SlotWriter`] is alive.
+    pub fn finish(self) -> Result<WrittenBundle, WriteError> {
+        let out = self.inner.out.clone();
+        let err = io_at(&out);
+        let inner = Arc::try_unwrap(self.inner).map_err(|_| {
+            err(io::Error::other(
+                "the bundle is still being written by another task",
+            ))
+        })?;
+        let filled = inner.filled.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut missing = inner.slots.keys().filter(|d| !filled.contains(*d));
+        if let Some(first) = missing.next() {
+            return Err(WriteError::Unfilled {
+                count: missing.count() + 1,
+                first: first.clone(),
+            });
+        }
+        inner.flusher.stop();
+        // The deliverable is on disk when the command returns (the cache it was read from need
+        // not be: see `DirBlobStore`), and appears under its final name only when complete.
+        let tmp = inner.tmp;
+        tmp.as_file().sync_all().map_err(&err)?;
+        let size = tmp.as_file().metadata().map_err(&err)?.len();
+        // Temporary files are created 0600; a bundle is not secret.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(&err)?;
+        tmp.persist(&out).map_err(|e| err(e.error))?;
+        Ok(WrittenBundle {
+            path: out.clone(),
+            size,
+            manifest: inner.manifest,
+            manifest_digest: inner.manifest_digest,
+        })
+    }
+}
+
+/// One blob being written into its place in a [`BundleFile`], hashed on the way.
+pub struct SlotWriter {
+    bundle: BundleFile,
+    digest: Digest,
+    slot: Slot,
+    written: u64,
+    hasher: Hasher,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for SlotWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotWriter")
+            .field("digest", &self.digest)
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
+impl SlotWriter {
+    /// Appends `data` to the blob. More bytes than the blob's size is [`WriteError::TooLong`].
+    pub fn write_chunk(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        if self.written + data.len() as u64 > self.slot.size {
+            return Err(WriteError::TooLong {
+                digest: self.digest.clone(),
+                size: self.slot.size,
+            });
+        }
+        self.hasher.update(data);
+        if self.buf.len() + data.len() > SLOT_BUF {
+            self.flush_buf()?;
+        }
+        if data.len() >= SLOT_BUF {
+            self.write_at(data, self.slot.offset + self.written)?;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// How many bytes were written so far (where a resumed download continues).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Starts the blob again from its first byte (a source that cannot resume).
+    pub fn restart(&mut self) {
+        self.written = 0;
+        self.hasher = Hasher::new();
+        self.buf.clear();
+    }
+
+    fn write_at(&self, data: &[u8], at: u64) -> Result<(), WriteError> {
+        self.bundle
+            .file()
+            .write_all_at(data, at)
+            .map_err(io_at(&self.bundle.inner.out))
+    }
+
+    /// Writes the buffered bytes (the last `buf.len()` of `written`).
+    fn flush_buf(&mut self) -> Result<(), WriteError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let at = self.slot.offset + self.written - self.buf.len() as u64;
+        self.write_at(&self.buf, at)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Accepts the blob when its bytes are exactly its size and hash to its digest
+    /// ([`WriteError::Mismatch`] otherwise); returns its size.
+    pub fn finish(mut self) -> Result<u64, WriteError> {
+        self.flush_buf()?;
+        let actual = self.hasher.finish();
+        if self.written != self.slot.size || actual != self.digest {
+            return Err(WriteError::Mismatch {
+                digest: self.digest,
+                actual,
+                size: self.written,
+            });
+        }
+        self.bundle.mark_filled(&self.digest, self.slot.size);
+        Ok(self.slot.size)
+    }
+}
+
+/// Copies `len` bytes from `src` at `src_off` to `dst` at `dst_off`, kernel-side
+/// (`copy_file_range`) where the two files' filesystems allow it, through a buffer otherwise;
+/// reports each copied chunk to `advance`. Neither file's position is used or moved.
+pub(crate) fn copy_range(
+    src: &File,
+    mut src_off: u64,
+    dst: &File,
+    mut dst_off: u64,
+    len: u64,
+    advance: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    let end = src_off + len;
+    while src_off < end {
+        let want = (end - src_off).min(COPY_CHUNK) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut src_off), dst, Some(&mut dst_off), want) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the source ended {} bytes early", end - src_off),
+                ))
+            }
+            Ok(n) => advance(n as u64),
+            Err(e)
+                if [
+                    rustix::io::Errno::XDEV,
+                    rustix::io::Errno::INVAL,
+                    rustix::io::Errno::NOSYS,
+                    rustix::io::Errno::OPNOTSUPP,
+                ]
+                .contains(&e) =>
+            {
+                return copy_range_buffered(src, src_off, dst, dst_off, end - src_off, advance)
+            }
+            Err(e) if e == rustix::io::Errno::INTR => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn copy_range_buffered(
+    src: &File,
+    mut src_off: u64,
+    dst: &File,
+    mut dst_off: u64,
+    len: u64,
+    advance: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    let end = src_off + len;
+    let mut buf = vec![0u8; BUF];
+    while src_off < end {
+        let want = (end - src_off).min(BUF as u64) as usize;
+        let n = src.read_at(&mut buf[..want], src_off)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the source ended {} bytes early", end - src_off),
+            ));
+        }
+        dst.write_all_at(&buf[..n], dst_off)?;
+        src_off += n as u64;
+        dst_off += n as u64;
+        advance(n as u64);
+    }
+    Ok(())
+}
+
+/// Asks the kernel to write completed blobs to disk while others are still being written.
+struct Flusher {
+    tx: Mutex<Option<mpsc::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pending: AtomicU64,
+}
+
+impl Flusher {
+    fn start(file: &File) -> io::Result<Self> {
+        let file = file.try_clone()?;
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("airlift-bundle-flush".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    while rx.try_recv().is_ok() {}
+                    // Only a head start: the final `sync_all` reports errors.
+                    let _ = file.sync_data();
+                }
+            })?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            pending: AtomicU64::new(0),
+        })
+    }
+
+    /// `bytes` more are written; past [`FLUSH_EVERY`] since the last request, ask again.
+    fn completed(&self, bytes: u64) {
+        let before = self.pending.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes >= FLUSH_EVERY {
+            self.pending.store(0, Ordering::Relaxed);
+            if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Stops the thread and waits for it (its last flush finishes first).
+    fn stop(&self) {
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
