@@ -191,12 +191,17 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
         req.key.as_ref(),
     )
     .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
-    let cached: Vec<Digest> = plan
+    // Largest first, both the copies and the downloads: a large blob started last would finish
+    // alone, long after the others.
+    let mut cached: Vec<(&Digest, &u64)> = plan
         .blobs()
-        .keys()
-        .filter(|d| !fetches.contains_key(*d))
-        .cloned()
+        .iter()
+        .filter(|(d, _)| !fetches.contains_key(*d))
         .collect();
+    cached.sort_by_key(|(_, size)| std::cmp::Reverse(**size));
+    let cached: Vec<Digest> = cached.into_iter().map(|(d, _)| d.clone()).collect();
+    let mut fetches: Vec<Fetch> = fetches.into_values().collect();
+    fetches.sort_by_key(|f| std::cmp::Reverse(f.blob.size));
     let file = plan
         .create(&out)
         .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
@@ -209,7 +214,7 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
         progress: progress.clone(),
     };
     let downloaded = assembly
-        .run(cached, fetches.into_values().collect())
+        .run(cached, fetches)
         .await
         .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
     for (owner, bytes) in downloaded {

@@ -1,8 +1,11 @@
 //! A bundle being written: the tar laid out in a temporary file, each blob written into its
 //! place with positioned writes, in any order and from any thread.
 //!
-//! Completed blobs are handed to a flusher thread that asks the kernel to write them to disk
-//! (`fdatasync`) while the rest is still being written, so the final flush has little left.
+//! As blobs complete (every 64 MiB of them at most), a flusher thread asks the kernel to write
+//! the file to disk (`fdatasync`) while the rest is still being written, so the final flush has
+//! little left. Flushing more often, every 64 MiB written within a blob, made a warm 1 GiB
+//! rebuild slower (the copy 0.55 → 0.69 s, the flush after it 0.17 → 0.26 s): writeback then
+//! contends with the copy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -43,6 +46,10 @@ struct Inner {
     manifest: BundleManifest,
     manifest_digest: Digest,
     flusher: Flusher,
+    /// One kernel-side copy into the file at a time: ext4 serialises buffered writes to a file
+    /// on its inode lock, and a second copier only spins on it (a warm rebuild copying with two
+    /// threads spent a fifth of its CPU samples in `rwsem_spin_on_owner`).
+    copying: Mutex<()>,
 }
 
 impl std::fmt::Debug for BundleFile {
@@ -60,7 +67,7 @@ const BUF: usize = 1024 * 1024;
 const COPY_CHUNK: u64 = 64 * 1024 * 1024;
 /// How much a download buffers before one positioned write.
 const SLOT_BUF: usize = 256 * 1024;
-/// Completed bytes after which the flusher is asked to write them to disk.
+/// Bytes of completed blobs after which the flusher is asked to write them to disk.
 const FLUSH_EVERY: u64 = 64 * 1024 * 1024;
 
 impl BundlePlan {
@@ -131,6 +138,7 @@ impl BundlePlan {
                 manifest_digest: Digest::of_bytes(&self.manifest_bytes),
                 manifest: self.manifest,
                 flusher,
+                copying: Mutex::new(()),
                 tmp,
             }),
         })
@@ -187,7 +195,8 @@ impl BundleFile {
 
     /// Writes the blobs `digests` from `source`, `threads` at a time, reporting bytes to
     /// `progress` under `label`. A blob the source proves ([`BlobSource::proven_file`]) is
-    /// copied kernel-side without being read; any other is read, hashed and refused with
+    /// copied kernel-side without being read (one such copy at a time, whatever `threads`
+    /// says); any other is read, hashed (in parallel) and refused with
     /// [`WriteError::SourceCorrupt`] when it does not match (and its proof is recorded when it
     /// does). Stops at the first error.
     pub fn fill_from(
@@ -246,6 +255,7 @@ impl BundleFile {
             .proven_file(digest)
             .filter(|f| f.metadata().is_ok_and(|m| m.len() == slot.size))
         {
+            let _one_at_a_time = self.inner.copying.lock().unwrap_or_else(|p| p.into_inner());
             copy_range(&file, 0, self.file(), slot.offset, slot.size, &mut |n| {
                 progress.advance(label, n)
             })
@@ -432,12 +442,7 @@ pub(crate) fn copy_range(
     while src_off < end {
         let want = (end - src_off).min(COPY_CHUNK) as usize;
         match rustix::fs::copy_file_range(src, Some(&mut src_off), dst, Some(&mut dst_off), want) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("the source ended {} bytes early", end - src_off),
-                ))
-            }
+            Ok(0) => return Err(ended_early(end - src_off)),
             Ok(n) => advance(n as u64),
             Err(e)
                 if [
@@ -471,10 +476,7 @@ fn copy_range_buffered(
         let want = (end - src_off).min(BUF as u64) as usize;
         let n = src.read_at(&mut buf[..want], src_off)?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the source ended {} bytes early", end - src_off),
-            ));
+            return Err(ended_early(end - src_off));
         }
         dst.write_all_at(&buf[..n], dst_off)?;
         src_off += n as u64;
@@ -482,6 +484,13 @@ fn copy_range_buffered(
         advance(n as u64);
     }
     Ok(())
+}
+
+fn ended_early(left: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the source ended {left} bytes early"),
+    )
 }
 
 /// Asks the kernel to write completed blobs to disk while others are still being written.
@@ -511,7 +520,7 @@ impl Flusher {
         })
     }
 
-    /// `bytes` more are written; past [`FLUSH_EVERY`] since the last request, ask again.
+    /// `bytes` more are complete; past [`FLUSH_EVERY`] since the last request, ask again.
     fn completed(&self, bytes: u64) {
         let before = self.pending.fetch_add(bytes, Ordering::Relaxed);
         if before + bytes >= FLUSH_EVERY {
@@ -534,5 +543,53 @@ impl Flusher {
 impl Drop for Flusher {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(dir: &Path, name: &str, data: &[u8]) -> File {
+        let path = dir.join(name);
+        std::fs::write(&path, data).unwrap();
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap()
+    }
+
+    #[test]
+    fn ranges_copy_kernel_side_and_through_a_buffer_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let src = file_with(dir.path(), "src", &data);
+        for (name, buffered) in [("kernel", false), ("buffered", true)] {
+            let dst = file_with(dir.path(), name, &[0u8; 16]);
+            let mut seen = 0;
+            let mut advance = |n| seen += n;
+            let len = data.len() as u64 - 1000;
+            if buffered {
+                copy_range_buffered(&src, 1000, &dst, 7, len, &mut advance).unwrap();
+            } else {
+                copy_range(&src, 1000, &dst, 7, len, &mut advance).unwrap();
+            }
+            assert_eq!(seen, len, "{name}");
+            let got = std::fs::read(dir.path().join(name)).unwrap();
+            assert_eq!(&got[..7], &[0u8; 7], "{name}");
+            assert!(got[7..] == data[1000..], "{name}");
+        }
+    }
+
+    #[test]
+    fn a_short_source_is_an_error_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = file_with(dir.path(), "src", &[1u8; 100]);
+        let dst = file_with(dir.path(), "dst", &[]);
+        let e = copy_range(&src, 0, &dst, 0, 200, &mut |_| {}).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let e = copy_range_buffered(&src, 0, &dst, 0, 200, &mut |_| {}).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -51,6 +51,9 @@ impl Ctx<'_> {
                 }
             }
         }
+        // Largest first: one blob streams through one request at the speed of one core on each
+        // side, so a large blob started last would finish alone, long after the others.
+        blobs.sort_by_key(|(_, _, size)| std::cmp::Reverse(*size));
         let outcomes: Vec<_> = stream::iter(blobs.iter().map(|(p, digest, size)| async move {
             let outcome = self.stage_one(p, digest, *size).await;
             (*p, digest, outcome)
