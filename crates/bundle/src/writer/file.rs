@@ -114,6 +114,11 @@ impl BundlePlan {
         drop(w);
         let mut slots = BTreeMap::new();
         for (digest, &size) in &self.blobs {
+            // Sizes come from image manifests: a hostile one may declare any number.
+            let end = member_end(pos, size).ok_or_else(|| WriteError::TooLarge {
+                digest: digest.clone(),
+                size,
+            })?;
             let h = canonical::member_header(&blob_member_path(digest), size, self.mtime)
                 .map_err(&err)?;
             tmp.as_file().write_all_at(&h, pos).map_err(&err)?;
@@ -124,10 +129,16 @@ impl BundlePlan {
                     size,
                 },
             );
-            pos += canonical::BLOCK + size + canonical::padding(size);
+            pos = end;
         }
         // Padding, the unwritten blob bytes and the trailer read as zeros until written.
         pos += canonical::TRAILER.len() as u64;
+        // Refuse at once, not after writing gigabytes, when the bundle cannot fit.
+        if let Ok(fs) = rustix::fs::statvfs(&dir) {
+            if let Some(e) = short_of_space(&dir, pos, fs.f_bavail.saturating_mul(fs.f_frsize)) {
+                return Err(e);
+            }
+        }
         tmp.as_file().set_len(pos).map_err(&err)?;
         let flusher = Flusher::start(tmp.as_file()).map_err(&err)?;
         Ok(BundleFile {
@@ -486,6 +497,26 @@ fn copy_range_buffered(
     Ok(())
 }
 
+/// The error for a bundle of `need` bytes in `dir`, which has `free` bytes available, if it does
+/// not fit.
+fn short_of_space(dir: &Path, need: u64, free: u64) -> Option<WriteError> {
+    (need > free).then(|| WriteError::NoSpace {
+        path: dir.to_path_buf(),
+        need,
+        free,
+    })
+}
+
+/// Where a member of `size` bytes starting at `pos` ends (header, content, padding), if that is
+/// within what a file can hold with the trailer after it.
+fn member_end(pos: u64, size: u64) -> Option<u64> {
+    let end = pos
+        .checked_add(canonical::BLOCK)?
+        .checked_add(size)?
+        .checked_add(canonical::padding(size))?;
+    (end <= i64::MAX as u64 - canonical::TRAILER.len() as u64).then_some(end)
+}
+
 fn ended_early(left: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
@@ -580,6 +611,28 @@ mod tests {
             assert_eq!(&got[..7], &[0u8; 7], "{name}");
             assert!(got[7..] == data[1000..], "{name}");
         }
+    }
+
+    #[test]
+    fn a_bundle_that_does_not_fit_is_refused_before_writing() {
+        let dir = Path::new("/srv/out");
+        assert!(short_of_space(dir, 100, 100).is_none());
+        let e = short_of_space(dir, 101, 100).unwrap();
+        assert!(
+            matches!(&e, WriteError::NoSpace { need: 101, free: 100, path } if path == dir),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(text.contains("/srv/out") && text.contains("101"), "{text}");
+    }
+
+    #[test]
+    fn member_ends_are_checked_against_overflow() {
+        assert_eq!(member_end(0, 1), Some(1024));
+        assert_eq!(member_end(512, 512), Some(1536));
+        assert_eq!(member_end(0, u64::MAX), None);
+        assert_eq!(member_end(u64::MAX - 100, 1), None);
+        assert_eq!(member_end(0, i64::MAX as u64), None);
     }
 
     #[test]

@@ -113,6 +113,24 @@ pub enum WriteError {
         /// Its declared size.
         size: u64,
     },
+    /// The output folder has less free space than the bundle needs.
+    #[error("the bundle needs {need} bytes but `{path}` has {free} bytes free")]
+    NoSpace {
+        /// The folder the bundle is written to.
+        path: PathBuf,
+        /// The bundle's size.
+        need: u64,
+        /// The space available there.
+        free: u64,
+    },
+    /// An image manifest declares a blob larger than a bundle file can hold.
+    #[error("blob {digest} is declared as {size} bytes: more than a bundle file can hold")]
+    TooLarge {
+        /// The blob.
+        digest: Digest,
+        /// Its declared size.
+        size: u64,
+    },
     /// A blob the bundle does not list was to be written into it.
     #[error("blob {digest} is not part of this bundle")]
     NotInBundle {
@@ -178,6 +196,8 @@ impl WriteError {
             WriteError::MissingComponentFile { .. } => "add the file to the component's folder, or remove it from the component's manifests list".into(),
             WriteError::ConflictingReference { .. } => "give each image one digest: pin the reference by digest in the definition".into(),
             WriteError::Mismatch { .. } | WriteError::TooLong { .. } => "the source sent corrupt data: run the build again; if it repeats, check the registry's storage".into(),
+            WriteError::NoSpace { .. } => "free space there, or write the bundle to another folder with --out".into(),
+            WriteError::TooLarge { .. } => "the image's manifest is damaged or hostile: check the image it belongs to (`skopeo inspect --raw`)".into(),
             WriteError::Serialize(_) | WriteError::SerializeIndex(_) | WriteError::NotInBundle { .. } | WriteError::Unfilled { .. } => "report this as a bug".into(),
         }
     }
