@@ -8,9 +8,12 @@
 # Prints one line per run and the medians. Not part of the test suite; nothing is asserted.
 #
 # What is timed: for Airlift the whole `install` (verify with its recorded proof, a push that
-# finds every blob in the registry, preflight, apply, wait, record), so the figure is an upper
-# bound of its apply phase; for kubectl one `apply --server-side -R -f` of the folder
-# `airlift-install render` wrote for the same release (one file per object, in apply order).
+# finds every blob in the registry, preflight, apply, wait, record) and, from its progress lines
+# (timestamped as they arrive by bench/stamp.py), its apply phase: from "checking N objects"
+# (every object read and dry-run applied, ownership checked) to the last "applied ... (N/N)";
+# for kubectl one `apply --server-side -R -f` of the folder `airlift-install render` wrote for
+# the same release (one file per object, in apply order), whole, and from its first printed
+# object to its last (its apply loop without start-up, discovery and file reading).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -127,17 +130,34 @@ secs() { /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" >"$WORK/out" 2>&1 || { ca
 count() { kubectl --kubeconfig "$KC" get configmaps,secrets,services,deployments -A --no-headers 2>/dev/null | grep -c '^bench-' || true; }
 
 echo "apply benchmark: $OBJECTS rendered objects (10 of them Namespaces), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-declare -a A K
+# stamped FILE CMD...: runs CMD under /usr/bin/time with every output line timestamped into FILE;
+# prints "SECONDS PEAK_KIB".
+stamped() {
+  local file=$1; shift
+  python3 "$ROOT/bench/stamp.py" "$file" /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" \
+    || { cat "$file" >&2; exit 1; }
+  cat "$WORK/time"
+}
+# span FILE FIRST_RE LAST_RE: seconds from the first line matching FIRST_RE to the last line
+# matching LAST_RE.
+span() {
+  awk -v a="$2" -v b="$3" '$0 ~ a && s == "" {s = $1} $0 ~ b {e = $1} END {if (s == "" || e == "") print "?"; else printf "%.2f\n", e - s}' "$1"
+}
+declare -a A K AP KP
 for r in $(seq 1 "$RUNS"); do
   start_cluster "k$r"
-  read -r s rss < <(secs kubectl --kubeconfig "$KC" apply --server-side -R -f "$WORK/rendered")
-  K+=("$s"); echo "run $r: kubectl apply --server-side  ${s} s  (peak RSS $((rss / 1024)) MiB, $(count) objects in the cluster)"
+  read -r s rss < <(stamped "$WORK/k$r.lines" kubectl --kubeconfig "$KC" apply --server-side -R -f "$WORK/rendered")
+  kp=$(span "$WORK/k$r.lines" ' serverside-applied$' ' serverside-applied$')
+  K+=("$s"); KP+=("$kp")
+  echo "run $r: kubectl apply --server-side  ${s} s, first to last object ${kp} s  (peak RSS $((rss / 1024)) MiB, $(count) objects in the cluster)"
   stop_cluster
   start_cluster "a$r"
-  read -r s rss < <(secs "$BIN/airlift-install" --no-progress install "$BUNDLE" --key "$WORK/vendor.pub" \
+  read -r s rss < <(stamped "$WORK/a$r.lines" "$BIN/airlift-install" install "$BUNDLE" --key "$WORK/vendor.pub" \
     --registry "$REG/bench" --insecure-registry "$REG" --kubeconfig "$KC" --yes)
-  A+=("$s"); echo "run $r: airlift-install install      ${s} s  (peak RSS $((rss / 1024)) MiB, $(count) objects in the cluster)"
+  ap=$(span "$WORK/a$r.lines" '^[0-9.]+ install: checking [0-9]+ objects' '^[0-9.]+ applied .*\([0-9]+/[0-9]+\)$')
+  A+=("$s"); AP+=("$ap")
+  echo "run $r: airlift-install install      ${s} s, apply phase ${ap} s  (peak RSS $((rss / 1024)) MiB, $(count) objects in the cluster)"
   stop_cluster
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "median: kubectl $(median "${K[@]}") s, airlift-install install $(median "${A[@]}") s; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "median: kubectl $(median "${K[@]}") s (first to last object $(median "${KP[@]}") s), airlift-install install $(median "${A[@]}") s (apply phase $(median "${AP[@]}") s); load $(cut -d' ' -f1-3 /proc/loadavg)"

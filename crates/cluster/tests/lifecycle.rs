@@ -369,6 +369,13 @@ async fn secrets_never_reach_release_records() {
         assert_eq!(live_secret["data"]["password"], b64);
         let messages = recorder.0.lock().unwrap().join("\n");
         assert!(messages.contains("applied Secret"), "{messages}");
+        // The checks are announced before the first object is applied (bench/apply.sh times
+        // the apply phase from this line).
+        let checking = messages.find(" objects against the cluster (read, dry-run apply)");
+        assert!(
+            checking.is_some_and(|c| messages.find("applied ").is_some_and(|a| c < a)),
+            "{messages}"
+        );
         assert!(
             !messages.contains(PASSWORD) && !messages.contains(&b64),
             "{messages}"

@@ -41,6 +41,10 @@ impl Engine<'_> {
         let known = known_inventory(&history);
         let owner = Owner::new(&request.namespace, &request.release);
         let prepared = self.prepare(request).await?;
+        self.progress.message(&format!(
+            "{action}: checking {} objects against the cluster (read, dry-run apply)",
+            prepared.len()
+        ));
 
         // Every check before the first write: each object is read and dry-run applied once
         // (a PVC or CRD that cannot change in place is refused here), and nothing of another

@@ -2,16 +2,18 @@
 //! field selectors used to filter lists.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 /// `(group, plural)`: objects of every version of a resource share one bucket.
 pub(crate) type Bucket = (String, String);
 
-/// All stored objects and the resourceVersion counter.
+/// All stored objects and the resourceVersion counter. Objects are shared (`Arc`), so the
+/// controller can take a snapshot of a resource's objects every tick without copying them.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
-    data: BTreeMap<Bucket, BTreeMap<(String, String), Value>>,
+    data: BTreeMap<Bucket, BTreeMap<(String, String), Arc<Value>>>,
     rv: u64,
 }
 
@@ -32,19 +34,36 @@ impl Store {
         self.data
             .get(&(group.to_string(), plural.to_string()))?
             .get(&(ns.to_string(), name.to_string()))
+            .map(|v| &**v)
     }
 
     /// Objects of a resource, in one namespace or (with `None`) all, sorted by namespace and name.
     pub fn list(&self, group: &str, plural: &str, ns: Option<&str>) -> Vec<&Value> {
-        self.data
-            .get(&(group.to_string(), plural.to_string()))
-            .map(|m| {
-                m.iter()
-                    .filter(|((n, _), _)| ns.is_none_or(|want| want == n))
-                    .map(|(_, v)| v)
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.entries(group, plural, ns).map(|v| &**v).collect()
+    }
+
+    /// Like [`Store::list`], as shared handles that outlive a borrow of the store (the
+    /// controller reads a snapshot while it writes).
+    pub fn list_shared(&self, group: &str, plural: &str, ns: Option<&str>) -> Vec<Arc<Value>> {
+        self.entries(group, plural, ns).map(Arc::clone).collect()
+    }
+
+    /// The stored objects of a resource in key order; in one namespace, only that namespace's
+    /// range of the map is visited.
+    fn entries(
+        &self,
+        group: &str,
+        plural: &str,
+        ns: Option<&str>,
+    ) -> impl Iterator<Item = &Arc<Value>> + '_ {
+        let bucket = self.data.get(&(group.to_string(), plural.to_string()));
+        let ns = ns.map(str::to_string);
+        let start = (ns.clone().unwrap_or_default(), String::new());
+        bucket
+            .into_iter()
+            .flat_map(move |m| m.range(start.clone()..))
+            .take_while(move |((n, _), _)| ns.as_ref().is_none_or(|want| want == n))
+            .map(|(_, v)| v)
     }
 
     /// Stores an object, stamping a new resourceVersion; returns the stored copy.
@@ -64,7 +83,7 @@ impl Store {
         self.data
             .entry((group.to_string(), plural.to_string()))
             .or_default()
-            .insert(key, obj.clone());
+            .insert(key, Arc::new(obj.clone()));
         obj
     }
 
@@ -77,7 +96,7 @@ impl Store {
         if obj.is_some() {
             self.next_rv();
         }
-        obj
+        obj.map(|o| Arc::try_unwrap(o).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// Removes a whole resource bucket (when its CRD goes away).

@@ -2,6 +2,7 @@
 //! volumeClaimTemplates), DaemonSets and Jobs create Pods with owner references and report
 //! status the way kube-controller-manager does.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -19,29 +20,20 @@ fn int(v: &Value, default: i64) -> i64 {
     v.as_i64().unwrap_or(default)
 }
 
-fn list(state: &State, group: &str, plural: &str) -> Vec<Value> {
-    state
-        .store
-        .list(group, plural, None)
-        .into_iter()
-        .cloned()
-        .collect()
+fn list(state: &State, group: &str, plural: &str) -> Vec<Arc<Value>> {
+    state.store.list_shared(group, plural, None)
 }
 
-fn owned_by(state: &State, group: &str, plural: &str, owner: &Value) -> Vec<Value> {
+fn owned_by(state: &State, group: &str, plural: &str, owner: &Value) -> Vec<Arc<Value>> {
     let ns = owner["metadata"]["namespace"].as_str();
     let uid = &owner["metadata"]["uid"];
-    state
-        .store
-        .list(group, plural, ns)
-        .into_iter()
-        .filter(|o| {
-            o["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| &r["uid"] == uid))
-        })
-        .cloned()
-        .collect()
+    let mut all = state.store.list_shared(group, plural, ns);
+    all.retain(|o| {
+        o["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| &r["uid"] == uid))
+    });
+    all
 }
 
 fn owner_ref(owner: &Value) -> Value {
@@ -243,7 +235,7 @@ fn replicaset(state: &mut State, rs: &Value) {
     while pods.len() < want {
         let name = format!("{}-{}", s(&rs["metadata"]["name"]), meta::random_suffix(5));
         create_pod(state, rs, &name, &rs["spec"]["template"], json!({}), None);
-        pods.push(Value::Null);
+        pods.push(Arc::new(Value::Null));
     }
     for extra in pods.iter().skip(want) {
         delete(state, "", "pods", extra);
@@ -411,9 +403,10 @@ fn statefulset(state: &mut State, sts: &Value) {
     }
     // Rolling update from the highest ordinal, one Pod at a time, once the rest are ready.
     let pods = owned_by(state, "", "pods", sts);
-    if pods.iter().all(is_ready) {
+    if pods.iter().all(|p| is_ready(p)) {
         let mut stale: Vec<&Value> = pods
             .iter()
+            .map(|p| &**p)
             .filter(|p| revision_label(p) != revision)
             .collect();
         stale.sort_by_key(|p| ordinal(p));
@@ -477,7 +470,7 @@ fn daemonset(state: &mut State, ds: &Value) {
         }
     }
     let pods = owned_by(state, "", "pods", ds);
-    if pods.iter().all(is_ready) {
+    if pods.iter().all(|p| is_ready(p)) {
         if let Some(p) = pods.iter().find(|p| revision_label(p) != revision) {
             delete(state, "", "pods", p);
         }
