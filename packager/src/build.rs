@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,9 @@ use airlift_bundle::schema::manifest::{
 };
 use airlift_bundle::schema::API_VERSION;
 use airlift_bundle::sign::PrivateKey;
-use airlift_bundle::writer::{plan_bundle, BundleContents, ComponentFile, WrittenBundle};
+use airlift_bundle::writer::{
+    plan_bundle, BundleContents, ComponentFile, WriteError, WrittenBundle,
+};
 use airlift_bundle::{BlobSource, Digest, DirBlobStore, Progress};
 use airlift_registry::pull::{
     pull_archive, pull_layout, PulledImage, RegistryPuller, ResolvedImage,
@@ -52,6 +55,9 @@ pub struct BuildRequest {
     pub image_concurrency: usize,
     /// Seconds since the epoch for `build.created` (from `SOURCE_DATE_EPOCH`).
     pub source_date_epoch: Option<u64>,
+    /// Set (by the operator's interrupt) to stop the build: no bundle file is created after it
+    /// is set, and the one being written stops at its next blob or chunk and is removed.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// One image of the built bundle.
@@ -202,7 +208,11 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
     let cached: Vec<Digest> = cached.into_iter().map(|(d, _)| d.clone()).collect();
     let mut fetches: Vec<Fetch> = fetches.into_values().collect();
     fetches.sort_by_key(|f| std::cmp::Reverse(f.blob.size));
+    if req.stop.load(Ordering::Relaxed) {
+        return Err(WriteError::Stopped { path: out }.into());
+    }
     let file = plan
+        .stop_when(req.stop.clone())
         .create(&out)
         .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
     let assembly = Assembly {

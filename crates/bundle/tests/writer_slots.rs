@@ -7,7 +7,8 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use airlift_bundle::{
     plan_bundle, write_bundle, BlobSource, BundleContents, Digest, DirBlobStore, NoProgress,
@@ -151,6 +152,43 @@ fn wrong_short_or_long_bytes_are_refused_and_leave_no_bundle() {
     assert!(!out.exists());
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "temporary files left behind: {left:?}");
+}
+
+#[test]
+fn a_stopped_bundle_takes_no_more_bytes_and_leaves_nothing() {
+    let f = common::fixture_with(1 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let layer = f.shared_layer.clone();
+    let right = std::fs::read(f.store.path_of(&layer)).unwrap();
+    let half = right.len() / 2;
+    assert!(half > 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let out = dir.path().join("b.airlift");
+    let plan = plan_bundle(contents(&f), &f.store, None).unwrap();
+    let all: Vec<Digest> = plan.blobs().keys().cloned().collect();
+    let file = plan.stop_when(stop.clone()).create(&out).unwrap();
+
+    // A download under way when the stop comes: its next chunk is refused.
+    let mut w = file.slot_writer(&layer).unwrap();
+    w.write_chunk(&right[..half]).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let err = w.write_chunk(&right[half..]).unwrap_err();
+    assert!(
+        matches!(&err, WriteError::Stopped { path } if path == &out),
+        "{err:?}"
+    );
+    drop(w);
+    // Copies from a source do not start another blob.
+    let err = file
+        .fill_from(&all, &f.store, &NoProgress, "write", 2)
+        .unwrap_err();
+    assert!(matches!(err, WriteError::Stopped { .. }), "{err:?}");
+    assert!(all.iter().all(|d| !file.is_filled(d)));
+    assert!(err.hint().contains("run the same command again"));
+
+    drop(file);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
 #[test]

@@ -76,8 +76,12 @@ impl Diagnose for MappingError {
 }
 
 impl Diagnose for PullError {
+    /// The registry's failures, except a local write failure (exit 1).
     fn exit_kind(&self) -> ExitKind {
-        ExitKind::Registry
+        match self {
+            Self::Write { .. } => ExitKind::Failure,
+            _ => ExitKind::Registry,
+        }
     }
     fn fix(&self) -> Option<String> {
         Some(self.hint())
@@ -165,6 +169,15 @@ mod tests {
         let e = RegistryError::from_status(Target::new("r:5000", "a:1"), 401, b"", false, None);
         assert_eq!(e.exit_kind(), ExitKind::Registry);
         assert!(e.fix().unwrap().contains("docker login r:5000"));
+
+        // A downloaded blob the disk would not take is the machine's failure, not the registry's.
+        let write = PullError::Write {
+            path: "/out/app-1.0.0.airlift".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        assert_eq!(write.exit_kind(), ExitKind::Failure);
+        assert!(write.fix().unwrap().contains("free disk space"));
+        assert!(write.to_string().contains("/out/app-1.0.0.airlift"));
 
         let pre = PreflightError::NotARegistry {
             registry: "r:5000".into(),

@@ -2,6 +2,7 @@
 
 use airlift_cli::outln;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use airlift_bundle::sign::PrivateKey;
@@ -99,6 +100,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         })?),
         Err(_) => None,
     };
+    let stop = Arc::new(AtomicBool::new(false));
     let req = BuildRequest {
         definition,
         key,
@@ -112,6 +114,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         registry,
         image_concurrency: usize::from(args.image_concurrency),
         source_date_epoch,
+        stop: stop.clone(),
     };
     let progress: Arc<dyn airlift_bundle::Progress> = Arc::from(progress_with_total(
         no_progress || args.output.is_machine(),
@@ -122,13 +125,84 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let summary = runtime.block_on(build(req, progress)).map_err(classify)?;
+    let out_dir = args.out.clone();
+    let result = runtime.block_on(stop_on_signals(build(req, progress), &stop, &out_dir));
+    // Waits for the bundle writer's copies, which stop at their next blob once `stop` is set,
+    // so the partial file and the throwaway cache are gone when the command returns.
+    drop(runtime);
     drop(throwaway);
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(err) if stop.load(Ordering::Relaxed) => {
+            return Err(interrupted(err, &out_dir, args.no_cache, &cache_dir))
+        }
+        Err(err) => return Err(classify(err)),
+    };
     match args.output {
         f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &summary)?,
         OutputFormat::Text => print_summary(&summary)?,
     }
     Ok(())
+}
+
+/// Runs `work`; on SIGINT or SIGTERM sets `stop` (the build stops at its next blob or chunk and
+/// removes its partial file) and waits for it to end; a second signal exits at once with 130.
+async fn stop_on_signals<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+    stop: &AtomicBool,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<T> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut work = std::pin::pin!(work);
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return work.await;
+    };
+    tokio::select! {
+        r = &mut work => return r,
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    stop.store(true, Ordering::Relaxed);
+    eprintln!(
+        "interrupted: stopping the build at its next blob and removing the partial bundle (send \
+         it again to stop at once, leaving a `.airlift-partial-*` file in `{}`)",
+        airlift_cli::output::escape_control(&out_dir.display().to_string())
+    );
+    tokio::select! {
+        r = &mut work => r,
+        _ = int.recv() => stopped_at_once(),
+        _ = term.recv() => stopped_at_once(),
+    }
+}
+
+fn stopped_at_once() -> ! {
+    eprintln!("interrupted again: stopping now");
+    std::process::exit(i32::from(ExitKind::Interrupted.code()))
+}
+
+/// The error of a build the operator stopped: what was kept and how to go on.
+fn interrupted(
+    err: anyhow::Error,
+    out_dir: &std::path::Path,
+    no_cache: bool,
+    cache_dir: &std::path::Path,
+) -> CommandError {
+    let hint = if no_cache {
+        "run the same command again: with --no-cache it starts over".to_string()
+    } else {
+        format!(
+            "run the same command again: blobs already in the cache `{}` are reused",
+            cache_dir.display()
+        )
+    };
+    let err = err.context(format!(
+        "build interrupted: no bundle was written to `{}` and its partial file is removed",
+        out_dir.display()
+    ));
+    CommandError::new(ExitKind::Interrupted, err).with_hint(hint)
 }
 
 /// Pull failures (exit 4) and local image failures diagnose themselves; a write failure

@@ -50,6 +50,8 @@ struct Inner {
     /// on its inode lock, and a second copier only spins on it (a warm rebuild copying with two
     /// threads spent a fifth of its CPU samples in `rwsem_spin_on_owner`).
     copying: Mutex<()>,
+    /// Set to stop writing (see [`BundlePlan::stop_when`]).
+    stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for BundleFile {
@@ -150,6 +152,7 @@ impl BundlePlan {
                 manifest: self.manifest,
                 flusher,
                 copying: Mutex::new(()),
+                stop: self.stop,
                 tmp,
             }),
         })
@@ -183,6 +186,16 @@ impl BundleFile {
 
     fn file(&self) -> &File {
         self.inner.tmp.as_file()
+    }
+
+    /// `Err(Stopped)` once the plan's stop flag is set.
+    fn check_stop(&self) -> Result<(), WriteError> {
+        if self.inner.stop.load(Ordering::Relaxed) {
+            return Err(WriteError::Stopped {
+                path: self.inner.out.clone(),
+            });
+        }
+        Ok(())
     }
 
     fn mark_filled(&self, digest: &Digest, size: u64) {
@@ -225,7 +238,10 @@ impl BundleFile {
                 let Some(digest) = digests.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     break;
                 };
-                if let Err(e) = self.fill_one(digest, source, progress, label) {
+                if let Err(e) = self
+                    .check_stop()
+                    .and_then(|()| self.fill_one(digest, source, progress, label))
+                {
                     failed.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
@@ -372,6 +388,7 @@ impl std::fmt::Debug for SlotWriter {
 impl SlotWriter {
     /// Appends `data` to the blob. More bytes than the blob's size is [`WriteError::TooLong`].
     pub fn write_chunk(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        self.bundle.check_stop()?;
         if self.written + data.len() as u64 > self.slot.size {
             return Err(WriteError::TooLong {
                 digest: self.digest.clone(),
@@ -389,6 +406,11 @@ impl SlotWriter {
         }
         self.written += data.len() as u64;
         Ok(())
+    }
+
+    /// The output path of the bundle this blob is written into.
+    pub fn bundle_path(&self) -> &Path {
+        &self.bundle.inner.out
     }
 
     /// How many bytes were written so far (where a resumed download continues).

@@ -23,6 +23,8 @@ pub use file::{BundleFile, SlotWriter};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::oci::{
@@ -145,6 +147,13 @@ pub enum WriteError {
         /// The first of them.
         first: Digest,
     },
+    /// The build was stopped (the operator interrupted it) before every blob was written; the
+    /// temporary file is removed when the last handle to it is dropped.
+    #[error("writing bundle `{path}` was stopped before it was complete")]
+    Stopped {
+        /// The output it would have been.
+        path: PathBuf,
+    },
     /// A component file path is unsafe or not under `components/`.
     #[error("component file path `{path}` is not allowed: it must be a canonical relative path under components/<name>/")]
     BadPath {
@@ -196,6 +205,7 @@ impl WriteError {
             WriteError::MissingComponentFile { .. } => "add the file to the component's folder, or remove it from the component's manifests list".into(),
             WriteError::ConflictingReference { .. } => "give each image one digest: pin the reference by digest in the definition".into(),
             WriteError::Mismatch { .. } | WriteError::TooLong { .. } => "the source sent corrupt data: run the build again; if it repeats, check the registry's storage".into(),
+            WriteError::Stopped { .. } => "nothing was written under that name: run the same command again to continue (blobs already in the cache are reused)".into(),
             WriteError::NoSpace { .. } => "free space there, or write the bundle to another folder with --out".into(),
             WriteError::TooLarge { .. } => "the image's manifest is damaged or hostile: check the image it belongs to (`skopeo inspect --raw`)".into(),
             WriteError::Serialize(_) | WriteError::SerializeIndex(_) | WriteError::NotInBundle { .. } | WriteError::Unfilled { .. } => "report this as a bug".into(),
@@ -256,9 +266,18 @@ pub struct BundlePlan {
     files: Vec<ComponentFile>,
     blobs: BTreeMap<Digest, u64>,
     mtime: u64,
+    stop: Arc<AtomicBool>,
 }
 
 impl BundlePlan {
+    /// Makes the file this plan creates stop when `flag` is set: copies stop before their next
+    /// blob (or the next chunk of one read through user space), downloads at their next chunk,
+    /// with [`WriteError::Stopped`].
+    pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = flag;
+        self
+    }
+
     /// The final manifest, as it will be signed.
     pub fn manifest(&self) -> &BundleManifest {
         &self.manifest
@@ -361,6 +380,7 @@ pub fn plan_bundle(
         files,
         blobs,
         mtime,
+        stop: Arc::default(),
     })
 }
 

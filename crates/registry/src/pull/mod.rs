@@ -140,6 +140,16 @@ pub enum PullError {
         /// What the received bytes hash to.
         actual: Digest,
     },
+    /// A downloaded blob could not be written where it goes (the cache, or the bundle being
+    /// built): the disk, not the registry.
+    #[error("cannot write the downloaded blob into `{path}`")]
+    Write {
+        /// The cache folder or the bundle.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A local file could not be read.
     #[error("cannot read `{path}`")]
     Io {
@@ -186,6 +196,7 @@ impl PullError {
                                      push the image to the registry again, then build again"
                 .to_string(),
             Self::Io { .. } => "check that the path exists and is readable".to_string(),
+            Self::Write { .. } => "check free disk space and permissions there".to_string(),
             Self::Layout { .. } => "check the layout with `skopeo inspect oci:DIR:TAG`; \
                                     archives must be uncompressed OCI archives \
                                     (`skopeo copy … oci-archive:FILE:TAG`)"

@@ -276,7 +276,7 @@ impl BlobSink for SlotWriter {
         Ok(())
     }
     fn location(&self) -> std::path::PathBuf {
-        std::path::PathBuf::from("the bundle")
+        self.bundle_path().to_path_buf()
     }
 }
 
@@ -435,7 +435,7 @@ impl Ctx<'_> {
         label: &str,
     ) -> Result<(), PullError> {
         let digest = blob.digest.to_string();
-        let sink_err = |sink: &dyn BlobSink, source| PullError::Io {
+        let sink_err = |sink: &dyn BlobSink, source| PullError::Write {
             path: sink.location(),
             source,
         };
