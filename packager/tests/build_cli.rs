@@ -470,11 +470,24 @@ fn wait_exit(mut child: Child, secs: u64) -> Output {
 fn an_interrupted_build_removes_its_partial_bundle_and_a_rerun_continues() {
     let dir = tempfile::tempdir().unwrap();
     let registry = TestRegistry::plain();
-    let set = sample_set(&dir.path().join("layout"), 31, 2 << 20).unwrap();
+    let set = sample_set(&dir.path().join("layout"), 31, 8 << 20).unwrap();
     registry.seed(&set.dir, "api", "acme/api:1");
     registry.seed(&set.dir, "multi", "acme/multi:1");
     let base = set.api.layers[0].blob.clone();
-    let own = set.api.layers[1].blob.clone();
+    // Every other layer the bundle needs: each image's own layer.
+    let multi_amd64 = set
+        .multi
+        .images
+        .iter()
+        .find(|i| i.platform == "linux/amd64")
+        .unwrap();
+    let others: Vec<PathBuf> = [&set.api, multi_amd64]
+        .iter()
+        .flat_map(|i| &i.layers)
+        .filter(|l| l.blob.digest != base.digest)
+        .map(|l| dir.path().join("cache/sha256").join(l.blob.digest.hex()))
+        .collect();
+    assert_eq!(others.len(), 2);
 
     // The base layer's first download crawls (100 ms before every body chunk); everything
     // else, and any later download of it, goes at full speed.
@@ -520,14 +533,15 @@ fn an_interrupted_build_removes_its_partial_bundle_and_a_rerun_continues() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The bundle is laid out and being filled; the image's own layer is downloaded and kept.
+    // The bundle is laid out and being filled; the images' own layers are downloaded and kept.
     wait_for(60, "the partial bundle", || {
         names_in(&out)
             .iter()
             .any(|n| n.starts_with(".airlift-partial-"))
     });
-    let own_in_cache = cache.join("sha256").join(own.digest.hex());
-    wait_for(60, "the small layer in the cache", || own_in_cache.exists());
+    wait_for(60, "the small layers in the cache", || {
+        others.iter().all(|p| p.exists())
+    });
     assert_eq!(proxy.injected(), 1, "the base layer is being slowed down");
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -582,7 +596,7 @@ fn an_interrupted_build_removes_its_partial_bundle_and_a_rerun_continues() {
         "temporary cache files left: {cached:?}"
     );
     assert!(!cached.contains(&base.digest.hex().to_string()));
-    assert!(own_in_cache.exists());
+    assert!(others.iter().all(|p| p.exists()));
 
     // The same command again: only the missing layer is downloaded, and the bundle is written.
     let again = pack_command(dir.path(), &args).output().unwrap();
