@@ -237,6 +237,7 @@ SK_LAYOUT_SECS=$SECS
 rm -rf "$WORK/sk-layout"
 
 BUILD_NOTE="" B_SECS="" B_RSS="" BW_SECS="" CP_SECS="" CPS_SECS="" BUNDLE="" BUNDLE_BYTES="" BN_SECS="" BN_RSS=""
+BL_SECS="" BL_RSS="" BLW_SECS="" BL_CACHE="" TL_SECS=""
 if [[ $HAVE_BUILD == 1 ]]; then
   "$PACK" keygen --out "$WORK/vendor" >/dev/null
   log "build: airlift-pack build, cold cache"
@@ -276,6 +277,30 @@ if [[ $HAVE_BUILD == 1 ]]; then
       BUILD_NOTE+="the --no-cache build failed: $(tail -n 3 "$WORK/pack-nocache.err" | tr '\n' ' ') "
     fi
     rm -rf "$WORK/dist"
+    # The same images read from their OCI layout (each layer read in place, written once), cold
+    # and warm, against archiving the layout as it is: `tar` of it, flushed.
+    DEF_L="$WORK/def-layout"
+    mkdir -p "$DEF_L"
+    cp -r "$DEF/manifests" "$DEF_L/"
+    ln -s "$WORK/images" "$DEF_L/images"
+    sed -E 's|^      - reference: ([^ ]+)/acme/([^:]+):1\.0$|&\n        source: {ociLayout: {path: images, tag: \2}}|' \
+      "$DEF/airlift.yaml" >"$DEF_L/airlift.yaml"
+    log "build: airlift-pack build from the OCI layout, cold cache, then warm"
+    if timed pack-layout "$PACK" --no-progress build "$DEF_L" --key "$WORK/vendor.key" --out "$WORK/dist" \
+        --cache-dir "$WORK/cache-layout" --output json; then
+      BL_SECS=$SECS BL_RSS=$RSS_KIB
+      rm -rf "$WORK/dist"
+      timed pack-layout-warm "$PACK" --no-progress build "$DEF_L" --key "$WORK/vendor.key" \
+        --out "$WORK/dist" --cache-dir "$WORK/cache-layout" --output json && BLW_SECS=$SECS
+      BL_CACHE=$(du -sb "$WORK/cache-layout" | cut -f1)
+    else
+      BUILD_NOTE+="the build from the OCI layout failed: $(tail -n 3 "$WORK/pack-layout.err" | tr '\n' ' ') "
+    fi
+    rm -rf "$WORK/dist" "$WORK/cache-layout"
+    log "build: tar of the OCI layout, then sync"
+    timed tar-layout sh -c 'tar -chf "$2" -C "$1" . && sync "$2"' tar-layout "$WORK/images" \
+      "$WORK/layout.tar" && TL_SECS=$SECS
+    rm -f "$WORK/layout.tar"
   else
     BUILD_NOTE="airlift-pack build failed: $(tail -n 5 "$WORK/pack-cold.err" | tr '\n' ' ') "
   fi
@@ -368,6 +393,8 @@ REPORT="$OUT_DIR/results.md"
   echo "| bytes each tool copied / wall time | $B_TPUT MiB/s | $(rate "$REFERENCED_BYTES" "$SK_BUILD_SECS") MiB/s (skopeo fetches shared layers once per image) | | | |"
   echo "| build, warm cache: wall time | $(na "$BW_SECS") s | \`cp\` of the bundle: $(na "$CP_SECS") s | $([[ -n "$BW_SECS" && -n "$CP_SECS" ]] && ratio "$BW_SECS" "$CP_SECS" || echo n/a)x of cp | <= 1.2x cp | $([[ -n "$BW_SECS" && -n "$CP_SECS" ]] && verdict "$(ratio "$BW_SECS" "$CP_SECS")" '<' 1.2001 || echo 'not measured') |"
   echo "| build, warm cache, against a flushed copy | $(na "$BW_SECS") s | \`cp\` + \`sync FILE\`: $(na "$CPS_SECS") s | $([[ -n "$BW_SECS" && -n "$CPS_SECS" ]] && ratio "$BW_SECS" "$CPS_SECS" || echo n/a)x | (context: the packager flushes its bundle) | |"
+  echo "| build from the OCI layout, cold cache | $(na "$BL_SECS") s, peak RSS $([[ -n "$BL_RSS" ]] && kib_mib "$BL_RSS" || echo n/a) MiB, cache kept $(na "$BL_CACHE") B | \`tar\` of the layout + \`sync FILE\`: $(na "$TL_SECS") s | $([[ -n "$BL_SECS" && -n "$TL_SECS" ]] && ratio "$BL_SECS" "$TL_SECS" || echo n/a)x of tar | | |"
+  echo "| build from the OCI layout, warm cache | $(na "$BLW_SECS") s | | | | |"
   echo "| output size | $(na "$BUNDLE_BYTES") B (bundle) vs $UNIQUE_BYTES B unique blobs: ${OVERHEAD_PCT}% | $SK_ARCHIVE_BYTES B (${#TAGS[@]} archives) | | within 0.5% | $(verdict "$OVERHEAD_ABS" '<' 0.5) |"
   echo "| push into a fresh registry: wall time | $(na "$P_SECS") s | $SK_PUSH_SECS s | | | |"
   echo "| push throughput | $P_TPUT MiB/s | $SK_P_TPUT MiB/s | ${P_RATIO}x | >= 2x | $(verdict "$P_RATIO" '>=' 2) |"

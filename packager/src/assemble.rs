@@ -2,13 +2,17 @@
 //! without hashing, when the cache proves them), blobs it lacks are downloaded straight into
 //! their place, hashed on the way, and then kept in the cache with a kernel-side copy (unless the
 //! build keeps no cache). So a downloaded byte is received once, hashed once and written into
-//! the bundle once.
+//! the bundle once. Blobs of OCI layouts and archives the cache lacks are read where they are,
+//! hashed and written into their place, and not kept: read once, written once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use airlift_bundle::{BundleFile, Digest, DirBlobStore, Progress, WriteError};
-use airlift_registry::pull::{BlobRef, PullError, RegistryPuller, ResolvedImage};
+use airlift_bundle::proof::ProofKey;
+use airlift_bundle::{BlobSource, BundleFile, Digest, DirBlobStore, Progress, WriteError};
+use airlift_registry::pull::{BlobRef, LocalImage, PullError, RegistryPuller, ResolvedImage};
 use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -31,14 +35,79 @@ pub(crate) enum KeepLayers {
     No,
 }
 
+/// Where the blobs that are not downloaded are read: the cache, or (for blobs the cache lacks)
+/// the OCI layout or archive an image was resolved from.
+pub(crate) struct Sources {
+    cache: DirBlobStore,
+    local: HashMap<Digest, (Arc<dyn BlobSource>, PathBuf)>,
+}
+
+impl Sources {
+    /// The cache alone.
+    pub(crate) fn new(cache: DirBlobStore) -> Self {
+        Self {
+            cache,
+            local: HashMap::new(),
+        }
+    }
+
+    /// Reads the blobs of `image` that the cache lacks from its layout or archive.
+    pub(crate) fn add_local(&mut self, image: &LocalImage) {
+        for blob in &image.image.blobs {
+            if !self.local.contains_key(&blob.digest) && !self.cache.contains(&blob.digest) {
+                let entry = (image.source.clone(), image.path.clone());
+                self.local.insert(blob.digest.clone(), entry);
+            }
+        }
+    }
+
+    /// The layout or archive `digest` is read from, when it is not read from the cache.
+    fn local_path(&self, digest: &Digest) -> Option<&Path> {
+        self.local.get(digest).map(|(_, path)| path.as_path())
+    }
+
+    /// The source `digest` is read from.
+    fn source_of(&self, digest: &Digest) -> &dyn BlobSource {
+        match self.local.get(digest) {
+            Some((source, _)) => source.as_ref(),
+            None => &self.cache,
+        }
+    }
+}
+
+/// Each blob is read, and proven, by the source it comes from: the cache, or a layout whose
+/// blob files are proven in the cache's proof store. An archive's members are hashed every time.
+impl BlobSource for Sources {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.source_of(digest).blob_size(digest)
+    }
+
+    fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.source_of(digest).read_blob_at(digest, offset, buf)
+    }
+
+    fn proven_file(&self, digest: &Digest) -> Option<File> {
+        self.source_of(digest).proven_file(digest)
+    }
+
+    fn proof_token(&self, digest: &Digest) -> Option<ProofKey> {
+        self.source_of(digest).proof_token(digest)
+    }
+
+    fn record_proof(&self, digest: &Digest, token: &ProofKey) {
+        self.source_of(digest).record_proof(digest, token);
+    }
+}
+
 /// Where a planned bundle's blobs come from and go to.
 pub(crate) struct Assembly<'a> {
     /// The bundle being written.
     pub file: &'a BundleFile,
     /// Downloads blobs.
     pub puller: &'a RegistryPuller,
-    /// The blob cache.
-    pub cache: &'a DirBlobStore,
+    /// Where blobs that are not downloaded are read: the cache, and local layouts and archives.
+    /// Downloaded blobs are kept in its cache.
+    pub sources: Arc<Sources>,
     /// Whether downloaded blobs are kept in the cache.
     pub keep: KeepLayers,
     /// How many blobs are downloaded at once.
@@ -48,8 +117,9 @@ pub(crate) struct Assembly<'a> {
 }
 
 impl Assembly<'_> {
-    /// Fills every blob of the bundle: `cached` from the cache, `fetches` from their registries,
-    /// at the same time. Returns the bytes downloaded per owner.
+    /// Fills every blob of the bundle: `cached` from the cache or a local layout or archive,
+    /// `fetches` from their registries, at the same time. Returns the bytes downloaded per
+    /// owner.
     pub(crate) async fn run(
         &self,
         cached: Vec<Digest>,
@@ -58,37 +128,27 @@ impl Assembly<'_> {
         let Self {
             file,
             puller,
-            cache,
             keep,
             concurrency,
             ..
         } = *self;
+        let cache = &self.sources.cache;
         let progress = self.progress.clone();
         let copy = {
             let file = file.clone();
-            let cache = cache.clone();
+            let sources = self.sources.clone();
             let progress = progress.clone();
             async move {
                 if cached.is_empty() {
                     return Ok(());
                 }
-                let total = cached
-                    .iter()
-                    .filter_map(|d| airlift_bundle::BlobSource::blob_size(&cache, d))
-                    .sum();
+                let total = cached.iter().filter_map(|d| sources.blob_size(d)).sum();
                 progress.start("write", Some(total));
                 tokio::task::spawn_blocking(move || {
-                    let r = file.fill_from(&cached, &cache, progress.as_ref(), "write", 2);
+                    let r =
+                        file.fill_from(&cached, sources.as_ref(), progress.as_ref(), "write", 2);
                     progress.finish("write");
-                    r.map_err(|e| {
-                        // A cache entry whose bytes no longer match its digest (a disk fault, or a
-                        // power loss before the data reached the disk) is removed, so the next
-                        // build fetches it again.
-                        if let WriteError::SourceCorrupt { digest, .. } = &e {
-                            let _ = std::fs::remove_file(cache.path_of(digest));
-                        }
-                        anyhow::Error::new(e)
-                    })
+                    r.map_err(|e| explain_fill_error(e, &sources))
                 })
                 .await
                 .context("the bundle writer stopped unexpectedly")?
@@ -118,6 +178,25 @@ impl Assembly<'_> {
         }
         Ok(per_owner)
     }
+}
+
+/// Says which source a failed fill came from. A blob of a layout or archive that does not match
+/// its digest is a damaged source (or one changed while the build read it), named by its path.
+/// A cache entry whose bytes no longer match (a disk fault, or a power loss before the data
+/// reached the disk) is removed, so the next build fetches it again.
+fn explain_fill_error(e: WriteError, sources: &Sources) -> anyhow::Error {
+    if let WriteError::SourceCorrupt { digest, actual } = &e {
+        if let Some(path) = sources.local_path(digest) {
+            return anyhow::Error::new(PullError::Layout {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "blob {digest} does not match its digest: its content hashes to {actual}"
+                ),
+            });
+        }
+        let _ = std::fs::remove_file(sources.cache.path_of(digest));
+    }
+    anyhow::Error::new(e)
 }
 
 /// Downloads one blob into its place, checks it, and keeps a copy in the cache.

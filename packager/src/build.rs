@@ -5,8 +5,10 @@
 //! is planned and signed before any layer is fetched. Then every blob is written into its place
 //! in the bundle ([`crate::assemble`]): copied from the cache when it holds it (a rebuild with
 //! unchanged layers downloads nothing), downloaded straight into place otherwise and kept in the
-//! cache with a kernel-side copy. Images built locally or read from an OCI layout or archive go
-//! through the cache. Nothing here draws progress: it reports through [`Progress`].
+//! cache with a kernel-side copy. The layers of an image read from an OCI layout or archive are
+//! read in place, hashed and written into the bundle once (not kept in the cache: they are on
+//! this machine already). Images built locally go through the cache. Nothing here draws
+//! progress: it reports through [`Progress`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,7 @@ use airlift_bundle::writer::{
 };
 use airlift_bundle::{BlobSource, Digest, DirBlobStore, Progress};
 use airlift_registry::pull::{
-    pull_archive, pull_layout, PulledImage, RegistryPuller, ResolvedImage,
+    resolve_archive, resolve_layout, LocalImage, PulledImage, RegistryPuller, ResolvedImage,
 };
 use airlift_registry::RegistryOptions;
 use airlift_render::LoadedDefinition;
@@ -34,7 +36,7 @@ use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::assemble::{Assembly, Fetch, KeepLayers};
+use crate::assemble::{Assembly, Fetch, KeepLayers, Sources};
 use crate::local_image::build_local_image;
 
 /// Everything a build needs.
@@ -74,7 +76,8 @@ pub struct ImageSummary {
     pub platforms: Vec<String>,
     /// The bytes of its blobs (configs and layers), counting shared ones.
     pub bytes: u64,
-    /// Bytes downloaded for it in this build (0 when cached or built locally).
+    /// Bytes downloaded for it in this build (0 when cached, built locally, or read from an OCI
+    /// layout or archive).
     pub downloaded: u64,
 }
 
@@ -115,6 +118,8 @@ struct Acquired {
     downloaded: u64,
     /// For a registry image, where its blobs the cache lacks are fetched from.
     remote: Option<Arc<ResolvedImage>>,
+    /// For an image from an OCI layout or archive, where its blobs the cache lacks are read.
+    local: Option<Arc<LocalImage>>,
 }
 
 /// Runs the build.
@@ -168,13 +173,17 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
     ));
     fs_err::create_dir_all(&req.out_dir)?;
 
-    // Blobs the cache lacks are downloaded into the bundle, each once, through the first image
-    // that lists it.
+    // Blobs the cache lacks are read from a local source that has them, or else downloaded
+    // into the bundle, each once, through the first image that lists it.
+    let mut sources = Sources::new(req.cache.clone());
+    for local in acquired.iter().filter_map(|a| a.local.as_ref()) {
+        sources.add_local(local);
+    }
     let mut fetches: BTreeMap<Digest, Fetch> = BTreeMap::new();
     for (owner, a) in acquired.iter().enumerate() {
         let Some(remote) = &a.remote else { continue };
         for blob in &remote.image.blobs {
-            if !req.cache.contains(&blob.digest) && !fetches.contains_key(&blob.digest) {
+            if sources.blob_size(&blob.digest).is_none() && !fetches.contains_key(&blob.digest) {
                 let fetch = Fetch {
                     owner,
                     image: remote.clone(),
@@ -185,7 +194,7 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
         }
     }
     let planning = Planning {
-        cache: &req.cache,
+        sources: &sources,
         pending: fetches
             .iter()
             .map(|(d, f)| (d.clone(), f.blob.size))
@@ -218,7 +227,7 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
     let assembly = Assembly {
         file: &file,
         puller: &puller,
-        cache: &req.cache,
+        sources: Arc::new(sources),
         keep: req.keep_layers,
         concurrency: req.registry.concurrency,
         progress: progress.clone(),
@@ -241,10 +250,11 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
     Ok(summarize(&written, &acquired, signed, started.elapsed()))
 }
 
-/// The cache, plus the sizes of the blobs that will be downloaded into the bundle: enough to
-/// plan it (the planner reads manifests and configs, and only the size of other blobs).
+/// The cache and local sources, plus the sizes of the blobs that will be downloaded into the
+/// bundle: enough to plan it (the planner reads manifests and configs, which are in the cache,
+/// and only the size of other blobs).
 struct Planning<'a> {
-    cache: &'a DirBlobStore,
+    sources: &'a Sources,
     pending: BTreeMap<Digest, u64>,
 }
 
@@ -253,11 +263,11 @@ impl BlobSource for Planning<'_> {
         self.pending
             .get(digest)
             .copied()
-            .or_else(|| self.cache.blob_size(digest))
+            .or_else(|| self.sources.blob_size(digest))
     }
 
     fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.cache.read_blob_at(digest, offset, buf)
+        self.sources.read_blob_at(digest, offset, buf)
     }
 }
 
@@ -302,26 +312,24 @@ async fn acquire(
             (record, blobs, 0)
         }
         Some(ImageSource::OciLayout(local)) => {
-            let pulled = pull_layout(
+            let resolved = resolve_layout(
                 &dir.join(&local.path),
                 local.tag.as_deref(),
                 cache,
                 platforms,
-                progress,
             )
             .await?;
-            from_pulled(image, pulled)
+            return Ok(from_local(component, image, resolved));
         }
         Some(ImageSource::OciArchive(local)) => {
-            let pulled = pull_archive(
+            let resolved = resolve_archive(
                 &dir.join(&local.path),
                 local.tag.as_deref(),
                 cache,
                 platforms,
-                progress,
             )
             .await?;
-            from_pulled(image, pulled)
+            return Ok(from_local(component, image, resolved));
         }
         Some(ImageSource::Registry(source)) => {
             return resolved(
@@ -343,7 +351,22 @@ async fn acquire(
         blobs,
         downloaded,
         remote: None,
+        local: None,
     })
+}
+
+/// An image from an OCI layout or archive once resolved: its blobs are read into the bundle
+/// later, from where they are.
+fn from_local(component: usize, image: &ImageDefinition, local: LocalImage) -> Acquired {
+    let (record, blobs, downloaded) = from_pulled(image, local.image.clone());
+    Acquired {
+        component,
+        record,
+        blobs,
+        downloaded,
+        remote: None,
+        local: Some(Arc::new(local)),
+    }
 }
 
 /// A registry image once resolved: its blobs are fetched into the bundle later.
@@ -355,6 +378,7 @@ fn resolved(component: usize, image: &ImageDefinition, r: ResolvedImage) -> Resu
         blobs,
         downloaded,
         remote: Some(Arc::new(r)),
+        local: None,
     })
 }
 

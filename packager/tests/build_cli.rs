@@ -100,11 +100,27 @@ fn demo_builds_offline_and_reproducibly() {
 }
 
 fn registry_definition(dir: &Path, host: &str, platforms: &[&str]) -> PathBuf {
+    let api = format!("{host}/acme/api:1");
+    let multi = format!("{host}/acme/multi:1");
+    definition(dir, platforms, [(&api, ""), (&multi, "")])
+}
+
+/// A definition `DIR/def` with one component deploying two images: each a reference and the
+/// YAML of its `source` (empty: pulled by its reference).
+fn definition(dir: &Path, platforms: &[&str], images: [(&str, &str); 2]) -> PathBuf {
     let def = dir.join("def");
     std::fs::create_dir_all(def.join("manifests")).unwrap();
     let platforms = platforms
         .iter()
         .map(|p| format!("    - {p}\n"))
+        .collect::<String>();
+    let [(api, _), (multi, _)] = images;
+    let images = images
+        .iter()
+        .map(|(reference, source)| match *source {
+            "" => format!("      - reference: {reference}\n"),
+            source => format!("      - reference: {reference}\n        source: {source}\n"),
+        })
         .collect::<String>();
     std::fs::write(
         def.join("airlift.yaml"),
@@ -124,9 +140,7 @@ requirements:
     layer: workload
     manifests: [manifests]
     images:
-      - reference: {host}/acme/api:1
-      - reference: {host}/acme/multi:1
-"
+{images}"
         ),
     )
     .unwrap();
@@ -143,8 +157,8 @@ spec:
     metadata: {{labels: {{app: api}}}}
     spec:
       containers:
-        - {{name: api, image: \"{host}/acme/api:1\"}}
-        - {{name: multi, image: \"{host}/acme/multi:1\"}}
+        - {{name: api, image: \"{api}\"}}
+        - {{name: multi, image: \"{multi}\"}}
 "
         ),
     )
@@ -442,6 +456,170 @@ fn a_blob_the_registry_serves_corrupt_is_refused_and_kept_nowhere() {
         kept.iter().all(|n| !n.starts_with(".tmp")),
         "temporary cache files left: {kept:?}"
     );
+}
+
+/// A definition whose `api` image comes from an OCI layout and `multi` from an OCI archive
+/// (written by skopeo), both inside the definition's folder. Returns it and the layout.
+fn local_definition(dir: &Path, seed: u64) -> (PathBuf, airlift_testkit::images::SampleSet) {
+    let set = sample_set(&dir.join("def/images/layout"), seed, 256 << 10).unwrap();
+    airlift_testkit::registry::run_skopeo(&[
+        "--insecure-policy".into(),
+        "copy".into(),
+        "--all".into(),
+        "--preserve-digests".into(),
+        format!("oci:{}:multi", set.dir.display()),
+        format!(
+            "oci-archive:{}:multi",
+            dir.join("def/images/multi.tar").display()
+        ),
+    ]);
+    let def = definition(
+        dir,
+        &["linux/amd64"],
+        [
+            (
+                "acme.example/api:1",
+                "{ociLayout: {path: images/layout, tag: api}}",
+            ),
+            (
+                "acme.example/multi:1",
+                "{ociArchive: {path: images/multi.tar, tag: multi}}",
+            ),
+        ],
+    );
+    (def, set)
+}
+
+/// Every file under `dir`, with its size, sorted.
+fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let meta = e.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push((e.path(), meta.len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn layout_and_archive_layers_go_straight_into_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (def, set) = local_definition(dir.path(), 15);
+    let key = keygen(dir.path());
+    let sources = files_under(&def.join("images"));
+    let amd64 = set
+        .multi
+        .images
+        .iter()
+        .find(|i| i.platform == "linux/amd64")
+        .unwrap();
+    let layers: Vec<&airlift_testkit::images::LayerInfo> =
+        set.api.layers.iter().chain(&amd64.layers).collect();
+    assert!(layers.iter().any(|l| l.blob.size > 256 << 10));
+
+    let flags = ["--output", "json"];
+    let cached = json(&run_build(dir.path(), &def, &key, "a", "cache", &flags));
+    // The layers are read where they are and written into the bundle only: the cache holds the
+    // manifests and configs the plan needs, none of the layers; nothing is downloaded.
+    let cache = dir.path().join("cache/sha256");
+    for l in &layers {
+        let hex = l.blob.digest.to_string().replace("sha256:", "");
+        assert!(
+            !cache.join(&hex).exists(),
+            "layer {} was cached",
+            l.blob.digest
+        );
+    }
+    assert!(cache
+        .join(set.api.manifest.digest.to_string().replace("sha256:", ""))
+        .exists());
+    assert_eq!(cached["downloadedBytes"], 0);
+    // Each layout layer was hashed once and is proven in the cache's proof store (a rebuild
+    // copies it without hashing while its file is unchanged); the archive's members are not.
+    let proofs = names_in(&dir.path().join("cache/proofs"));
+    let proofs = proofs.iter().filter(|n| *n != "proof.key").count();
+    assert_eq!(proofs, names_in(&cache).len() + set.api.layers.len());
+    let sources_of = |v: &serde_json::Value| -> Vec<String> {
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["source"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let pinned = sources_of(&cached);
+    assert!(
+        pinned[0].starts_with("oci:") && pinned[0].ends_with(&set.api.manifest.digest.to_string()),
+        "{pinned:?}"
+    );
+    assert!(
+        pinned[1].starts_with("oci-archive:")
+            && pinned[1].ends_with(&set.multi.index.digest.to_string()),
+        "{pinned:?}"
+    );
+
+    // Every layer is in the bundle, once, whole: its bytes appear in the file.
+    let bundle = std::fs::read(cached["bundle"].as_str().unwrap()).unwrap();
+    for l in &layers {
+        let hex = l.blob.digest.to_string().replace("sha256:", "");
+        let layer = std::fs::read(set.dir.join("blobs/sha256").join(&hex)).unwrap();
+        let at = bundle.windows(64).position(|w| w == &layer[..64]);
+        let at = at.unwrap_or_else(|| panic!("layer {} is not in the bundle", l.blob.digest));
+        assert!(
+            bundle[at..].starts_with(&layer),
+            "layer {} is cut",
+            l.blob.digest
+        );
+    }
+
+    // A rebuild reads them again (nothing cached to prove them) and gives the same bytes; with
+    // --no-cache the output folder holds the bundle alone; the sources are left as they were.
+    let again = json(&run_build(dir.path(), &def, &key, "b", "cache", &flags));
+    let mut no_cache = flags.to_vec();
+    no_cache.push("--no-cache");
+    let bare = json(&run_build(dir.path(), &def, &key, "c", "unused", &no_cache));
+    assert_eq!(names_in(&dir.path().join("c")), ["reg-1.0.0.airlift"]);
+    for other in [&again, &bare] {
+        assert_eq!(sources_of(other), pinned);
+        let b = std::fs::read(other["bundle"].as_str().unwrap()).unwrap();
+        assert!(bundle == b, "the bundles differ");
+    }
+    assert_eq!(files_under(&def.join("images")), sources);
+}
+
+#[test]
+fn a_corrupt_layer_in_a_layout_is_refused_by_path_and_left_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (def, set) = local_definition(dir.path(), 16);
+    let key = keygen(dir.path());
+    let layer = set.api.layers.iter().max_by_key(|l| l.blob.size).unwrap();
+    let hex = layer.blob.digest.to_string().replace("sha256:", "");
+    let victim = set.dir.join("blobs/sha256").join(hex);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let o = run_build(dir.path(), &def, &key, "a", "cache", &["--output", "json"]);
+    let all = text(&o);
+    // Exit 4 (a source failure), naming the layout, the blob, and how to check the layout.
+    assert_eq!(o.status.code(), Some(4), "{all}");
+    assert!(all.contains(&set.dir.display().to_string()), "{all}");
+    assert!(all.contains(&layer.blob.digest.to_string()), "{all}");
+    assert!(all.contains("does not match its digest"), "{all}");
+    assert!(all.contains("skopeo inspect oci:DIR:TAG"), "{all}");
+    // No bundle, and the vendor's file is theirs: reported, not removed or repaired.
+    assert!(
+        names_in(&dir.path().join("a")).is_empty(),
+        "{:?}",
+        names_in(&dir.path().join("a"))
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), bytes);
 }
 
 /// Polls `check` every 20 ms for up to `secs` seconds.

@@ -5,7 +5,8 @@
 //! space cannot set back, so a changed file never matches an old proof. The signature is always
 //! checked again.
 //!
-//! The same store records proofs for the blob files of a [`crate::DirBlobStore`] cache (see
+//! The same store records proofs for the blob files of a [`crate::DirBlobStore`] cache (and of
+//! an OCI layout a build reads in place, [`crate::DirBlobStore::with_proof_store`]; see
 //! [`ProofStore::key_for_blob_file`]): there the identity also names the running kernel's boot,
 //! because the cache is not flushed to disk. Within one boot the kernel's view of a file is the
 //! bytes that were hashed; after a crash (a new boot) a blob may be torn on disk, so its proof no

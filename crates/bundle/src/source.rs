@@ -176,6 +176,18 @@ impl DirBlobStore {
         self
     }
 
+    /// Records and trusts proofs of this store's blob files in `proofs`, kept outside the store:
+    /// for a folder that is not ours (an OCI layout's `blobs`), so nothing is written into it.
+    pub fn with_proof_store(mut self, proofs: ProofStore) -> Self {
+        self.proofs = Some(proofs);
+        self
+    }
+
+    /// Where this store records proofs, when it does.
+    pub fn proof_store(&self) -> Option<&ProofStore> {
+        self.proofs.as_ref()
+    }
+
     /// The store's folder.
     pub fn root(&self) -> &Path {
         &self.root

@@ -4,7 +4,7 @@
 mod pull_support;
 
 use airlift_bundle::NoProgress;
-use airlift_registry::pull::{pull_archive, pull_layout, PullError};
+use airlift_registry::pull::{pull_archive, pull_layout, resolve_layout, PullError};
 use airlift_testkit::images::{sample_set, OCI_INDEX};
 use airlift_testkit::registry::run_skopeo;
 use pull_support::{platforms, store};
@@ -134,4 +134,82 @@ async fn compressed_or_broken_archives_are_refused() {
     .await
     .unwrap_err();
     assert!(matches!(err, PullError::Io { .. }), "{err:?}");
+}
+
+/// Every file under `dir` with its size and modification time, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let meta = e.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push((e.path(), meta.len(), meta.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_resolved_layout_is_read_in_place_and_proven_outside_it() {
+    use airlift_bundle::source::BlobSourceReader;
+    use airlift_bundle::{Digest, DirBlobStore};
+    use std::io::Read;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let set = sample_set(&tmp.path().join("layout"), 93, 100_000).unwrap();
+    let before = files_under(&set.dir);
+    let proving = DirBlobStore::open(tmp.path().join("cache"))
+        .unwrap()
+        .with_proofs();
+    let local = resolve_layout(
+        &set.dir,
+        Some("api"),
+        &proving,
+        &platforms(&["linux/amd64"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(local.image.top.digest, set.api.manifest.digest);
+    assert_eq!(local.image.bytes_transferred, 0);
+    assert!(proving.contains(&set.api.manifest.digest));
+    let layer = set.api.layers[0].blob.digest.clone();
+    assert!(
+        !proving.contains(&layer),
+        "a layer is not copied into the store"
+    );
+
+    // Not proven until read and hashed; proven after; not once its file is written again.
+    let src = local.source.as_ref();
+    assert!(src.proven_file(&layer).is_none());
+    let token = src
+        .proof_token(&layer)
+        .expect("a proving store proves layout files");
+    let size = src.blob_size(&layer).unwrap();
+    let mut bytes = Vec::new();
+    BlobSourceReader::range(src, layer.clone(), 0, size)
+        .read_to_end(&mut bytes)
+        .unwrap();
+    assert_eq!(Digest::of_bytes(&bytes), layer);
+    src.record_proof(&layer, &token);
+    assert!(src.proven_file(&layer).is_some());
+    assert_eq!(
+        files_under(&set.dir),
+        before,
+        "nothing is written into the layout"
+    );
+    std::fs::write(set.dir.join("blobs/sha256").join(layer.hex()), &bytes).unwrap();
+    assert!(
+        src.proven_file(&layer).is_none(),
+        "a rewritten file is hashed again"
+    );
+
+    // A store that records no proofs proves nothing of the layout either.
+    let plain = store(tmp.path());
+    let local = resolve_layout(&set.dir, Some("api"), &plain, &platforms(&["linux/amd64"]))
+        .await
+        .unwrap();
+    assert!(local.source.proof_token(&layer).is_none());
 }

@@ -111,6 +111,95 @@ impl BlobSource for ArchiveSource {
     }
 }
 
+/// An image resolved from an OCI layout folder or archive: its manifests (and a
+/// single-platform image's config) are in the store; its other blobs are listed in
+/// [`PulledImage::blobs`] and read from [`LocalImage::source`] when needed, so a build can
+/// copy them straight into a bundle instead of into the store first.
+pub struct LocalImage {
+    /// The image. Unlike a pull, only its manifests (and a single-platform config) are in the
+    /// store; `bytes_transferred` is 0.
+    pub image: PulledImage,
+    /// The layout's blobs or the archive's members, read in place (not hashed: a reader must
+    /// check each blob against its digest, unless the source proves it,
+    /// [`BlobSource::proven_file`]).
+    pub source: Arc<dyn BlobSource>,
+    /// The layout folder or archive file, for messages.
+    pub path: PathBuf,
+}
+
+impl std::fmt::Debug for LocalImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalImage")
+            .field("image", &self.image)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves the image tagged `tag` (or the only image when `None`) in the OCI layout folder
+/// `dir`, keeping exactly `platforms`: its manifests go into `store`, its blobs stay where
+/// they are (each is checked to exist with the size its manifest gives). When `store` records
+/// proofs, the layout's blob files are proven in the same proof store (never in the layout), so
+/// a blob hashed once is copied without hashing while its file is unchanged.
+pub async fn resolve_layout(
+    dir: &Path,
+    tag: Option<&str>,
+    store: &DirBlobStore,
+    platforms: &[Platform],
+) -> Result<LocalImage, PullError> {
+    let index_path = dir.join("index.json");
+    let index = read_index(&index_path)?;
+    let mut blobs = DirBlobStore::open(dir.join("blobs")).map_err(|e| PullError::Layout {
+        path: dir.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    if let Some(proofs) = store.proof_store() {
+        blobs = blobs.with_proof_store(proofs.clone());
+    }
+    let reference = format!("oci:{}:{}", dir.display(), tag.unwrap_or(""));
+    resolve_local(
+        Arc::new(blobs),
+        dir,
+        &index,
+        tag,
+        &reference,
+        &format!("oci:{}", dir.display()),
+        store,
+        platforms,
+    )
+    .await
+}
+
+/// Resolves the image tagged `tag` (or the only image when `None`) in the OCI archive `path`,
+/// keeping exactly `platforms`: its manifests go into `store`, its blobs are read in place.
+pub async fn resolve_archive(
+    path: &Path,
+    tag: Option<&str>,
+    store: &DirBlobStore,
+    platforms: &[Platform],
+) -> Result<LocalImage, PullError> {
+    let owned = path.to_path_buf();
+    let src = tokio::task::spawn_blocking(move || ArchiveSource::open(&owned))
+        .await
+        .map_err(|e| PullError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::other(e),
+        })??;
+    let index = src.index_json().to_vec();
+    let reference = format!("oci-archive:{}:{}", path.display(), tag.unwrap_or(""));
+    resolve_local(
+        Arc::new(src),
+        path,
+        &index,
+        tag,
+        &reference,
+        &format!("oci-archive:{}", path.display()),
+        store,
+        platforms,
+    )
+    .await
+}
+
 /// Pulls the image tagged `tag` (or the only image when `None`) from the OCI layout folder
 /// `dir` into `store`, keeping exactly `platforms`.
 pub async fn pull_layout(
@@ -120,28 +209,8 @@ pub async fn pull_layout(
     platforms: &[Platform],
     progress: &dyn Progress,
 ) -> Result<PulledImage, PullError> {
-    let index_path = dir.join("index.json");
-    let index = std::fs::read(&index_path).map_err(|source| PullError::Io {
-        path: index_path.clone(),
-        source,
-    })?;
-    let blobs = DirBlobStore::open(dir.join("blobs")).map_err(|e| PullError::Layout {
-        path: dir.to_path_buf(),
-        detail: e.to_string(),
-    })?;
-    let reference = format!("oci:{}:{}", dir.display(), tag.unwrap_or(""));
-    pull_local(
-        Arc::new(blobs),
-        dir,
-        &index,
-        tag,
-        &reference,
-        &format!("oci:{}", dir.display()),
-        store,
-        platforms,
-        progress,
-    )
-    .await
+    let local = resolve_layout(dir, tag, store, platforms).await?;
+    copy_into(local, store, progress).await
 }
 
 /// Pulls the image tagged `tag` (or the only image when `None`) from the OCI archive `path`
@@ -153,27 +222,28 @@ pub async fn pull_archive(
     platforms: &[Platform],
     progress: &dyn Progress,
 ) -> Result<PulledImage, PullError> {
-    let owned = path.to_path_buf();
-    let src = tokio::task::spawn_blocking(move || ArchiveSource::open(&owned))
-        .await
-        .map_err(|e| PullError::Io {
+    let local = resolve_archive(path, tag, store, platforms).await?;
+    copy_into(local, store, progress).await
+}
+
+/// Reads a layout's `index.json`, refusing one larger than a manifest may be.
+fn read_index(path: &Path) -> Result<Vec<u8>, PullError> {
+    let io_err = |source| PullError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let mut index = Vec::new();
+    file.take(MAX_MANIFEST_SIZE + 1)
+        .read_to_end(&mut index)
+        .map_err(io_err)?;
+    if index.len() as u64 > MAX_MANIFEST_SIZE {
+        return Err(PullError::Layout {
             path: path.to_path_buf(),
-            source: io::Error::other(e),
-        })??;
-    let index = src.index_json().to_vec();
-    let reference = format!("oci-archive:{}:{}", path.display(), tag.unwrap_or(""));
-    pull_local(
-        Arc::new(src),
-        path,
-        &index,
-        tag,
-        &reference,
-        &format!("oci-archive:{}", path.display()),
-        store,
-        platforms,
-        progress,
-    )
-    .await
+            detail: format!("index.json is larger than {MAX_MANIFEST_SIZE} bytes"),
+        });
+    }
+    Ok(index)
 }
 
 struct LocalFetch {
@@ -221,7 +291,7 @@ impl FetchDoc for LocalFetch {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn pull_local(
+async fn resolve_local(
     src: Arc<dyn BlobSource>,
     path: &Path,
     index: &[u8],
@@ -230,8 +300,7 @@ async fn pull_local(
     pinned_prefix: &str,
     store: &DirBlobStore,
     platforms: &[Platform],
-    progress: &dyn Progress,
-) -> Result<PulledImage, PullError> {
+) -> Result<LocalImage, PullError> {
     let layout_err = |detail: String| PullError::Layout {
         path: path.to_path_buf(),
         detail,
@@ -278,23 +347,61 @@ async fn pull_local(
     let media = Some(entry.media_type.as_str()).filter(|m| !m.is_empty());
     let plan = plan(&fetch, store, reference, top, media, platforms).await?;
 
-    let missing: Vec<BlobRef> = plan
+    // Every blob the store lacks must be in the source, with the size its manifest gives.
+    if let Some(b) = plan
+        .blobs
+        .iter()
+        .find(|b| !store.contains(&b.digest) && src.blob_size(&b.digest) != Some(b.size))
+    {
+        return Err(fetch.missing(&b.digest.to_string()));
+    }
+    let blobs_cached = plan
+        .blobs
+        .iter()
+        .filter(|b| store.contains(&b.digest))
+        .count();
+    Ok(LocalImage {
+        image: PulledImage {
+            reference: reference.to_string(),
+            pinned: format!("{pinned_prefix}@{source_digest}"),
+            top: plan.top,
+            source_digest,
+            platforms: plan.platforms,
+            manifests: plan.manifests,
+            blobs: plan.blobs,
+            bytes_transferred: 0,
+            blobs_cached,
+        },
+        source: src,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Copies the blobs of a resolved local image that `store` lacks into it, hashing each.
+async fn copy_into(
+    local: LocalImage,
+    store: &DirBlobStore,
+    progress: &dyn Progress,
+) -> Result<PulledImage, PullError> {
+    let LocalImage {
+        mut image,
+        source: src,
+        path,
+    } = local;
+    let reference = image.reference.clone();
+    let missing: Vec<BlobRef> = image
         .blobs
         .iter()
         .filter(|b| !store.contains(&b.digest))
         .cloned()
         .collect();
-    let blobs_cached = plan.blobs.len() - missing.len();
-    progress.start(reference, Some(missing.iter().map(|b| b.size).sum()));
+    progress.start(&reference, Some(missing.iter().map(|b| b.size).sum()));
     let mut transferred = 0;
     for b in &missing {
-        if src.blob_size(&b.digest) != Some(b.size) {
-            return Err(fetch.missing(&b.digest.to_string()));
-        }
         let src = src.clone();
         let store2 = store.clone();
         let blob = b.clone();
-        let image = reference.to_string();
+        let image = reference.clone();
         let n = tokio::task::spawn_blocking(move || {
             let mut reader =
                 BlobSourceReader::range(src.as_ref(), blob.digest.clone(), 0, blob.size);
@@ -308,22 +415,13 @@ async fn pull_local(
         })
         .await
         .map_err(|e| PullError::Io {
-            path: path.to_path_buf(),
+            path: path.clone(),
             source: io::Error::other(e),
         })??;
         transferred += n;
-        progress.advance(reference, n);
+        progress.advance(&reference, n);
     }
-    progress.finish(reference);
-    Ok(PulledImage {
-        reference: reference.to_string(),
-        pinned: format!("{pinned_prefix}@{source_digest}"),
-        top: plan.top,
-        source_digest,
-        platforms: plan.platforms,
-        manifests: plan.manifests,
-        blobs: plan.blobs,
-        bytes_transferred: transferred,
-        blobs_cached,
-    })
+    progress.finish(&reference);
+    image.bytes_transferred = transferred;
+    Ok(image)
 }

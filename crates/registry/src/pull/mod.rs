@@ -1,6 +1,8 @@
 //! Pulling images into the content-addressed [`DirBlobStore`]: from a registry
 //! ([`RegistryPuller`]), an OCI layout folder ([`pull_layout`]) or an OCI archive file
-//! ([`pull_archive`]).
+//! ([`pull_archive`]). A build resolves images first and writes their blobs straight into the
+//! bundle: [`RegistryPuller::resolve`] for registries, [`resolve_layout`] and
+//! [`resolve_archive`] for local sources (their blobs are read in place).
 //!
 //! Every source follows the same rules:
 //! - tags resolve to digests, and the result records the pinned digest;
@@ -27,7 +29,9 @@ use airlift_bundle::walk::{WalkError, Walker};
 use airlift_bundle::{Digest, DirBlobStore, StoreError};
 use futures::future::BoxFuture;
 
-pub use local::{pull_archive, pull_layout, ArchiveSource};
+pub use local::{
+    pull_archive, pull_layout, resolve_archive, resolve_layout, ArchiveSource, LocalImage,
+};
 pub use remote::{BlobSink, RegistryPuller, ResolvedImage};
 
 use crate::auth::AuthError;
