@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use airlift_testkit::fault_proxy::{Fault, FaultProxy, Rule, Schedule};
+use airlift_testkit::files::files_under;
 use airlift_testkit::images::sample_set;
 use airlift_testkit::registry::TestRegistry;
 
@@ -488,22 +489,6 @@ fn local_definition(dir: &Path, seed: u64) -> (PathBuf, airlift_testkit::images:
         ],
     );
     (def, set)
-}
-
-/// Every file under `dir`, with its size, sorted.
-fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let meta = e.metadata().unwrap();
-        if meta.is_dir() {
-            out.extend(files_under(&e.path()));
-        } else {
-            out.push((e.path(), meta.len()));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

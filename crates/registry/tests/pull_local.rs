@@ -5,6 +5,7 @@ mod pull_support;
 
 use airlift_bundle::NoProgress;
 use airlift_registry::pull::{pull_archive, pull_layout, resolve_layout, PullError};
+use airlift_testkit::files::files_under;
 use airlift_testkit::images::{sample_set, OCI_INDEX};
 use airlift_testkit::registry::run_skopeo;
 use pull_support::{platforms, store};
@@ -134,22 +135,6 @@ async fn compressed_or_broken_archives_are_refused() {
     .await
     .unwrap_err();
     assert!(matches!(err, PullError::Io { .. }), "{err:?}");
-}
-
-/// Every file under `dir` with its size and modification time, sorted.
-fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let meta = e.metadata().unwrap();
-        if meta.is_dir() {
-            out.extend(files_under(&e.path()));
-        } else {
-            out.push((e.path(), meta.len(), meta.modified().unwrap()));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[tokio::test]

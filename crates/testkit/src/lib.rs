@@ -6,6 +6,7 @@ pub mod bundles;
 pub mod cluster;
 pub mod e2e;
 pub mod fault_proxy;
+pub mod files;
 pub mod images;
 pub mod measure;
 pub mod registry;

@@ -355,23 +355,9 @@ async fn resolve_local(
     {
         return Err(fetch.missing(&b.digest.to_string()));
     }
-    let blobs_cached = plan
-        .blobs
-        .iter()
-        .filter(|b| store.contains(&b.digest))
-        .count();
+    let pinned = format!("{pinned_prefix}@{source_digest}");
     Ok(LocalImage {
-        image: PulledImage {
-            reference: reference.to_string(),
-            pinned: format!("{pinned_prefix}@{source_digest}"),
-            top: plan.top,
-            source_digest,
-            platforms: plan.platforms,
-            manifests: plan.manifests,
-            blobs: plan.blobs,
-            bytes_transferred: 0,
-            blobs_cached,
-        },
+        image: plan.into_image(reference.to_string(), pinned, source_digest, store),
         source: src,
         path: path.to_path_buf(),
     })

@@ -264,6 +264,35 @@ pub(crate) struct Plan {
     pub blobs: Vec<BlobRef>,
 }
 
+impl Plan {
+    /// The image this plan resolves to, nothing transferred yet; `pinned` is the source pinned by
+    /// its digest `source_digest`, and `store` tells which blobs it already holds.
+    pub(crate) fn into_image(
+        self,
+        reference: String,
+        pinned: String,
+        source_digest: Digest,
+        store: &DirBlobStore,
+    ) -> PulledImage {
+        let blobs_cached = self
+            .blobs
+            .iter()
+            .filter(|b| store.contains(&b.digest))
+            .count();
+        PulledImage {
+            reference,
+            pinned,
+            top: self.top,
+            source_digest,
+            platforms: self.platforms,
+            manifests: self.manifests,
+            blobs: self.blobs,
+            bytes_transferred: 0,
+            blobs_cached,
+        }
+    }
+}
+
 fn bad(image: &str, detail: impl Into<String>) -> PullError {
     PullError::BadManifest {
         image: image.to_string(),

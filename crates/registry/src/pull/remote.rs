@@ -145,23 +145,9 @@ impl RegistryPuller {
             }
         }
         let plan = plan(&ctx, &self.store, &image, top, None, platforms).await?;
-        let blobs_cached = plan
-            .blobs
-            .iter()
-            .filter(|b| self.store.contains(&b.digest))
-            .count();
+        let pinned = format!("{}/{}@{}", r.registry(), r.repository(), source_digest);
         Ok(ResolvedImage {
-            image: PulledImage {
-                reference: image,
-                pinned: format!("{}/{}@{}", r.registry(), r.repository(), source_digest),
-                top: plan.top,
-                source_digest,
-                platforms: plan.platforms,
-                manifests: plan.manifests,
-                blobs: plan.blobs,
-                bytes_transferred: 0,
-                blobs_cached,
-            },
+            image: plan.into_image(image, pinned, source_digest, &self.store),
             reference: r,
         })
     }
