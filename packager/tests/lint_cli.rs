@@ -190,3 +190,94 @@ fn unused_carried_image_is_a_warning_not_a_failure() {
     );
     assert!(!err.contains("fixture/api:1.0"), "{err}");
 }
+
+#[test]
+fn images_from_layouts_and_archives_are_checked_without_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path();
+    let set =
+        airlift_testkit::images::sample_set(&def.join("images/layout"), 21, 64 << 10).unwrap();
+    // `worker` loses its own layer; `api` and `multi` are whole.
+    let own = &set.worker.layers[1].blob.digest;
+    std::fs::remove_file(set.dir.join("blobs/sha256").join(own.hex())).unwrap();
+    std::fs::create_dir_all(def.join("manifests")).unwrap();
+    let images = [
+        ("api", "ociLayout: {path: images/layout, tag: api}"),
+        ("multi", "ociLayout: {path: images/layout, tag: multi}"),
+        ("arm", "ociLayout: {path: images/layout, tag: arm-only}"),
+        ("gone", "ociLayout: {path: images/layout, tag: nope}"),
+        ("worker", "ociLayout: {path: images/layout, tag: worker}"),
+        ("absent", "ociArchive: {path: images/absent.tar, tag: x}"),
+    ];
+    let list: String = images
+        .iter()
+        .map(|(name, source)| {
+            format!("      - reference: acme.example/{name}:1\n        source: {{{source}}}\n")
+        })
+        .collect();
+    let containers: String = images
+        .iter()
+        .map(|(name, _)| format!("        - {{name: {name}, image: \"acme.example/{name}:1\"}}\n"))
+        .collect();
+    std::fs::write(
+        def.join("airlift.yaml"),
+        format!(
+            "apiVersion: airlift.dev/v1alpha1
+kind: BundleDefinition
+metadata: {{name: local, version: 1.0.0, vendor: Acme}}
+requirements:
+  kubernetes: \">=1.28.0\"
+  platforms: [linux/amd64]
+components:
+  - name: app
+    description: the app
+    layer: workload
+    manifests: [manifests]
+    images:
+{list}"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        def.join("manifests/deploy.yaml"),
+        format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: app}}
+spec:
+  selector: {{matchLabels: {{app: app}}}}
+  template:
+    metadata: {{labels: {{app: app}}}}
+    spec:
+      containers:
+{containers}"
+        ),
+    )
+    .unwrap();
+    let before = airlift_testkit::files::files_under(&def.join("images"));
+
+    let out = lint(def, false);
+    assert_eq!(out.status.code(), Some(6), "exit 6 = invalid definition");
+    let err = stderr(&out);
+    for expected in [
+        "failed lint with 4 problem(s)",
+        "image `acme.example/arm:1`",
+        "has no `linux/amd64` variant",
+        "image `acme.example/gone:1`",
+        "no image tagged `nope`",
+        "image `acme.example/worker:1`",
+        &format!("blob {own} is referenced but missing"),
+        "image `acme.example/absent:1`",
+        "absent.tar",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+    }
+    for whole in ["acme.example/api:1`", "acme.example/multi:1`"] {
+        assert!(!err.contains(whole), "{whole} is reported:\n{err}");
+    }
+    // Lint reads the sources; it writes nothing into them.
+    assert_eq!(
+        airlift_testkit::files::files_under(&def.join("images")),
+        before
+    );
+}

@@ -8,8 +8,10 @@
 //! - `objects`: every rendered document is a Kubernetes object with apiVersion, kind and name,
 //!   and no object (kind, namespace, name) is defined twice;
 //! - `images`: every image reference parses, every image built from local files builds (into a
-//!   scratch store that is removed afterwards; its reproducible digest is reported), and every
-//!   image a manifest uses is carried by the bundle;
+//!   scratch store that is removed afterwards; its reproducible digest is reported), every image
+//!   read from an OCI layout or archive is there with its tag, the required platforms and every
+//!   blob at its manifest's size (only manifests and configs are read), and every image a
+//!   manifest uses is carried by the bundle;
 //! - `apis`: no object uses an API removed in a Kubernetes version the bundle supports
 //!   (`requirements.kubernetes`, or the one `--kubernetes` names), from the embedded removals
 //!   table; APIs only deprecated there are warnings. Templates render with `platform.*` resolved
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use airlift_bundle::schema::config::{ConfigItem, ConfigType};
 use airlift_bundle::schema::definition::ImageSource;
 use airlift_cli::{CommandError, ExitKind, OutputFormat};
+use airlift_registry::pull::{resolve_archive, resolve_layout};
 use airlift_render::images::{carried_set, check_carried, discover_images, ImageUse};
 use airlift_render::values::ConfigError;
 use airlift_render::{api_compat, platform};
@@ -74,6 +77,21 @@ impl Report {
     fn push(&mut self, check: &'static str, message: String) {
         self.problems.push(Problem { check, message });
     }
+}
+
+/// The runtime that reads local OCI layouts and archives, made when the first one is checked.
+fn local_runtime(
+    runtime: &mut Option<tokio::runtime::Runtime>,
+) -> Result<&tokio::runtime::Runtime, String> {
+    if runtime.is_none() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| format!("cannot start the image reader: {e}"))?;
+        *runtime = Some(rt);
+    }
+    runtime
+        .as_ref()
+        .ok_or_else(|| "cannot start the image reader".to_string())
 }
 
 /// A value of the item's type that meets its simplest rules, for required items without a default.
@@ -156,10 +174,33 @@ fn lint(args: &Args) -> Report {
         }
     };
     let mut carried_refs = Vec::new();
+    let mut runtime = None;
     for c in &def.components {
         for img in &c.images {
             // `load_definition` has already checked that every reference parses.
             carried_refs.push(img.reference.as_str());
+            if let Some(ImageSource::OciLayout(l) | ImageSource::OciArchive(l)) = &img.source {
+                let archive = matches!(img.source, Some(ImageSource::OciArchive(_)));
+                let path = loaded.dir.join(&l.path);
+                let tag = l.tag.as_deref();
+                let platforms = &def.requirements.platforms;
+                let resolved = local_runtime(&mut runtime).and_then(|rt| {
+                    rt.block_on(async {
+                        if archive {
+                            resolve_archive(&path, tag, &scratch, platforms).await
+                        } else {
+                            resolve_layout(&path, tag, &scratch, platforms).await
+                        }
+                    })
+                    .map_err(|e| chain(&e))
+                });
+                if let Err(e) = resolved {
+                    report.push(
+                        "images",
+                        format!("component `{}`, image `{}`: {e}", c.name, img.reference),
+                    );
+                }
+            }
             if let Some(ImageSource::Build(b)) = &img.source {
                 match build_local_image(&loaded.dir, b, &def.requirements.platforms, &scratch) {
                     Ok(built) => {
