@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use airlift_bundle::schema::common::Platform;
 use airlift_bundle::{Digest, DirBlobStore, Progress, SlotWriter, StoreError};
@@ -27,7 +27,9 @@ use crate::tls;
 /// concurrently: all downloads share one concurrency limit ([`RegistryOptions::concurrency`]),
 /// and a blob shared by several images is downloaded once.
 pub struct RegistryPuller {
-    client: oci_client::Client,
+    /// Made at the first registry request: building one loads the system's CA certificates
+    /// (twice, inside oci-client: ~70 ms here), which a build of local images never needs.
+    client: OnceLock<oci_client::Client>,
     opts: RegistryOptions,
     store: DirBlobStore,
     creds: Mutex<HashMap<String, Option<Credentials>>>,
@@ -49,15 +51,26 @@ impl std::fmt::Debug for RegistryPuller {
 
 impl RegistryPuller {
     /// A puller writing into `store`, configured by `opts` (trust, auth, concurrency, retries).
+    /// The CA files are read and checked here; the client is made at the first request.
     pub fn new(store: DirBlobStore, opts: RegistryOptions) -> Result<Self, PullError> {
+        tls::oci_client_config(&opts)?;
         Ok(Self {
-            client: tls::oci_client(&opts)?,
+            client: OnceLock::new(),
             slots: tokio::sync::Semaphore::new(opts.concurrency.max(1)),
             in_flight: Mutex::new(HashMap::new()),
             opts,
             store,
             creds: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The registry client, made on first use.
+    fn client(&self) -> Result<&oci_client::Client, PullError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = tls::oci_client(&self.opts)?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// The store blobs go into.
@@ -99,9 +112,11 @@ impl RegistryPuller {
             .as_ref()
             .map(Credentials::to_oci)
             .unwrap_or(RegistryAuth::Anonymous);
-        self.client.store_auth_if_needed(&registry, &auth).await;
+        let client = self.client()?;
+        client.store_auth_if_needed(&registry, &auth).await;
         Ok(Ctx {
             puller: self,
+            client,
             reference: r.clone(),
             auth,
             target: Target::new(&registry, image_name(r)),
@@ -277,6 +292,7 @@ fn image_name(r: &Reference) -> String {
 /// One image pull in progress.
 struct Ctx<'a> {
     puller: &'a RegistryPuller,
+    client: &'a oci_client::Client,
     reference: Reference,
     auth: RegistryAuth,
     target: Target,
@@ -301,7 +317,7 @@ impl Ctx<'_> {
     where
         Fut: Future<Output = oci_client::errors::Result<T>>,
     {
-        f(&self.puller.client).await.map_err(|e| self.err(e))
+        f(self.client).await.map_err(|e| self.err(e))
     }
 
     fn stream_err(&self, e: std::io::Error) -> PullError {
