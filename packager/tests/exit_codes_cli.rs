@@ -120,3 +120,49 @@ fn results_print_as_json_and_yaml_with_camel_case_keys() {
         }
     }
 }
+
+/// Copies the folder `from` into `to` (files and folders only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_local_image_that_cannot_be_built_is_an_invalid_definition_for_lint_and_build() {
+    // `build`'s pre-check does not build local images (the build does, once); the failure must
+    // still be exit 6 naming the cause, as `lint` reports it.
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("demo");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles/demo"),
+        &def,
+    );
+    std::os::unix::fs::symlink("/etc/hostname", def.join("images/web/escape")).unwrap();
+    let o = pack(&["lint", s(&def)]);
+    assert_code(&o, 6);
+    let named = "symlink `escape` points to `/etc/hostname`, outside the build context";
+    assert!(String::from_utf8_lossy(&o.stderr).contains(named), "{o:?}");
+
+    let prefix = dir.path().join("vendor");
+    assert_code(&pack(&["keygen", "--out", s(&prefix)]), 0);
+    let o = pack(&[
+        "build",
+        s(&def),
+        "--key",
+        s(&dir.path().join("vendor.key")),
+        "--out",
+        s(&dir.path().join("out")),
+        "--cache-dir",
+        s(&dir.path().join("cache")),
+    ]);
+    assert_code(&o, 6);
+    assert!(String::from_utf8_lossy(&o.stderr).contains(named), "{o:?}");
+    assert!(!dir.path().join("out/demo-0.1.0.airlift").exists());
+}

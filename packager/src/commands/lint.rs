@@ -111,7 +111,9 @@ fn placeholder(item: &ConfigItem) -> String {
     }
 }
 
-fn lint(args: &Args) -> Report {
+/// Runs every check; images built from local files are built only when `build_local` is set
+/// (`build` builds them itself right after, and reports their problems the same way).
+fn lint(args: &Args, build_local: bool) -> Report {
     let mut report = Report {
         definition: args.dir.display().to_string(),
         ..Report::default()
@@ -201,7 +203,7 @@ fn lint(args: &Args) -> Report {
                     );
                 }
             }
-            if let Some(ImageSource::Build(b)) = &img.source {
+            if let Some(ImageSource::Build(b)) = img.source.as_ref().filter(|_| build_local) {
                 match build_local_image(&loaded.dir, b, &def.requirements.platforms, &scratch) {
                     Ok(built) => {
                         report
@@ -370,7 +372,7 @@ fn lint(args: &Args) -> Report {
 /// Runs `lint`.
 pub fn run(args: Args) -> Result<(), CommandError> {
     require_folder(&args.dir)?;
-    let report = lint(&args);
+    let report = lint(&args, true);
     if args.output == OutputFormat::Text {
         for w in &report.warnings {
             eprintln!("warning: {}", airlift_cli::output::escape_control(w));
@@ -399,14 +401,18 @@ pub fn run(args: Args) -> Result<(), CommandError> {
     verdict(&report)
 }
 
-/// The checks `build` runs before it fetches anything: `Err` lists every problem.
+/// The checks `build` runs before it fetches anything: `Err` lists every problem. Images built
+/// from local files are not built here: the build builds them next (once, not twice).
 pub fn check(dir: &std::path::Path) -> Result<(), CommandError> {
     require_folder(dir)?;
-    verdict(&lint(&Args {
-        dir: dir.to_path_buf(),
-        output: OutputFormat::Text,
-        kubernetes: None,
-    }))
+    verdict(&lint(
+        &Args {
+            dir: dir.to_path_buf(),
+            output: OutputFormat::Text,
+            kubernetes: None,
+        },
+        false,
+    ))
 }
 
 /// A definition folder named on the command line that does not exist is a wrong command line

@@ -28,7 +28,7 @@ use crate::tls;
 /// and a blob shared by several images is downloaded once.
 pub struct RegistryPuller {
     /// Made at the first registry request: building one loads the system's CA certificates
-    /// (twice, inside oci-client: ~70 ms here), which a build of local images never needs.
+    /// (twice, inside oci-client: about 10 ms here), which a build of local images never needs.
     client: OnceLock<oci_client::Client>,
     opts: RegistryOptions,
     store: DirBlobStore,
