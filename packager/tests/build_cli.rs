@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use airlift_testkit::definitions::write_definition;
 use airlift_testkit::fault_proxy::{Fault, FaultProxy, Rule, Schedule};
 use airlift_testkit::files::files_under;
 use airlift_testkit::images::sample_set;
@@ -106,64 +107,11 @@ fn registry_definition(dir: &Path, host: &str, platforms: &[&str]) -> PathBuf {
     definition(dir, platforms, [(&api, ""), (&multi, "")])
 }
 
-/// A definition `DIR/def` with one component deploying two images: each a reference and the
-/// YAML of its `source` (empty: pulled by its reference).
+/// A definition `DIR/def` of bundle `reg` with one component deploying two images: each a
+/// reference and the YAML of its `source` (empty: pulled by its reference).
 fn definition(dir: &Path, platforms: &[&str], images: [(&str, &str); 2]) -> PathBuf {
     let def = dir.join("def");
-    std::fs::create_dir_all(def.join("manifests")).unwrap();
-    let platforms = platforms
-        .iter()
-        .map(|p| format!("    - {p}\n"))
-        .collect::<String>();
-    let [(api, _), (multi, _)] = images;
-    let images = images
-        .iter()
-        .map(|(reference, source)| match *source {
-            "" => format!("      - reference: {reference}\n"),
-            source => format!("      - reference: {reference}\n        source: {source}\n"),
-        })
-        .collect::<String>();
-    std::fs::write(
-        def.join("airlift.yaml"),
-        format!(
-            "apiVersion: airlift.dev/v1alpha1
-kind: BundleDefinition
-metadata:
-  name: reg
-  version: 1.0.0
-  vendor: Acme
-requirements:
-  kubernetes: \">=1.28.0\"
-  platforms:
-{platforms}components:
-  - name: app
-    description: the app
-    layer: workload
-    manifests: [manifests]
-    images:
-{images}"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        def.join("manifests/deploy.yaml"),
-        format!(
-            "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: api
-spec:
-  selector: {{matchLabels: {{app: api}}}}
-  template:
-    metadata: {{labels: {{app: api}}}}
-    spec:
-      containers:
-        - {{name: api, image: \"{api}\"}}
-        - {{name: multi, image: \"{multi}\"}}
-"
-        ),
-    )
-    .unwrap();
+    write_definition(&def, "reg", platforms, &images).unwrap();
     def
 }
 

@@ -200,60 +200,34 @@ fn images_from_layouts_and_archives_are_checked_without_building() {
     // `worker` loses its own layer; `api` and `multi` are whole.
     let own = &set.worker.layers[1].blob.digest;
     std::fs::remove_file(set.dir.join("blobs/sha256").join(own.hex())).unwrap();
-    std::fs::create_dir_all(def.join("manifests")).unwrap();
     let images = [
-        ("api", "ociLayout: {path: images/layout, tag: api}"),
-        ("multi", "ociLayout: {path: images/layout, tag: multi}"),
-        ("arm", "ociLayout: {path: images/layout, tag: arm-only}"),
-        ("gone", "ociLayout: {path: images/layout, tag: nope}"),
-        ("worker", "ociLayout: {path: images/layout, tag: worker}"),
-        ("absent", "ociArchive: {path: images/absent.tar, tag: x}"),
+        (
+            "acme.example/api:1",
+            "{ociLayout: {path: images/layout, tag: api}}",
+        ),
+        (
+            "acme.example/multi:1",
+            "{ociLayout: {path: images/layout, tag: multi}}",
+        ),
+        (
+            "acme.example/arm:1",
+            "{ociLayout: {path: images/layout, tag: arm-only}}",
+        ),
+        (
+            "acme.example/gone:1",
+            "{ociLayout: {path: images/layout, tag: nope}}",
+        ),
+        (
+            "acme.example/worker:1",
+            "{ociLayout: {path: images/layout, tag: worker}}",
+        ),
+        (
+            "acme.example/absent:1",
+            "{ociArchive: {path: images/absent.tar, tag: x}}",
+        ),
     ];
-    let list: String = images
-        .iter()
-        .map(|(name, source)| {
-            format!("      - reference: acme.example/{name}:1\n        source: {{{source}}}\n")
-        })
-        .collect();
-    let containers: String = images
-        .iter()
-        .map(|(name, _)| format!("        - {{name: {name}, image: \"acme.example/{name}:1\"}}\n"))
-        .collect();
-    std::fs::write(
-        def.join("airlift.yaml"),
-        format!(
-            "apiVersion: airlift.dev/v1alpha1
-kind: BundleDefinition
-metadata: {{name: local, version: 1.0.0, vendor: Acme}}
-requirements:
-  kubernetes: \">=1.28.0\"
-  platforms: [linux/amd64]
-components:
-  - name: app
-    description: the app
-    layer: workload
-    manifests: [manifests]
-    images:
-{list}"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        def.join("manifests/deploy.yaml"),
-        format!(
-            "apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: app}}
-spec:
-  selector: {{matchLabels: {{app: app}}}}
-  template:
-    metadata: {{labels: {{app: app}}}}
-    spec:
-      containers:
-{containers}"
-        ),
-    )
-    .unwrap();
+    airlift_testkit::definitions::write_definition(def, "local", &["linux/amd64"], &images)
+        .unwrap();
     let before = airlift_testkit::files::files_under(&def.join("images"));
 
     let out = lint(def, false);

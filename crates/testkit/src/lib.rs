@@ -4,6 +4,7 @@
 pub mod about;
 pub mod bundles;
 pub mod cluster;
+pub mod definitions;
 pub mod e2e;
 pub mod fault_proxy;
 pub mod files;
