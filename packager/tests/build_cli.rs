@@ -510,8 +510,9 @@ fn layout_and_archive_layers_go_straight_into_the_bundle() {
         );
     }
 
-    // A rebuild reads them again (nothing cached to prove them) and gives the same bytes; with
-    // --no-cache the output folder holds the bundle alone; the sources are left as they were.
+    // A rebuild (the layout's layers copied on their proofs, the archive's read and hashed again)
+    // gives the same bytes; with --no-cache the output folder holds the bundle alone; the sources
+    // are left as they were.
     let again = json(&run_build(dir.path(), &def, &key, "b", "cache", &flags));
     let mut no_cache = flags.to_vec();
     no_cache.push("--no-cache");
