@@ -79,6 +79,11 @@ pub struct ImageSummary {
     /// Bytes downloaded for it in this build (0 when cached, built locally, or read from an OCI
     /// layout or archive).
     pub downloaded: u64,
+    /// For an image built from local files: `true` when its layer was not compressed again (an
+    /// earlier build of the same unchanged files made it, and the cache holds it), `false` when
+    /// this build compressed it. Absent for other images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_reused: Option<bool>,
 }
 
 /// What a build produced, for the summary and `--output json`.
@@ -116,6 +121,8 @@ struct Acquired {
     /// Every config and layer blob with its size (manifests are small and not counted).
     blobs: Vec<(Digest, u64)>,
     downloaded: u64,
+    /// For an image built from local files: whether its layer came from an earlier build.
+    layer_reused: Option<bool>,
     /// For a registry image, where its blobs the cache lacks are fetched from.
     remote: Option<Arc<ResolvedImage>>,
     /// For an image from an OCI layout or archive, where its blobs the cache lacks are read.
@@ -281,6 +288,7 @@ async fn acquire(
     cache: &DirBlobStore,
     progress: &dyn Progress,
 ) -> Result<Acquired> {
+    let layer_reused;
     let (record, blobs, downloaded) = match &image.source {
         Some(ImageSource::Build(spec)) => {
             let dir = dir.to_path_buf();
@@ -292,6 +300,7 @@ async fn acquire(
             })
             .await
             .context("the image builder stopped unexpectedly")??;
+            layer_reused = Some(built.layer_reused);
             let blobs = built
                 .blobs
                 .iter()
@@ -350,6 +359,7 @@ async fn acquire(
         record,
         blobs,
         downloaded,
+        layer_reused,
         remote: None,
         local: None,
     })
@@ -364,6 +374,7 @@ fn from_local(component: usize, image: &ImageDefinition, local: LocalImage) -> A
         record,
         blobs,
         downloaded,
+        layer_reused: None,
         remote: None,
         local: Some(Arc::new(local)),
     }
@@ -377,6 +388,7 @@ fn resolved(component: usize, image: &ImageDefinition, r: ResolvedImage) -> Resu
         record,
         blobs,
         downloaded,
+        layer_reused: None,
         remote: Some(Arc::new(r)),
         local: None,
     })
@@ -501,6 +513,7 @@ fn summarize(
                 platforms: a.record.platforms.iter().map(ToString::to_string).collect(),
                 bytes,
                 downloaded: a.downloaded,
+                layer_reused: a.layer_reused,
             }
         })
         .collect();

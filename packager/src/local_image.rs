@@ -6,23 +6,30 @@
 //! all sharing the layer, under one OCI image index. The same inputs always give the same bytes,
 //! so the index digest is reproducible.
 //!
-//! The layer streams through a temporary file beside the blob store, hashed while written (the
-//! uncompressed digest for `rootfs.diff_ids`, the compressed one for the blob); it is never whole
-//! in memory. Symlinks are kept as symlinks, and one whose target leaves the context (absolute or
+//! The layer streams straight into the blob store ([`DirBlobStore::new_blob_writer`]), hashed
+//! while written (the uncompressed digest for `rootfs.diff_ids`, the compressed one for the blob);
+//! it is never whole in memory and written once. A store that records proofs also records which
+//! files gave which layer, so an unchanged context is not compressed again
+//! ([`crate::local_image_reuse`]). Symlinks are kept as symlinks, and one whose target leaves the context (absolute or
 //! climbing with `..`) is rejected, as are sockets, FIFOs and devices.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use airlift_bundle::oci::{
     Descriptor, ImageIndex, ImageManifest, OciPlatform, MEDIA_TYPE_OCI_CONFIG,
     MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER_GZIP, MEDIA_TYPE_OCI_MANIFEST,
 };
+use airlift_bundle::proof::file_identity;
 use airlift_bundle::schema::common::Platform;
 use airlift_bundle::schema::definition::BuildSpec;
 use airlift_bundle::{Digest, DirBlobStore, HashingWriter, StoreError};
 use serde::Serialize;
+
+use crate::local_image_reuse::Inputs;
 
 /// OCI image index media type.
 pub const INDEX_MEDIA_TYPE: &str = MEDIA_TYPE_OCI_INDEX;
@@ -137,24 +144,39 @@ pub struct BuiltImage {
     pub platforms: Vec<Platform>,
     /// Every blob: the layer, then per platform the config and manifest, then the index.
     pub blobs: Vec<BlobRef>,
+    /// True when the layer was not compressed again: an earlier build of the same unchanged
+    /// files made it, and the store still holds it (see [`crate::local_image_reuse`]).
+    pub layer_reused: bool,
 }
 
 /// One entry of the layer, in tar order.
-enum Entry {
-    Dir {
-        rel: String,
-        mode: u32,
-    },
+pub(crate) enum Entry {
+    /// A folder.
+    Dir { rel: String, mode: u32 },
+    /// A regular file.
     File {
         rel: String,
         mode: u32,
         path: PathBuf,
         size: u64,
+        /// [`airlift_bundle::proof::file_identity`] when scanned.
+        identity: String,
+        /// Its ctime when scanned: when it last changed.
+        changed: Option<SystemTime>,
     },
-    Symlink {
-        rel: String,
-        target: PathBuf,
-    },
+    /// A symlink, kept as one.
+    Symlink { rel: String, target: PathBuf },
+}
+
+impl Entry {
+    /// When a file last changed (`None` for folders and symlinks, which are read whole when
+    /// scanned).
+    pub(crate) fn changed_at(&self) -> Option<SystemTime> {
+        match self {
+            Self::File { changed, .. } => *changed,
+            Self::Dir { .. } | Self::Symlink { .. } => None,
+        }
+    }
 }
 
 /// Resolves `spec.context` under `definition_dir` (it must stay inside) and builds the image.
@@ -168,8 +190,28 @@ pub fn build_local_image(
     if platforms.is_empty() {
         return Err(LocalImageError::NoPlatform);
     }
+    let started = SystemTime::now();
     let entries = scan_context(&context)?;
-    let (layer, diff_id) = write_layer(&entries, store)?;
+    let inputs = Inputs::of(store, &entries, started);
+    let recorded = inputs.as_ref().and_then(|i| i.recorded(store));
+    let layer_reused = recorded.is_some();
+    let (layer, diff_id) = match recorded {
+        Some((digest, size, diff_id)) => (
+            BlobRef {
+                digest,
+                size,
+                media_type: LAYER_MEDIA_TYPE,
+            },
+            diff_id,
+        ),
+        None => {
+            let (layer, diff_id) = write_layer(&entries, store)?;
+            if let Some(inputs) = &inputs {
+                inputs.record(&scan_context(&context)?, &layer.digest, &diff_id);
+            }
+            (layer, diff_id)
+        }
+    };
     let mut blobs = vec![layer.clone()];
     let mut manifests = Vec::new();
     for platform in platforms {
@@ -203,6 +245,7 @@ pub fn build_local_image(
         size: index_ref.size,
         platforms: platforms.to_vec(),
         blobs,
+        layer_reused,
     })
 }
 
@@ -221,7 +264,7 @@ fn resolve_context(definition_dir: &Path, context: &Path) -> Result<PathBuf, Loc
     Ok(real)
 }
 
-fn scan_context(root: &Path) -> Result<Vec<Entry>, LocalImageError> {
+pub(crate) fn scan_context(root: &Path) -> Result<Vec<Entry>, LocalImageError> {
     let mut out = Vec::new();
     scan_dir(root, "", &mut out)?;
     out.sort_by(|a, b| rel_of(a).cmp(rel_of(b)));
@@ -253,11 +296,18 @@ fn scan_dir(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> Result<(), LocalI
             });
             scan_dir(&path, &format!("{rel}/"), out)?;
         } else if ft.is_file() {
+            let changed = u64::try_from(meta.ctime()).ok().map(|secs| {
+                SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(secs)
+                    + Duration::from_nanos(u64::try_from(meta.ctime_nsec()).unwrap_or(0))
+            });
             out.push(Entry::File {
                 rel,
                 mode,
                 path,
                 size: meta.len(),
+                identity: file_identity(&meta),
+                changed,
             });
         } else if ft.is_symlink() {
             let target = fs_err::read_link(&path).map_err(io_at(&path))?;
@@ -333,33 +383,32 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     h
 }
 
-/// Writes the layer; returns the stored compressed blob and the uncompressed digest.
+/// Writes the layer straight into `store` (compressed bytes written once, hashed on the way);
+/// returns the stored blob and the uncompressed digest.
 fn write_layer(
     entries: &[Entry],
     store: &DirBlobStore,
 ) -> Result<(BlobRef, Digest), LocalImageError> {
     let root = store.root().to_path_buf();
-    let tmp = tempfile::NamedTempFile::new_in(&root).map_err(io_at(&root))?;
-    let tmp_path = tmp.path().to_path_buf();
-    let file = tmp.reopen().map_err(io_at(&tmp_path))?;
-    let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
+    let blob = store.new_blob_writer()?;
     let gz = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
-        .write(compressed, flate2::Compression::default());
+        .write(blob, flate2::Compression::default());
     let mut tar = tar::Builder::new(HashingWriter::new(gz));
     for e in entries {
         match e {
             Entry::Dir { rel, mode } => {
                 let mut h = header(tar::EntryType::Directory, *mode, 0);
                 tar.append_data(&mut h, format!("{rel}/"), io::empty())
-                    .map_err(io_at(&tmp_path))?;
+                    .map_err(io_at(&root))?;
             }
             Entry::File {
                 rel,
                 mode,
                 path,
                 size,
+                ..
             } => {
                 let f = fs_err::File::open(path).map_err(io_at(path))?;
                 let reader = Exact {
@@ -372,22 +421,13 @@ fn write_layer(
             }
             Entry::Symlink { rel, target } => {
                 let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-                tar.append_link(&mut h, rel, target)
-                    .map_err(io_at(&tmp_path))?;
+                tar.append_link(&mut h, rel, target).map_err(io_at(&root))?;
             }
         }
     }
-    let uncompressed = tar.into_inner().map_err(io_at(&tmp_path))?;
+    let uncompressed = tar.into_inner().map_err(io_at(&root))?;
     let (gz, diff_id, _) = uncompressed.finish();
-    let compressed = gz.finish().map_err(io_at(&tmp_path))?;
-    let (mut buf, digest, size) = compressed.finish();
-    buf.flush().map_err(io_at(&tmp_path))?;
-    drop(buf);
-    if !store.contains(&digest) {
-        let mut f = fs_err::File::open(&tmp_path).map_err(io_at(&tmp_path))?;
-        store.put(&digest, &mut f)?;
-    }
-    drop(tmp);
+    let (digest, size) = gz.finish().map_err(io_at(&root))?.commit_new()?;
     Ok((
         BlobRef {
             digest,

@@ -284,3 +284,59 @@ fn skopeo_reads_and_copies_the_built_image() {
         "digest kept end to end"
     );
 }
+
+#[test]
+fn an_unchanged_context_is_not_compressed_again_and_a_changed_one_is() {
+    use std::os::unix::fs::MetadataExt;
+    let def = tempfile::tempdir().unwrap();
+    make_context(def.path());
+    let s = tempfile::tempdir().unwrap();
+    let store = DirBlobStore::open(s.path()).unwrap().with_proofs();
+    let build =
+        || build_local_image(def.path(), &spec("images/web"), &platforms(), &store).unwrap();
+    // Files written a moment ago: built every time, nothing recorded.
+    assert!(!build().layer_reused);
+    assert!(
+        !build().layer_reused,
+        "files changed within SETTLED were recorded"
+    );
+    std::thread::sleep(crate::local_image_reuse::SETTLED + std::time::Duration::from_millis(100));
+    let first = build();
+    assert!(!first.layer_reused);
+    let layer = store.path_of(&first.blobs[0].digest);
+    let before = std::fs::metadata(&layer).unwrap();
+    let second = build();
+    assert!(
+        second.layer_reused,
+        "the unchanged context was compressed again"
+    );
+    assert_eq!(
+        BuiltImage {
+            layer_reused: false,
+            ..second
+        },
+        first,
+        "the reused build differs"
+    );
+    let after = std::fs::metadata(&layer).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime(), before.mtime_nsec()),
+        (after.ino(), after.mtime(), after.mtime_nsec()),
+        "the layer was written again"
+    );
+
+    // One file rewritten with the same size: built again, and the new layer holds the new bytes.
+    std::fs::write(
+        def.path().join("images/web/app/run.sh"),
+        "#!/bin/sh\necho ho\n",
+    )
+    .unwrap();
+    let changed = build();
+    assert!(!changed.layer_reused);
+    assert_ne!(changed.blobs[0].digest, first.blobs[0].digest);
+    let fresh = tempfile::tempdir().unwrap();
+    let plain = DirBlobStore::open(fresh.path()).unwrap();
+    let expected =
+        build_local_image(def.path(), &spec("images/web"), &platforms(), &plain).unwrap();
+    assert_eq!(changed, expected);
+}

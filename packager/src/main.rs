@@ -6,6 +6,7 @@ mod build;
 mod cli;
 mod commands;
 mod local_image;
+mod local_image_reuse;
 
 use std::process::ExitCode;
 

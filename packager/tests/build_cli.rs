@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use airlift_testkit::definitions::write_definition;
 use airlift_testkit::fault_proxy::{Fault, FaultProxy, Rule, Schedule};
-use airlift_testkit::files::files_under;
+use airlift_testkit::files::{copy_tree, files_under};
 use airlift_testkit::images::sample_set;
 use airlift_testkit::registry::TestRegistry;
 
@@ -99,6 +99,98 @@ fn demo_builds_offline_and_reproducibly() {
         .as_str()
         .unwrap()
         .ends_with("demo-0.1.0.airlift"));
+}
+
+/// `layerReused` of each image of a build's JSON summary, by reference.
+fn layers_reused(summary: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["reference"].as_str().unwrap().to_string(),
+                i["layerReused"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_rebuild_of_unchanged_local_images_does_not_compress_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path());
+    let def = dir.path().join("demo");
+    copy_tree(&demo_dir(), &def);
+    // Files changed in the last second are built but not recorded (see local_image_reuse).
+    std::thread::sleep(Duration::from_millis(1200));
+    let build = |out: &str, extra: &[&str]| {
+        let mut args = vec!["--output", "json"];
+        args.extend_from_slice(extra);
+        let o = run_build(dir.path(), &def, &key, out, "cache", &args);
+        (json(&o), text(&o))
+    };
+    let web = "registry.example.com/airlift-demo/web:0.1.0";
+    let worker = "registry.example.com/airlift-demo/worker:0.1.0";
+    let (first, _) = build("a", &[]);
+    assert_eq!(
+        layers_reused(&first),
+        [
+            (web.to_string(), false.into()),
+            (worker.to_string(), false.into())
+        ]
+    );
+    let (second, _) = build("b", &[]);
+    assert_eq!(
+        layers_reused(&second),
+        [
+            (web.to_string(), true.into()),
+            (worker.to_string(), true.into())
+        ]
+    );
+    let bundle =
+        |summary: &serde_json::Value| std::fs::read(summary["bundle"].as_str().unwrap()).unwrap();
+    assert!(
+        bundle(&first) == bundle(&second),
+        "the reused layers gave another bundle"
+    );
+
+    // The text summary says so too.
+    let o = run_build(dir.path(), &def, &key, "c", "cache", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("(files unchanged: layer reused)"),
+        "{}",
+        text(&o)
+    );
+
+    // A file of one image changes: that image is built again, the other is not, and the bundle
+    // is the one a build without any cache makes.
+    let server = def.join("images/web/app/server.sh");
+    let mut script = std::fs::read_to_string(&server).unwrap();
+    script.push_str("# changed\n");
+    std::fs::write(&server, script).unwrap();
+    let (changed, _) = build("d", &[]);
+    assert_eq!(
+        layers_reused(&changed),
+        [
+            (web.to_string(), false.into()),
+            (worker.to_string(), true.into())
+        ]
+    );
+    let (uncached, _) = build("e", &["--no-cache"]);
+    assert_eq!(
+        layers_reused(&uncached),
+        [
+            (web.to_string(), false.into()),
+            (worker.to_string(), false.into())
+        ]
+    );
+    assert!(
+        bundle(&changed) == bundle(&uncached),
+        "the partly reused build differs from a build without cache"
+    );
+    assert!(bundle(&changed) != bundle(&first));
 }
 
 fn registry_definition(dir: &Path, host: &str, platforms: &[&str]) -> PathBuf {

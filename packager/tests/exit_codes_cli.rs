@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use airlift_testkit::files::copy_tree;
+
 fn pack(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_airlift-pack"))
         .args(args)
@@ -117,19 +119,6 @@ fn results_print_as_json_and_yaml_with_camel_case_keys() {
                 keys.iter().all(|k| !k.contains('_') && !k.contains('-')),
                 "{args:?}: {keys:?}"
             );
-        }
-    }
-}
-
-/// Copies the folder `from` into `to` (files and folders only).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
 }

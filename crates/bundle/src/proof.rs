@@ -12,6 +12,10 @@
 //! bytes that were hashed; after a crash (a new boot) a blob may be torn on disk, so its proof no
 //! longer matches and it is hashed again.
 //!
+//! It also records builds from local files ([`ProofStore::key_for_build`]): the identities of
+//! every file a layer was built from, and the layer it gave (with its uncompressed digest,
+//! [`ProofStore::key_for_uncompressed`]), so an unchanged build context is not compressed again.
+//!
 //! Each proof is authenticated with an HMAC-SHA256 under a per-user key (`proof.key` in the
 //! folder, 32 random bytes, mode 0600, created exclusively): whoever can write the folder but
 //! not read that key cannot forge a proof, and a proof that does not authenticate is ignored.
@@ -79,7 +83,7 @@ impl ProofStore {
         let m = bundle.file().metadata()?;
         Ok(ProofKey::new(format!(
             "airlift-verify-proof v1\n{}manifest {}\ntrust {}\n",
-            identity(&m),
+            file_identity(&m),
             Digest::of_bytes(bundle.manifest_bytes()),
             trust.label(),
         )))
@@ -89,9 +93,7 @@ impl ProofStore {
     /// boot of the kernel (see the module docs). Fails when the boot id cannot be read: then no
     /// blob proof is used.
     pub fn key_for_blob_file(&self, file: &std::fs::File, digest: &Digest) -> io::Result<ProofKey> {
-        let boot =
-            crate::limits::read_bounded_string(Path::new(BOOT_ID), 64).map_err(io::Error::other)?;
-        Self::blob_key(&file.metadata()?, boot.trim(), digest)
+        Self::blob_key(&file.metadata()?, &Self::boot_id()?, digest)
     }
 
     /// [`ProofStore::key_for_blob_file`] with the boot id given.
@@ -100,16 +102,35 @@ impl ProofStore {
         boot: &str,
         digest: &Digest,
     ) -> io::Result<ProofKey> {
-        if boot.is_empty() || boot.contains(char::is_whitespace) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("`{BOOT_ID}` is not a boot id"),
-            ));
-        }
+        let boot = checked_boot_id(boot)?;
         Ok(ProofKey::new(format!(
             "airlift-blob-proof v1\n{}boot {boot}\nblob {digest}\n",
-            identity(m)
+            file_identity(m)
         )))
+    }
+
+    /// The key of a build from local files in this boot of the kernel: `inputs` is a digest over
+    /// everything the build reads and how (each file's path, mode and [`file_identity`], the
+    /// builder's version), so an unchanged set of files finds the build's result recorded
+    /// (the digest of the blob it made) and need not build again. Fails when the boot id cannot
+    /// be read: then nothing is recorded or reused.
+    pub fn key_for_build(&self, inputs: &Digest) -> io::Result<ProofKey> {
+        let boot = Self::boot_id()?;
+        Ok(ProofKey::new(format!(
+            "airlift-build-proof v1\nboot {boot}\ninputs {inputs}\n"
+        )))
+    }
+
+    /// The key under which the digest of the uncompressed bytes of `blob` (a layer made here)
+    /// is recorded.
+    pub fn key_for_uncompressed(&self, blob: &Digest) -> ProofKey {
+        ProofKey::new(format!("airlift-uncompressed-proof v1\nblob {blob}\n"))
+    }
+
+    fn boot_id() -> io::Result<String> {
+        let boot =
+            crate::limits::read_bounded_string(Path::new(BOOT_ID), 64).map_err(io::Error::other)?;
+        checked_boot_id(boot.trim()).map(str::to_string)
     }
 
     fn file_of(&self, key: &ProofKey) -> PathBuf {
@@ -220,9 +241,20 @@ impl ProofStore {
 /// The running kernel's boot id: a new random value at every boot.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
-/// The lines naming a file's identity: any write to it changes its ctime, which user space
-/// cannot set back.
-fn identity(m: &std::fs::Metadata) -> String {
+/// `boot` when it looks like a boot id (one word).
+fn checked_boot_id(boot: &str) -> io::Result<&str> {
+    if boot.is_empty() || boot.contains(char::is_whitespace) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("`{BOOT_ID}` is not a boot id"),
+        ));
+    }
+    Ok(boot)
+}
+
+/// The lines naming a file's identity (device, inode, size, mtime and ctime in nanoseconds): any
+/// write to it changes its ctime, which user space cannot set back.
+pub fn file_identity(m: &std::fs::Metadata) -> String {
     format!(
         "dev {}\nino {}\nsize {}\nmtime_ns {}\nctime_ns {}\n",
         m.dev(),

@@ -226,12 +226,22 @@ impl DirBlobStore {
 
     /// Starts writing a blob that must hash to `expected`.
     pub fn writer(&self, expected: &Digest) -> Result<BlobWriter, StoreError> {
+        self.start_writer(Some(expected.clone()))
+    }
+
+    /// Starts writing a blob made here (a layer being compressed), whose digest is known only
+    /// once it is written: [`BlobWriter::commit_new`] stores it under what it hashes to. The
+    /// bytes are written once, straight into the store's folder.
+    pub fn new_blob_writer(&self) -> Result<BlobWriter, StoreError> {
+        self.start_writer(None)
+    }
+
+    fn start_writer(&self, expected: Option<Digest>) -> Result<BlobWriter, StoreError> {
         let dir = self.root.join("sha256");
         let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
         Ok(BlobWriter {
-            final_path: self.path_of(expected),
-            proofs: self.proofs.clone(),
-            expected: expected.clone(),
+            store: self.clone(),
+            expected,
             out: HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, tmp)),
         })
     }
@@ -275,11 +285,12 @@ impl DirBlobStore {
     }
 }
 
-/// A blob being written into a [`DirBlobStore`]; nothing is visible until [`BlobWriter::commit`].
+/// A blob being written into a [`DirBlobStore`]; nothing is visible until it is committed
+/// ([`BlobWriter::commit`], or [`BlobWriter::commit_new`] for a blob made here).
 pub struct BlobWriter {
-    final_path: PathBuf,
-    proofs: Option<ProofStore>,
-    expected: Digest,
+    store: DirBlobStore,
+    /// What the bytes must hash to; `None` for a blob made here.
+    expected: Option<Digest>,
     out: HashingWriter<io::BufWriter<tempfile::NamedTempFile>>,
 }
 
@@ -287,30 +298,57 @@ impl BlobWriter {
     /// Checks the digest and moves the blob into place; returns its size.
     pub fn commit(self) -> Result<u64, StoreError> {
         let (buf, actual, size) = self.out.finish();
-        if actual != self.expected {
+        if let Some(expected) = self.expected.filter(|e| *e != actual) {
             return Err(StoreError::DigestMismatch {
-                expected: self.expected,
+                expected,
                 actual,
                 size,
             });
         }
+        Self::persist(&self.store, buf, &actual)?;
+        Ok(size)
+    }
+
+    /// Moves a blob made here into place under the digest its bytes hash to (the store's copy
+    /// is kept when it holds that blob already); returns the digest and the size.
+    pub fn commit_new(self) -> Result<(Digest, u64), StoreError> {
+        let (buf, actual, size) = self.out.finish();
+        if let Some(expected) = self.expected.filter(|e| *e != actual) {
+            return Err(StoreError::DigestMismatch {
+                expected,
+                actual,
+                size,
+            });
+        }
+        if !self.store.contains(&actual) {
+            Self::persist(&self.store, buf, &actual)?;
+        }
+        Ok((actual, size))
+    }
+
+    fn persist(
+        store: &DirBlobStore,
+        buf: io::BufWriter<tempfile::NamedTempFile>,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let final_path = store.path_of(digest);
         // No fsync: the store's integrity rests on content addressing, not durability. Every
         // reader re-hashes what it takes from the store (the bundle writer refuses a blob whose
         // bytes do not match), so a blob torn by a power loss is caught and fetched again.
         let tmp = buf
             .into_inner()
-            .map_err(|e| io_err(&self.final_path)(e.into_error()))?;
+            .map_err(|e| io_err(&final_path)(e.into_error()))?;
         let file = tmp
-            .persist(&self.final_path)
-            .map_err(|e| io_err(&self.final_path)(e.error))?;
+            .persist(&final_path)
+            .map_err(|e| io_err(&final_path)(e.error))?;
         // The bytes just hashed are the file's, in this boot: record that. A proof that cannot
         // be recorded only costs a hash later.
-        if let Some(proofs) = &self.proofs {
-            if let Ok(key) = proofs.key_for_blob_file(&file, &self.expected) {
-                let _ = proofs.record(&key, &self.expected);
+        if let Some(proofs) = &store.proofs {
+            if let Ok(key) = proofs.key_for_blob_file(&file, digest) {
+                let _ = proofs.record(&key, digest);
             }
         }
-        Ok(size)
+        Ok(())
     }
 }
 

@@ -29,3 +29,27 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
     out.sort();
     out
 }
+
+/// Copies the folder `from` into `to` (files, with their permissions, and folders; nothing
+/// else), creating `to`.
+///
+/// # Panics
+/// When a folder or file cannot be read or written.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    for e in entries {
+        let e = e.unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+        let is_dir = e
+            .file_type()
+            .unwrap_or_else(|err| panic!("stat {}: {err}", e.path().display()))
+            .is_dir();
+        if is_dir {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name()))
+                .unwrap_or_else(|err| panic!("copy {}: {err}", e.path().display()));
+        }
+    }
+}

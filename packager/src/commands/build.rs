@@ -261,10 +261,15 @@ fn print_summary(s: &BuildSummary) -> std::io::Result<()> {
     )?;
     for img in &s.images {
         outln!(
-            "  {:<50} {} [{}]",
+            "  {:<50} {} [{}]{}",
             img.reference,
             &img.digest[..19.min(img.digest.len())],
-            img.platforms.join(", ")
+            img.platforms.join(", "),
+            match img.layer_reused {
+                Some(true) => " (files unchanged: layer reused)",
+                Some(false) => " (layer built)",
+                None => "",
+            }
         )?;
     }
     Ok(())
