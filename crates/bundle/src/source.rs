@@ -262,12 +262,22 @@ impl DirBlobStore {
         }
         let dir = self.root.join("sha256");
         let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
-        let final_path = self.path_of(digest);
         crate::writer::copy_range(file, offset, tmp.as_file(), 0, size, &mut |_| {})
-            .map_err(io_err(&final_path))?;
+            .map_err(io_err(&self.path_of(digest)))?;
+        self.place(tmp, digest)
+    }
+
+    /// Moves `tmp`, whose bytes hash to `digest`, into place as that blob, and records a proof
+    /// of its file. No fsync: the store's integrity rests on content addressing, not
+    /// durability. Every reader re-hashes what it takes from the store (the bundle writer
+    /// refuses a blob whose bytes do not match) unless a proof of this boot vouches for the
+    /// file, so a blob torn by a power loss is caught and fetched again.
+    fn place(&self, tmp: tempfile::NamedTempFile, digest: &Digest) -> Result<(), StoreError> {
+        let final_path = self.path_of(digest);
         let stored = tmp
             .persist(&final_path)
             .map_err(|e| io_err(&final_path)(e.error))?;
+        // A proof that cannot be recorded only costs a hash later.
         if let Some(proofs) = &self.proofs {
             if let Ok(key) = proofs.key_for_blob_file(&stored, digest) {
                 let _ = proofs.record(&key, digest);
@@ -331,24 +341,10 @@ impl BlobWriter {
         buf: io::BufWriter<tempfile::NamedTempFile>,
         digest: &Digest,
     ) -> Result<(), StoreError> {
-        let final_path = store.path_of(digest);
-        // No fsync: the store's integrity rests on content addressing, not durability. Every
-        // reader re-hashes what it takes from the store (the bundle writer refuses a blob whose
-        // bytes do not match), so a blob torn by a power loss is caught and fetched again.
         let tmp = buf
             .into_inner()
-            .map_err(|e| io_err(&final_path)(e.into_error()))?;
-        let file = tmp
-            .persist(&final_path)
-            .map_err(|e| io_err(&final_path)(e.error))?;
-        // The bytes just hashed are the file's, in this boot: record that. A proof that cannot
-        // be recorded only costs a hash later.
-        if let Some(proofs) = &store.proofs {
-            if let Ok(key) = proofs.key_for_blob_file(&file, digest) {
-                let _ = proofs.record(&key, digest);
-            }
-        }
-        Ok(())
+            .map_err(|e| io_err(&store.path_of(digest))(e.into_error()))?;
+        store.place(tmp, digest)
     }
 }
 
