@@ -78,6 +78,14 @@ fn two_builds_are_byte_identical() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["sha256"]);
+    let mut stored: Vec<_> = std::fs::read_dir(s1.path().join("sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    stored.sort();
+    let mut blobs: Vec<_> = a.blobs.iter().map(|b| b.digest.hex().to_string()).collect();
+    blobs.sort();
+    assert_eq!(stored, blobs, "the store holds the blobs and nothing else");
 }
 
 #[test]
