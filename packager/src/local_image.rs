@@ -10,8 +10,8 @@
 //! while written (the uncompressed digest for `rootfs.diff_ids`, the compressed one for the blob);
 //! it is never whole in memory and written once. A store that records proofs also records which
 //! files gave which layer, so an unchanged context is not compressed again
-//! ([`crate::local_image_reuse`]). Symlinks are kept as symlinks, and one whose target leaves the context (absolute or
-//! climbing with `..`) is rejected, as are sockets, FIFOs and devices.
+//! ([`crate::local_image_reuse`]). Symlinks are kept as symlinks, and one whose target leaves the
+//! context (absolute or climbing with `..`) is rejected, as are sockets, FIFOs and devices.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -206,8 +206,10 @@ pub fn build_local_image(
         ),
         None => {
             let (layer, diff_id) = write_layer(&entries, store)?;
-            if let Some(inputs) = &inputs {
-                inputs.record(&scan_context(&context)?, &layer.digest, &diff_id);
+            // The context scanned again: a change while it was read is not recorded (and one
+            // that no longer scans is not an error of this build, which read it whole).
+            if let (Some(inputs), Ok(after)) = (&inputs, scan_context(&context)) {
+                inputs.record(&after, &layer.digest, &diff_id);
             }
             (layer, diff_id)
         }
