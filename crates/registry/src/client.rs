@@ -7,7 +7,7 @@
 //! registry and repository. Blob uploads live in [`crate::upload`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use airlift_bundle::oci::ACCEPTED_MANIFEST_TYPES;
 use airlift_bundle::Digest;
@@ -101,6 +101,8 @@ pub struct RegistryClient {
     creds: Option<Credentials>,
     auth: Mutex<AuthState>,
     pub(crate) retry: RetryPolicy,
+    /// Read buffers of upload bodies, reused across this client's uploads.
+    pub(crate) chunks: Arc<crate::chunks::ChunkPool>,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -157,6 +159,7 @@ impl RegistryClient {
             creds,
             auth: Mutex::new(AuthState::default()),
             retry: opts.retry,
+            chunks: crate::chunks::ChunkPool::new(crate::upload::CHUNK, crate::upload::KEPT_CHUNKS),
         })
     }
 

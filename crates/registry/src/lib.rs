@@ -30,6 +30,7 @@ pub mod artifact_pull;
 pub mod artifact_push;
 pub mod artifact_source;
 pub mod auth;
+mod chunks;
 pub mod client;
 pub mod diagnose;
 pub mod error;

@@ -17,11 +17,15 @@ use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use http::StatusCode;
 use url::Url;
 
+use crate::chunks::ChunkPool;
 use crate::client::{body_prefix, RegistryClient, Retries, UploadStart, DRAIN_LIMIT};
 use crate::error::RegistryError;
 
 /// How many bytes one positioned read of an upload body takes.
-const CHUNK: usize = 512 * 1024;
+pub(crate) const CHUNK: usize = 512 * 1024;
+
+/// How many free read buffers a client keeps for upload bodies (8 MiB at most).
+pub(crate) const KEPT_CHUNKS: usize = 16;
 
 /// What [`RegistryClient::stage_blob`] did.
 #[derive(Debug)]
@@ -100,6 +104,7 @@ impl RegistryClient {
                         mismatch: verify.then(|| mismatch.clone()),
                         cut: true,
                         failure: failure.clone(),
+                        chunks: self.chunks.clone(),
                     };
                     match self.put_blob(repo, &session, &body).await {
                         Ok(()) => Ok(BlobPush::Sent),
@@ -186,6 +191,7 @@ impl RegistryClient {
                         mismatch: Some(mismatch.clone()),
                         cut: false,
                         failure: failure.clone(),
+                        chunks: self.chunks.clone(),
                     };
                     match self.patch_blob(repo, &session, &body).await {
                         Ok(next) => Ok(match mismatch.get() {
@@ -326,6 +332,8 @@ struct BlobBody {
     mismatch: Option<Arc<OnceLock<Digest>>>,
     cut: bool,
     failure: ReadFailure,
+    /// Where the body's read buffers come from and go back to.
+    chunks: Arc<ChunkPool>,
 }
 
 impl BlobBody {
@@ -339,12 +347,14 @@ impl BlobBody {
             mismatch,
             cut,
             failure,
+            chunks,
         } = self;
         let cut = *cut;
         let (source, digest, size) = (source.clone(), digest.clone(), *size);
         let (high_water, on_bytes, mismatch) =
             (high_water.clone(), on_bytes.clone(), mismatch.clone());
         let failure = failure.clone();
+        let chunks = chunks.clone();
         let hasher = mismatch.as_ref().map(|_| Hasher::new());
         let stream = futures::stream::try_unfold((0u64, hasher), move |(offset, hasher)| {
             let source = source.clone();
@@ -353,13 +363,14 @@ impl BlobBody {
             let on_bytes = on_bytes.clone();
             let mismatch = mismatch.clone();
             let failure = failure.clone();
+            let chunks = chunks.clone();
             async move {
                 if offset >= size {
                     return Ok::<_, std::io::Error>(None);
                 }
                 let want = usize::try_from(size - offset).unwrap_or(CHUNK).min(CHUNK);
                 let (chunk, hasher) = tokio::task::spawn_blocking(move || {
-                    let chunk = match read_exact_at(&*source, &digest, offset, want) {
+                    let chunk = match chunks.read(&*source, &digest, offset, want) {
                         Ok(chunk) => chunk,
                         Err(e) => {
                             let cut = std::io::Error::other(format!(
@@ -405,46 +416,5 @@ impl BlobBody {
             }
         });
         reqwest::Body::wrap_stream(stream)
-    }
-}
-
-fn read_exact_at(
-    source: &dyn BlobSource,
-    digest: &Digest,
-    offset: u64,
-    len: usize,
-) -> std::io::Result<Bytes> {
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        let n = source.read_blob_at(digest, offset + filled as u64, &mut buf[filled..])?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "blob {digest} ended at byte {} of the source",
-                    offset + filled as u64
-                ),
-            ));
-        }
-        filled += n;
-    }
-    Ok(Bytes::from(buf))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn body_reads_fail_loudly_when_the_source_is_short() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = airlift_bundle::DirBlobStore::open(dir.path()).unwrap();
-        let data = vec![7u8; 1000];
-        let d = Digest::of_bytes(&data);
-        store.put(&d, &mut &data[..]).unwrap();
-        assert_eq!(read_exact_at(&store, &d, 100, 900).unwrap().len(), 900);
-        let e = read_exact_at(&store, &d, 100, 901).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }
