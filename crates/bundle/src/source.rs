@@ -307,21 +307,18 @@ pub struct BlobWriter {
 impl BlobWriter {
     /// Checks the digest and moves the blob into place; returns its size.
     pub fn commit(self) -> Result<u64, StoreError> {
-        let (buf, actual, size) = self.out.finish();
-        if let Some(expected) = self.expected.filter(|e| *e != actual) {
-            return Err(StoreError::DigestMismatch {
-                expected,
-                actual,
-                size,
-            });
-        }
-        Self::persist(&self.store, buf, &actual)?;
-        Ok(size)
+        self.finish(false).map(|(_, size)| size)
     }
 
     /// Moves a blob made here into place under the digest its bytes hash to (the store's copy
     /// is kept when it holds that blob already); returns the digest and the size.
     pub fn commit_new(self) -> Result<(Digest, u64), StoreError> {
+        self.finish(true)
+    }
+
+    /// Checks the bytes against the expected digest, if any, and moves them into place (unless
+    /// `keep_stored` and the store holds that blob already).
+    fn finish(self, keep_stored: bool) -> Result<(Digest, u64), StoreError> {
         let (buf, actual, size) = self.out.finish();
         if let Some(expected) = self.expected.filter(|e| *e != actual) {
             return Err(StoreError::DigestMismatch {
@@ -330,7 +327,7 @@ impl BlobWriter {
                 size,
             });
         }
-        if !self.store.contains(&actual) {
+        if !(keep_stored && self.store.contains(&actual)) {
             Self::persist(&self.store, buf, &actual)?;
         }
         Ok((actual, size))
