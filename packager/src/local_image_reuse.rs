@@ -9,9 +9,10 @@
 //! later build whose inputs digest the same, and whose cache still holds the layer, takes it.
 //!
 //! Any write to a file changes its ctime, which user space cannot set back; a file changed
-//! within the same tick of the kernel's clock as the scan is the exception (the "racy" case git
-//! knows), so nothing is recorded while any entry changed less than [`SETTLED`] before the
-//! build began, nor when the context changed while it was being built. The layer itself is
+//! within the same tick of the file's clock as the scan is the exception (the "racy" case git
+//! knows: the kernel's coarse clock, or 2-second timestamps on FAT), so nothing is recorded while
+//! any entry changed less than [`SETTLED`] before the build began, nor when the context changed
+//! while it was being built. The layer itself is
 //! hashed again when it is copied into a bundle unless its cache file is proven too.
 
 use std::time::{Duration, SystemTime};
@@ -21,8 +22,10 @@ use airlift_bundle::{BlobSource, Digest, DirBlobStore, Hasher, ProofStore};
 
 use crate::local_image::Entry;
 
-/// How long before a build an entry must have last changed for the build to be recorded.
-pub(crate) const SETTLED: Duration = Duration::from_secs(1);
+/// How long before a build an entry must have last changed for the build to be recorded: more
+/// than the coarsest timestamps a build context may carry (FAT keeps 2-second mtimes and no
+/// ctime), so a later same-size write always shows in the identity.
+pub(crate) const SETTLED: Duration = Duration::from_secs(2);
 
 /// What the layer builder is: a change to how layers are written changes every key.
 const BUILDER: &str = concat!(

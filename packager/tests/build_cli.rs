@@ -122,8 +122,8 @@ fn a_rebuild_of_unchanged_local_images_does_not_compress_them_again() {
     let key = keygen(dir.path());
     let def = dir.path().join("demo");
     copy_tree(&demo_dir(), &def);
-    // Files changed in the last second are built but not recorded (see local_image_reuse).
-    std::thread::sleep(Duration::from_millis(1200));
+    // Files changed in the last two seconds are built but not recorded (see local_image_reuse).
+    std::thread::sleep(Duration::from_millis(2200));
     let build = |out: &str, extra: &[&str]| {
         let mut args = vec!["--output", "json"];
         args.extend_from_slice(extra);
