@@ -33,6 +33,74 @@ pub fn member_header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]>
     Ok(out)
 }
 
+/// Every blob of at least this size starts at a multiple of it in the file. A filesystem that
+/// shares extents between files (XFS with reflink, btrfs) can then take a blob into a bundle, or
+/// a bundle's blob into the blob cache, by sharing its blocks instead of copying them: the
+/// kernel shares only whole blocks at equal offsets within them, and 4096 bytes is the block
+/// size of both filesystems' defaults.
+pub const CONTENT_ALIGN: u64 = 4096;
+
+/// Whether a member's content must start at a multiple of [`CONTENT_ALIGN`]: a blob of at least
+/// that size (a smaller one has no whole block to share).
+pub fn is_aligned(path: &str, size: u64) -> bool {
+    size >= CONTENT_ALIGN && path.starts_with(crate::reader::BLOBS_PREFIX)
+}
+
+/// The path in the header of the alignment record (GNU tar and Go's `archive/tar` name their PAX
+/// headers alike). No member has it: a PAX header describes the member after it.
+pub const ALIGNMENT_HEADER_PATH: &str = "PaxHeaders/align";
+
+/// What the alignment record's one PAX `comment` record says, before the spaces that fill it.
+const ALIGNMENT_COMMENT: &str =
+    "airlift: pads the next member so its content starts at a multiple of 4096 bytes";
+
+/// What goes in front of a member that [`is_aligned`] whose header would start at `pos`: nothing when its
+/// content (after the 512-byte header) already starts at a multiple of [`CONTENT_ALIGN`];
+/// otherwise one PAX extended header (type `x`, the member's canonical header fields otherwise,
+/// path [`ALIGNMENT_HEADER_PATH`]) whose content, a whole number of blocks, is a single
+/// `comment` record (a keyword every tar reader ignores) filled with spaces to the length that
+/// moves the member's header to the next aligned place. `pos` must be a multiple of 512.
+pub fn alignment_record(pos: u64, mtime: u64) -> io::Result<Option<Vec<u8>>> {
+    let Some(size) = alignment_content_size(pos) else {
+        return Ok(None);
+    };
+    let mut h = tar::Header::new_ustar();
+    h.set_path(ALIGNMENT_HEADER_PATH)?;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_cksum();
+    // `size` is 512..=4096 (see `alignment_content_size`): three or four digits.
+    let size = usize::try_from(size).map_err(io::Error::other)?;
+    let digits = size.to_string().len();
+    let fill = size - digits - " comment=".len() - ALIGNMENT_COMMENT.len() - "\n".len();
+    let mut out = Vec::with_capacity(512 + size);
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(format!("{size} comment={ALIGNMENT_COMMENT}").as_bytes());
+    out.resize(out.len() + fill, b' ');
+    out.push(b'\n');
+    debug_assert_eq!(out.len(), 512 + size);
+    Ok(Some(out))
+}
+
+/// The content size of the alignment record in front of a member header at `pos`, or `None`
+/// when that member's content is already aligned: the one multiple of 512 in 512..=4096 that
+/// puts the content (after the record's header and content, and the member's own header) at a
+/// multiple of [`CONTENT_ALIGN`].
+pub fn alignment_content_size(pos: u64) -> Option<u64> {
+    if (pos + BLOCK) % CONTENT_ALIGN == 0 {
+        return None;
+    }
+    let after_headers = (pos + 2 * BLOCK) % CONTENT_ALIGN;
+    Some(match (CONTENT_ALIGN - after_headers) % CONTENT_ALIGN {
+        0 => CONTENT_ALIGN,
+        n => n,
+    })
+}
+
 /// The ustar header fields by byte range, to name the first field where a header differs from
 /// the canonical one.
 const FIELDS: &[(usize, &str)] = &[
@@ -95,5 +163,33 @@ mod tests {
         assert_eq!(field_at(400), "prefix");
         assert_eq!(padding(512), 0);
         assert_eq!(padding(1), 511);
+    }
+
+    #[test]
+    fn every_blob_header_position_gets_the_record_that_aligns_its_content() {
+        for block in 0..64u64 {
+            let pos = block * BLOCK;
+            let record = alignment_record(pos, 1_700_000_000).unwrap();
+            let content_at = pos + record.as_ref().map_or(0, |r| r.len() as u64) + BLOCK;
+            assert_eq!(content_at % CONTENT_ALIGN, 0, "header at {pos}");
+            let Some(record) = record else {
+                assert_eq!((pos + BLOCK) % CONTENT_ALIGN, 0);
+                continue;
+            };
+            // A valid PAX header: checksummed, type `x`, its size the record's length.
+            let header: &[u8; 512] = record[..512].try_into().unwrap();
+            let h = tar::Header::from_byte_slice(header);
+            assert_eq!(h.cksum().unwrap(), checksum(header));
+            assert_eq!(h.entry_type(), tar::EntryType::XHeader);
+            let body = &record[512..];
+            assert_eq!(h.entry_size().unwrap(), body.len() as u64);
+            assert_eq!(body.len() as u64 % BLOCK, 0);
+            // One record whose decimal length is its own length, ending the content.
+            let text = std::str::from_utf8(body).unwrap();
+            let (len, rest) = text.split_once(' ').unwrap();
+            assert_eq!(len.parse::<usize>().unwrap(), body.len());
+            assert!(rest.starts_with("comment=airlift: "));
+            assert!(rest.ends_with(" \n") && rest.matches('\n').count() == 1);
+        }
     }
 }

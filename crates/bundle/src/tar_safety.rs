@@ -3,7 +3,10 @@
 //! Only plain files with canonical relative paths are accepted. Links, devices, FIFOs,
 //! directories, absolute paths, `..` and `.` components, duplicates, and members whose declared
 //! size runs past the end of the file are refused before any content is read; so is anything
-//! that is not byte for byte the encoding the writer produces ([`crate::canonical`]).
+//! that is not byte for byte the encoding the writer produces ([`crate::canonical`]), which
+//! includes a blob of 4096 bytes or more whose content does not start at a multiple of 4096. The
+//! one extension
+//! record accepted is the alignment record in front of a blob, compared with the writer's.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -91,13 +94,24 @@ pub enum TarError {
         /// Where the trailer starts.
         offset: u64,
     },
-    /// A GNU long-name/long-link or PAX extension record: the writer never emits one.
-    #[error("tar extension record (type {kind:?}) at byte {offset}: bundles never contain PAX or GNU extension records")]
+    /// A GNU long-name/long-link or PAX extension record other than the one alignment record
+    /// the writer puts in front of a blob whose content would not start at a multiple of 4096
+    /// bytes ([`canonical::alignment_record`]), byte for byte.
+    #[error("tar extension record (type {kind:?}) at byte {offset}: a bundle holds no GNU extension records, and no PAX records but the one that aligns a blob's content, written exactly as the writer writes it")]
     Extension {
         /// Where its header is.
         offset: u64,
         /// The type byte.
         kind: char,
+    },
+    /// A blob of at least 4096 bytes whose content does not start at a multiple of 4096: a
+    /// bundle written before blob contents were aligned, or an altered file.
+    #[error("the content of blob member `{}` starts at byte {offset}, not at a multiple of 4096 bytes as in every bundle airlift-pack writes", Escaped(path))]
+    Unaligned {
+        /// The member path.
+        path: String,
+        /// Where its content starts.
+        offset: u64,
     },
     /// A path that climbs out of the extraction root with `..`.
     #[error(
@@ -195,6 +209,9 @@ impl TarError {
             TarError::Empty { .. } | TarError::NotTar => {
                 "pass the NAME-VERSION.airlift file the vendor shipped (`airlift-pack build` writes it)"
             }
+            TarError::Unaligned { .. } => {
+                "an older airlift-pack wrote this bundle (blob contents unaligned), or it was altered: ask the vendor for a bundle built with the current airlift-pack"
+            }
             TarError::Checksum { .. } | TarError::Padding { .. } | TarError::Trailer { .. } | TarError::NonCanonicalHeader { .. } => {
                 "the bundle file was altered after it was built (any byte change is refused): get a fresh copy from the vendor and compare its sha256sum"
             }
@@ -280,8 +297,10 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), TarError> {
 /// member's content) and returns the members in archive order. Refuses anything hostile and
 /// anything that is not the canonical encoding: each header must equal
 /// [`canonical::member_header`] for its path and size (with the first header's mtime), padding
-/// must be zeros, and the archive must end with exactly two zero blocks and then the end of the
-/// file. See [`TarError`].
+/// must be zeros, the content of every blob that [`canonical::is_aligned`] must start at a
+/// multiple of [`canonical::CONTENT_ALIGN`] (behind [`canonical::alignment_record`] where needed, and no
+/// other extension record anywhere), and the archive must end with exactly two zero blocks and
+/// then the end of the file. See [`TarError`].
 pub fn scan(file: &File) -> Result<Vec<MemberEntry>, TarError> {
     let file_len = file
         .metadata()
@@ -295,12 +314,17 @@ pub fn scan(file: &File) -> Result<Vec<MemberEntry>, TarError> {
     let mut mtime = None;
     let mut pos = 0u64;
     let mut block = [0u8; 512];
+    // Where the alignment record in front of the next member is, when there is one.
+    let mut aligned_by: Option<u64> = None;
     loop {
         if pos + BLOCK > file_len {
             return Err(TarError::MissingEnd { offset: pos });
         }
         read_at(file, &mut block, pos)?;
         if is_zero(&block) {
+            if let Some(offset) = aligned_by {
+                return Err(TarError::Extension { offset, kind: 'x' });
+            }
             check_trailer(file, pos, file_len)?;
             if out.is_empty() {
                 return Err(TarError::Empty { len: file_len });
@@ -321,6 +345,13 @@ pub fn scan(file: &File) -> Result<Vec<MemberEntry>, TarError> {
             return Err(TarError::Checksum { offset: pos });
         }
         let kind = block[156];
+        if kind == b'x' && aligned_by.is_none() {
+            if let Some(end) = check_alignment_record(file, &block, pos, mtime, file_len)? {
+                aligned_by = Some(pos);
+                pos = end;
+                continue;
+            }
+        }
         if matches!(kind, b'L' | b'K' | b'x' | b'g') {
             return Err(TarError::Extension {
                 offset: pos,
@@ -358,6 +389,16 @@ pub fn scan(file: &File) -> Result<Vec<MemberEntry>, TarError> {
         if let Some(i) = first.or_else(|| (148..156).find(differs)) {
             return Err(bad_number(canonical::field_at(i)));
         }
+        let aligned = canonical::is_aligned(&path, size);
+        if let (Some(offset), false) = (aligned_by.take(), aligned) {
+            return Err(TarError::Extension { offset, kind: 'x' });
+        }
+        if aligned && data_offset % canonical::CONTENT_ALIGN != 0 {
+            return Err(TarError::Unaligned {
+                path,
+                offset: data_offset,
+            });
+        }
         let pad = canonical::padding(size);
         if end + pad > file_len {
             return Err(TarError::MissingEnd { offset: file_len });
@@ -377,6 +418,36 @@ pub fn scan(file: &File) -> Result<Vec<MemberEntry>, TarError> {
         });
         pos = end + pad;
     }
+}
+
+/// Checks a PAX header at `pos` against the alignment record the writer puts there
+/// ([`canonical::alignment_record`], with the bundle's `mtime`): returns where the next header
+/// starts when it is that record byte for byte, `None` when it is not (an extension record the
+/// caller refuses). Reads at most 4 KiB of content.
+fn check_alignment_record(
+    file: &File,
+    block: &[u8; 512],
+    pos: u64,
+    mtime: Option<u64>,
+    file_len: u64,
+) -> Result<Option<u64>, TarError> {
+    // The manifest comes first, so the bundle's mtime is known before any blob.
+    let Some(mtime) = mtime else {
+        return Ok(None);
+    };
+    let Ok(Some(expected)) = canonical::alignment_record(pos, mtime) else {
+        return Ok(None);
+    };
+    if expected[..512] != block[..] {
+        return Ok(None);
+    }
+    let end = pos + expected.len() as u64;
+    if end > file_len {
+        return Err(TarError::MissingEnd { offset: file_len });
+    }
+    let mut content = vec![0u8; expected.len() - 512];
+    read_at(file, &mut content, pos + BLOCK)?;
+    Ok((content[..] == expected[512..]).then_some(end))
 }
 
 /// After the first zero block at `pos`: exactly one more zero block, then the end of the file.

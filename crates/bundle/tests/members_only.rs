@@ -7,10 +7,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::Arc;
 
-use airlift_bundle::canonical::{member_header, padding, TRAILER};
 use airlift_bundle::reader::BLOBS_PREFIX;
 use airlift_bundle::walk::walk_image;
 use airlift_bundle::{
@@ -27,7 +25,7 @@ fn members_file(
     edit: impl Fn(&str, &mut Vec<u8>),
 ) -> std::fs::File {
     let mtime = bundle.members()[0].mtime;
-    let mut out = tempfile::tempfile().unwrap();
+    let mut out = CanonicalTar::new(tempfile::tempfile().unwrap(), mtime);
     let mut blobs = 0;
     for m in bundle.members() {
         if m.path.starts_with(BLOBS_PREFIX) {
@@ -39,14 +37,9 @@ fn members_file(
         let start = m.data_offset as usize;
         let mut data = file[start..start + m.size as usize].to_vec();
         edit(&m.path, &mut data);
-        out.write_all(&member_header(&m.path, data.len() as u64, mtime).unwrap())
-            .unwrap();
-        out.write_all(&data).unwrap();
-        out.write_all(&vec![0u8; padding(data.len() as u64) as usize])
-            .unwrap();
+        out.member(&m.path, &data);
     }
-    out.write_all(&TRAILER).unwrap();
-    out
+    out.finish()
 }
 
 #[test]

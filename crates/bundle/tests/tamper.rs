@@ -8,7 +8,6 @@ mod common;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use airlift_bundle::canonical::member_header;
 use airlift_bundle::reader::blob_member_path;
 use airlift_bundle::schema::manifest::{MANIFEST_PATH, SIGNATURE_PATH};
 use airlift_bundle::{
@@ -192,12 +191,15 @@ fn flipped_bit_in_image_manifest_is_tampered_blob() {
 #[test]
 fn truncation_inside_a_blob_is_past_eof() {
     let b = built();
-    let len = std::fs::metadata(&b.bundle).unwrap().len();
+    let bundle = Bundle::open(&b.bundle).unwrap();
+    let last = bundle.members().last().unwrap().clone();
+    drop(bundle);
+    assert!(last.size > 1);
     let f = std::fs::File::options()
         .write(true)
         .open(&b.bundle)
         .unwrap();
-    f.set_len(len - 3000).unwrap();
+    f.set_len(last.data_offset + last.size / 2).unwrap();
     match verify(&b) {
         BundleError::Tar {
             source: TarError::PastEof { .. },
@@ -235,27 +237,21 @@ fn rewrite(
     edit: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>,
     extra: &[(&str, &[u8])],
 ) {
-    let mut archive = tar::Archive::new(std::fs::File::open(src).unwrap());
-    let mut out = tar::Builder::new(std::fs::File::create(dst).unwrap());
-    let mut mtime = 0;
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
-        mtime = entry.header().mtime().unwrap();
-        if let Some(data) = edit(&path, data) {
-            let h = member_header(&path, data.len() as u64, mtime).unwrap();
-            out.append(&tar::Header::from_byte_slice(&h).clone(), &data[..])
-                .unwrap();
+    let src = Bundle::open(src).unwrap();
+    let bytes = std::fs::read(src.path()).unwrap();
+    let mtime = src.members()[0].mtime;
+    let mut out = CanonicalTar::new(std::fs::File::create(dst).unwrap(), mtime);
+    for m in src.members() {
+        let start = m.data_offset as usize;
+        let data = bytes[start..start + m.size as usize].to_vec();
+        if let Some(data) = edit(&m.path, data) {
+            out.member(&m.path, &data);
         }
     }
     for (path, data) in extra {
-        let h = member_header(path, data.len() as u64, mtime).unwrap();
-        out.append(&tar::Header::from_byte_slice(&h).clone(), *data)
-            .unwrap();
+        out.member(path, data);
     }
-    out.finish().unwrap();
+    out.finish();
 }
 
 fn rewritten(b: &Built, name: &str) -> PathBuf {

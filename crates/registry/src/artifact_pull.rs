@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use airlift_bundle::canonical::{member_header, padding, TRAILER};
+use airlift_bundle::canonical::{alignment_record, is_aligned, member_header, padding, TRAILER};
 use airlift_bundle::reader::{parse_manifest, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 use airlift_bundle::schema::manifest::BundleManifest;
 use airlift_bundle::{BundleError, Digest, Progress, SignatureStatus, Trust};
@@ -201,6 +201,11 @@ async fn write_canonical(
     let total: u64 = expected.iter().map(|m| m.size).sum();
     progress.start(PULL_LABEL, Some(total));
     for (i, m) in expected.iter().enumerate() {
+        if is_aligned(&m.path, m.size) {
+            if let Some(record) = alignment_record(sink.written, mtime).map_err(&io)? {
+                sink.append(&record).map_err(&io)?;
+            }
+        }
         let header = member_header(&m.path, m.size, mtime).map_err(&io)?;
         sink.append(&header).map_err(&io)?;
         // The manifest and signature were fetched (bounded) and checked first: the first two

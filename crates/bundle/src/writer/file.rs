@@ -119,13 +119,21 @@ impl BundlePlan {
         drop(w);
         let mut slots = BTreeMap::new();
         for (digest, &size) in &self.blobs {
+            // A blob's content starts at a multiple of 4096, so a filesystem that shares
+            // extents can take it from the cache, or into it, without copying.
+            let path = blob_member_path(digest);
+            if canonical::is_aligned(&path, size) {
+                if let Some(record) = canonical::alignment_record(pos, self.mtime).map_err(&err)? {
+                    tmp.as_file().write_all_at(&record, pos).map_err(&err)?;
+                    pos += record.len() as u64;
+                }
+            }
             // Sizes come from image manifests: a hostile one may declare any number.
             let end = member_end(pos, size).ok_or_else(|| WriteError::TooLarge {
                 digest: digest.clone(),
                 size,
             })?;
-            let h = canonical::member_header(&blob_member_path(digest), size, self.mtime)
-                .map_err(&err)?;
+            let h = canonical::member_header(&path, size, self.mtime).map_err(&err)?;
             tmp.as_file().write_all_at(&h, pos).map_err(&err)?;
             slots.insert(
                 digest.clone(),
