@@ -19,6 +19,11 @@ pub fn padding(size: u64) -> u64 {
 /// names, `mtime` (the manifest's build time), and a path longer than 100 bytes split into the
 /// ustar prefix field.
 pub fn member_header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]> {
+    header(path, size, mtime, tar::EntryType::Regular)
+}
+
+/// A canonical header of type `kind`: the fields [`member_header`] describes.
+fn header(path: &str, size: u64, mtime: u64, kind: tar::EntryType) -> io::Result<[u8; 512]> {
     let mut h = tar::Header::new_ustar();
     h.set_path(path)?;
     h.set_size(size);
@@ -26,7 +31,7 @@ pub fn member_header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]>
     h.set_uid(0);
     h.set_gid(0);
     h.set_mtime(mtime);
-    h.set_entry_type(tar::EntryType::Regular);
+    h.set_entry_type(kind);
     h.set_cksum();
     let mut out = [0u8; 512];
     out.copy_from_slice(h.as_bytes());
@@ -34,7 +39,7 @@ pub fn member_header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]>
 }
 
 /// Every blob of at least this size starts at a multiple of it in the file. A filesystem that
-/// shares extents between files (XFS with reflink, btrfs) can then take a blob into a bundle, or
+/// shares extents between files (XFS with reflink, Btrfs) can then take a blob into a bundle, or
 /// a bundle's blob into the blob cache, by sharing its blocks instead of copying them: the
 /// kernel shares only whole blocks at equal offsets within them, and 4096 bytes is the block
 /// size of both filesystems' defaults.
@@ -46,17 +51,17 @@ pub fn is_aligned(path: &str, size: u64) -> bool {
     size >= CONTENT_ALIGN && path.starts_with(crate::reader::BLOBS_PREFIX)
 }
 
-/// The path in the header of the alignment record (GNU tar and Go's `archive/tar` name their PAX
-/// headers alike). No member has it: a PAX header describes the member after it.
+/// The path in the header of the alignment record (GNU tar names its PAX headers
+/// `…/PaxHeaders/…` too). No member has it: a PAX header describes the member after it.
 pub const ALIGNMENT_HEADER_PATH: &str = "PaxHeaders/align";
 
 /// What the alignment record's one PAX `comment` record says, before the spaces that fill it.
 const ALIGNMENT_COMMENT: &str =
     "airlift: pads the next member so its content starts at a multiple of 4096 bytes";
 
-/// What goes in front of a member that [`is_aligned`] whose header would start at `pos`: nothing when its
-/// content (after the 512-byte header) already starts at a multiple of [`CONTENT_ALIGN`];
-/// otherwise one PAX extended header (type `x`, the member's canonical header fields otherwise,
+/// What goes in front of a member that [`is_aligned`] whose header would start at `pos`:
+/// nothing when its content (after the 512-byte header) already starts at a multiple of
+/// [`CONTENT_ALIGN`]; otherwise one PAX extended header (type `x`, the member's canonical header fields otherwise,
 /// path [`ALIGNMENT_HEADER_PATH`]) whose content, a whole number of blocks, is a single
 /// `comment` record (a keyword every tar reader ignores) filled with spaces to the length that
 /// moves the member's header to the next aligned place. `pos` must be a multiple of 512.
@@ -64,21 +69,13 @@ pub fn alignment_record(pos: u64, mtime: u64) -> io::Result<Option<Vec<u8>>> {
     let Some(size) = alignment_content_size(pos) else {
         return Ok(None);
     };
-    let mut h = tar::Header::new_ustar();
-    h.set_path(ALIGNMENT_HEADER_PATH)?;
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(mtime);
-    h.set_entry_type(tar::EntryType::XHeader);
-    h.set_cksum();
+    let h = header(ALIGNMENT_HEADER_PATH, size, mtime, tar::EntryType::XHeader)?;
     // `size` is 512..=4096 (see `alignment_content_size`): three or four digits.
     let size = usize::try_from(size).map_err(io::Error::other)?;
     let digits = size.to_string().len();
     let fill = size - digits - " comment=".len() - ALIGNMENT_COMMENT.len() - "\n".len();
     let mut out = Vec::with_capacity(512 + size);
-    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(&h);
     out.extend_from_slice(format!("{size} comment={ALIGNMENT_COMMENT}").as_bytes());
     out.resize(out.len() + fill, b' ');
     out.push(b'\n');

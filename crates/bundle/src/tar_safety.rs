@@ -5,8 +5,8 @@
 //! size runs past the end of the file are refused before any content is read; so is anything
 //! that is not byte for byte the encoding the writer produces ([`crate::canonical`]), which
 //! includes a blob of 4096 bytes or more whose content does not start at a multiple of 4096. The
-//! one extension
-//! record accepted is the alignment record in front of a blob, compared with the writer's.
+//! one extension record accepted is the alignment record in front of such a blob, compared with
+//! the writer's.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -298,9 +298,9 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), TarError> {
 /// anything that is not the canonical encoding: each header must equal
 /// [`canonical::member_header`] for its path and size (with the first header's mtime), padding
 /// must be zeros, the content of every blob that [`canonical::is_aligned`] must start at a
-/// multiple of [`canonical::CONTENT_ALIGN`] (behind [`canonical::alignment_record`] where needed, and no
-/// other extension record anywhere), and the archive must end with exactly two zero blocks and
-/// then the end of the file. See [`TarError`].
+/// multiple of [`canonical::CONTENT_ALIGN`] (behind [`canonical::alignment_record`] where
+/// needed, and no other extension record anywhere), and the archive must end with exactly two
+/// zero blocks and then the end of the file. See [`TarError`].
 pub fn scan(file: &File) -> Result<Vec<MemberEntry>, TarError> {
     let file_len = file
         .metadata()

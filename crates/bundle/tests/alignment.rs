@@ -13,36 +13,12 @@ use std::path::{Path, PathBuf};
 
 use airlift_bundle::canonical::{alignment_record, is_aligned, CONTENT_ALIGN};
 use airlift_bundle::reader::BLOBS_PREFIX;
-use airlift_bundle::{Bundle, BundleError, Digest, NoProgress, TarError, Trust};
+use airlift_bundle::{Bundle, BundleError, Digest, TarError};
 use common::*;
 
 /// Opens with the key and verifies every digest, as an operator's `verify` does.
 fn check(path: &Path, b: &Built) -> Result<(), BundleError> {
-    let trust = Trust::Key(b.key.public_key());
-    let bundle = Bundle::open_trusted(path, &trust)?;
-    bundle.verify(&trust, &NoProgress).map(|_| ())
-}
-
-fn tar_err(e: BundleError) -> TarError {
-    match e {
-        BundleError::Tar { source, .. } => source,
-        other => panic!("expected a tar error, got {other:?}"),
-    }
-}
-
-/// The bundle's members as (path, content), and its mtime.
-fn members_of(path: &Path) -> (Vec<(String, Vec<u8>)>, u64) {
-    let bytes = std::fs::read(path).unwrap();
-    let b = Bundle::open(path).unwrap();
-    let members = b
-        .members()
-        .iter()
-        .map(|m| {
-            let d = m.data_offset as usize;
-            (m.path.clone(), bytes[d..d + m.size as usize].to_vec())
-        })
-        .collect();
-    (members, b.members()[0].mtime)
+    verify_with_key(path, &b.key)
 }
 
 fn write(b: &Built, name: &str, bytes: &[u8]) -> PathBuf {

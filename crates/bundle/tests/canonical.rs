@@ -15,7 +15,7 @@ use airlift_bundle::canonical::{member_header, padding};
 use airlift_bundle::limits::LimitError;
 use airlift_bundle::schema::manifest::{MANIFEST_PATH, SIGNATURE_PATH};
 use airlift_bundle::{
-    Bundle, BundleError, IntegrityError, NoProgress, PrivateKey, TarError, Trust, TrustError,
+    Bundle, BundleError, IntegrityError, PrivateKey, TarError, Trust, TrustError,
 };
 use common::*;
 
@@ -41,16 +41,7 @@ fn small_bundle(dir: &Path) -> (PathBuf, PrivateKey) {
 
 /// Opens with the key and verifies every digest: the path an operator's `verify` takes.
 fn check(path: &Path, key: &PrivateKey) -> Result<(), BundleError> {
-    let trust = Trust::Key(key.public_key());
-    let b = Bundle::open_trusted(path, &trust)?;
-    b.verify(&trust, &NoProgress).map(|_| ())
-}
-
-fn tar_err(e: BundleError) -> TarError {
-    match e {
-        BundleError::Tar { source, .. } => source,
-        other => panic!("expected a tar error, got {other:?}"),
-    }
+    verify_with_key(path, key)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -299,22 +290,6 @@ fn one_mtime_for_every_member_must_be_build_created() {
         BundleError::Integrity(IntegrityError::HeaderTime { mtime: 7, .. }) => {}
         other => panic!("expected HeaderTime, got {other:?}"),
     }
-}
-
-/// The bundle's members as (path, data), and its mtime.
-fn members_of(path: &Path) -> (Vec<(String, Vec<u8>)>, u64) {
-    let bytes = std::fs::read(path).unwrap();
-    let b = Bundle::open(path).unwrap();
-    let mtime = b.members()[0].mtime;
-    let members = b
-        .members()
-        .iter()
-        .map(|m| {
-            let d = m.data_offset as usize;
-            (m.path.clone(), bytes[d..d + m.size as usize].to_vec())
-        })
-        .collect();
-    (members, mtime)
 }
 
 /// Writes members with canonical headers, padding and trailer: what the writer would write for

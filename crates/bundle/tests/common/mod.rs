@@ -366,3 +366,33 @@ impl<W: Write> CanonicalTar<W> {
         self.out
     }
 }
+
+/// Opens with the key and verifies every digest: the path an operator's `verify` takes.
+pub fn verify_with_key(path: &Path, key: &PrivateKey) -> Result<(), airlift_bundle::BundleError> {
+    let trust = airlift_bundle::Trust::Key(key.public_key());
+    let b = airlift_bundle::Bundle::open_trusted(path, &trust)?;
+    b.verify(&trust, &NoProgress).map(|_| ())
+}
+
+/// The tar error inside `e`; panics on any other.
+pub fn tar_err(e: airlift_bundle::BundleError) -> airlift_bundle::TarError {
+    match e {
+        airlift_bundle::BundleError::Tar { source, .. } => source,
+        other => panic!("expected a tar error, got {other:?}"),
+    }
+}
+
+/// The bundle's members as (path, content), and its mtime.
+pub fn members_of(path: &Path) -> (Vec<(String, Vec<u8>)>, u64) {
+    let bytes = std::fs::read(path).unwrap();
+    let b = airlift_bundle::Bundle::open(path).unwrap();
+    let members = b
+        .members()
+        .iter()
+        .map(|m| {
+            let d = m.data_offset as usize;
+            (m.path.clone(), bytes[d..d + m.size as usize].to_vec())
+        })
+        .collect();
+    (members, b.members()[0].mtime)
+}
