@@ -1,12 +1,8 @@
 //! `airlift-pack`: builds a signed, offline bundle from a bundle definition. This file stays thin:
 //! parsing is in `cli`, each command in `commands/`.
 
-mod assemble;
-mod build;
 mod cli;
 mod commands;
-mod local_image;
-mod local_image_reuse;
 
 use std::process::ExitCode;
 

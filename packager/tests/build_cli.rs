@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use airlift_testkit::definitions::write_definition;
 use airlift_testkit::fault_proxy::{Fault, FaultProxy, Rule, Schedule};
-use airlift_testkit::files::{copy_tree, files_under};
+use airlift_testkit::files::{copy_tree, files_under, names_in};
 use airlift_testkit::images::sample_set;
 use airlift_testkit::registry::TestRegistry;
 
@@ -395,18 +395,6 @@ fn an_endless_key_file_is_refused_by_name() {
     let all = text(&o);
     assert!(!o.status.success(), "{all}");
     assert!(all.contains("larger than the 65536-byte limit"), "{all}");
-}
-
-/// The names in `dir`, sorted.
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    names.sort();
-    names
 }
 
 #[test]

@@ -30,6 +30,24 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
     out
 }
 
+/// The names in `dir` (not recursive), sorted; none when `dir` does not exist.
+///
+/// # Panics
+/// When an entry of `dir` cannot be read.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| {
+                let e = e.unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+                e.file_name().to_string_lossy().into_owned()
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
 /// Copies the folder `from` into `to` (files, with their permissions, and folders; nothing
 /// else), creating `to`.
 ///

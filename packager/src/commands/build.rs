@@ -13,8 +13,7 @@ use airlift_cli::{
 };
 use anyhow::Context;
 
-use crate::assemble::KeepLayers;
-use crate::build::{build, BuildRequest, BuildSummary};
+use airlift_build::{build, BuildError, BuildRequest, BuildSummary, KeepLayers};
 
 /// Arguments of `build`.
 #[derive(Debug, clap::Args)]
@@ -136,7 +135,7 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
         Err(err) if stop.load(Ordering::Relaxed) => {
             return Err(interrupted(err, &out_dir, args.no_cache, &cache_dir))
         }
-        Err(err) => return Err(classify(err)),
+        Err(err) => return Err(CommandError::diagnosed(err)),
     };
     match args.output {
         f @ (OutputFormat::Json | OutputFormat::Yaml) => airlift_cli::print_as(f, &summary)?,
@@ -148,10 +147,10 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
 /// Runs `work`; on SIGINT or SIGTERM sets `stop` (the build stops at its next blob or chunk and
 /// removes its partial file) and waits for it to end; a second signal exits at once with 130.
 async fn stop_on_signals<T>(
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
+    work: impl std::future::Future<Output = Result<T, BuildError>>,
     stop: &AtomicBool,
     out_dir: &std::path::Path,
-) -> anyhow::Result<T> {
+) -> Result<T, BuildError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut work = std::pin::pin!(work);
     let (Ok(mut int), Ok(mut term)) = (
@@ -185,7 +184,7 @@ fn stopped_at_once() -> ! {
 
 /// The error of a build the operator stopped: what was kept and how to go on.
 fn interrupted(
-    err: anyhow::Error,
+    err: BuildError,
     out_dir: &std::path::Path,
     no_cache: bool,
     cache_dir: &std::path::Path,
@@ -198,34 +197,11 @@ fn interrupted(
             cache_dir.display()
         )
     };
-    let err = err.context(format!(
+    let err = anyhow::Error::new(err).context(format!(
         "build interrupted: no bundle was written to `{}` and its partial file is removed",
         out_dir.display()
     ));
     CommandError::new(ExitKind::Interrupted, err).with_hint(hint)
-}
-
-/// Pull failures (exit 4) and local image failures diagnose themselves; a write failure
-/// exits 1 with its hint; everything else exits 1.
-fn classify(err: anyhow::Error) -> CommandError {
-    let err = match CommandError::diagnosed_cause::<airlift_registry::pull::PullError>(err)
-        .or_else(CommandError::diagnosed_cause::<crate::local_image::LocalImageError>)
-    {
-        Ok(diagnosed) => return diagnosed,
-        Err(err) => err,
-    };
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<airlift_bundle::WriteError>() {
-            let hint = match e {
-                airlift_bundle::WriteError::SourceCorrupt { .. } => {
-                    "the corrupt cache entry was removed: run the build again to fetch it".into()
-                }
-                other => other.hint(),
-            };
-            return CommandError::new(ExitKind::Failure, err).with_hint(hint);
-        }
-    }
-    CommandError::new(ExitKind::Failure, err)
 }
 
 fn dirs_cache() -> Result<PathBuf, CommandError> {

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use airlift_bundle::proof::ProofKey;
 use airlift_bundle::{BlobSource, BundleFile, Digest, DirBlobStore, Progress, WriteError};
 use airlift_registry::pull::{BlobRef, LocalImage, PullError, RegistryPuller, ResolvedImage};
-use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::error::{BuildError, ImageError};
 
 /// A blob to download: which resolved image it comes from (the first that lists it).
 pub(crate) struct Fetch {
@@ -28,7 +29,7 @@ pub(crate) struct Fetch {
 
 /// What the cache does with downloaded blobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeepLayers {
+pub enum KeepLayers {
     /// Copied into the cache (kernel-side) once verified, for the next build.
     InCache,
     /// Written into the bundle only (`--no-cache`).
@@ -101,6 +102,8 @@ impl BlobSource for Sources {
 
 /// Where a planned bundle's blobs come from and go to.
 pub(crate) struct Assembly<'a> {
+    /// The bundle file's final path, for errors.
+    pub path: &'a Path,
     /// The bundle being written.
     pub file: &'a BundleFile,
     /// Downloads blobs.
@@ -124,8 +127,9 @@ impl Assembly<'_> {
         &self,
         cached: Vec<Digest>,
         fetches: Vec<Fetch>,
-    ) -> Result<BTreeMap<usize, u64>> {
+    ) -> Result<BTreeMap<usize, u64>, BuildError> {
         let Self {
+            path,
             file,
             puller,
             keep,
@@ -135,6 +139,7 @@ impl Assembly<'_> {
         let cache = &self.sources.cache;
         let progress = self.progress.clone();
         let copy = {
+            let path = path.to_path_buf();
             let file = file.clone();
             let sources = self.sources.clone();
             let progress = progress.clone();
@@ -148,10 +153,10 @@ impl Assembly<'_> {
                     let r =
                         file.fill_from(&cached, sources.as_ref(), progress.as_ref(), "write", 2);
                     progress.finish("write");
-                    r.map_err(|e| explain_fill_error(e, &sources))
+                    r.map_err(|e| explain_fill_error(e, &sources, &path))
                 })
                 .await
-                .context("the bundle writer stopped unexpectedly")?
+                .map_err(|_| BuildError::Worker("bundle writer"))?
             }
         };
 
@@ -163,7 +168,7 @@ impl Assembly<'_> {
             progress.start(label, Some(*total));
         }
         let download = stream::iter(fetches.iter())
-            .map(|f| fetch_one(file, puller, cache, keep, f, progress.as_ref()))
+            .map(|f| fetch_one(path, file, puller, cache, keep, f, progress.as_ref()))
             .buffer_unordered(concurrency.max(1))
             .try_fold(
                 BTreeMap::new(),
@@ -184,66 +189,80 @@ impl Assembly<'_> {
 /// its digest is a damaged source (or one changed while the build read it), named by its path.
 /// A cache entry whose bytes no longer match (a disk fault, or a power loss before the data
 /// reached the disk) is removed, so the next build fetches it again.
-fn explain_fill_error(e: WriteError, sources: &Sources) -> anyhow::Error {
+fn explain_fill_error(e: WriteError, sources: &Sources, bundle: &Path) -> BuildError {
     if let WriteError::SourceCorrupt { digest, actual } = &e {
         if let Some(path) = sources.local_path(digest) {
-            return anyhow::Error::new(PullError::Layout {
-                path: path.to_path_buf(),
-                detail: format!(
-                    "blob {digest} does not match its digest: its content hashes to {actual}"
-                ),
-            });
+            return BuildError::Source {
+                path: bundle.to_path_buf(),
+                source: Box::new(PullError::Layout {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "blob {digest} does not match its digest: its content hashes to {actual}"
+                    ),
+                }),
+            };
         }
         let _ = std::fs::remove_file(sources.cache.path_of(digest));
     }
-    anyhow::Error::new(e)
+    BuildError::Write {
+        path: bundle.to_path_buf(),
+        source: Box::new(e),
+    }
 }
 
 /// Downloads one blob into its place, checks it, and keeps a copy in the cache.
 async fn fetch_one(
+    bundle: &Path,
     file: &BundleFile,
     puller: &RegistryPuller,
     cache: &DirBlobStore,
     keep: KeepLayers,
     f: &Fetch,
     progress: &dyn Progress,
-) -> Result<(usize, u64)> {
+) -> Result<(usize, u64), BuildError> {
     let image = &f.image.image.reference;
-    let mut slot = file.slot_writer(&f.blob.digest)?;
+    let image_err = |e: PullError| BuildError::Image {
+        image: image.clone(),
+        source: ImageError::from(e),
+    };
+    let write_err = |source| BuildError::Write {
+        path: bundle.to_path_buf(),
+        source: Box::new(source),
+    };
+    let mut slot = file.slot_writer(&f.blob.digest).map_err(write_err)?;
     let bytes = puller
         .fetch_blob(&f.image, &f.blob, &mut slot, progress, image)
         .await
-        .with_context(|| format!("cannot get image `{image}`"))?;
+        .map_err(image_err)?;
     slot.finish().map_err(|e| match e {
-        WriteError::Mismatch { digest, actual, .. } => anyhow::Error::new(PullError::Corrupt {
+        WriteError::Mismatch { digest, actual, .. } => image_err(PullError::Corrupt {
             image: image.clone(),
             digest,
             actual,
-        })
-        .context(format!("cannot get image `{image}`")),
-        other => anyhow::Error::new(other),
+        }),
+        other => write_err(other),
     })?;
     if keep == KeepLayers::InCache {
         let file = file.clone();
         let cache = cache.clone();
         let digest = f.blob.digest.clone();
         let kept = tokio::task::spawn_blocking(move || {
-            let (src, offset, size) = file
-                .blob_range(&digest)
-                .ok_or_else(|| anyhow::anyhow!("blob {digest} is not written"))?;
-            cache
-                .adopt(&digest, src, offset, size)
-                .map_err(anyhow::Error::new)
+            let (src, offset, size) = file.blob_range(&digest)?;
+            Some(cache.adopt(&digest, src, offset, size))
         })
         .await
-        .context("the cache writer stopped unexpectedly")?;
+        .map_err(|_| BuildError::Worker("cache writer"))?;
         // The bundle is what was asked for; a blob the cache could not keep is fetched again
         // next time.
-        if let Err(e) = kept {
+        let why = match kept {
+            None => Some("it is not written in the bundle".to_string()),
+            Some(Err(e)) => Some(airlift_bundle::error_chain(&e)),
+            Some(Ok(_)) => None,
+        };
+        if let Some(why) = why {
             progress.message(&format!(
-                "cannot keep blob {} in the cache: {}",
-                f.blob.digest,
-                airlift_bundle::error_chain(e.as_ref())
+                "cannot keep blob {} in the cache: {why}",
+                f.blob.digest
             ));
         }
     }

@@ -25,7 +25,7 @@ use crate::local_image::Entry;
 /// How long before a build an entry must have last changed for the build to be recorded: more
 /// than the coarsest timestamps a build context may carry (FAT keeps 2-second mtimes and no
 /// ctime), so a later same-size write always shows in the identity.
-pub(crate) const SETTLED: Duration = Duration::from_secs(2);
+pub const SETTLED: Duration = Duration::from_secs(2);
 
 /// What the layer builder is: a change to how layers are written changes every key.
 const BUILDER: &str = concat!(

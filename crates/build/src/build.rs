@@ -3,7 +3,7 @@
 //! Images are resolved in parallel (bounded): their manifests and configs (small) go into the
 //! content-addressed cache, and with them every blob's digest and size is known, so the bundle
 //! is planned and signed before any layer is fetched. Then every blob is written into its place
-//! in the bundle ([`crate::assemble`]): copied from the cache when it holds it (a rebuild with
+//! in the bundle (`assemble`): copied from the cache when it holds it (a rebuild with
 //! unchanged layers downloads nothing), downloaded straight into place otherwise and kept in the
 //! cache with a kernel-side copy. The layers of an image read from an OCI layout or archive are
 //! read in place, hashed and written into the bundle once (not kept in the cache: they are on
@@ -32,11 +32,11 @@ use airlift_registry::pull::{
 };
 use airlift_registry::RegistryOptions;
 use airlift_render::LoadedDefinition;
-use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::assemble::{Assembly, Fetch, KeepLayers, Sources};
+use crate::error::{BuildError, ImageError};
 use crate::local_image::build_local_image;
 
 /// Everything a build needs.
@@ -130,13 +130,16 @@ struct Acquired {
 }
 
 /// Runs the build.
-pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<BuildSummary> {
+pub async fn build(
+    req: BuildRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<BuildSummary, BuildError> {
     let started = Instant::now();
     let def = &req.definition.definition;
     let platforms = def.requirements.platforms.clone();
     let puller = Arc::new(
         RegistryPuller::new(req.cache.clone(), req.registry.clone())
-            .context("cannot set up the registry client")?,
+            .map_err(|e| BuildError::Client(Box::new(e)))?,
     );
 
     let jobs: Vec<(usize, ImageDefinition)> = def
@@ -164,7 +167,10 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
                     progress.as_ref(),
                 )
                 .await
-                .with_context(|| format!("cannot get image `{}`", image.reference))
+                .map_err(|source| BuildError::Image {
+                    image: image.reference.clone(),
+                    source,
+                })
             }
         })
         .buffered(req.image_concurrency.max(1))
@@ -178,7 +184,10 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
         "{}-{}.airlift",
         def.metadata.name, def.metadata.version
     ));
-    fs_err::create_dir_all(&req.out_dir)?;
+    std::fs::create_dir_all(&req.out_dir).map_err(|source| BuildError::OutDir {
+        path: req.out_dir.clone(),
+        source,
+    })?;
 
     // Blobs the cache lacks are read from a local source that has them, or else downloaded
     // into the bundle, each once, through the first image that lists it.
@@ -207,12 +216,16 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
             .map(|(d, f)| (d.clone(), f.blob.size))
             .collect(),
     };
+    let write_err = |source| BuildError::Write {
+        path: out.clone(),
+        source: Box::new(source),
+    };
     let plan = plan_bundle(
         BundleContents { manifest, files },
         &planning,
         req.key.as_ref(),
     )
-    .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
+    .map_err(write_err)?;
     // Largest first, both the copies and the downloads: a large blob started last would finish
     // alone, long after the others.
     let mut cached: Vec<(&Digest, &u64)> = plan
@@ -225,13 +238,14 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
     let mut fetches: Vec<Fetch> = fetches.into_values().collect();
     fetches.sort_by_key(|f| std::cmp::Reverse(f.blob.size));
     if req.stop.load(Ordering::Relaxed) {
-        return Err(WriteError::Stopped { path: out }.into());
+        return Err(write_err(WriteError::Stopped { path: out.clone() }));
     }
     let file = plan
         .stop_when(req.stop.clone())
         .create(&out)
-        .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
+        .map_err(write_err)?;
     let assembly = Assembly {
+        path: &out,
         file: &file,
         puller: &puller,
         sources: Arc::new(sources),
@@ -239,10 +253,7 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
         concurrency: req.registry.concurrency,
         progress: progress.clone(),
     };
-    let downloaded = assembly
-        .run(cached, fetches)
-        .await
-        .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
+    let downloaded = assembly.run(cached, fetches).await?;
     for (owner, bytes) in downloaded {
         if let Some(a) = acquired.get_mut(owner) {
             a.downloaded += bytes;
@@ -251,8 +262,8 @@ pub async fn build(req: BuildRequest, progress: Arc<dyn Progress>) -> Result<Bui
     let signed = req.key.is_some();
     let written: WrittenBundle = tokio::task::spawn_blocking(move || file.finish())
         .await
-        .context("the bundle writer stopped unexpectedly")?
-        .with_context(|| format!("cannot write bundle `{}`", out.display()))?;
+        .map_err(|_| BuildError::Worker("bundle writer"))?
+        .map_err(write_err)?;
 
     Ok(summarize(&written, &acquired, signed, started.elapsed()))
 }
@@ -287,7 +298,7 @@ async fn acquire(
     puller: &RegistryPuller,
     cache: &DirBlobStore,
     progress: &dyn Progress,
-) -> Result<Acquired> {
+) -> Result<Acquired, ImageError> {
     let layer_reused;
     let (record, blobs, downloaded) = match &image.source {
         Some(ImageSource::Build(spec)) => {
@@ -299,7 +310,7 @@ async fn acquire(
                 build_local_image(&dir, &spec, &platforms_owned, &cache)
             })
             .await
-            .context("the image builder stopped unexpectedly")??;
+            .map_err(|_| ImageError::Panicked)??;
             layer_reused = Some(built.layer_reused);
             let blobs = built
                 .blobs
@@ -381,7 +392,11 @@ fn from_local(component: usize, image: &ImageDefinition, local: LocalImage) -> A
 }
 
 /// A registry image once resolved: its blobs are fetched into the bundle later.
-fn resolved(component: usize, image: &ImageDefinition, r: ResolvedImage) -> Result<Acquired> {
+fn resolved(
+    component: usize,
+    image: &ImageDefinition,
+    r: ResolvedImage,
+) -> Result<Acquired, ImageError> {
     let (record, blobs, downloaded) = from_pulled(image, r.image.clone());
     Ok(Acquired {
         component,
@@ -418,7 +433,10 @@ fn from_pulled(
 }
 
 /// The manifest before the writer fills in members and blobs.
-fn bundle_manifest(req: &BuildRequest, acquired: &[Acquired]) -> Result<BundleManifest> {
+fn bundle_manifest(
+    req: &BuildRequest,
+    acquired: &[Acquired],
+) -> Result<BundleManifest, BuildError> {
     let def = &req.definition.definition;
     let definition_file = req
         .definition
@@ -477,7 +495,7 @@ fn member_path(component: &str, rel_path: &str) -> String {
 }
 
 /// Every manifest template, read as it is (templates are rendered at install time).
-fn component_files(def: &LoadedDefinition) -> Result<Vec<ComponentFile>> {
+fn component_files(def: &LoadedDefinition) -> Result<Vec<ComponentFile>, BuildError> {
     let mut files = Vec::new();
     for c in &def.components {
         for m in &c.manifests {
