@@ -80,6 +80,22 @@ pub enum LocalImageError {
         /// The file.
         path: PathBuf,
     },
+    /// The context holds more entries than [`MAX_CONTEXT_ENTRIES`].
+    #[error("build context `{}` holds more than {limit} files, folders and symlinks", context.display())]
+    TooManyEntries {
+        /// The context folder.
+        context: PathBuf,
+        /// The bound.
+        limit: usize,
+    },
+    /// The context's folders nest deeper than [`MAX_CONTEXT_DEPTH`].
+    #[error("folder `{path}` of the build context nests deeper than {limit} levels")]
+    TooDeep {
+        /// The first folder past the bound, relative to the context.
+        path: String,
+        /// The bound.
+        limit: usize,
+    },
     /// No platform was given.
     #[error("no platform to build for: the definition must list at least one")]
     NoPlatform,
@@ -102,6 +118,11 @@ impl airlift_bundle::Diagnose for LocalImageError {
                 "give `build.context` as a relative folder inside the definition's folder".into(),
             ),
             Self::NoPlatform => Some("list platforms under requirements.platforms".into()),
+            Self::TooManyEntries { .. } | Self::TooDeep { .. } => Some(
+                "keep only what the image needs in the build context, or build the image with a \
+                 container tool and read it with `source: {ociLayout: …}`"
+                    .into(),
+            ),
             Self::Io { .. } | Self::Store(_) => {
                 Some("check free disk space and the permissions of the files named".into())
             }
@@ -150,6 +171,7 @@ pub struct BuiltImage {
 }
 
 /// One entry of the layer, in tar order.
+#[derive(Debug)]
 pub(crate) enum Entry {
     /// A folder.
     Dir { rel: String, mode: u32 },
@@ -266,9 +288,47 @@ fn resolve_context(definition_dir: &Path, context: &Path) -> Result<PathBuf, Loc
     Ok(real)
 }
 
+/// The most files, folders and symlinks a build context may hold. Every entry is listed in
+/// memory (about 250 bytes each) and sorted before the layer is written, so this bounds the
+/// build's memory: a context this large is better built by a container tool and read from its
+/// OCI layout.
+pub const MAX_CONTEXT_ENTRIES: usize = 100_000;
+
+/// The deepest a build context's folders may nest (the scan recurses once per level).
+pub const MAX_CONTEXT_DEPTH: usize = 128;
+
+/// How much of a context a scan takes before it refuses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanBounds {
+    entries: usize,
+    depth: usize,
+}
+
+impl ScanBounds {
+    /// [`MAX_CONTEXT_ENTRIES`] and [`MAX_CONTEXT_DEPTH`].
+    pub(crate) const DEFAULT: Self = Self {
+        entries: MAX_CONTEXT_ENTRIES,
+        depth: MAX_CONTEXT_DEPTH,
+    };
+}
+
 pub(crate) fn scan_context(root: &Path) -> Result<Vec<Entry>, LocalImageError> {
+    scan_context_within(root, ScanBounds::DEFAULT)
+}
+
+/// Every entry of the context under `root`, sorted by path, within `bounds`.
+pub(crate) fn scan_context_within(
+    root: &Path,
+    bounds: ScanBounds,
+) -> Result<Vec<Entry>, LocalImageError> {
     let mut out = Vec::new();
-    scan_dir(root, "", &mut out)?;
+    scan_dir(root, "", 1, bounds, &mut out).map_err(|e| match e {
+        LocalImageError::TooManyEntries { limit, .. } => LocalImageError::TooManyEntries {
+            context: root.to_path_buf(),
+            limit,
+        },
+        other => other,
+    })?;
     out.sort_by(|a, b| rel_of(a).cmp(rel_of(b)));
     Ok(out)
 }
@@ -279,10 +339,22 @@ fn rel_of(e: &Entry) -> &str {
     }
 }
 
-fn scan_dir(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> Result<(), LocalImageError> {
+fn scan_dir(
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    bounds: ScanBounds,
+    out: &mut Vec<Entry>,
+) -> Result<(), LocalImageError> {
     use std::os::unix::fs::PermissionsExt;
     for item in fs_err::read_dir(dir).map_err(io_at(dir))? {
         let item = item.map_err(io_at(dir))?;
+        if out.len() >= bounds.entries {
+            return Err(LocalImageError::TooManyEntries {
+                context: PathBuf::new(),
+                limit: bounds.entries,
+            });
+        }
         let path = item.path();
         let Some(name) = item.file_name().to_str().map(str::to_string) else {
             return Err(LocalImageError::NonUtf8Name { path });
@@ -292,11 +364,17 @@ fn scan_dir(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> Result<(), LocalI
         let mode = meta.permissions().mode() & 0o7777;
         let ft = meta.file_type();
         if ft.is_dir() {
+            if depth > bounds.depth {
+                return Err(LocalImageError::TooDeep {
+                    path: rel,
+                    limit: bounds.depth,
+                });
+            }
             out.push(Entry::Dir {
                 rel: rel.clone(),
                 mode,
             });
-            scan_dir(&path, &format!("{rel}/"), out)?;
+            scan_dir(&path, &format!("{rel}/"), depth + 1, bounds, out)?;
         } else if ft.is_file() {
             let changed = u64::try_from(meta.ctime()).ok().map(|secs| {
                 SystemTime::UNIX_EPOCH

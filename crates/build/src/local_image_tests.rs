@@ -352,3 +352,64 @@ fn an_unchanged_context_is_not_compressed_again_and_a_changed_one_is() {
         build_local_image(def.path(), &spec("images/web"), &platforms(), &plain).unwrap();
     assert_eq!(changed, expected);
 }
+
+#[test]
+fn a_context_past_its_bounds_is_refused_by_name() {
+    let ctx = tempfile::tempdir().unwrap();
+    // Entries: a, a/b, a/b/c, a/b/c/f, top: five, three folders deep.
+    std::fs::create_dir_all(ctx.path().join("a/b/c")).unwrap();
+    std::fs::write(ctx.path().join("a/b/c/f"), "deep\n").unwrap();
+    std::fs::write(ctx.path().join("top"), "top\n").unwrap();
+    let bounds = |entries, depth| ScanBounds { entries, depth };
+
+    // At the bounds: taken whole.
+    let entries = scan_context_within(ctx.path(), bounds(5, 3)).unwrap();
+    let rels: Vec<&str> = entries.iter().map(rel_of).collect();
+    assert_eq!(rels, ["a", "a/b", "a/b/c", "a/b/c/f", "top"]);
+
+    // One entry past: refused, naming the context and the bound.
+    let err = scan_context_within(ctx.path(), bounds(4, 3)).unwrap_err();
+    assert!(
+        matches!(&err, LocalImageError::TooManyEntries { context, limit: 4 } if context == ctx.path()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("more than 4 files"), "{err}");
+
+    // One level past: refused, naming the first folder too deep.
+    let err = scan_context_within(ctx.path(), bounds(100, 2)).unwrap_err();
+    assert!(
+        matches!(&err, LocalImageError::TooDeep { path, limit: 2 } if path == "a/b/c"),
+        "{err:?}"
+    );
+    // Both are the definition's to fix (exit 6), with a way out.
+    for e in [
+        &err,
+        &LocalImageError::TooManyEntries {
+            context: ctx.path().into(),
+            limit: 4,
+        },
+    ] {
+        assert_eq!(
+            airlift_bundle::Diagnose::exit_kind(e),
+            airlift_bundle::ExitKind::Config
+        );
+        assert!(airlift_bundle::Diagnose::fix(e)
+            .unwrap()
+            .contains("ociLayout"));
+    }
+    // The defaults are the ones the definition's schema documents.
+    assert_eq!(
+        (ScanBounds::DEFAULT.entries, ScanBounds::DEFAULT.depth),
+        (MAX_CONTEXT_ENTRIES, MAX_CONTEXT_DEPTH)
+    );
+    let schema = airlift_bundle::schema::json_schema::definition_schema_json();
+    let thousands = MAX_CONTEXT_ENTRIES / 1000;
+    let documented = format!(
+        "At most {thousands} {:03} files, folders and symlinks, nested at most {MAX_CONTEXT_DEPTH} folders deep",
+        MAX_CONTEXT_ENTRIES % 1000
+    );
+    assert!(
+        schema.contains(&documented),
+        "the schema does not say: {documented}"
+    );
+}
