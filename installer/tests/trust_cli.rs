@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use airlift_bundle::canonical;
 use airlift_bundle::schema::config::ConfigSchema;
 use airlift_bundle::schema::manifest::SIGNATURE_PATH;
 use airlift_bundle::{Bundle, DirBlobStore};
+use airlift_testkit::canonical_tar::CanonicalTar;
 use airlift_testkit::images::sample_set;
 use support::s;
 
@@ -204,18 +204,14 @@ fn removed_signature_is_reported_as_tampering_without_suggesting_to_skip() {
     drop(bundle);
     // The same members without the signature, in the canonical encoding (the blobs realigned,
     // as a careful attacker would).
-    let mut stripped = Vec::new();
+    let mut stripped = CanonicalTar::new(Vec::new(), members[0].mtime);
     for m in members.iter().filter(|m| m.path != SIGNATURE_PATH) {
-        if canonical::is_aligned(&m.path, m.size) {
-            let record = canonical::alignment_record(stripped.len() as u64, m.mtime).unwrap();
-            stripped.extend(record.unwrap_or_default());
-        }
-        let data = &bytes[m.data_offset as usize..(m.data_offset + m.size) as usize];
-        stripped.extend(canonical::member_header(&m.path, m.size, m.mtime).unwrap());
-        stripped.extend(data);
-        stripped.resize(stripped.len() + canonical::padding(m.size) as usize, 0);
+        stripped.member(
+            &m.path,
+            &bytes[m.data_offset as usize..(m.data_offset + m.size) as usize],
+        );
     }
-    stripped.extend(canonical::TRAILER);
+    let stripped = stripped.finish();
     let p = e.dir.path().join("stripped.airlift");
     std::fs::write(&p, stripped).unwrap();
     for args in [

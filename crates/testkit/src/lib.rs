@@ -3,6 +3,7 @@
 
 pub mod about;
 pub mod bundles;
+pub mod canonical_tar;
 pub mod cluster;
 pub mod definitions;
 pub mod e2e;

@@ -17,6 +17,9 @@ use airlift_bundle::{
 };
 use serde_json::json;
 
+#[allow(unused_imports)] // not every test file that includes this module writes archives
+pub use airlift_testkit::canonical_tar::CanonicalTar;
+
 /// A gzip'd tar layer holding `files`, built deterministically. Returns (compressed, diff_id).
 pub fn layer(files: &[(&str, &[u8])]) -> (Vec<u8>, Digest) {
     let mut tar = tar::Builder::new(Vec::new());
@@ -310,60 +313,6 @@ pub fn export_fuzz_seed(path: &Path, name: &str) {
         let dir = PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(path, dir.join(name)).unwrap();
-    }
-}
-
-/// Writes members in the canonical encoding the writer uses: each member's canonical header,
-/// content and padding, the alignment record in front of every blob, then the trailer. Tests
-/// use it to build archives that differ from a real bundle only in what they attack.
-pub struct CanonicalTar<W: Write> {
-    /// Where the archive goes.
-    pub out: W,
-    /// Whether blobs get their alignment record (off: the encoding of older writers).
-    pub align: bool,
-    pos: u64,
-    mtime: u64,
-}
-
-impl<W: Write> CanonicalTar<W> {
-    /// An archive whose headers all carry `mtime`.
-    pub fn new(out: W, mtime: u64) -> Self {
-        CanonicalTar {
-            out,
-            align: true,
-            pos: 0,
-            mtime,
-        }
-    }
-
-    /// Where the next byte goes.
-    pub fn pos(&self) -> u64 {
-        self.pos
-    }
-
-    /// Appends bytes as they are (a crafted header or record).
-    pub fn raw(&mut self, bytes: &[u8]) {
-        self.out.write_all(bytes).unwrap();
-        self.pos += bytes.len() as u64;
-    }
-
-    /// Appends one member: its alignment record when it needs one, header, content, padding.
-    pub fn member(&mut self, path: &str, data: &[u8]) {
-        use airlift_bundle::canonical::{alignment_record, is_aligned, member_header, padding};
-        if self.align && is_aligned(path, data.len() as u64) {
-            if let Some(record) = alignment_record(self.pos, self.mtime).unwrap() {
-                self.raw(&record);
-            }
-        }
-        self.raw(&member_header(path, data.len() as u64, self.mtime).unwrap());
-        self.raw(data);
-        self.raw(&vec![0u8; padding(data.len() as u64) as usize]);
-    }
-
-    /// Appends the end of the archive and hands back the output.
-    pub fn finish(mut self) -> W {
-        self.raw(&airlift_bundle::canonical::TRAILER);
-        self.out
     }
 }
 
