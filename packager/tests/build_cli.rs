@@ -611,13 +611,7 @@ fn a_corrupt_layer_in_a_layout_is_refused_by_path_and_left_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let (def, set) = local_definition(dir.path(), 16);
     let key = keygen(dir.path());
-    let layer = set.api.layers.iter().max_by_key(|l| l.blob.size).unwrap();
-    let hex = layer.blob.digest.to_string().replace("sha256:", "");
-    let victim = set.dir.join("blobs/sha256").join(hex);
-    let mut bytes = std::fs::read(&victim).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
-    std::fs::write(&victim, &bytes).unwrap();
+    let (layer, victim, bytes) = set.corrupt_largest_api_layer();
 
     let o = run_build(dir.path(), &def, &key, "a", "cache", &["--output", "json"]);
     let all = text(&o);

@@ -152,13 +152,7 @@ async fn a_build_asked_to_stop_writes_no_file() {
 async fn a_corrupt_layout_layer_is_a_source_failure_naming_the_layout() {
     let dir = tempfile::tempdir().unwrap();
     let (def, set) = definition(dir.path(), 43);
-    let layer = set.api.layers.iter().max_by_key(|l| l.blob.size).unwrap();
-    let hex = layer.blob.digest.to_string().replace("sha256:", "");
-    let victim = set.dir.join("blobs/sha256").join(hex);
-    let mut bytes = std::fs::read(&victim).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
-    std::fs::write(&victim, &bytes).unwrap();
+    let (layer, victim, bytes) = set.corrupt_largest_api_layer();
     let out = dir.path().join("out");
 
     let req = fresh_request(&def, &out);

@@ -370,6 +370,32 @@ pub struct SampleSet {
     pub arm_only: ImageInfo,
 }
 
+impl SampleSet {
+    /// Flips the last bit of the largest layer of `api` in the layout, as a disk fault would:
+    /// same size, another digest. Returns the layer, its file, and the file's new bytes.
+    ///
+    /// # Panics
+    /// When the layer's file cannot be read or written.
+    pub fn corrupt_largest_api_layer(&self) -> (&LayerInfo, PathBuf, Vec<u8>) {
+        let layer = self
+            .api
+            .layers
+            .iter()
+            .max_by_key(|l| l.blob.size)
+            .unwrap_or_else(|| panic!("`api` has no layer"));
+        let hex = layer.blob.digest.to_string().replace("sha256:", "");
+        let victim = self.dir.join("blobs/sha256").join(hex);
+        let mut bytes =
+            std::fs::read(&victim).unwrap_or_else(|e| panic!("read {}: {e}", victim.display()));
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 0x01;
+        }
+        std::fs::write(&victim, &bytes)
+            .unwrap_or_else(|e| panic!("write {}: {e}", victim.display()));
+        (layer, victim, bytes)
+    }
+}
+
 /// Writes a small deterministic image set into `dir`, tagged `api`, `worker`, `multi` and
 /// `arm-only`. `seed` varies the content; `base_size` is the shared base layer's content size.
 pub fn sample_set(dir: &Path, seed: u64, base_size: u64) -> io::Result<SampleSet> {
