@@ -41,20 +41,6 @@ impl CommandError {
         }
     }
 
-    /// Wraps an error chain with the kind and hint of its first cause of type `E` (found by
-    /// downcasting, so context added on the way up is kept), or gives the chain back when no
-    /// cause is an `E`.
-    pub fn diagnosed_cause<E: Diagnose>(error: anyhow::Error) -> Result<Self, anyhow::Error> {
-        let found = error
-            .chain()
-            .find_map(|c| c.downcast_ref::<E>())
-            .map(|e| (e.exit_kind(), e.fix()));
-        match found {
-            Some((kind, hint)) => Ok(Self { error, kind, hint }),
-            None => Err(error),
-        }
-    }
-
     /// Adds or replaces the hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
