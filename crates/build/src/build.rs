@@ -331,38 +331,24 @@ async fn acquire(
             };
             (record, blobs, 0)
         }
-        Some(ImageSource::OciLayout(local)) => {
-            let resolved = resolve_layout(
-                &dir.join(&local.path),
-                local.tag.as_deref(),
-                cache,
-                platforms,
-            )
-            .await?;
-            return Ok(from_local(component, image, resolved));
-        }
-        Some(ImageSource::OciArchive(local)) => {
-            let resolved = resolve_archive(
-                &dir.join(&local.path),
-                local.tag.as_deref(),
-                cache,
-                platforms,
-            )
-            .await?;
+        Some(ImageSource::OciLayout(local) | ImageSource::OciArchive(local)) => {
+            let (path, tag) = (dir.join(&local.path), local.tag.as_deref());
+            let resolved = if matches!(image.source, Some(ImageSource::OciArchive(_))) {
+                resolve_archive(&path, tag, cache, platforms).await?
+            } else {
+                resolve_layout(&path, tag, cache, platforms).await?
+            };
             return Ok(from_local(component, image, resolved));
         }
         Some(ImageSource::Registry(source)) => {
-            return resolved(
-                component,
-                image,
-                puller.resolve(source, platforms, progress).await?,
-            )
+            let r = puller.resolve(source, platforms, progress).await?;
+            return Ok(resolved(component, image, r));
         }
         None => {
             let r = puller
                 .resolve(&image.reference, platforms, progress)
                 .await?;
-            return resolved(component, image, r);
+            return Ok(resolved(component, image, r));
         }
     };
     Ok(Acquired {
@@ -392,13 +378,9 @@ fn from_local(component: usize, image: &ImageDefinition, local: LocalImage) -> A
 }
 
 /// A registry image once resolved: its blobs are fetched into the bundle later.
-fn resolved(
-    component: usize,
-    image: &ImageDefinition,
-    r: ResolvedImage,
-) -> Result<Acquired, ImageError> {
+fn resolved(component: usize, image: &ImageDefinition, r: ResolvedImage) -> Acquired {
     let (record, blobs, downloaded) = from_pulled(image, r.image.clone());
-    Ok(Acquired {
+    Acquired {
         component,
         record,
         blobs,
@@ -406,7 +388,7 @@ fn resolved(
         layer_reused: None,
         remote: Some(Arc::new(r)),
         local: None,
-    })
+    }
 }
 
 fn is_manifest_type(media_type: &str) -> bool {
