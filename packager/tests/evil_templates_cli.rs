@@ -33,7 +33,13 @@ fn fixture() -> PathBuf {
 
 fn pack(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlift-pack"));
-    cmd.args(args).env("NO_COLOR", "1");
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("AIRLIFT_CACHE_DIR")
+        .env(
+            "XDG_CACHE_HOME",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("evil-templates-xdg"),
+        );
     cmd
 }
 

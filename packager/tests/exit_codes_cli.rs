@@ -12,6 +12,11 @@ fn pack(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_airlift-pack"))
         .args(args)
         .env("NO_COLOR", "1")
+        .env_remove("AIRLIFT_CACHE_DIR")
+        .env(
+            "XDG_CACHE_HOME",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exit-codes-xdg"),
+        )
         .output()
         .unwrap()
 }

@@ -8,9 +8,22 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn lint(dir: &Path, json: bool) -> Output {
+/// `airlift-pack` with this test run's own default cache (lint keeps built layers there), not
+/// the user's.
+fn pack() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlift-pack"));
-    cmd.arg("lint").arg(dir).env("NO_COLOR", "1");
+    cmd.env("NO_COLOR", "1")
+        .env_remove("AIRLIFT_CACHE_DIR")
+        .env(
+            "XDG_CACHE_HOME",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("lint-cli-xdg"),
+        );
+    cmd
+}
+
+fn lint(dir: &Path, json: bool) -> Output {
+    let mut cmd = pack();
+    cmd.arg("lint").arg(dir);
     if json {
         cmd.args(["--output", "json"]);
     }
@@ -253,5 +266,119 @@ fn images_from_layouts_and_archives_are_checked_without_building() {
     assert_eq!(
         airlift_testkit::files::files_under(&def.join("images")),
         before
+    );
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `lint` builds the images made from local files into the blob cache `build` uses: a build
+/// right after it, of the same unchanged files, compresses nothing again and makes the images
+/// lint reported. With `--no-cache` lint keeps nothing and creates no cache.
+#[test]
+fn lint_then_build_compresses_each_unchanged_local_image_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("demo");
+    airlift_testkit::files::copy_tree(&repo().join("bundles/demo"), &def);
+    // Files changed within two seconds of a build are built but not recorded for reuse.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let keygen = pack()
+        .args(["keygen", "--out"])
+        .arg(dir.path().join("vendor"))
+        .output()
+        .unwrap();
+    assert_eq!(keygen.status.code(), Some(0), "{}", stderr(&keygen));
+    let cache = dir.path().join("cache");
+    let build = |cache: &Path, out: &str| {
+        json_of(
+            &pack()
+                .arg("build")
+                .arg(&def)
+                .arg("--key")
+                .arg(dir.path().join("vendor.key"))
+                .arg("--out")
+                .arg(dir.path().join(out))
+                .arg("--cache-dir")
+                .arg(cache)
+                .args(["--output", "json"])
+                .output()
+                .unwrap(),
+        )
+    };
+
+    let unused = dir.path().join("unused-cache");
+    let scratch = pack()
+        .arg("lint")
+        .arg(&def)
+        .arg("--no-cache")
+        .arg("--cache-dir")
+        .arg(&unused)
+        .output()
+        .unwrap();
+    assert_eq!(scratch.status.code(), Some(0), "{}", stderr(&scratch));
+    assert!(!unused.exists(), "lint --no-cache created the cache");
+
+    let linted = json_of(
+        &pack()
+            .arg("lint")
+            .arg(&def)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--output", "json"])
+            .output()
+            .unwrap(),
+    );
+    let built = build(&cache, "dist");
+    let images = built["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    for image in images {
+        let reference = image["reference"].as_str().unwrap();
+        assert_eq!(image["layerReused"], true, "{image}");
+        assert_eq!(image["digest"], linted["built"][reference], "{reference}");
+    }
+    // The control: a build into another cache compresses both layers itself.
+    let fresh = build(&dir.path().join("other-cache"), "dist-other");
+    for image in fresh["images"].as_array().unwrap() {
+        assert_eq!(image["layerReused"], false, "{image}");
+    }
+}
+
+/// A default cache that cannot be made does not fail a check: lint warns and builds in scratch.
+/// A cache folder the operator named and that cannot be made is an error.
+#[test]
+fn lint_goes_on_without_a_default_cache_but_not_without_a_named_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let demo = repo().join("bundles/demo");
+    let o = pack()
+        .arg("lint")
+        .arg(&demo)
+        .env("XDG_CACHE_HOME", &file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("warning: cannot open the blob cache"), "{err}");
+    assert!(
+        err.contains("scratch folder") && err.contains("--cache-dir"),
+        "{err}"
+    );
+
+    let named = file.join("cache");
+    let o = pack()
+        .arg("lint")
+        .arg(&demo)
+        .arg("--cache-dir")
+        .arg(&named)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("cannot open the blob cache `{}`", named.display())),
+        "{err}"
     );
 }

@@ -32,6 +32,11 @@ fn lint(dir: &Path) -> Output {
         .arg("lint")
         .arg(dir)
         .env("NO_COLOR", "1")
+        .env_remove("AIRLIFT_CACHE_DIR")
+        .env(
+            "XDG_CACHE_HOME",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("notes-lint-xdg"),
+        )
         .output()
         .unwrap()
 }

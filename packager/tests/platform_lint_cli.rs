@@ -17,6 +17,11 @@ fn lint(dir: &Path, extra: &[&str]) -> Output {
         .arg(dir)
         .args(extra)
         .env("NO_COLOR", "1")
+        .env_remove("AIRLIFT_CACHE_DIR")
+        .env(
+            "XDG_CACHE_HOME",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("platform-lint-xdg"),
+        )
         .output()
         .expect("run airlift-pack")
 }

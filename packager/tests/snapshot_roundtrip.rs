@@ -49,7 +49,10 @@ fn run(cmd: &mut Command) -> Run {
 
 fn pack() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_airlift-pack"));
-    c.env("NO_COLOR", "1");
+    c.env("NO_COLOR", "1").env_remove("AIRLIFT_CACHE_DIR").env(
+        "XDG_CACHE_HOME",
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("snapshot-roundtrip-xdg"),
+    );
     c
 }
 

@@ -10,6 +10,11 @@ fn pack(args: &[&str]) -> String {
         .args(args)
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
+        .env_remove("AIRLIFT_CACHE_DIR")
+        .env(
+            "XDG_CACHE_HOME",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("snapshots-xdg"),
+        )
         .output()
         .unwrap();
     format!(

@@ -8,8 +8,9 @@
 //! - `templates`: every manifest renders with the defaults (errors name the file and line);
 //! - `objects`: every rendered document is a Kubernetes object with apiVersion, kind and name,
 //!   and no object (kind, namespace, name) is defined twice;
-//! - `images`: every image reference parses, every image built from local files builds (into a
-//!   scratch store that is removed afterwards; its reproducible digest is reported), every image
+//! - `images`: every image reference parses, every image built from local files builds (into the
+//!   build's blob cache, where a build of the same unchanged files reuses the layer, or into a
+//!   scratch store removed afterwards: [`LocalBuilds`]; its reproducible digest is reported), every image
 //!   read from an OCI layout or archive is there with its tag, the required platforms and every
 //!   blob at its manifest's size (only manifests and configs are read), and every image a
 //!   manifest uses is carried by the bundle;
@@ -24,6 +25,7 @@ use std::path::Path;
 use airlift_bundle::error_chain as chain;
 use airlift_bundle::schema::config::{ConfigItem, ConfigType};
 use airlift_bundle::schema::definition::ImageSource;
+use airlift_bundle::DirBlobStore;
 use airlift_registry::pull::{resolve_archive, resolve_layout};
 use airlift_render::images::{carried_set, check_carried, discover_images, ImageUse};
 use airlift_render::values::ConfigError;
@@ -32,6 +34,20 @@ use airlift_render::{load_definition, BundleInfo, ConfigBuilder, ReleaseInfo, Re
 use serde::Serialize;
 
 use crate::local_image::build_local_image;
+
+/// What lint does with the images a definition builds from local files.
+#[derive(Debug, Clone, Copy)]
+pub enum LocalBuilds<'a> {
+    /// Not built: `build` builds them itself right after its lint, and reports their problems
+    /// the same way.
+    Skip,
+    /// Built into a scratch store that is removed afterwards.
+    Scratch,
+    /// Built into the build's blob cache (opened with proofs), so that a build of the same
+    /// unchanged files takes the layers instead of compressing them again
+    /// ([`crate::local_image_reuse`]).
+    Cache(&'a DirBlobStore),
+}
 
 /// One problem found.
 #[derive(Debug, Serialize)]
@@ -107,10 +123,9 @@ fn placeholder(item: &ConfigItem) -> String {
 }
 
 /// Runs every check on the definition folder `dir`, collecting every problem; `kubernetes`
-/// names one Kubernetes release (`1.33`) to check APIs against instead of the bundle's range.
-/// Images built from local files are built only when `build_local` is set (a build builds them
-/// itself right after, and reports their problems the same way).
-pub fn lint(dir: &Path, kubernetes: Option<&str>, build_local: bool) -> Report {
+/// names one Kubernetes release (`1.33`) to check APIs against instead of the bundle's range;
+/// `local` says whether and where images built from local files are built.
+pub fn lint(dir: &Path, kubernetes: Option<&str>, local: LocalBuilds<'_>) -> Report {
     let mut report = Report {
         definition: dir.display().to_string(),
         ..Report::default()
@@ -157,21 +172,26 @@ pub fn lint(dir: &Path, kubernetes: Option<&str>, build_local: bool) -> Report {
         }
     };
 
-    // Images built from local files are built into a scratch store that is removed afterwards.
-    let scratch_dir = match tempfile::tempdir() {
-        Ok(d) => d,
+    // Manifests read from OCI layouts and archives, and images built from local files, go into
+    // the cache when lint has one, else into a scratch store removed afterwards.
+    let opened = match local {
+        LocalBuilds::Cache(cache) => Ok((cache.clone(), None)),
+        LocalBuilds::Skip | LocalBuilds::Scratch => tempfile::tempdir()
+            .map_err(|e| format!("cannot create a scratch folder: {e}"))
+            .and_then(|d| {
+                let store = DirBlobStore::open(d.path()).map_err(|e| chain(&e))?;
+                Ok((store, Some(d)))
+            }),
+    };
+    // `_scratch` lives until lint returns, and removes the scratch folder then.
+    let (store, _scratch) = match opened {
+        Ok(opened) => opened,
         Err(e) => {
-            report.push("images", format!("cannot create a scratch folder: {e}"));
+            report.push("images", e);
             return report;
         }
     };
-    let scratch = match airlift_bundle::DirBlobStore::open(scratch_dir.path()) {
-        Ok(s) => s,
-        Err(e) => {
-            report.push("images", chain(&e));
-            return report;
-        }
-    };
+    let build_local = !matches!(local, LocalBuilds::Skip);
     let mut carried_refs = Vec::new();
     let mut runtime = None;
     for c in &def.components {
@@ -186,9 +206,9 @@ pub fn lint(dir: &Path, kubernetes: Option<&str>, build_local: bool) -> Report {
                 let resolved = local_runtime(&mut runtime).and_then(|rt| {
                     rt.block_on(async {
                         if archive {
-                            resolve_archive(&path, tag, &scratch, platforms).await
+                            resolve_archive(&path, tag, &store, platforms).await
                         } else {
-                            resolve_layout(&path, tag, &scratch, platforms).await
+                            resolve_layout(&path, tag, &store, platforms).await
                         }
                     })
                     .map_err(|e| chain(&e))
@@ -201,7 +221,7 @@ pub fn lint(dir: &Path, kubernetes: Option<&str>, build_local: bool) -> Report {
                 }
             }
             if let Some(ImageSource::Build(b)) = img.source.as_ref().filter(|_| build_local) {
-                match build_local_image(&loaded.dir, b, &def.requirements.platforms, &scratch) {
+                match build_local_image(&loaded.dir, b, &def.requirements.platforms, &store) {
                     Ok(built) => {
                         report
                             .built

@@ -256,7 +256,7 @@ fn lint_reports_every_problem_of_a_definition_in_process() {
     airlift_render::isolate::set_default_isolation(airlift_render::isolate::Isolation::InProcess);
     let dir = tempfile::tempdir().unwrap();
     let (def, _) = definition(dir.path(), 46);
-    let clean = airlift_build::lint::lint(&def, None, true);
+    let clean = airlift_build::lint::lint(&def, None, airlift_build::lint::LocalBuilds::Scratch);
     assert!(clean.ok, "{:?}", clean.problems);
     assert_eq!(clean.images, ["acme.example/api:1", "acme.example/web:1"]);
     assert!(clean.built.contains_key("acme.example/web:1"), "{clean:?}");
@@ -270,7 +270,7 @@ fn lint_reports_every_problem_of_a_definition_in_process() {
         yaml.replace("tag: api}", "tag: absent}"),
     )
     .unwrap();
-    let report = airlift_build::lint::lint(&def, None, true);
+    let report = airlift_build::lint::lint(&def, None, airlift_build::lint::LocalBuilds::Scratch);
     assert!(!report.ok);
     let checks: Vec<&str> = report.problems.iter().map(|p| p.check).collect();
     assert!(checks.contains(&"templates"), "{:?}", report.problems);
@@ -281,4 +281,61 @@ fn lint_reports_every_problem_of_a_definition_in_process() {
         .find(|p| p.check == "images")
         .unwrap();
     assert!(images.message.contains("absent"), "{}", images.message);
+}
+
+#[test]
+fn lint_into_the_cache_leaves_the_layer_the_next_build_takes() {
+    use airlift_build::lint::{lint, LocalBuilds};
+    airlift_render::isolate::set_default_isolation(airlift_render::isolate::Isolation::InProcess);
+    let dir = tempfile::tempdir().unwrap();
+    let (def, _) = definition(dir.path(), 47);
+    // Files changed within `SETTLED` of a build are built but not recorded for reuse.
+    std::thread::sleep(
+        airlift_build::local_image_reuse::SETTLED + std::time::Duration::from_millis(200),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = PrivateKey::generate();
+    let web = "acme.example/web:1";
+    let web_of = |s: &BuildSummary| {
+        s.images
+            .iter()
+            .find(|i| i.reference == web)
+            .cloned()
+            .unwrap()
+    };
+
+    // Lint in scratch keeps nothing: the build after it compresses the layer itself.
+    let scratch_cache = dir.path().join("cache-a");
+    let report = lint(&def, None, LocalBuilds::Scratch);
+    assert!(report.ok, "{:?}", report.problems);
+    assert!(!scratch_cache.exists());
+    let after_scratch = runtime
+        .block_on(run(request(
+            &def,
+            &dir.path().join("out-a"),
+            &scratch_cache,
+            &key,
+        )))
+        .unwrap();
+    assert_eq!(web_of(&after_scratch).layer_reused, Some(false));
+
+    // Lint into the cache: the build takes the layer lint made, and the image is the one lint
+    // reported.
+    let cache_dir = dir.path().join("cache-b");
+    let cache = DirBlobStore::open(&cache_dir).unwrap().with_proofs();
+    let report = lint(&def, None, LocalBuilds::Cache(&cache));
+    assert!(report.ok, "{:?}", report.problems);
+    let linted = report.built.get(web).cloned().unwrap();
+    let built = runtime
+        .block_on(run(request(
+            &def,
+            &dir.path().join("out-b"),
+            &cache_dir,
+            &key,
+        )))
+        .unwrap();
+    let image = web_of(&built);
+    assert_eq!(image.layer_reused, Some(true), "{image:?}");
+    assert_eq!(image.digest, linted);
+    assert_eq!(image.digest, web_of(&after_scratch).digest);
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use airlift_bundle::sign::PrivateKey;
-use airlift_bundle::DirBlobStore;
 use airlift_cli::output::human_bytes;
 use airlift_cli::{
     progress_with_total, CommandError, ExitKind, OutputFormat, RegistryFlags, ResultExt,
@@ -14,6 +13,8 @@ use airlift_cli::{
 use anyhow::Context;
 
 use airlift_build::{build, BuildError, BuildRequest, BuildSummary, KeepLayers};
+
+use crate::commands::cache;
 
 /// Arguments of `build`.
 #[derive(Debug, clap::Args)]
@@ -77,15 +78,11 @@ pub fn run(args: Args, no_progress: bool) -> Result<(), CommandError> {
     } else {
         None
     };
-    let cache_dir = match (&throwaway, &args.cache_dir) {
-        (Some(t), _) => t.path().to_path_buf(),
-        (None, Some(d)) => d.clone(),
-        (None, None) => dirs_cache()?.join("airlift").join("blobs"),
+    let cache_dir = match &throwaway {
+        Some(t) => t.path().to_path_buf(),
+        None => cache::folder(args.cache_dir.as_deref())?,
     };
-    // Proofs let a rebuild copy cached blobs kernel-side without hashing them again.
-    let cache = DirBlobStore::open(&cache_dir)
-        .with_context(|| format!("cannot open the blob cache `{}`", cache_dir.display()))?
-        .with_proofs();
+    let cache = cache::open(&cache_dir)?;
     let registry = args
         .registry
         .options(args.registry_login.as_deref())
@@ -202,20 +199,6 @@ fn interrupted(
         out_dir.display()
     ));
     CommandError::new(ExitKind::Interrupted, err).with_hint(hint)
-}
-
-fn dirs_cache() -> Result<PathBuf, CommandError> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(x));
-    }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(home) => Ok(PathBuf::from(home).join(".cache")),
-        None => Err(CommandError::new(
-            ExitKind::Config,
-            anyhow::anyhow!("cannot find a cache folder: neither XDG_CACHE_HOME nor HOME is set"),
-        )
-        .with_hint("pass --cache-dir DIR")),
-    }
 }
 
 fn print_summary(s: &BuildSummary) -> std::io::Result<()> {

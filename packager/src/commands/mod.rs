@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod build;
+pub mod cache;
 pub mod completion;
 pub mod keygen;
 pub mod license;
