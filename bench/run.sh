@@ -9,6 +9,8 @@
 #        BENCH_KEEP=1     keep the temp folder for inspection
 #        BENCH_OUT=DIR    write results there instead of bench/out
 #        BENCH_NO_CARGO=1 skip `cargo build --release` (use the binaries already in target/release)
+#        BENCH_ROUNDS=N   rounds of every comparison, alternating which tool goes first (default 3);
+#                         the table gives medians, the list under it every round's figures
 # Writes bench/out/results.md (git-ignored) and prints the same table.
 # Not part of the test suite; nothing here is asserted.
 set -euo pipefail
@@ -17,6 +19,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT_DIR="${BENCH_OUT:-$ROOT/bench/out}"
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 SET=${BENCH_SET:-shared}
+ROUNDS=${BENCH_ROUNDS:-3}
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "error: BENCH_ROUNDS must be a whole number >= 1" >&2; exit 1; }
 BIN="$ROOT/target/release"
 PACK="$BIN/airlift-pack"
 INSTALL="$BIN/airlift-install"
@@ -102,15 +106,36 @@ stop_registry() {
   unset 'REG_PID[$name]'
 }
 
-# timed NAME CMD...: runs CMD under /usr/bin/time; sets RSS_KIB and SECS; returns CMD's status.
-# stdout goes to $WORK/NAME.out, stderr to $WORK/NAME.err.
+# timed NAME CMD...: flushes what earlier steps left unwritten (so no step pays for another's
+# writeback), then runs CMD under /usr/bin/time; sets RSS_KIB and SECS, and on success appends
+# them to $WORK/samples/NAME.{secs,rss}; returns CMD's status. stdout goes to $WORK/NAME.out,
+# stderr to $WORK/NAME.err.
 timed() {
   local name=$1 status=0
   shift
+  sync
   "$TIME_BIN" -f '%M %e' -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || status=$?
   read -r RSS_KIB SECS < <(tail -n 1 "$WORK/$name.time")
+  if [[ $status == 0 ]]; then
+    mkdir -p "$WORK/samples"
+    echo "$SECS" >>"$WORK/samples/$name.secs"
+    echo "$RSS_KIB" >>"$WORK/samples/$name.rss"
+  fi
   return "$status"
 }
+
+# med NAME: the median of NAME's recorded wall times (the lower middle one for an even count),
+# or nothing when none was recorded. peak NAME: the largest recorded peak RSS in KiB.
+med() {
+  [[ -s "$WORK/samples/$1.secs" ]] || return 0
+  sort -g "$WORK/samples/$1.secs" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+peak() {
+  [[ -s "$WORK/samples/$1.rss" ]] || return 0
+  sort -g "$WORK/samples/$1.rss" | tail -n 1
+}
+# every NAME: each round's wall time, in order ("2.51 2.47 2.60").
+every() { [[ -s "$WORK/samples/$1.secs" ]] && paste -sd' ' "$WORK/samples/$1.secs" || echo n/a; }
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", b / 1048576 / s; else print "n/a" }'; }
@@ -212,161 +237,183 @@ EOF
   done
 } >"$DEF/manifests/app.yaml"
 
-# skopeo: one oci-archive per image (what skopeo users do), from the same registry.
-mkdir -p "$WORK/archives"
-log "build: skopeo copy docker:// -> oci-archive: (${#TAGS[@]} images)"
-SK_BUILD_STATUS=0
-timed skopeo-build bash -c '
-  set -euo pipefail
-  saas=$1 dir=$2; shift 2
-  for tag in "$@"; do
-    skopeo copy -q --src-tls-verify=false "docker://$saas/acme/$tag:1.0" "oci-archive:$dir/$tag.tar:$tag"
-  done' _ "$SAAS" "$WORK/archives" "${TAGS[@]}" || SK_BUILD_STATUS=$?
-SK_BUILD_SECS=$SECS SK_BUILD_RSS=$RSS_KIB
-SK_ARCHIVE_BYTES=$(du -cb "$WORK"/archives/*.tar 2>/dev/null | tail -n 1 | cut -f1)
-[[ $SK_BUILD_STATUS == 0 ]] || { echo "error: skopeo build failed:" >&2; tail -n 20 "$WORK/skopeo-build.err" >&2; exit 1; }
+BUILD_NOTE="" PUSH_NOTE="" BUNDLE="" BUNDLE_BYTES=""
+if [[ $HAVE_BUILD == 1 ]]; then "$PACK" keygen --out "$WORK/vendor" >/dev/null; fi
 
-# skopeo, the stronger baseline: every image into one shared OCI layout (a blob shared by
-# several images is fetched once), then one tar of it, flushed to disk as our bundle is.
-log "build: skopeo copy docker:// -> one oci: layout, then tar and sync"
-SK_LAYOUT_STATUS=0
-timed skopeo-layout bash -c '
-  set -euo pipefail
-  saas=$1 dir=$2; shift 2
-  mkdir -p "$dir/layout"
-  for tag in "$@"; do
-    skopeo copy -q --src-tls-verify=false "docker://$saas/acme/$tag:1.0" "oci:$dir/layout:$tag"
-  done
-  tar -cf "$dir/layout.tar" -C "$dir/layout" .
-  sync "$dir/layout.tar"' _ "$SAAS" "$WORK/sk-layout" "${TAGS[@]}" || SK_LAYOUT_STATUS=$?
-SK_LAYOUT_SECS=$SECS
-[[ $SK_LAYOUT_STATUS == 0 ]] || { echo "error: skopeo layout build failed:" >&2; tail -n 20 "$WORK/skopeo-layout.err" >&2; exit 1; }
-rm -rf "$WORK/sk-layout"
+# skopeo: one oci-archive per image (what skopeo users do), from the same registry; then the
+# stronger baseline: every image into one shared OCI layout (a blob shared by several images is
+# fetched once), then one tar of it, flushed to disk as our bundle is.
+skopeo_build() {
+  rm -rf "$WORK/archives" "$WORK/sk-layout"
+  mkdir -p "$WORK/archives"
+  log "round $ROUND build: skopeo copy docker:// -> oci-archive: (${#TAGS[@]} images)"
+  timed skopeo-build bash -c '
+    set -euo pipefail
+    saas=$1 dir=$2; shift 2
+    for tag in "$@"; do
+      skopeo copy -q --src-tls-verify=false "docker://$saas/acme/$tag:1.0" "oci-archive:$dir/$tag.tar:$tag"
+    done' _ "$SAAS" "$WORK/archives" "${TAGS[@]}" \
+    || { echo "error: skopeo build failed:" >&2; tail -n 20 "$WORK/skopeo-build.err" >&2; exit 1; }
+  SK_ARCHIVE_BYTES=$(du -cb "$WORK"/archives/*.tar 2>/dev/null | tail -n 1 | cut -f1)
+  log "round $ROUND build: skopeo copy docker:// -> one oci: layout, then tar and sync"
+  timed skopeo-layout bash -c '
+    set -euo pipefail
+    saas=$1 dir=$2; shift 2
+    mkdir -p "$dir/layout"
+    for tag in "$@"; do
+      skopeo copy -q --src-tls-verify=false "docker://$saas/acme/$tag:1.0" "oci:$dir/layout:$tag"
+    done
+    tar -cf "$dir/layout.tar" -C "$dir/layout" .
+    sync "$dir/layout.tar"' _ "$SAAS" "$WORK/sk-layout" "${TAGS[@]}" \
+    || { echo "error: skopeo layout build failed:" >&2; tail -n 20 "$WORK/skopeo-layout.err" >&2; exit 1; }
+  rm -rf "$WORK/sk-layout"
+}
 
-BUILD_NOTE="" B_SECS="" B_RSS="" BW_SECS="" CP_SECS="" CPS_SECS="" CPN_SECS="" BUNDLE="" BUNDLE_BYTES="" BN_SECS="" BN_RSS=""
-BL_SECS="" BL_RSS="" BLW_SECS="" BL_CACHE="" TL_SECS=""
-if [[ $HAVE_BUILD == 1 ]]; then
-  "$PACK" keygen --out "$WORK/vendor" >/dev/null
-  log "build: airlift-pack build, cold cache"
-  if timed pack-cold "$PACK" --no-progress build "$DEF" --key "$WORK/vendor.key" --out "$WORK/dist" \
+# The warm rebuild (into an empty folder, from the cold build's cache).
+pack_warm() {
+  rm -rf "$WORK/dist"
+  log "round $ROUND build: airlift-pack build, warm cache"
+  if timed pack-warm "$PACK" --no-progress build "$DEF" --key "$WORK/vendor.key" --out "$WORK/dist" \
       --cache-dir "$WORK/cache" --insecure-registry "$SAAS" --output json; then
-    B_SECS=$SECS B_RSS=$RSS_KIB
-    BUNDLE=$(ls "$WORK"/dist/*.airlift)
-    BUNDLE_BYTES=$(stat -c %s "$BUNDLE")
-    mv "$BUNDLE" "$WORK/bundle.airlift"
-    BUNDLE="$WORK/bundle.airlift"
-    rm -rf "$WORK/dist"
-    log "build: airlift-pack build, warm cache"
-    if timed pack-warm "$PACK" --no-progress build "$DEF" --key "$WORK/vendor.key" --out "$WORK/dist" \
-        --cache-dir "$WORK/cache" --insecure-registry "$SAAS" --output json; then
-      BW_SECS=$SECS
-      cmp -s "$BUNDLE" "$(ls "$WORK"/dist/*.airlift)" || BUILD_NOTE="the warm rebuild's bundle differs from the cold one's. "
-    else
-      BUILD_NOTE="the warm rebuild failed: $(tail -n 3 "$WORK/pack-warm.err" | tr '\n' ' ') "
-    fi
-    rm -rf "$WORK/dist"
-    # The warm rebuild's yardstick: `cp` of the bundle file (also from the page cache).
-    log "build: cp of the bundle file"
-    timed cp-bundle cp "$BUNDLE" "$WORK/bundle-copy.airlift" && CP_SECS=$SECS
-    rm -f "$WORK/bundle-copy.airlift"
-    # And `cp` that also flushes the copy to disk, as the packager flushes the bundle it writes.
-    log "build: cp of the bundle file, then sync of the copy"
-    timed cp-sync-bundle sh -c 'cp "$1" "$2" && sync "$2"' cp-sync "$BUNDLE" "$WORK/bundle-copy.airlift" \
-      && CPS_SECS=$SECS
-    rm -f "$WORK/bundle-copy.airlift"
-    # Where the filesystem shares extents (XFS with reflink, Btrfs), `cp` shares them too
-    # (coreutils 9 asks for a reflink by default) and so does the packager's kernel-side copy:
-    # `cp --reflink=never` is the copy of the bytes.
-    log "build: cp --reflink=never of the bundle file"
-    timed cp-never-bundle cp --reflink=never "$BUNDLE" "$WORK/bundle-copy.airlift" && CPN_SECS=$SECS
-    rm -f "$WORK/bundle-copy.airlift"
-    # --no-cache: nothing reused, layers written into the bundle only.
-    log "build: airlift-pack build --no-cache"
-    if timed pack-nocache "$PACK" --no-progress build "$DEF" --key "$WORK/vendor.key" --out "$WORK/dist" \
-        --no-cache --insecure-registry "$SAAS" --output json; then
-      BN_SECS=$SECS BN_RSS=$RSS_KIB
-      cmp -s "$BUNDLE" "$(ls "$WORK"/dist/*.airlift)" || BUILD_NOTE+="the --no-cache bundle differs from the cold one's. "
-    else
-      BUILD_NOTE+="the --no-cache build failed: $(tail -n 3 "$WORK/pack-nocache.err" | tr '\n' ' ') "
-    fi
-    rm -rf "$WORK/dist"
-    # The same images read from their OCI layout (each layer read in place, written once), cold
-    # and warm, against archiving the layout as it is: `tar` of it, flushed.
-    DEF_L="$WORK/def-layout"
-    mkdir -p "$DEF_L"
-    cp -r "$DEF/manifests" "$DEF_L/"
-    ln -s "$WORK/images" "$DEF_L/images"
-    sed -E 's|^      - reference: ([^ ]+)/acme/([^:]+):1\.0$|&\n        source: {ociLayout: {path: images, tag: \2}}|' \
-      "$DEF/airlift.yaml" >"$DEF_L/airlift.yaml"
-    log "build: airlift-pack build from the OCI layout, cold cache, then warm"
-    if timed pack-layout "$PACK" --no-progress build "$DEF_L" --key "$WORK/vendor.key" --out "$WORK/dist" \
-        --cache-dir "$WORK/cache-layout" --output json; then
-      BL_SECS=$SECS BL_RSS=$RSS_KIB
-      rm -rf "$WORK/dist"
-      timed pack-layout-warm "$PACK" --no-progress build "$DEF_L" --key "$WORK/vendor.key" \
-        --out "$WORK/dist" --cache-dir "$WORK/cache-layout" --output json && BLW_SECS=$SECS
-      BL_CACHE=$(du -sb "$WORK/cache-layout" | cut -f1)
-    else
-      BUILD_NOTE+="the build from the OCI layout failed: $(tail -n 3 "$WORK/pack-layout.err" | tr '\n' ' ') "
-    fi
-    rm -rf "$WORK/dist" "$WORK/cache-layout"
-    log "build: tar of the OCI layout, then sync"
-    timed tar-layout sh -c 'tar -chf "$2" -C "$1" . && sync "$2"' tar-layout "$WORK/images" \
-      "$WORK/layout.tar" && TL_SECS=$SECS
-    rm -f "$WORK/layout.tar"
+    cmp -s "$BUNDLE" "$(ls "$WORK"/dist/*.airlift)" || BUILD_NOTE+="round $ROUND: the warm rebuild's bundle differs from the cold one's. "
   else
-    BUILD_NOTE="airlift-pack build failed: $(tail -n 5 "$WORK/pack-cold.err" | tr '\n' ' ') "
+    BUILD_NOTE+="round $ROUND: the warm rebuild failed: $(tail -n 3 "$WORK/pack-warm.err" | tr '\n' ' ') "
   fi
-else
-  BUILD_NOTE="airlift-pack build does not exist in this tree yet; not measured. "
-fi
+  rm -rf "$WORK/dist"
+}
 
-# --- 3. push ----------------------------------------------------------------------------------
-PUSH_NOTE="" P_SECS="" P_RSS="" P2_SECS="" P2_RSS=""
-if [[ $HAVE_PUSH == 1 && -n "$BUNDLE" ]]; then
+# The warm rebuild's yardsticks: `cp` of the bundle file (also from the page cache); `cp` that
+# also flushes the copy to disk, as the packager flushes the bundle it writes; and, where the
+# filesystem shares extents (XFS with reflink, Btrfs: coreutils 9 `cp` asks for a reflink by
+# default, and so does the packager's kernel-side copy), `cp --reflink=never`, the copy of the bytes.
+copies() {
+  log "round $ROUND build: cp of the bundle file; cp, then sync of the copy; cp --reflink=never"
+  timed cp-bundle cp "$BUNDLE" "$WORK/bundle-copy.airlift" || true
+  rm -f "$WORK/bundle-copy.airlift"
+  timed cp-sync-bundle sh -c 'cp "$1" "$2" && sync "$2"' cp-sync "$BUNDLE" "$WORK/bundle-copy.airlift" || true
+  rm -f "$WORK/bundle-copy.airlift"
+  timed cp-never-bundle cp --reflink=never "$BUNDLE" "$WORK/bundle-copy.airlift" || true
+  rm -f "$WORK/bundle-copy.airlift"
+}
+
+# The same images read from their OCI layout (each layer read in place, written once), cold and
+# warm, against archiving the layout as it is: `tar` of it, flushed.
+DEF_L="$WORK/def-layout"
+mkdir -p "$DEF_L"
+cp -r "$DEF/manifests" "$DEF_L/"
+ln -s "$WORK/images" "$DEF_L/images"
+sed -E 's|^      - reference: ([^ ]+)/acme/([^:]+):1\.0$|&\n        source: {ociLayout: {path: images, tag: \2}}|' \
+  "$DEF/airlift.yaml" >"$DEF_L/airlift.yaml"
+layout_builds() {
+  rm -rf "$WORK/dist" "$WORK/cache-layout"
+  log "round $ROUND build: airlift-pack build from the OCI layout, cold cache, then warm"
+  if timed pack-layout "$PACK" --no-progress build "$DEF_L" --key "$WORK/vendor.key" --out "$WORK/dist" \
+      --cache-dir "$WORK/cache-layout" --output json; then
+    rm -rf "$WORK/dist"
+    timed pack-layout-warm "$PACK" --no-progress build "$DEF_L" --key "$WORK/vendor.key" \
+      --out "$WORK/dist" --cache-dir "$WORK/cache-layout" --output json || true
+    BL_CACHE=$(du -sb "$WORK/cache-layout" | cut -f1)
+  else
+    BUILD_NOTE+="round $ROUND: the build from the OCI layout failed: $(tail -n 3 "$WORK/pack-layout.err" | tr '\n' ' ') "
+  fi
+  rm -rf "$WORK/dist" "$WORK/cache-layout"
+  log "round $ROUND build: tar of the OCI layout, then sync"
+  timed tar-layout sh -c 'tar -chf "$2" -C "$1" . && sync "$2"' tar-layout "$WORK/images" \
+    "$WORK/layout.tar" || true
+  rm -f "$WORK/layout.tar"
+}
+
+# Our build: cold (empty cache), the warm rebuild and the copies (in the round's order),
+# --no-cache (nothing reused, layers written into the bundle only), and the layout builds.
+our_build() {
+  [[ $HAVE_BUILD == 1 ]] || { BUILD_NOTE="airlift-pack build does not exist in this tree yet; not measured. "; return; }
+  rm -rf "$WORK/dist" "$WORK/cache"
+  log "round $ROUND build: airlift-pack build, cold cache"
+  if ! timed pack-cold "$PACK" --no-progress build "$DEF" --key "$WORK/vendor.key" --out "$WORK/dist" \
+      --cache-dir "$WORK/cache" --insecure-registry "$SAAS" --output json; then
+    BUILD_NOTE+="round $ROUND: airlift-pack build failed: $(tail -n 5 "$WORK/pack-cold.err" | tr '\n' ' ') "
+    return
+  fi
+  local built
+  built=$(ls "$WORK"/dist/*.airlift)
+  BUNDLE_BYTES=$(stat -c %s "$built")
+  if [[ -n "$BUNDLE" ]]; then
+    cmp -s "$BUNDLE" "$built" || BUILD_NOTE+="round $ROUND: the cold build's bundle differs from round 1's. "
+  fi
+  BUNDLE="$WORK/bundle.airlift"
+  mv "$built" "$BUNDLE"
+  rm -rf "$WORK/dist"
+  if ((ROUND % 2)); then pack_warm; copies; else copies; pack_warm; fi
+  rm -rf "$WORK/dist"
+  log "round $ROUND build: airlift-pack build --no-cache"
+  if timed pack-nocache "$PACK" --no-progress build "$DEF" --key "$WORK/vendor.key" --out "$WORK/dist" \
+      --no-cache --insecure-registry "$SAAS" --output json; then
+    cmp -s "$BUNDLE" "$(ls "$WORK"/dist/*.airlift)" || BUILD_NOTE+="round $ROUND: the --no-cache bundle differs from the cold one's. "
+  else
+    BUILD_NOTE+="round $ROUND: the --no-cache build failed: $(tail -n 3 "$WORK/pack-nocache.err" | tr '\n' ' ') "
+  fi
+  rm -rf "$WORK/dist"
+  layout_builds
+}
+
+# Our push into a fresh registry (every pushed digest checked with skopeo), then the same bundle
+# again into it.
+our_push() {
+  if [[ $HAVE_PUSH == 0 ]]; then PUSH_NOTE="airlift-install push does not exist in this tree yet; not measured. "; return; fi
+  if [[ -z "$BUNDLE" ]]; then PUSH_NOTE="no bundle was built, so airlift-install push was not measured. "; return; fi
   start_registry target
   TARGET="127.0.0.1:${REG_PORT[target]}"
-  log "push: airlift-install push into a fresh registry $TARGET"
+  log "round $ROUND push: airlift-install push into a fresh registry $TARGET, then again"
   if timed push-1 "$INSTALL" push "$BUNDLE" --registry "$TARGET/customer" --key "$WORK/vendor.pub" \
       --insecure-registry "$TARGET" --output json; then
-    P_SECS=$SECS P_RSS=$RSS_KIB
     for tag in "${TAGS[@]}"; do
       want=$(jq -r --arg t "$tag" '.images[] | select(.tag == $t) | .digest' "$WORK/images.json")
       got="sha256:$(skopeo inspect --raw --tls-verify=false "docker://$TARGET/customer/acme/$tag:1.0" | sha256sum | cut -d' ' -f1)"
-      [[ "$got" == "$want" ]] || PUSH_NOTE+="pushed $tag has digest $got, expected $want. "
+      [[ "$got" == "$want" ]] || PUSH_NOTE+="round $ROUND: pushed $tag has digest $got, expected $want. "
     done
-    log "push: second push of the same bundle"
-    if timed push-2 "$INSTALL" push "$BUNDLE" --registry "$TARGET/customer" --key "$WORK/vendor.pub" \
-        --insecure-registry "$TARGET" --output json; then
-      P2_SECS=$SECS P2_RSS=$RSS_KIB
-    else
-      PUSH_NOTE+="the second push failed: $(tail -n 3 "$WORK/push-2.err" | tr '\n' ' ') "
-    fi
+    timed push-2 "$INSTALL" push "$BUNDLE" --registry "$TARGET/customer" --key "$WORK/vendor.pub" \
+      --insecure-registry "$TARGET" --output json \
+      || PUSH_NOTE+="round $ROUND: the second push failed: $(tail -n 3 "$WORK/push-2.err" | tr '\n' ' ') "
   else
-    PUSH_NOTE+="airlift-install push failed: $(tail -n 5 "$WORK/push-1.err" | tr '\n' ' ') "
+    PUSH_NOTE+="round $ROUND: airlift-install push failed: $(tail -n 5 "$WORK/push-1.err" | tr '\n' ' ') "
   fi
   stop_registry target
-elif [[ $HAVE_PUSH == 0 ]]; then
-  PUSH_NOTE="airlift-install push does not exist in this tree yet; not measured. "
-else
-  PUSH_NOTE="no bundle was built, so airlift-install push was not measured. "
-fi
+}
 
-start_registry target   # a freshly wiped registry (new storage) for skopeo
-TARGET="127.0.0.1:${REG_PORT[target]}"
-log "push: skopeo copy oci-archive: -> docker:// into a fresh registry $TARGET"
-SK_PUSH_STATUS=0
-timed skopeo-push bash -c '
-  set -euo pipefail
-  target=$1 dir=$2; shift 2
-  for tag in "$@"; do
-    skopeo copy -q --dest-tls-verify=false "oci-archive:$dir/$tag.tar:$tag" "docker://$target/customer/acme/$tag:1.0"
-  done' _ "$TARGET" "$WORK/archives" "${TAGS[@]}" || SK_PUSH_STATUS=$?
-SK_PUSH_SECS=$SECS SK_PUSH_RSS=$RSS_KIB
-[[ $SK_PUSH_STATUS == 0 ]] || { echo "error: skopeo push failed:" >&2; tail -n 20 "$WORK/skopeo-push.err" >&2; exit 1; }
-stop_registry target
+# skopeo's push of its archives into a fresh registry.
+skopeo_push() {
+  start_registry target
+  TARGET="127.0.0.1:${REG_PORT[target]}"
+  log "round $ROUND push: skopeo copy oci-archive: -> docker:// into a fresh registry $TARGET"
+  timed skopeo-push bash -c '
+    set -euo pipefail
+    target=$1 dir=$2; shift 2
+    for tag in "$@"; do
+      skopeo copy -q --dest-tls-verify=false "oci-archive:$dir/$tag.tar:$tag" "docker://$target/customer/acme/$tag:1.0"
+    done' _ "$TARGET" "$WORK/archives" "${TAGS[@]}" \
+    || { echo "error: skopeo push failed:" >&2; tail -n 20 "$WORK/skopeo-push.err" >&2; exit 1; }
+  stop_registry target
+}
+
+# --- 2, 3. build and push, in rounds: odd rounds start with skopeo, even rounds with ours -----
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+  if ((ROUND % 2)); then
+    skopeo_build; our_build; our_push; skopeo_push
+  else
+    our_build; skopeo_build; skopeo_push; our_push
+  fi
+done
 stop_registry saas
 BENCH_SECS=$(($(date +%s) - BENCH_START))
+
+B_SECS=$(med pack-cold) B_RSS=$(peak pack-cold) BW_SECS=$(med pack-warm)
+CP_SECS=$(med cp-bundle) CPS_SECS=$(med cp-sync-bundle) CPN_SECS=$(med cp-never-bundle)
+BN_SECS=$(med pack-nocache) BN_RSS=$(peak pack-nocache)
+BL_SECS=$(med pack-layout) BL_RSS=$(peak pack-layout) BLW_SECS=$(med pack-layout-warm) TL_SECS=$(med tar-layout)
+SK_BUILD_SECS=$(med skopeo-build) SK_BUILD_RSS=$(peak skopeo-build) SK_LAYOUT_SECS=$(med skopeo-layout)
+P_SECS=$(med push-1) P_RSS=$(peak push-1) P2_SECS=$(med push-2) P2_RSS=$(peak push-2)
+SK_PUSH_SECS=$(med skopeo-push) SK_PUSH_RSS=$(peak skopeo-push)
+BL_CACHE=${BL_CACHE:-}
 
 # --- 4. report --------------------------------------------------------------------------------
 na() { [[ -n "$1" ]] && echo "$1" || echo "n/a"; }
@@ -396,6 +443,7 @@ REPORT="$OUT_DIR/results.md"
   echo "Versions: $("$PACK" --version 2>/dev/null || echo 'airlift-pack ?'), $("$INSTALL" --version 2>/dev/null || echo 'airlift-install ?'), $(skopeo --version), $("$REGISTRY_BIN" --version | awk '{print "docker-registry " $3}'), $(rustc --version | cut -d' ' -f1-2)."
   echo "Image set ($SET): ${#TAGS[@]} linux/amd64 images (${TAGS[*]}), $UNIQUE_BLOBS unique blobs, $UNIQUE_BYTES unique blob bytes ($(mib "$UNIQUE_BYTES") MiB), $REFERENCED_BYTES bytes referenced by the images together ($(mib "$REFERENCED_BYTES") MiB)."
   echo "Throughput = unique blob bytes of the set / wall time, for both tools; ratio = skopeo's wall time / ours. Peak RSS from \`/usr/bin/time -f %M\` (skopeo: its largest process)."
+  echo "Each time is the median of $ROUNDS round(s), alternating which tool goes first (odd rounds skopeo, even rounds ours), every step started after a \`sync\`; peak RSS is the largest of the rounds. Every round's figures are listed under the table."
   echo
   echo "| measure | Airlift | skopeo | ratio | goal | result |"
   echo "| --- | --- | --- | --- | --- | --- |"
@@ -415,6 +463,12 @@ REPORT="$OUT_DIR/results.md"
   echo "| push throughput | $P_TPUT MiB/s | $SK_P_TPUT MiB/s | ${P_RATIO}x | >= 2x | $(verdict "$P_RATIO" '>=' 2) |"
   echo "| push peak RSS | $P_RSS_MIB MiB | $(kib_mib "$SK_PUSH_RSS") MiB | | < 64 MiB | $(verdict "$P_RSS_MIB" '<' 64) |"
   echo "| second push of the same bundle | $(na "$P2_SECS") s (${P2_PCT}% of the first), peak RSS $([[ -n "$P2_RSS" ]] && kib_mib "$P2_RSS" || echo n/a) MiB | | | < 5% | $(verdict "$P2_PCT" '<' 5) |"
+  echo
+  echo "Every round, wall seconds in round order:"
+  echo
+  for name in skopeo-build skopeo-layout pack-cold pack-warm cp-bundle cp-sync-bundle cp-never-bundle pack-nocache pack-layout pack-layout-warm tar-layout push-1 push-2 skopeo-push; do
+    echo "- \`$name\`: $(every "$name")"
+  done
   echo
   j() { [[ -s "$WORK/$1.out" ]] && jq -r "$2" "$WORK/$1.out" 2>/dev/null || echo n/a; }
   echo "Transfers, from our commands' \`--output json\`: cold build downloaded $(j pack-cold .downloadedBytes) B (its unique blobs: $(j pack-cold .uniqueBytes) B without image manifests), warm rebuild downloaded $(j pack-warm .downloadedBytes) B;" \
