@@ -10,10 +10,10 @@
 //!   and no object (kind, namespace, name) is defined twice;
 //! - `images`: every image reference parses, every image built from local files builds (into the
 //!   build's blob cache, where a build of the same unchanged files reuses the layer, or into a
-//!   scratch store removed afterwards: [`LocalBuilds`]; its reproducible digest is reported), every image
-//!   read from an OCI layout or archive is there with its tag, the required platforms and every
-//!   blob at its manifest's size (only manifests and configs are read), and every image a
-//!   manifest uses is carried by the bundle;
+//!   scratch store removed afterwards: [`LocalBuilds`]; its reproducible digest is reported),
+//!   every image read from an OCI layout or archive is there with its tag, the required
+//!   platforms and every blob at its manifest's size (only manifests and configs are read), and
+//!   every image a manifest uses is carried by the bundle;
 //! - `apis`: no object uses an API removed in a Kubernetes version the bundle supports
 //!   (`requirements.kubernetes`, or the one `--kubernetes` names), from the embedded removals
 //!   table; APIs only deprecated there are warnings. Templates render with `platform.*` resolved
