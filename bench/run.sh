@@ -240,6 +240,20 @@ EOF
 BUILD_NOTE="" PUSH_NOTE="" BUNDLE="" BUNDLE_BYTES=""
 if [[ $HAVE_BUILD == 1 ]]; then "$PACK" keygen --out "$WORK/vendor" >/dev/null; fi
 
+# skopeo_each NAME TLS_FLAG FROM TO: times `skopeo copy -q TLS_FLAG FROM TO` for every image, one
+# after the other, with @TAG@ in FROM and TO standing for the image's tag; exits on a failure.
+skopeo_each() {
+  local name=$1
+  shift
+  timed "$name" bash -c '
+    set -euo pipefail
+    tls=$1 from=$2 to=$3; shift 3
+    for tag in "$@"; do
+      skopeo copy -q "$tls" "${from//@TAG@/$tag}" "${to//@TAG@/$tag}"
+    done' _ "$@" "${TAGS[@]}" \
+    || { echo "error: $name failed:" >&2; tail -n 20 "$WORK/$name.err" >&2; exit 1; }
+}
+
 # skopeo: one oci-archive per image (what skopeo users do), from the same registry; then the
 # stronger baseline: every image into one shared OCI layout (a blob shared by several images is
 # fetched once), then one tar of it, flushed to disk as our bundle is.
@@ -247,13 +261,8 @@ skopeo_build() {
   rm -rf "$WORK/archives" "$WORK/sk-layout"
   mkdir -p "$WORK/archives"
   log "round $ROUND build: skopeo copy docker:// -> oci-archive: (${#TAGS[@]} images)"
-  timed skopeo-build bash -c '
-    set -euo pipefail
-    saas=$1 dir=$2; shift 2
-    for tag in "$@"; do
-      skopeo copy -q --src-tls-verify=false "docker://$saas/acme/$tag:1.0" "oci-archive:$dir/$tag.tar:$tag"
-    done' _ "$SAAS" "$WORK/archives" "${TAGS[@]}" \
-    || { echo "error: skopeo build failed:" >&2; tail -n 20 "$WORK/skopeo-build.err" >&2; exit 1; }
+  skopeo_each skopeo-build --src-tls-verify=false "docker://$SAAS/acme/@TAG@:1.0" \
+    "oci-archive:$WORK/archives/@TAG@.tar:@TAG@"
   SK_ARCHIVE_BYTES=$(du -cb "$WORK"/archives/*.tar 2>/dev/null | tail -n 1 | cut -f1)
   log "round $ROUND build: skopeo copy docker:// -> one oci: layout, then tar and sync"
   timed skopeo-layout bash -c '
@@ -385,13 +394,8 @@ skopeo_push() {
   start_registry target
   TARGET="127.0.0.1:${REG_PORT[target]}"
   log "round $ROUND push: skopeo copy oci-archive: -> docker:// into a fresh registry $TARGET"
-  timed skopeo-push bash -c '
-    set -euo pipefail
-    target=$1 dir=$2; shift 2
-    for tag in "$@"; do
-      skopeo copy -q --dest-tls-verify=false "oci-archive:$dir/$tag.tar:$tag" "docker://$target/customer/acme/$tag:1.0"
-    done' _ "$TARGET" "$WORK/archives" "${TAGS[@]}" \
-    || { echo "error: skopeo push failed:" >&2; tail -n 20 "$WORK/skopeo-push.err" >&2; exit 1; }
+  skopeo_each skopeo-push --dest-tls-verify=false "oci-archive:$WORK/archives/@TAG@.tar:@TAG@" \
+    "docker://$TARGET/customer/acme/@TAG@:1.0"
   stop_registry target
 }
 

@@ -295,6 +295,10 @@ fn lint_into_the_cache_leaves_the_layer_the_next_build_takes() {
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let key = PrivateKey::generate();
+    let build_into = |out: &str, cache: &Path| {
+        let req = request(&def, &dir.path().join(out), cache, &key);
+        runtime.block_on(run(req)).unwrap()
+    };
     let web = "acme.example/web:1";
     let web_of = |s: &BuildSummary| {
         s.images
@@ -309,14 +313,7 @@ fn lint_into_the_cache_leaves_the_layer_the_next_build_takes() {
     let report = lint(&def, None, LocalBuilds::Scratch);
     assert!(report.ok, "{:?}", report.problems);
     assert!(!scratch_cache.exists());
-    let after_scratch = runtime
-        .block_on(run(request(
-            &def,
-            &dir.path().join("out-a"),
-            &scratch_cache,
-            &key,
-        )))
-        .unwrap();
+    let after_scratch = build_into("out-a", &scratch_cache);
     assert_eq!(web_of(&after_scratch).layer_reused, Some(false));
 
     // Lint into the cache: the build takes the layer lint made, and the image is the one lint
@@ -326,14 +323,7 @@ fn lint_into_the_cache_leaves_the_layer_the_next_build_takes() {
     let report = lint(&def, None, LocalBuilds::Cache(&cache));
     assert!(report.ok, "{:?}", report.problems);
     let linted = report.built.get(web).cloned().unwrap();
-    let built = runtime
-        .block_on(run(request(
-            &def,
-            &dir.path().join("out-b"),
-            &cache_dir,
-            &key,
-        )))
-        .unwrap();
+    let built = build_into("out-b", &cache_dir);
     let image = web_of(&built);
     assert_eq!(image.layer_reused, Some(true), "{image:?}");
     assert_eq!(image.digest, linted);
