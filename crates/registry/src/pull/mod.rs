@@ -98,7 +98,7 @@ pub enum PullError {
         reference: String,
         /// The parse failure.
         #[source]
-        source: oci_client::ParseError,
+        source: airlift_bundle::reference::ReferenceError,
     },
     /// TLS could not be set up.
     #[error("cannot set up TLS for pulling")]
