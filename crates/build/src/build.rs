@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlift_bundle::schema::common::Platform;
-use airlift_bundle::schema::definition::{ImageDefinition, ImageSource};
+use airlift_bundle::schema::definition::{ImageDefinition, ImageSource, LocalOci};
 use airlift_bundle::schema::manifest::{
     BuildInfo, BundleManifest, Component, ImageRecord, BUNDLE_KIND,
 };
@@ -28,7 +28,8 @@ use airlift_bundle::writer::{
 };
 use airlift_bundle::{BlobSource, Digest, DirBlobStore, Progress};
 use airlift_registry::pull::{
-    resolve_archive, resolve_layout, LocalImage, PulledImage, RegistryPuller, ResolvedImage,
+    resolve_archive, resolve_layout, LocalImage, PullError, PulledImage, RegistryPuller,
+    ResolvedImage,
 };
 use airlift_registry::RegistryOptions;
 use airlift_render::LoadedDefinition;
@@ -332,12 +333,8 @@ async fn acquire(
             (record, blobs, 0)
         }
         Some(ImageSource::OciLayout(local) | ImageSource::OciArchive(local)) => {
-            let (path, tag) = (dir.join(&local.path), local.tag.as_deref());
-            let resolved = if matches!(image.source, Some(ImageSource::OciArchive(_))) {
-                resolve_archive(&path, tag, cache, platforms).await?
-            } else {
-                resolve_layout(&path, tag, cache, platforms).await?
-            };
+            let archive = matches!(image.source, Some(ImageSource::OciArchive(_)));
+            let resolved = resolve_oci(dir, local, archive, cache, platforms).await?;
             return Ok(from_local(component, image, resolved));
         }
         Some(ImageSource::Registry(source)) => {
@@ -374,6 +371,24 @@ fn from_local(component: usize, image: &ImageDefinition, local: LocalImage) -> A
         layer_reused: None,
         remote: None,
         local: Some(Arc::new(local)),
+    }
+}
+
+/// Reads the image an `ociLayout` source (with `archive`, an `ociArchive` source) names, its path
+/// relative to the definition folder `dir`: its manifests and configs go into `store`, its layers
+/// are read in place later.
+pub(crate) async fn resolve_oci(
+    dir: &Path,
+    local: &LocalOci,
+    archive: bool,
+    store: &DirBlobStore,
+    platforms: &[Platform],
+) -> Result<LocalImage, PullError> {
+    let (path, tag) = (dir.join(&local.path), local.tag.as_deref());
+    if archive {
+        resolve_archive(&path, tag, store, platforms).await
+    } else {
+        resolve_layout(&path, tag, store, platforms).await
     }
 }
 

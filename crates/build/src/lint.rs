@@ -26,13 +26,13 @@ use airlift_bundle::error_chain as chain;
 use airlift_bundle::schema::config::{ConfigItem, ConfigType};
 use airlift_bundle::schema::definition::ImageSource;
 use airlift_bundle::DirBlobStore;
-use airlift_registry::pull::{resolve_archive, resolve_layout};
 use airlift_render::images::{carried_set, check_carried, discover_images, ImageUse};
 use airlift_render::values::ConfigError;
 use airlift_render::{api_compat, platform};
 use airlift_render::{load_definition, BundleInfo, ConfigBuilder, ReleaseInfo, Renderer};
 use serde::Serialize;
 
+use crate::build::resolve_oci;
 use crate::local_image::build_local_image;
 
 /// What lint does with the images a definition builds from local files.
@@ -200,18 +200,10 @@ pub fn lint(dir: &Path, kubernetes: Option<&str>, local: LocalBuilds<'_>) -> Rep
             carried_refs.push(img.reference.as_str());
             if let Some(ImageSource::OciLayout(l) | ImageSource::OciArchive(l)) = &img.source {
                 let archive = matches!(img.source, Some(ImageSource::OciArchive(_)));
-                let path = loaded.dir.join(&l.path);
-                let tag = l.tag.as_deref();
                 let platforms = &def.requirements.platforms;
                 let resolved = local_runtime(&mut runtime).and_then(|rt| {
-                    rt.block_on(async {
-                        if archive {
-                            resolve_archive(&path, tag, &store, platforms).await
-                        } else {
-                            resolve_layout(&path, tag, &store, platforms).await
-                        }
-                    })
-                    .map_err(|e| chain(&e))
+                    rt.block_on(resolve_oci(&loaded.dir, l, archive, &store, platforms))
+                        .map_err(|e| chain(&e))
                 });
                 if let Err(e) = resolved {
                     report.push(
