@@ -120,6 +120,7 @@ timed() {
     mkdir -p "$WORK/samples"
     echo "$SECS" >>"$WORK/samples/$name.secs"
     echo "$RSS_KIB" >>"$WORK/samples/$name.rss"
+    echo "${ROUND:-0} $SECS" >>"$WORK/samples/$name.rounds"
   fi
   return "$status"
 }
@@ -136,6 +137,21 @@ peak() {
 }
 # every NAME: each round's wall time, in order ("2.51 2.47 2.60").
 every() { [[ -s "$WORK/samples/$1.secs" ]] && paste -sd' ' "$WORK/samples/$1.secs" || echo n/a; }
+# paired NUM DEN OP GOAL: NUM / DEN round by round (both measured in the same round), their
+# median, and in how many rounds the ratio meets OP GOAL ("2.61 3.09 4.02; median 3.09; >= 3 in
+# 2 of 3 rounds"). Rounds where either step failed are left out (pairs are matched by round).
+paired() {
+  [[ -s "$WORK/samples/$1.rounds" && -s "$WORK/samples/$2.rounds" ]] || { echo n/a; return 0; }
+  awk -v op="$3" -v g="$4" '
+    NR == FNR { num[$1] = $2; next }
+    ($1 in num) && $2 > 0 { r[++n] = num[$1] / $2; line = line (n > 1 ? " " : "") sprintf("%.2f", r[n])
+                            if ((op == ">=") ? (r[n] >= g) : (r[n] <= g)) ok++ }
+    END { if (!n) { print "n/a"; exit }
+          for (i = 1; i <= n; i++) s[i] = r[i]
+          for (i = 2; i <= n; i++) for (j = i; j > 1 && s[j - 1] > s[j]; j--) { t = s[j]; s[j] = s[j - 1]; s[j - 1] = t }
+          printf "%s; median %.2f; %s %s in %d of %d rounds\n", line, s[int((n + 1) / 2)], op, g, ok + 0, n }' \
+    "$WORK/samples/$1.rounds" "$WORK/samples/$2.rounds"
+}
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", b / 1048576 / s; else print "n/a" }'; }
@@ -163,6 +179,11 @@ fi
 log "cargo build took $(($(date +%s) - BUILD_START)) s (not counted below)"
 BENCH_START=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# Memory at the start and end: what a write into the page cache costs depends on it (a full page
+# cache must be reclaimed first; on a VM that gives free memory back to its host, memory not
+# used since costs the host's page faults when first written). See docs/benchmarks.md.
+meminfo() { awk -v k="$1:" '$1 == k { printf "%.1f", $2 / 1048576 }' /proc/meminfo; }
+MEM_START="$(meminfo MemFree) GiB free, $(meminfo Cached) GiB page cache"
 
 HAVE_BUILD=0 HAVE_PUSH=0
 "$PACK" build --help >/dev/null 2>&1 && HAVE_BUILD=1
@@ -468,6 +489,12 @@ REPORT="$OUT_DIR/results.md"
   echo "| push peak RSS | $P_RSS_MIB MiB | $(kib_mib "$SK_PUSH_RSS") MiB | | < 64 MiB | $(verdict "$P_RSS_MIB" '<' 64) |"
   echo "| second push of the same bundle | $(na "$P2_SECS") s (${P2_PCT}% of the first), peak RSS $([[ -n "$P2_RSS" ]] && kib_mib "$P2_RSS" || echo n/a) MiB | | | < 5% | $(verdict "$P2_PCT" '<' 5) |"
   echo
+  echo "Ratios round by round (each pair measured in the same round), against the goals:"
+  echo
+  echo "- build, skopeo's layout + tar + sync / ours: $(paired skopeo-layout pack-cold '>=' "$B_GOAL")"
+  echo "- warm rebuild / \`cp\` of the bundle: $(paired pack-warm cp-bundle '<=' 1.2)"
+  echo "- push, skopeo's / ours: $(paired skopeo-push push-1 '>=' 2)"
+  echo
   echo "Every round, wall seconds in round order:"
   echo
   for name in skopeo-build skopeo-layout pack-cold pack-warm cp-bundle cp-sync-bundle cp-never-bundle pack-nocache pack-layout pack-layout-warm tar-layout push-1 push-2 skopeo-push; do
@@ -480,6 +507,7 @@ REPORT="$OUT_DIR/results.md"
     "Push checks the signature, then hashes each blob it sends while the blob streams (XDG_STATE_HOME is fresh for each bench run, so no recorded proof skips that); the second push finds every blob by HEAD and reads none."
   echo
   echo "Bench run (generation, seeding, all copies) took ${BENCH_SECS} s. Load average at its start: $LOAD_START; at its end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine slows both tools)."
+  echo "Memory at its start: $MEM_START; at its end: $(meminfo MemFree) GiB free, $(meminfo Cached) GiB page cache."
   [[ -z "$BUILD_NOTE" ]] || echo "Build note: $BUILD_NOTE"
   [[ -z "$PUSH_NOTE" ]] || echo "Push note: $PUSH_NOTE"
 } >"$REPORT"

@@ -1,8 +1,11 @@
 //! Full verification: the signature, then every member and blob hashed once, in file order,
-//! with 1 MiB positioned reads (memory does not depend on the bundle's size), then every image's
-//! blob graph and `index.json` checked against the manifest.
+//! with 1 MiB positioned reads (memory does not depend on the bundle's size), while a second
+//! thread hashes the whole file from the same buffers (its sha256), then every image's blob
+//! graph and `index.json` checked against the manifest.
 
 use std::collections::HashMap;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{BundleError, IntegrityError};
@@ -120,8 +123,9 @@ impl Bundle {
     }
 
     /// Reads the whole file once, in order, with 1 MiB positioned reads: hashes it as a whole
-    /// (its sha256) and every member except the manifest and signature on its own, comparing
-    /// each with its listed digest. Returns the bytes read and the file's sha256.
+    /// (its sha256, on a second thread, see [`FileHash`]) and every member except the manifest
+    /// and signature on its own, comparing each with its listed digest. Returns the bytes read and
+    /// the file's sha256.
     fn hash_all(&self, progress: &dyn Progress) -> Result<(u64, Digest), BundleError> {
         let listed: HashMap<&str, &Digest> = self
             .manifest()
@@ -131,67 +135,56 @@ impl Bundle {
             .collect();
         let len = self.file_len()?;
         progress.start(VERIFY_LABEL, Some(len));
-        let mut file_hash = Hasher::new();
-        let mut buf = vec![0u8; CHUNK];
-        let mut pos = 0u64;
-        for entry in self.members() {
-            // The header (and the padding before it), then the content.
-            self.hash_range(
-                pos,
-                entry.data_offset,
-                &mut buf,
-                &mut [&mut file_hash],
-                (progress, VERIFY_LABEL),
-            )?;
-            let mut member_hash = Hasher::new();
-            let end = entry.data_offset + entry.size;
-            self.hash_range(
-                entry.data_offset,
-                end,
-                &mut buf,
-                &mut [&mut file_hash, &mut member_hash],
-                (progress, VERIFY_LABEL),
-            )?;
-            pos = end;
-            if entry.path == MANIFEST_PATH || entry.path == SIGNATURE_PATH {
-                continue;
-            }
-            let actual = member_hash.finish();
-            if let Some(hex) = entry.path.strip_prefix(BLOBS_PREFIX) {
-                if actual.hex() != hex {
-                    progress.finish(VERIFY_LABEL);
-                    let digest = format!("sha256:{hex}")
-                        .parse()
-                        .unwrap_or_else(|_| actual.clone());
-                    return Err(IntegrityError::TamperedBlob {
-                        digest,
-                        member: entry.path.clone(),
-                        actual,
-                    }
-                    .into());
+        let to = (progress, VERIFY_LABEL);
+        let r = std::thread::scope(|scope| {
+            let mut file_hash = FileHash::start(scope);
+            let mut pos = 0u64;
+            for entry in self.members() {
+                // The header (and the padding before it), then the content.
+                self.hash_range(pos, entry.data_offset, &mut file_hash, None, to)?;
+                let mut member_hash = Hasher::new();
+                let end = entry.data_offset + entry.size;
+                self.hash_range(
+                    entry.data_offset,
+                    end,
+                    &mut file_hash,
+                    Some(&mut member_hash),
+                    to,
+                )?;
+                pos = end;
+                if entry.path == MANIFEST_PATH || entry.path == SIGNATURE_PATH {
+                    continue;
                 }
-            } else if let Some(&expected) = listed.get(entry.path.as_str()) {
-                if &actual != expected {
-                    progress.finish(VERIFY_LABEL);
-                    return Err(IntegrityError::TamperedMember {
-                        path: entry.path.clone(),
-                        listed: expected.clone(),
-                        actual,
+                let actual = member_hash.finish();
+                if let Some(hex) = entry.path.strip_prefix(BLOBS_PREFIX) {
+                    if actual.hex() != hex {
+                        let digest = format!("sha256:{hex}")
+                            .parse()
+                            .unwrap_or_else(|_| actual.clone());
+                        return Err(IntegrityError::TamperedBlob {
+                            digest,
+                            member: entry.path.clone(),
+                            actual,
+                        }
+                        .into());
                     }
-                    .into());
+                } else if let Some(&expected) = listed.get(entry.path.as_str()) {
+                    if &actual != expected {
+                        return Err(IntegrityError::TamperedMember {
+                            path: entry.path.clone(),
+                            listed: expected.clone(),
+                            actual,
+                        }
+                        .into());
+                    }
                 }
             }
-        }
-        // The last padding and the end-of-archive blocks.
-        self.hash_range(
-            pos,
-            len,
-            &mut buf,
-            &mut [&mut file_hash],
-            (progress, VERIFY_LABEL),
-        )?;
+            // The last padding and the end-of-archive blocks.
+            self.hash_range(pos, len, &mut file_hash, None, to)?;
+            file_hash.finish().ok_or_else(|| self.hash_thread_stopped())
+        });
         progress.finish(VERIFY_LABEL);
-        Ok((len, file_hash.finish()))
+        r.map(|digest| (len, digest))
     }
 
     /// The sha256 of the whole bundle file, read once with 1 MiB positioned reads (what
@@ -200,11 +193,13 @@ impl Bundle {
         self.require_local_blobs()?;
         let len = self.file_len()?;
         progress.start(label, Some(len));
-        let mut h = Hasher::new();
-        let mut buf = vec![0u8; CHUNK];
-        let r = self.hash_range(0, len, &mut buf, &mut [&mut h], (progress, label));
+        let r = std::thread::scope(|scope| {
+            let mut file_hash = FileHash::start(scope);
+            self.hash_range(0, len, &mut file_hash, None, (progress, label))?;
+            file_hash.finish().ok_or_else(|| self.hash_thread_stopped())
+        });
         progress.finish(label);
-        r.map(|()| h.finish())
+        r
     }
 
     fn file_len(&self) -> Result<u64, BundleError> {
@@ -217,22 +212,33 @@ impl Bundle {
             })
     }
 
-    /// Feeds bytes `[from, to)` of the file to every hasher in `into`.
+    fn hash_thread_stopped(&self) -> BundleError {
+        BundleError::Io {
+            path: self.path().to_path_buf(),
+            source: std::io::Error::other("the thread hashing the whole file stopped"),
+        }
+    }
+
+    /// Reads bytes `[from, to)` of the file in order into `file_hash`'s buffers, feeding them to
+    /// `member` too when given.
     fn hash_range(
         &self,
         from: u64,
         to: u64,
-        buf: &mut [u8],
-        into: &mut [&mut Hasher],
+        file_hash: &mut FileHash<'_>,
+        mut member: Option<&mut Hasher>,
         (progress, label): (&dyn Progress, &str),
     ) -> Result<(), BundleError> {
         let mut pos = from;
         while pos < to {
+            let space = file_hash
+                .space()
+                .ok_or_else(|| self.hash_thread_stopped())?;
             let want = usize::try_from(to - pos)
-                .unwrap_or(buf.len())
-                .min(buf.len());
+                .unwrap_or(space.len())
+                .min(space.len());
             let n = self
-                .read_at(&mut buf[..want], pos)
+                .read_at(&mut space[..want], pos)
                 .map_err(|source| BundleError::Io {
                     path: self.path().to_path_buf(),
                     source,
@@ -246,8 +252,11 @@ impl Bundle {
                     ),
                 });
             }
-            for h in into.iter_mut() {
-                h.update(&buf[..n]);
+            if let Some(h) = member.as_deref_mut() {
+                h.update(&space[..n]);
+            }
+            if !file_hash.filled(n) {
+                return Err(self.hash_thread_stopped());
             }
             pos += n as u64;
             progress.advance(label, n as u64);
@@ -283,5 +292,89 @@ impl Bundle {
                 .map_err(IntegrityError::Image)?;
         }
         Ok(done.len())
+    }
+}
+
+/// Buffers in flight between the reader and the whole-file hasher: the reader is at most this
+/// many chunks ahead (memory: this many times [`CHUNK`]).
+const BUFFERS: usize = 4;
+
+/// The sha256 of the whole file, computed on its own thread from the bytes the reader reads
+/// in file order, while the reader hashes each member: a full verification hashes every byte
+/// twice (the file's sha256, and its member's digest), and on two cores this costs the wall time
+/// of one pass. The reader reads into a buffer from here until it is full (many small members
+/// and headers share one), then hands it over; buffers go back and forth, none is allocated per
+/// chunk.
+struct FileHash<'scope> {
+    free: Receiver<Vec<u8>>,
+    full: Option<SyncSender<(Vec<u8>, usize)>>,
+    worker: ScopedJoinHandle<'scope, Digest>,
+    /// The buffer being filled, and how many bytes of it are.
+    current: Option<(Vec<u8>, usize)>,
+}
+
+impl<'scope> FileHash<'scope> {
+    fn start<'env>(scope: &'scope Scope<'scope, 'env>) -> Self {
+        let (give_back, free) = sync_channel(BUFFERS);
+        for _ in 0..BUFFERS {
+            // Cannot fail: the channel has room for every buffer and its receiver is here.
+            let _ = give_back.send(vec![0u8; CHUNK]);
+        }
+        let (full, chunks) = sync_channel::<(Vec<u8>, usize)>(BUFFERS);
+        let worker = scope.spawn(move || {
+            let mut hasher = Hasher::new();
+            for (chunk, len) in chunks {
+                hasher.update(&chunk[..len]);
+                // The reader may have stopped (an error); the buffer is then dropped.
+                let _ = give_back.send(chunk);
+            }
+            hasher.finish()
+        });
+        Self {
+            free,
+            full: Some(full),
+            worker,
+            current: None,
+        }
+    }
+
+    /// Where the next bytes of the file are to be read: the rest of the current buffer (never
+    /// empty); `None` if the hashing thread stopped.
+    fn space(&mut self) -> Option<&mut [u8]> {
+        if self.current.is_none() {
+            self.current = Some((self.free.recv().ok()?, 0));
+        }
+        let (buf, used) = self.current.as_mut()?;
+        Some(&mut buf[*used..])
+    }
+
+    /// Takes the `n` bytes just read into [`FileHash::space`]; hands the buffer over once it is
+    /// full. False if the hashing thread stopped.
+    fn filled(&mut self, n: usize) -> bool {
+        let Some((buf, used)) = self.current.as_mut() else {
+            return false;
+        };
+        *used += n;
+        if *used < buf.len() {
+            return true;
+        }
+        self.hand_over()
+    }
+
+    fn hand_over(&mut self) -> bool {
+        match (self.current.take(), &self.full) {
+            (Some(chunk), Some(full)) => full.send(chunk).is_ok(),
+            (None, _) => true,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The sha256 of every byte read; `None` if the hashing thread failed.
+    fn finish(mut self) -> Option<Digest> {
+        if !self.hand_over() {
+            return None;
+        }
+        drop(self.full.take());
+        self.worker.join().ok()
     }
 }
