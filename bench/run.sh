@@ -179,9 +179,9 @@ fi
 log "cargo build took $(($(date +%s) - BUILD_START)) s (not counted below)"
 BENCH_START=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-# Memory at the start and end: what a write into the page cache costs depends on it (a full page
-# cache must be reclaimed first; on a VM that gives free memory back to its host, memory not
-# used since costs the host's page faults when first written). See docs/benchmarks.md.
+# Memory at the start and end: what a write into the page cache costs can depend on it (a full
+# page cache is reclaimed first; on a VM that gives free memory back to its host, memory the
+# guest has not used lately may be faulted in by the host first). See docs/benchmarks.md.
 meminfo() { awk -v k="$1:" '$1 == k { printf "%.1f", $2 / 1048576 }' /proc/meminfo; }
 MEM_START="$(meminfo MemFree) GiB free, $(meminfo Cached) GiB page cache"
 
