@@ -11,6 +11,7 @@
 #        BENCH_NO_CARGO=1 skip `cargo build --release` (use the binaries already in target/release)
 #        BENCH_ROUNDS=N   rounds of every comparison, alternating which tool goes first (default 3);
 #                         the table gives medians, the list under it every round's figures
+#        BENCH_WARMUP=0   no untimed round 0 before them (default 1: one)
 # Writes bench/out/results.md (git-ignored) and prints the same table.
 # Not part of the test suite; nothing here is asserted.
 set -euo pipefail
@@ -21,6 +22,8 @@ SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 SET=${BENCH_SET:-shared}
 ROUNDS=${BENCH_ROUNDS:-3}
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "error: BENCH_ROUNDS must be a whole number >= 1" >&2; exit 1; }
+WARMUP=${BENCH_WARMUP:-1}
+[[ "$WARMUP" == 0 || "$WARMUP" == 1 ]] || { echo "error: BENCH_WARMUP must be 0 or 1" >&2; exit 1; }
 BIN="$ROOT/target/release"
 PACK="$BIN/airlift-pack"
 INSTALL="$BIN/airlift-install"
@@ -368,7 +371,7 @@ our_build() {
   built=$(ls "$WORK"/dist/*.airlift)
   BUNDLE_BYTES=$(stat -c %s "$built")
   if [[ -n "$BUNDLE" ]]; then
-    cmp -s "$BUNDLE" "$built" || BUILD_NOTE+="round $ROUND: the cold build's bundle differs from round 1's. "
+    cmp -s "$BUNDLE" "$built" || BUILD_NOTE+="round $ROUND: the cold build's bundle differs from the first one's. "
   fi
   BUNDLE="$WORK/bundle.airlift"
   mv "$built" "$BUNDLE"
@@ -421,6 +424,15 @@ skopeo_push() {
 }
 
 # --- 2, 3. build and push, in rounds: odd rounds start with skopeo, even rounds with ours -----
+# Round 0 (BENCH_WARMUP=1, the default) runs every step once untimed: the first write of each
+# kind on a machine is often far slower than the next (memory the page cache has not used yet;
+# see docs/benchmarks.md), and it would fall on whichever tool happens to go first.
+if [[ "$WARMUP" == 1 ]]; then
+  ROUND=0
+  log "round 0: every step once, not counted"
+  skopeo_build; our_build; our_push; skopeo_push
+  rm -rf "$WORK/samples"
+fi
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   if ((ROUND % 2)); then
     skopeo_build; our_build; our_push; skopeo_push
@@ -468,7 +480,7 @@ REPORT="$OUT_DIR/results.md"
   echo "Versions: $("$PACK" --version 2>/dev/null || echo 'airlift-pack ?'), $("$INSTALL" --version 2>/dev/null || echo 'airlift-install ?'), $(skopeo --version), $("$REGISTRY_BIN" --version | awk '{print "docker-registry " $3}'), $(rustc --version | cut -d' ' -f1-2)."
   echo "Image set ($SET): ${#TAGS[@]} linux/amd64 images (${TAGS[*]}), $UNIQUE_BLOBS unique blobs, $UNIQUE_BYTES unique blob bytes ($(mib "$UNIQUE_BYTES") MiB), $REFERENCED_BYTES bytes referenced by the images together ($(mib "$REFERENCED_BYTES") MiB)."
   echo "Throughput = unique blob bytes of the set / wall time, for both tools; ratio = skopeo's wall time / ours. Peak RSS from \`/usr/bin/time -f %M\` (skopeo: its largest process)."
-  echo "Each time is the median of $ROUNDS round(s), alternating which tool goes first (odd rounds skopeo, even rounds ours), every step started after a \`sync\`; peak RSS is the largest of the rounds. Every round's figures are listed under the table."
+  echo "Each time is the median of $ROUNDS round(s), alternating which tool goes first (odd rounds skopeo, even rounds ours), every step started after a \`sync\`$([[ "$WARMUP" == 1 ]] && echo ', after one untimed round of every step'); peak RSS is the largest of the rounds. Every round's figures are listed under the table."
   echo
   echo "| measure | Airlift | skopeo | ratio | goal | result |"
   echo "| --- | --- | --- | --- | --- | --- |"
