@@ -136,18 +136,17 @@ impl Bundle {
         let len = self.file_len()?;
         progress.start(VERIFY_LABEL, Some(len));
         let to = (progress, VERIFY_LABEL);
-        let r = std::thread::scope(|scope| {
-            let mut file_hash = FileHash::start(scope);
+        let r = self.hashing_file(|file_hash| {
             let mut pos = 0u64;
             for entry in self.members() {
                 // The header (and the padding before it), then the content.
-                self.hash_range(pos, entry.data_offset, &mut file_hash, None, to)?;
+                self.hash_range(pos, entry.data_offset, file_hash, None, to)?;
                 let mut member_hash = Hasher::new();
                 let end = entry.data_offset + entry.size;
                 self.hash_range(
                     entry.data_offset,
                     end,
-                    &mut file_hash,
+                    file_hash,
                     Some(&mut member_hash),
                     to,
                 )?;
@@ -180,8 +179,7 @@ impl Bundle {
                 }
             }
             // The last padding and the end-of-archive blocks.
-            self.hash_range(pos, len, &mut file_hash, None, to)?;
-            file_hash.finish().ok_or_else(|| self.hash_thread_stopped())
+            self.hash_range(pos, len, file_hash, None, to)
         });
         progress.finish(VERIFY_LABEL);
         r.map(|digest| (len, digest))
@@ -193,13 +191,23 @@ impl Bundle {
         self.require_local_blobs()?;
         let len = self.file_len()?;
         progress.start(label, Some(len));
-        let r = std::thread::scope(|scope| {
-            let mut file_hash = FileHash::start(scope);
-            self.hash_range(0, len, &mut file_hash, None, (progress, label))?;
-            file_hash.finish().ok_or_else(|| self.hash_thread_stopped())
-        });
+        let r = self
+            .hashing_file(|file_hash| self.hash_range(0, len, file_hash, None, (progress, label)));
         progress.finish(label);
         r
+    }
+
+    /// Runs `read` with a [`FileHash`] on its own thread and returns the sha256 of everything
+    /// `read` handed it.
+    fn hashing_file(
+        &self,
+        read: impl FnOnce(&mut FileHash<'_>) -> Result<(), BundleError>,
+    ) -> Result<Digest, BundleError> {
+        std::thread::scope(|scope| {
+            let mut file_hash = FileHash::start(scope);
+            read(&mut file_hash)?;
+            file_hash.finish().ok_or_else(|| self.hash_thread_stopped())
+        })
     }
 
     fn file_len(&self) -> Result<u64, BundleError> {
