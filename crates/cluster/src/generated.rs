@@ -43,6 +43,9 @@ pub enum GeneratedError {
         #[source]
         source: crate::status::ServerError,
     },
+    /// The release namespace is being deleted and was still there after the wait.
+    #[error(transparent)]
+    NamespaceDeleting(#[from] crate::namespace::StillDeleting),
     /// A stored value is not UTF-8.
     #[error("generated value `{key}` in `{secret}` is not UTF-8 text")]
     NotText {
@@ -58,6 +61,7 @@ impl GeneratedError {
     pub fn hint(&self) -> String {
         match self {
             Self::Api { source, .. } => crate::kubeconfig::api_hint(source.inner()),
+            Self::NamespaceDeleting(e) => e.hint(),
             Self::NotText { secret, .. } => format!(
                 "`{secret}` was edited by hand; restore the value or delete the key to generate \
                  a new one (the workloads using it must then be reset)"
@@ -258,7 +262,13 @@ async fn ensure_namespace(
             source: source.into(),
         }
     };
-    if api.get_opt(namespace).await.map_err(err("read"))?.is_none() {
+    let exists = crate::namespace::settle(namespace, crate::namespace::DELETION_WAIT, || async {
+        let found = api.get_opt(namespace).await.map_err(err("read"))?;
+        let deleting = found.map(|ns| ns.metadata.deletion_timestamp.is_some());
+        Ok::<_, GeneratedError>(crate::namespace::Found::of(deleting))
+    })
+    .await?;
+    if !exists {
         let mut body =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
         crate::ownership::stamp_value(&mut body, &crate::ownership::Owner::new(namespace, release));

@@ -10,6 +10,7 @@ pub mod generated;
 pub mod kubeconfig;
 pub mod lifecycle;
 pub mod lock;
+pub mod namespace;
 pub mod object;
 pub mod ownership;
 pub mod plan;

@@ -550,3 +550,42 @@ async fn history_is_kept_to_its_depth() {
         cleanup(&cluster, &ns, "demo").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_right_after_an_uninstall_waits_for_the_namespace_to_go() {
+    // The namespace controller takes its time (2 s here; seconds on a real cluster): until then
+    // the namespace refuses new objects, and the install must wait, not fail.
+    let options_2s = ClusterOptions::default().with_ready_delay(std::time::Duration::from_secs(2));
+    for env in envs(options_2s) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("again");
+        let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw");
+        engine.install(&v1, &options()).await.unwrap();
+        let out = engine.uninstall(&ns, "demo", true).await.unwrap();
+        assert!(
+            out.deleted.iter().any(|o| o.kind == "Namespace"),
+            "[{}] {:?}",
+            env.tier,
+            out.deleted
+        );
+        let terminating = live(&cluster, "v1", "Namespace", None, &ns).await;
+        if env.test.is_some() {
+            let ns_obj = terminating.expect("the namespace is still terminating");
+            assert!(!ns_obj["metadata"]["deletionTimestamp"].is_null(), "{ns_obj}");
+        }
+
+        let report = engine.install(&v1, &options()).await.unwrap();
+        assert_eq!(report.revision, 1, "[{}]", env.tier);
+        let ns_obj = live(&cluster, "v1", "Namespace", None, &ns).await.unwrap();
+        assert!(
+            ns_obj["metadata"]["deletionTimestamp"].is_null(),
+            "[{}] {ns_obj}",
+            env.tier
+        );
+        assert!(live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .is_some());
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}

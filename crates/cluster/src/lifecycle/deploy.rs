@@ -407,7 +407,21 @@ impl Engine<'_> {
             namespace: None,
             name: owner.namespace.clone(),
         };
-        if get_live(&self.resolver, &id).await?.is_none() {
+        // A namespace being deleted (an uninstall a moment ago) refuses new objects until it is
+        // gone: wait for that, then create it again.
+        let exists = crate::namespace::settle(
+            &owner.namespace,
+            crate::namespace::DELETION_WAIT,
+            || async {
+                Ok::<_, LifecycleError>(crate::namespace::Found::of(
+                    get_live(&self.resolver, &id)
+                        .await?
+                        .map(|ns| !ns["metadata"]["deletionTimestamp"].is_null()),
+                ))
+            },
+        )
+        .await?;
+        if !exists {
             let mut ns = json!({"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": owner.namespace}});
             stamp_value(&mut ns, owner);

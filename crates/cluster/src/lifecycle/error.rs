@@ -165,6 +165,9 @@ pub enum LifecycleError {
         #[source]
         source: semver::Error,
     },
+    /// The release namespace is being deleted and was still there after the wait.
+    #[error(transparent)]
+    NamespaceDeleting(#[from] crate::namespace::StillDeleting),
     /// A rollback needs secret values the cluster no longer has.
     #[error("cannot roll back: {object} no longer holds the secret values at {}", .keys.join(", "))]
     SecretDataLost {
@@ -258,6 +261,7 @@ impl LifecycleError {
             Self::BadVersion { .. } => {
                 "the bundle is malformed; ask the vendor for a new one".into()
             }
+            Self::NamespaceDeleting(e) => e.hint(),
             Self::SecretDataLost { .. } => {
                 "install that bundle version again with its configuration values instead".into()
             }
