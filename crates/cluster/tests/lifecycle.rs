@@ -572,7 +572,10 @@ async fn install_right_after_an_uninstall_waits_for_the_namespace_to_go() {
         let terminating = live(&cluster, "v1", "Namespace", None, &ns).await;
         if env.test.is_some() {
             let ns_obj = terminating.expect("the namespace is still terminating");
-            assert!(!ns_obj["metadata"]["deletionTimestamp"].is_null(), "{ns_obj}");
+            assert!(
+                !ns_obj["metadata"]["deletionTimestamp"].is_null(),
+                "{ns_obj}"
+            );
         }
 
         let report = engine.install(&v1, &options()).await.unwrap();
