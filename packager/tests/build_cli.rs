@@ -267,19 +267,33 @@ fn registry_images_are_pinned_and_a_rebuild_hits_the_cache() {
     let bundle = airlift_bundle::Bundle::open(first["bundle"].as_str().unwrap()).unwrap();
     let cache = airlift_bundle::DirBlobStore::open(dir.path().join("cache"))
         .unwrap()
-        .with_proofs();
+        .with_proofs()
+        .with_held_bundles();
     for blob in &bundle.manifest().blobs {
         assert!(
-            airlift_bundle::BlobSource::proven_file(&cache, &blob.digest).is_some(),
+            airlift_bundle::BlobSource::proven_range(&cache, &blob.digest).is_some(),
             "{} has no proof in the cache",
             blob.digest
         );
     }
+    // The downloaded layers were written once: the cache holds the bundle itself (a hard
+    // link), not copies of them.
+    let cache_dir = dir.path().join("cache");
+    let first_path = PathBuf::from(first["bundle"].as_str().unwrap());
+    let (_, held, _) = largest_held_blob(&cache_dir);
+    assert_same_file(&held, &first_path);
+    for layer in &set.api.layers {
+        assert!(!cache.path_of(&layer.blob.digest).exists());
+    }
     let second = build("b");
     assert_eq!(second["downloadedBytes"], 0, "the rebuild downloaded blobs");
-    let a = std::fs::read(first["bundle"].as_str().unwrap()).unwrap();
+    let a = std::fs::read(&first_path).unwrap();
     let b = std::fs::read(second["bundle"].as_str().unwrap()).unwrap();
     assert!(a == b, "a rebuild from the cache differs");
+    // The cache now points at the newer bundle; the first, still in `a`, costs no space.
+    let (_, held, _) = largest_held_blob(&cache_dir);
+    assert_same_file(&held, Path::new(second["bundle"].as_str().unwrap()));
+    assert_eq!(names_in(&cache_dir.join("bundles")).len(), 2);
 }
 
 #[test]
@@ -320,16 +334,21 @@ fn a_corrupt_cache_entry_is_refused_removed_and_fetched_again() {
         )
     };
     let good = json(&build("a"));
-    // Flip one byte of the largest cached blob (a layer), as a disk fault or a torn write would.
-    let mut blobs: Vec<PathBuf> = std::fs::read_dir(cache.join("sha256"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    blobs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let victim = blobs.last().unwrap().clone();
-    let mut bytes = std::fs::read(&victim).unwrap();
-    bytes[0] ^= 0x01;
-    std::fs::write(&victim, &bytes).unwrap();
+    let good_bytes = std::fs::read(good["bundle"].as_str().unwrap()).unwrap();
+    // Flip one byte of the largest cached blob (a layer, held in the bundle the cache links),
+    // as a disk fault or a torn write would.
+    let (victim, held, offset) = largest_held_blob(&cache);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&held)
+            .unwrap();
+        let mut byte = [0u8; 1];
+        f.read_exact_at(&mut byte, offset).unwrap();
+        f.write_all_at(&[byte[0] ^ 0x01], offset).unwrap();
+    }
 
     let o = build("b");
     let all = text(&o);
@@ -349,9 +368,8 @@ fn a_corrupt_cache_entry_is_refused_removed_and_fetched_again() {
         healed["downloadedBytes"].as_u64().unwrap() > 0,
         "the blob is fetched again"
     );
-    let a = std::fs::read(good["bundle"].as_str().unwrap()).unwrap();
     let c = std::fs::read(healed["bundle"].as_str().unwrap()).unwrap();
-    assert!(a == c, "the healed build differs");
+    assert!(good_bytes == c, "the healed build differs");
 }
 
 #[test]
@@ -671,7 +689,7 @@ fn an_interrupted_build_removes_its_partial_bundle_and_a_rerun_continues() {
         .iter()
         .flat_map(|i| &i.layers)
         .filter(|l| l.blob.digest != base.digest)
-        .map(|l| dir.path().join("cache/sha256").join(l.blob.digest.hex()))
+        .map(|l| dir.path().join("cache/held").join(l.blob.digest.hex()))
         .collect();
     assert_eq!(others.len(), 2);
 
@@ -776,13 +794,16 @@ fn an_interrupted_build_removes_its_partial_bundle_and_a_rerun_continues() {
         names_in(&out).is_empty(),
         "left in the output folder: {all}"
     );
-    let cached = names_in(&cache.join("sha256"));
+    let mut cached = names_in(&cache.join("sha256"));
+    cached.extend(names_in(&cache.join("held")));
     assert!(
         cached.iter().all(|n| !n.starts_with(".tmp")),
         "temporary cache files left: {cached:?}"
     );
     assert!(!cached.contains(&base.digest.hex().to_string()));
+    // The complete layers are held as ranges of the stopped bundle, which the cache still links.
     assert!(others.iter().all(|p| p.exists()));
+    assert_eq!(names_in(&cache.join("bundles")).len(), 1);
 
     // The same command again: only the missing layer is downloaded, and the bundle is written.
     let again = pack_command(dir.path(), &args).output().unwrap();
@@ -791,4 +812,49 @@ fn an_interrupted_build_removes_its_partial_bundle_and_a_rerun_continues() {
     assert_eq!(summary["downloadedBytes"], base.size, "{summary}");
     assert_eq!(names_in(&out), ["reg-1.0.0.airlift"]);
     assert_eq!(proxy.injected(), 1);
+    // The cache now holds the new bundle alone (the same file: no second copy of any layer);
+    // the stopped one, which nothing points at, is gone.
+    let held = names_in(&cache.join("bundles"));
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_same_file(
+        &cache.join("bundles").join(&held[0]),
+        &out.join("reg-1.0.0.airlift"),
+    );
+}
+
+/// Asserts that `a` and `b` are one file (two links to one inode).
+fn assert_same_file(a: &Path, b: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let (ma, mb) = (std::fs::metadata(a).unwrap(), std::fs::metadata(b).unwrap());
+    assert_eq!(
+        (ma.dev(), ma.ino()),
+        (mb.dev(), mb.ino()),
+        "{} and {} are different files",
+        a.display(),
+        b.display()
+    );
+}
+
+/// The held bundle and offset of the largest blob the cache at `cache` holds in a bundle, with
+/// its entry.
+fn largest_held_blob(cache: &Path) -> (PathBuf, PathBuf, u64) {
+    let mut best: Option<(u64, PathBuf, PathBuf, u64)> = None;
+    for name in names_in(&cache.join("held")) {
+        let entry = cache.join("held").join(&name);
+        let text = std::fs::read_to_string(&entry).unwrap();
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap()
+                .to_string()
+        };
+        let size: u64 = field("size ").parse().unwrap();
+        let offset: u64 = field("offset ").parse().unwrap();
+        let bundle = cache.join("bundles").join(field("bundle "));
+        if best.as_ref().is_none_or(|b| size > b.0) {
+            best = Some((size, entry, bundle, offset));
+        }
+    }
+    let (_, entry, bundle, offset) = best.expect("the cache holds no blob in a bundle");
+    (entry, bundle, offset)
 }

@@ -1,15 +1,17 @@
 //! Writing a planned bundle: blobs the cache holds are copied into their place (kernel-side,
 //! without hashing, when the cache proves them), blobs it lacks are downloaded straight into
-//! their place, hashed on the way, and then kept in the cache with a kernel-side copy (unless the
-//! build keeps no cache). So a downloaded byte is received once, hashed once and written into
-//! the bundle once. Blobs of OCI layouts and archives the cache lacks are read where they are,
-//! hashed and written into their place, and not kept: read once, written once.
+//! their place, hashed on the way, and then kept in the cache (unless the build keeps no
+//! cache): where the cache can hold the bundle by hard link (same filesystem), by recording
+//! their range of it, with no copy; otherwise with a kernel-side copy. So a downloaded byte is
+//! received once, hashed once and written once. Blobs of OCI layouts and archives the cache
+//! lacks are read where they are, hashed and written into their place, and not kept: read
+//! once, written once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use airlift_bundle::held::HeldBundle;
 use airlift_bundle::proof::ProofKey;
 use airlift_bundle::{BlobSource, BundleFile, Digest, DirBlobStore, Progress, WriteError};
 use airlift_registry::pull::{BlobRef, LocalImage, PullError, RegistryPuller, ResolvedImage};
@@ -30,7 +32,8 @@ pub(crate) struct Fetch {
 /// What the cache does with downloaded blobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeepLayers {
-    /// Copied into the cache (kernel-side) once verified, for the next build.
+    /// Kept in the cache once verified, for the next build: held in the bundle itself when the
+    /// cache holds bundles and is on the bundle's filesystem, else copied (kernel-side).
     InCache,
     /// Written into the bundle only (`--no-cache`).
     No,
@@ -63,7 +66,7 @@ impl Sources {
     }
 
     /// The layout or archive `digest` is read from, when it is not read from the cache.
-    fn local_path(&self, digest: &Digest) -> Option<&Path> {
+    pub(crate) fn local_path(&self, digest: &Digest) -> Option<&Path> {
         self.local.get(digest).map(|(_, path)| path.as_path())
     }
 
@@ -87,8 +90,8 @@ impl BlobSource for Sources {
         self.source_of(digest).read_blob_at(digest, offset, buf)
     }
 
-    fn proven_file(&self, digest: &Digest) -> Option<File> {
-        self.source_of(digest).proven_file(digest)
+    fn proven_range(&self, digest: &Digest) -> Option<airlift_bundle::ProvenRange> {
+        self.source_of(digest).proven_range(digest)
     }
 
     fn proof_token(&self, digest: &Digest) -> Option<ProofKey> {
@@ -113,6 +116,8 @@ pub(crate) struct Assembly<'a> {
     pub sources: Arc<Sources>,
     /// Whether downloaded blobs are kept in the cache.
     pub keep: KeepLayers,
+    /// The cache's hold on the bundle, when it keeps downloaded blobs there without a copy.
+    pub held: Option<&'a HeldBundle>,
     /// How many blobs are downloaded at once.
     pub concurrency: usize,
     /// Where bytes are reported.
@@ -133,6 +138,7 @@ impl Assembly<'_> {
             file,
             puller,
             keep,
+            held,
             concurrency,
             ..
         } = *self;
@@ -168,7 +174,14 @@ impl Assembly<'_> {
             progress.start(label, Some(*total));
         }
         let download = stream::iter(fetches.iter())
-            .map(|f| fetch_one(path, file, puller, cache, keep, f, progress.as_ref()))
+            .map(|f| {
+                let keep = match (keep, held) {
+                    (KeepLayers::No, _) => Keep::No,
+                    (KeepLayers::InCache, Some(held)) => Keep::Held(held),
+                    (KeepLayers::InCache, None) => Keep::Copy(cache),
+                };
+                fetch_one(path, file, puller, keep, f, progress.as_ref())
+            })
             .buffer_unordered(concurrency.max(1))
             .try_fold(
                 BTreeMap::new(),
@@ -202,7 +215,7 @@ fn explain_fill_error(e: WriteError, sources: &Sources, bundle: &Path) -> BuildE
                 }),
             };
         }
-        let _ = std::fs::remove_file(sources.cache.path_of(digest));
+        sources.cache.forget(digest);
     }
     BuildError::Write {
         path: bundle.to_path_buf(),
@@ -210,13 +223,23 @@ fn explain_fill_error(e: WriteError, sources: &Sources, bundle: &Path) -> BuildE
     }
 }
 
-/// Downloads one blob into its place, checks it, and keeps a copy in the cache.
+/// How a downloaded blob is kept for the next build.
+#[derive(Clone, Copy)]
+enum Keep<'a> {
+    /// Not at all.
+    No,
+    /// As its range of the bundle, which the cache holds.
+    Held(&'a HeldBundle),
+    /// Copied into the cache.
+    Copy(&'a DirBlobStore),
+}
+
+/// Downloads one blob into its place, checks it, and keeps it in the cache.
 async fn fetch_one(
     bundle: &Path,
     file: &BundleFile,
     puller: &RegistryPuller,
-    cache: &DirBlobStore,
-    keep: KeepLayers,
+    keep: Keep<'_>,
     f: &Fetch,
     progress: &dyn Progress,
 ) -> Result<(usize, u64), BuildError> {
@@ -242,29 +265,34 @@ async fn fetch_one(
         }),
         other => write_err(other),
     })?;
-    if keep == KeepLayers::InCache {
-        let file = file.clone();
-        let cache = cache.clone();
-        let digest = f.blob.digest.clone();
-        let kept = tokio::task::spawn_blocking(move || {
-            let (src, offset, size) = file.blob_range(&digest)?;
-            Some(cache.adopt(&digest, src, offset, size))
-        })
-        .await
-        .map_err(|_| BuildError::Worker("cache writer"))?;
-        // The bundle is what was asked for; a blob the cache could not keep is fetched again
-        // next time.
-        let why = match kept {
-            None => Some("it is not written in the bundle".to_string()),
-            Some(Err(e)) => Some(airlift_bundle::error_chain(&e)),
-            Some(Ok(_)) => None,
-        };
-        if let Some(why) = why {
-            progress.message(&format!(
-                "cannot keep blob {} in the cache: {why}",
-                f.blob.digest
-            ));
+    let digest = f.blob.digest.clone();
+    let kept = match keep {
+        Keep::No => Some(Ok(())),
+        // A few bytes written: no copy.
+        Keep::Held(held) => file
+            .blob_range(&digest)
+            .map(|(_, offset, size)| held.keep(&digest, offset, size)),
+        Keep::Copy(cache) => {
+            let file = file.clone();
+            let cache = cache.clone();
+            let digest = digest.clone();
+            tokio::task::spawn_blocking(move || {
+                let (src, offset, size) = file.blob_range(&digest)?;
+                Some(cache.adopt(&digest, src, offset, size))
+            })
+            .await
+            .map_err(|_| BuildError::Worker("cache writer"))?
         }
+    };
+    // The bundle is what was asked for; a blob the cache could not keep is fetched again next
+    // time.
+    let why = match kept {
+        None => Some("it is not written in the bundle".to_string()),
+        Some(Err(e)) => Some(airlift_bundle::error_chain(&e)),
+        Some(Ok(())) => None,
+    };
+    if let Some(why) = why {
+        progress.message(&format!("cannot keep blob {digest} in the cache: {why}"));
     }
     Ok((f.owner, bytes))
 }

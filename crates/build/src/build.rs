@@ -241,16 +241,32 @@ pub async fn build(
     if req.stop.load(Ordering::Relaxed) {
         return Err(write_err(WriteError::Stopped { path: out.clone() }));
     }
+    // Bundles the cache holds for nothing (their output deleted, no blob pointing at them) go
+    // before the new bundle takes its space: the disk needs room for one bundle, not two, and
+    // the memory the kernel cached them in is reused for the new one.
+    if req.keep_layers == KeepLayers::InCache && req.cache.holds_bundles() {
+        let _ = req.cache.prune_held();
+    }
     let file = plan
         .stop_when(req.stop.clone())
         .create(&out)
         .map_err(write_err)?;
+    // On the bundle's filesystem the cache holds the bundle itself (a hard link), so the
+    // layers downloaded into it are kept without writing them twice, and those it copies from
+    // an earlier held bundle move to this one (which lets that one go). A bundle with neither
+    // (every layer from a layout, archive or local build) is not held.
+    let holding = req.keep_layers == KeepLayers::InCache
+        && req.cache.holds_bundles()
+        && (!fetches.is_empty() || cached.iter().any(|d| req.cache.is_held(d)));
+    let held = holding.then(|| file.hold_in(&req.cache).ok()).flatten();
+    let sources = Arc::new(sources);
     let assembly = Assembly {
         path: &out,
         file: &file,
         puller: &puller,
-        sources: Arc::new(sources),
+        sources: sources.clone(),
         keep: req.keep_layers,
+        held: held.as_ref(),
         concurrency: req.registry.concurrency,
         progress: progress.clone(),
     };
@@ -261,10 +277,29 @@ pub async fn build(
         }
     }
     let signed = req.key.is_some();
+    // What the cache keeps of the bundle: every blob but those read from a layout or archive
+    // (blobs it keeps as files of their own stay so).
+    let keep: Vec<_> = file
+        .blob_ranges()
+        .into_iter()
+        .filter(|(d, ..)| sources.local_path(d).is_none())
+        .collect();
     let written: WrittenBundle = tokio::task::spawn_blocking(move || file.finish())
         .await
         .map_err(|_| BuildError::Worker("bundle writer"))?
         .map_err(write_err)?;
+    if let Some(held) = held {
+        // The bundle is what was asked for; the cache not keeping it only costs a download.
+        let settled = tokio::task::spawn_blocking(move || held.settle(&keep))
+            .await
+            .map_err(|_| BuildError::Worker("cache writer"))?;
+        if let Err(e) = settled {
+            progress.message(&format!(
+                "cannot keep the bundle's layers in the cache: {}",
+                airlift_bundle::error_chain(&e)
+            ));
+        }
+    }
 
     Ok(summarize(&written, &acquired, signed, started.elapsed()))
 }

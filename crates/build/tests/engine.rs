@@ -57,7 +57,10 @@ fn request(def: &Path, out: &Path, cache: &Path, key: &PrivateKey) -> BuildReque
         definition: airlift_render::load_definition(def).unwrap(),
         key: Some(key.clone()),
         out_dir: out.to_path_buf(),
-        cache: DirBlobStore::open(cache).unwrap().with_proofs(),
+        cache: DirBlobStore::open(cache)
+            .unwrap()
+            .with_proofs()
+            .with_held_bundles(),
         keep_layers: KeepLayers::InCache,
         registry: registry(),
         image_concurrency: 2,
@@ -127,6 +130,13 @@ async fn a_definition_builds_in_process_into_a_bundle_that_verifies() {
     assert!(
         std::fs::read(&summary.bundle).unwrap() == std::fs::read(&again.bundle).unwrap(),
         "the rebuild differs"
+    );
+    // Nothing was downloaded and no layer of the layout is kept, so the cache holds neither
+    // bundle (a link would keep a deleted one's space until the next build).
+    assert!(
+        names_in(&cache.join("bundles")).is_empty(),
+        "{:?}",
+        names_in(&cache.join("bundles"))
     );
 }
 

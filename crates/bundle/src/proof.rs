@@ -109,6 +109,32 @@ impl ProofStore {
         )))
     }
 
+    /// The key of the bytes `offset..offset + size` of `file` (a bundle the blob store holds, see
+    /// [`crate::held`]) as the file is now, holding the blob `digest`, in this boot of the
+    /// kernel. Unlike a blob file's key it names the file's mtime, not its ctime: a held bundle
+    /// is also the user's deliverable, and moving, linking or deleting it (which change its
+    /// ctime, not its bytes) must not cost a hash of every blob it holds. Any write moves the
+    /// mtime; only a deliberate `utimensat` back to the nanosecond could hide one, and a blob
+    /// copied wrong that way is refused by every verification of the bundle it lands in.
+    pub fn key_for_range(
+        &self,
+        file: &std::fs::File,
+        offset: u64,
+        size: u64,
+        digest: &Digest,
+    ) -> io::Result<ProofKey> {
+        let boot = Self::boot_id()?;
+        let m = file.metadata()?;
+        Ok(ProofKey::new(format!(
+            "airlift-range-proof v1\ndev {}\nino {}\nsize {}\nmtime_ns {}\nboot {boot}\n\
+             range {offset} {size}\nblob {digest}\n",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        )))
+    }
+
     /// The key of a build from local files in this boot of the kernel: `inputs` is a digest over
     /// everything the build reads and how (each file's path, mode and [`file_identity`], the
     /// builder's version), so an unchanged set of files finds the build's result recorded

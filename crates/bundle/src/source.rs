@@ -55,11 +55,12 @@ pub trait BlobSource: Send + Sync {
     /// Reads bytes of the blob starting at `offset` into `buf`; returns how many (0 at the end).
     fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
 
-    /// The blob as a whole file whose bytes are known to hash to `digest` without reading them
-    /// (a recorded proof for this exact, unchanged file), so a writer may copy it kernel-side
-    /// instead of hashing it. `None` (the default) when the source has no such proof: the
-    /// caller then reads through [`BlobSource::read_blob_at`] and hashes.
-    fn proven_file(&self, digest: &Digest) -> Option<File> {
+    /// Bytes of a file known to be the blob `digest` without reading them (a recorded proof
+    /// for this exact, unchanged file: a blob file, or a range of a bundle the store holds),
+    /// so a writer may copy them kernel-side instead of hashing them. `None` (the default)
+    /// when the source has no such proof: the caller then reads through
+    /// [`BlobSource::read_blob_at`] and hashes.
+    fn proven_range(&self, digest: &Digest) -> Option<ProvenRange> {
         let _ = digest;
         None
     }
@@ -90,6 +91,17 @@ pub trait BlobSource: Send + Sync {
             end: size,
         })
     }
+}
+
+/// Bytes of a file proven to be one blob ([`BlobSource::proven_range`]).
+#[derive(Debug)]
+pub struct ProvenRange {
+    /// The file.
+    pub file: File,
+    /// Where the blob's first byte is.
+    pub offset: u64,
+    /// The blob's size, as proven.
+    pub size: u64,
 }
 
 /// Reads one blob of a [`BlobSource`] sequentially, from a start offset to its end.
@@ -138,16 +150,39 @@ impl<S: BlobSource + ?Sized> Read for BlobSourceReader<'_, S> {
 /// never holds a partial or wrong blob. Used as the packager's download cache.
 ///
 /// With [`DirBlobStore::with_proofs`], each committed blob's file identity is recorded (see
-/// [`ProofStore::key_for_blob_file`]), and [`BlobSource::proven_file`] hands out blobs whose file
+/// [`ProofStore::key_for_blob_file`]), and [`BlobSource::proven_range`] hands out blobs whose file
 /// is unchanged since, in the same boot, so a rebuild from the cache neither re-reads nor
-/// re-hashes them.
+/// re-hashes them. With [`DirBlobStore::with_held_bundles`] the store also holds blobs as ranges
+/// of bundles it links ([`crate::held`]).
 #[derive(Debug, Clone)]
 pub struct DirBlobStore {
     root: PathBuf,
-    /// Files opened for positioned reads, so streaming a blob opens it once, not once per read.
-    open: Arc<Mutex<HashMap<Digest, Arc<File>>>>,
+    /// Blobs opened for positioned reads, so streaming a blob opens it once, not once per read.
+    open: Arc<Mutex<HashMap<Digest, Arc<Opened>>>>,
     /// Where committed blobs' proofs are recorded, when enabled.
     proofs: Option<ProofStore>,
+    /// Whether blobs are also looked up in held bundles.
+    holds: bool,
+}
+
+/// A blob open for reading: its own file (offset 0, read to the file's end), or a range of a
+/// held bundle.
+#[derive(Debug)]
+struct Opened {
+    file: File,
+    offset: u64,
+    /// The blob's size for a range; `None` for a file of its own.
+    size: Option<u64>,
+}
+
+impl Opened {
+    /// The proof key of the blob as it is now.
+    fn proof_key(&self, proofs: &ProofStore, digest: &Digest) -> io::Result<ProofKey> {
+        match self.size {
+            None => proofs.key_for_blob_file(&self.file, digest),
+            Some(size) => proofs.key_for_range(&self.file, self.offset, size, digest),
+        }
+    }
 }
 
 /// The folder under a store's root that holds its blob proofs.
@@ -166,7 +201,27 @@ impl DirBlobStore {
             root,
             open: Arc::default(),
             proofs: None,
+            holds: false,
         })
+    }
+
+    /// Also holds blobs as ranges of bundles linked into the store (the packager's cache, see
+    /// [`crate::held`]): [`DirBlobStore::hold_bundle`], and lookups that find them.
+    pub fn with_held_bundles(mut self) -> Self {
+        self.holds = true;
+        self
+    }
+
+    /// True when the store holds blobs in bundles ([`DirBlobStore::with_held_bundles`]).
+    pub fn holds_bundles(&self) -> bool {
+        self.holds
+    }
+
+    /// Where `digest` is held in a bundle, when the store holds bundles and one has it.
+    pub(crate) fn held_range(&self, digest: &Digest) -> Option<crate::held::HeldRange> {
+        self.holds
+            .then(|| crate::held::read_entry(&self.root, digest))
+            .flatten()
     }
 
     /// Records a proof for every blob committed from now on, in `<root>/proofs` (authenticated
@@ -193,19 +248,36 @@ impl DirBlobStore {
         &self.root
     }
 
-    /// Where the blob `digest` lives (whether or not it is there).
+    /// Where `digest` lives as a file of its own (whether or not it is there); a blob may
+    /// instead be held in a bundle ([`DirBlobStore::is_held`]).
     pub fn path_of(&self, digest: &Digest) -> PathBuf {
         self.root.join("sha256").join(digest.hex())
     }
 
-    /// True when the store holds `digest`.
+    /// True when the store holds `digest`, as a file or in a held bundle.
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.path_of(digest).is_file()
+        self.path_of(digest).is_file() || self.held_range(digest).is_some()
     }
 
-    /// The file `digest` is read from: kept open across positioned reads (a bounded number of
-    /// files), so streaming a blob opens it once and its proof names the file that was read.
-    fn handle(&self, digest: &Digest) -> io::Result<Arc<File>> {
+    /// Forgets `digest` (its file, or its entry in a held bundle): for a blob found damaged,
+    /// so the next build fetches it again.
+    pub fn forget(&self, digest: &Digest) {
+        let _ = std::fs::remove_file(self.path_of(digest));
+        crate::held::remove_entry(&self.root, digest);
+        self.close(digest);
+    }
+
+    /// Closes the file `digest` was read from, so its next read opens where the store now
+    /// keeps it (and a held bundle nothing points at is not kept open).
+    pub(crate) fn close(&self, digest: &Digest) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(digest);
+        }
+    }
+
+    /// Where `digest` is read from: kept open across positioned reads (a bounded number of
+    /// blobs), so streaming a blob opens it once and its proof names the file that was read.
+    fn handle(&self, digest: &Digest) -> io::Result<Arc<Opened>> {
         let cached = self
             .open
             .lock()
@@ -214,7 +286,7 @@ impl DirBlobStore {
         if let Some(f) = cached {
             return Ok(f);
         }
-        let f = Arc::new(File::open(self.path_of(digest))?);
+        let f = Arc::new(self.open_blob(digest)?);
         if let Ok(mut open) = self.open.lock() {
             if open.len() >= OPEN_FILES {
                 open.clear();
@@ -222,6 +294,26 @@ impl DirBlobStore {
             open.insert(digest.clone(), f.clone());
         }
         Ok(f)
+    }
+
+    /// Opens `digest`: its file, or else its range of a held bundle.
+    fn open_blob(&self, digest: &Digest) -> io::Result<Opened> {
+        match File::open(self.path_of(digest)) {
+            Ok(file) => Ok(Opened {
+                file,
+                offset: 0,
+                size: None,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let range = self.held_range(digest).ok_or(e)?;
+                Ok(Opened {
+                    file: File::open(&range.bundle)?,
+                    offset: range.offset,
+                    size: Some(range.size),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Starts writing a blob that must hash to `expected`.
@@ -357,38 +449,55 @@ impl Write for BlobWriter {
 
 impl BlobSource for DirBlobStore {
     fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        std::fs::metadata(self.path_of(digest))
-            .ok()
-            .map(|m| m.len())
+        match std::fs::metadata(self.path_of(digest)) {
+            Ok(m) => Some(m.len()),
+            Err(_) => self.held_range(digest).map(|r| r.size),
+        }
     }
 
     fn read_blob_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.handle(digest)?.read_at(buf, offset)
+        let blob = self.handle(digest)?;
+        let Some(size) = blob.size else {
+            return blob.file.read_at(buf, offset);
+        };
+        let left = usize::try_from(size.saturating_sub(offset)).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        blob.file.read_at(&mut buf[..want], blob.offset + offset)
     }
 
     fn proof_token(&self, digest: &Digest) -> Option<ProofKey> {
         let proofs = self.proofs.as_ref()?;
-        proofs
-            .key_for_blob_file(&*self.handle(digest).ok()?, digest)
-            .ok()
+        self.handle(digest).ok()?.proof_key(proofs, digest).ok()
     }
 
     fn record_proof(&self, digest: &Digest, token: &ProofKey) {
         let Some(proofs) = &self.proofs else { return };
         let now = self
             .handle(digest)
-            .and_then(|f| proofs.key_for_blob_file(&f, digest));
+            .and_then(|blob| blob.proof_key(proofs, digest));
         if now.as_ref().is_ok_and(|k| k == token) {
             let _ = proofs.record(token, digest);
         }
     }
 
-    fn proven_file(&self, digest: &Digest) -> Option<File> {
+    fn proven_range(&self, digest: &Digest) -> Option<ProvenRange> {
         let proofs = self.proofs.as_ref()?;
-        let file = File::open(self.path_of(digest)).ok()?;
-        let key = proofs.key_for_blob_file(&file, digest).ok()?;
+        let blob = self.open_blob(digest).ok()?;
+        // The size the proof names: the range's, or the whole file's.
+        let size = match blob.size {
+            Some(size) => size,
+            None => blob.file.metadata().ok()?.len(),
+        };
+        let key = blob.proof_key(proofs, digest).ok()?;
         match proofs.lookup(&key) {
-            Ok(Some(recorded)) if &recorded == digest => Some(file),
+            Ok(Some(recorded)) if &recorded == digest => Some(ProvenRange {
+                file: blob.file,
+                offset: blob.offset,
+                size,
+            }),
             _ => None,
         }
     }
@@ -442,16 +551,16 @@ mod tests {
         // Without proofs nothing is proven.
         let plain = DirBlobStore::open(dir.path()).unwrap();
         plain.put(&d, &mut &data[..]).unwrap();
-        assert!(plain.proven_file(&d).is_none());
+        assert!(plain.proven_range(&d).is_none());
         let store = DirBlobStore::open(dir.path()).unwrap().with_proofs();
         assert!(
-            store.proven_file(&d).is_none(),
+            store.proven_range(&d).is_none(),
             "committed before proofs were on"
         );
 
         // Committed with proofs: proven, and the file holds the blob.
         store.put(&d, &mut &data[..]).unwrap();
-        assert_eq!(read_all(store.proven_file(&d).unwrap()), data);
+        assert_eq!(read_all(store.proven_range(&d).unwrap().file), data);
         let key_mode = std::fs::metadata(dir.path().join(PROOFS_DIR).join("proof.key"))
             .unwrap()
             .permissions();
@@ -462,15 +571,15 @@ mod tests {
 
         // Rewritten with the very same bytes: its ctime moved, so it is no longer proven.
         std::fs::write(store.path_of(&d), &data).unwrap();
-        assert!(store.proven_file(&d).is_none());
+        assert!(store.proven_range(&d).is_none());
 
         // Proven again by a new commit; a proof under another digest's name proves nothing.
         store.put(&d, &mut &data[..]).unwrap();
-        assert!(store.proven_file(&d).is_some());
+        assert!(store.proven_range(&d).is_some());
         let other = b"other blob".to_vec();
         let o = Digest::of_bytes(&other);
         std::fs::copy(store.path_of(&d), store.path_of(&o)).unwrap();
-        assert!(store.proven_file(&o).is_none());
+        assert!(store.proven_range(&o).is_none());
     }
 
     #[test]
@@ -496,6 +605,6 @@ mod tests {
         let text = std::fs::read_to_string(&proof_file).unwrap();
         std::fs::write(&proof_file, text.replace("size 4", "size 5")).unwrap();
         assert!(proofs.lookup(&key).is_err());
-        assert!(store.proven_file(&d).is_none());
+        assert!(store.proven_range(&d).is_none());
     }
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::Mutex;
 
 use airlift_bundle::proof::ProofKey;
@@ -36,8 +35,8 @@ impl BlobSource for Counting<'_> {
         *self.read.lock().unwrap().entry(digest.clone()).or_default() += n as u64;
         Ok(n)
     }
-    fn proven_file(&self, digest: &Digest) -> Option<File> {
-        self.inner.proven_file(digest)
+    fn proven_range(&self, digest: &Digest) -> Option<airlift_bundle::ProvenRange> {
+        self.inner.proven_range(digest)
     }
     fn proof_token(&self, digest: &Digest) -> Option<ProofKey> {
         self.inner.proof_token(digest)
@@ -86,7 +85,7 @@ fn a_rebuild_from_proven_blobs_is_identical_and_reads_none_of_them() {
     // The same cache with proofs on: its blobs were committed without proofs, so this build
     // hashes them, and proves each one it hashed.
     let store = DirBlobStore::open(f.store.root()).unwrap().with_proofs();
-    assert!(layers.iter().all(|d| store.proven_file(d).is_none()));
+    assert!(layers.iter().all(|d| store.proven_range(d).is_none()));
     let first = Counting {
         inner: &store,
         read: Mutex::default(),
@@ -94,7 +93,7 @@ fn a_rebuild_from_proven_blobs_is_identical_and_reads_none_of_them() {
     write(&f, &first, &key, &dir.path().join("b.airlift")).unwrap();
     for d in &layers {
         assert!(first.bytes_read(d) > 0, "{d} was not hashed");
-        assert!(store.proven_file(d).is_some(), "{d} was not proven");
+        assert!(store.proven_range(d).is_some(), "{d} was not proven");
     }
 
     // The rebuild copies proven blobs without reading them, into the very same bytes.
@@ -119,13 +118,13 @@ fn a_blob_changed_after_its_proof_is_hashed_and_refused() {
     let store = DirBlobStore::open(f.store.root()).unwrap().with_proofs();
     write(&f, &store, &key, &dir.path().join("a.airlift")).unwrap();
     let layer = &f.shared_layer;
-    assert!(store.proven_file(layer).is_some());
+    assert!(store.proven_range(layer).is_some());
 
     // Same size, other bytes: the proof no longer matches, the writer hashes and refuses it.
     let path = store.path_of(layer);
     let len = std::fs::metadata(&path).unwrap().len();
     std::fs::write(&path, vec![0x5a; len as usize]).unwrap();
-    assert!(store.proven_file(layer).is_none());
+    assert!(store.proven_range(layer).is_none());
     let err = write(&f, &store, &key, &dir.path().join("b.airlift")).unwrap_err();
     assert!(
         matches!(&err, WriteError::SourceCorrupt { digest, .. } if digest == layer),

@@ -213,5 +213,5 @@ fn a_written_blob_is_adopted_into_a_store_proven_without_hashing_again() {
     assert_eq!(size, bytes.len() as u64);
     cache.adopt(&layer, src, offset, size).unwrap();
     assert_eq!(std::fs::read(cache.path_of(&layer)).unwrap(), bytes);
-    assert!(cache.proven_file(&layer).is_some());
+    assert!(cache.proven_range(&layer).is_some());
 }

@@ -168,7 +168,7 @@ async fn a_resolved_layout_is_read_in_place_and_proven_outside_it() {
 
     // Not proven until read and hashed; proven after; not once its file is written again.
     let src = local.source.as_ref();
-    assert!(src.proven_file(&layer).is_none());
+    assert!(src.proven_range(&layer).is_none());
     let token = src
         .proof_token(&layer)
         .expect("a proving store proves layout files");
@@ -179,7 +179,7 @@ async fn a_resolved_layout_is_read_in_place_and_proven_outside_it() {
         .unwrap();
     assert_eq!(Digest::of_bytes(&bytes), layer);
     src.record_proof(&layer, &token);
-    assert!(src.proven_file(&layer).is_some());
+    assert!(src.proven_range(&layer).is_some());
     assert_eq!(
         files_under(&set.dir),
         before,
@@ -187,7 +187,7 @@ async fn a_resolved_layout_is_read_in_place_and_proven_outside_it() {
     );
     std::fs::write(set.dir.join("blobs/sha256").join(layer.hex()), &bytes).unwrap();
     assert!(
-        src.proven_file(&layer).is_none(),
+        src.proven_range(&layer).is_none(),
         "a rewritten file is hashed again"
     );
 

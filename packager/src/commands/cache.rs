@@ -28,8 +28,10 @@ pub fn folder(dir: Option<&Path>) -> Result<PathBuf, CommandError> {
 
 /// Opens (creating it) the cache at `dir`, with proofs: a rebuild copies proven blobs
 /// kernel-side without hashing them again, and takes the layer of an unchanged local image.
+/// It holds the bundles it builds by hard link, so downloaded layers are written once.
 pub fn open(dir: &Path) -> Result<DirBlobStore, CommandError> {
     Ok(DirBlobStore::open(dir)
         .with_context(|| format!("cannot open the blob cache `{}`", dir.display()))?
-        .with_proofs())
+        .with_proofs()
+        .with_held_bundles())
 }

@@ -20,10 +20,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use super::{io_at, BundlePlan, WriteError, WrittenBundle};
 use crate::canonical;
 use crate::digest::{Digest, Hasher};
+use crate::held::HeldBundle;
 use crate::progress::Progress;
 use crate::reader::{blob_member_path, INDEX_PATH, OCI_LAYOUT_PATH};
 use crate::schema::manifest::{BundleManifest, MANIFEST_PATH, SIGNATURE_PATH};
-use crate::source::{BlobSource, BlobSourceReader};
+use crate::source::{BlobSource, BlobSourceReader, DirBlobStore, StoreError};
 
 /// Where a blob's bytes go in the bundle file.
 #[derive(Debug, Clone, Copy)]
@@ -228,7 +229,7 @@ impl BundleFile {
     }
 
     /// Writes the blobs `digests` from `source`, `threads` at a time, reporting bytes to
-    /// `progress` under `label`. A blob the source proves ([`BlobSource::proven_file`]) is
+    /// `progress` under `label`. A blob the source proves ([`BlobSource::proven_range`]) is
     /// copied kernel-side without being read (one such copy at a time, whatever `threads`
     /// says); any other is read, hashed (in parallel) and refused with
     /// [`WriteError::SourceCorrupt`] when it does not match (and its proof is recorded when it
@@ -288,12 +289,10 @@ impl BundleFile {
     ) -> Result<(), WriteError> {
         let slot = self.slot(digest)?;
         let err = io_at(&self.inner.out);
-        if let Some(file) = source
-            .proven_file(digest)
-            .filter(|f| f.metadata().is_ok_and(|m| m.len() == slot.size))
-        {
+        if let Some(proven) = source.proven_range(digest).filter(|p| p.size == slot.size) {
             let _one_at_a_time = self.inner.copying.lock().unwrap_or_else(|p| p.into_inner());
-            copy_range(&file, 0, self.file(), slot.offset, slot.size, &mut |n| {
+            let (src, at) = (&proven.file, proven.offset);
+            copy_range(src, at, self.file(), slot.offset, slot.size, &mut |n| {
                 self.inner.flusher.written(n);
                 progress.advance(label, n)
             })
@@ -337,6 +336,24 @@ impl BundleFile {
         let slot = self.inner.slots.get(digest)?;
         self.is_filled(digest)
             .then(|| (self.file(), slot.offset, slot.size))
+    }
+
+    /// Every written, verified blob with its offset and size in the file.
+    pub fn blob_ranges(&self) -> Vec<(Digest, u64, u64)> {
+        let filled = self.filled();
+        self.inner
+            .slots
+            .iter()
+            .filter(|(d, _)| filled.contains(*d))
+            .map(|(d, s)| (d.clone(), s.offset, s.size))
+            .collect()
+    }
+
+    /// Links this bundle's file into `store` ([`DirBlobStore::hold_bundle`]), so blobs written
+    /// into it are kept there without a copy; the link stays when this file is renamed into
+    /// place, or removed because the build failed.
+    pub fn hold_in(&self, store: &DirBlobStore) -> Result<HeldBundle, StoreError> {
+        store.hold_bundle(self.inner.tmp.path(), self.file())
     }
 
     /// Checks that every blob is written, flushes the bundle to disk and renames it to its

@@ -10,7 +10,7 @@
 //! every member's offset. [`BundlePlan::create`] then lays the tar out in a temporary file next
 //! to the output, and each blob is written straight into its place ([`BundleFile`]), from a
 //! [`BlobSource`] or from a download, in any order and in parallel, hashed on the way; a blob the
-//! source proves unchanged since it was hashed ([`BlobSource::proven_file`]: the packager's cache,
+//! source proves unchanged since it was hashed ([`BlobSource::proven_range`]: the packager's cache,
 //! in the same boot) is copied kernel-side without being read. [`BundleFile::finish`] refuses a
 //! bundle with a blob missing, flushes it and renames it into place. [`write_bundle`] does all of
 //! it from one source.

@@ -121,7 +121,7 @@ pub struct LocalImage {
     pub image: PulledImage,
     /// The layout's blobs or the archive's members, read in place (not hashed: a reader must
     /// check each blob against its digest, unless the source proves it,
-    /// [`BlobSource::proven_file`]).
+    /// [`BlobSource::proven_range`]).
     pub source: Arc<dyn BlobSource>,
     /// The layout folder or archive file, for messages.
     pub path: PathBuf,
