@@ -592,3 +592,55 @@ async fn install_right_after_an_uninstall_waits_for_the_namespace_to_go() {
         cleanup(&cluster, &ns, "demo").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_into_a_namespace_being_deleted_waits_and_starts_afresh() {
+    // `kubectl delete namespace` with a release in it: until the namespace controller is done
+    // (2 s here), the release's records and objects are still there, going. An install then
+    // must not read them as a release to upgrade, nor check objects against them: it waits,
+    // and installs revision 1 into a new namespace.
+    let options_2s = ClusterOptions::default().with_ready_delay(std::time::Duration::from_secs(2));
+    for env in envs(options_2s) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("gone");
+        let v1 = demo(&ns, "1.0.0", 1, GOOD_IMAGE_V1, "pw");
+        engine.install(&v1, &options()).await.unwrap();
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+            Api::all(cluster.client().clone());
+        namespaces.delete(&ns, &Default::default()).await.unwrap();
+        if env.test.is_some() {
+            let records: Api<Secret> = Api::namespaced(cluster.client().clone(), &ns);
+            let left = records.list(&ListParams::default()).await.unwrap();
+            assert!(
+                left.items
+                    .iter()
+                    .any(|s| s.type_.as_deref() == Some(RELEASE_SECRET_TYPE)),
+                "the release record is still there while the namespace terminates"
+            );
+        }
+
+        let report = engine.install(&v1, &options()).await.unwrap();
+        assert_eq!(report.revision, 1, "[{}]", env.tier);
+        let ns_obj = live(&cluster, "v1", "Namespace", None, &ns).await.unwrap();
+        assert!(
+            ns_obj["metadata"]["deletionTimestamp"].is_null(),
+            "[{}] {ns_obj}",
+            env.tier
+        );
+        // A release recorded in the new namespace, with its objects: not an "unchanged
+        // reinstall" of the records that went with the old one.
+        let revisions: Vec<(u32, ReleaseStatus)> = engine
+            .status(&ns, "demo")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.revision, r.status))
+            .collect();
+        assert_eq!(revisions, [(1, ReleaseStatus::Deployed)], "[{}]", env.tier);
+        assert!(live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
+            .await
+            .is_some());
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}

@@ -30,6 +30,11 @@ impl Engine<'_> {
         options: &DeployOptions,
         action: &'static str,
     ) -> Result<Outcome, LifecycleError> {
+        let owner = Owner::new(&request.namespace, &request.release);
+        // A release namespace being deleted (an uninstall a moment ago) is waited out before
+        // anything is read from it or checked against it: its records and objects are going,
+        // and a dry run of an object that went meanwhile would be refused as new content.
+        self.settle_namespace(&owner).await?;
         let store = self.store(&request.namespace, &request.release);
         let history = store.history().await?;
         let previous = history
@@ -39,7 +44,6 @@ impl Engine<'_> {
             .cloned();
         let leftovers = inventory_since_deployed(&history);
         let known = known_inventory(&history);
-        let owner = Owner::new(&request.namespace, &request.release);
         let prepared = self.prepare(request).await?;
         self.progress.message(&format!(
             "{action}: checking {} objects against the cluster (read, dry-run apply)",
@@ -400,6 +404,18 @@ impl Engine<'_> {
     /// part of the inventory unless the bundle itself declares it). An existing namespace is
     /// left as it is.
     pub async fn ensure_namespace(&self, owner: &Owner) -> Result<(), LifecycleError> {
+        if !self.settle_namespace(owner).await? {
+            let mut ns = json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": owner.namespace}});
+            stamp_value(&mut ns, owner);
+            apply_one(&self.resolver, &ns, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits while the release namespace is being deleted (it refuses new objects until it is
+    /// gone; see [`crate::namespace::settle`]); returns whether it exists.
+    async fn settle_namespace(&self, owner: &Owner) -> Result<bool, LifecycleError> {
         let id = ObjectRef {
             group: String::new(),
             version: "v1".into(),
@@ -407,9 +423,7 @@ impl Engine<'_> {
             namespace: None,
             name: owner.namespace.clone(),
         };
-        // A namespace being deleted (an uninstall a moment ago) refuses new objects until it is
-        // gone: wait for that, then create it again.
-        let exists = crate::namespace::settle(
+        crate::namespace::settle(
             &owner.namespace,
             crate::namespace::DELETION_WAIT,
             || async {
@@ -420,14 +434,7 @@ impl Engine<'_> {
                 ))
             },
         )
-        .await?;
-        if !exists {
-            let mut ns = json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": owner.namespace}});
-            stamp_value(&mut ns, owner);
-            apply_one(&self.resolver, &ns, false).await?;
-        }
-        Ok(())
+        .await
     }
 }
 
