@@ -173,15 +173,13 @@ impl Assembly<'_> {
         for (label, total) in &totals {
             progress.start(label, Some(*total));
         }
+        let keep = match (keep, held) {
+            (KeepLayers::No, _) => Keep::No,
+            (KeepLayers::InCache, Some(held)) => Keep::Held(held),
+            (KeepLayers::InCache, None) => Keep::Copy(cache),
+        };
         let download = stream::iter(fetches.iter())
-            .map(|f| {
-                let keep = match (keep, held) {
-                    (KeepLayers::No, _) => Keep::No,
-                    (KeepLayers::InCache, Some(held)) => Keep::Held(held),
-                    (KeepLayers::InCache, None) => Keep::Copy(cache),
-                };
-                fetch_one(path, file, puller, keep, f, progress.as_ref())
-            })
+            .map(|f| fetch_one(path, file, puller, keep, f, progress.as_ref()))
             .buffer_unordered(concurrency.max(1))
             .try_fold(
                 BTreeMap::new(),

@@ -142,6 +142,15 @@ pub fn api_hint(err: &kube::Error) -> String {
              --context"
                 .into()
         }
+        kube::Error::Api(status) if status.code == 403 && namespace_terminating(status) => {
+            let ns = terminating_namespace_name(&status.message)
+                .map_or_else(|| "NAMESPACE".to_string(), str::to_string);
+            format!(
+                "the namespace is being deleted and takes no new objects until it is gone: wait \
+                 until `kubectl get namespace {ns}` no longer finds it (`-o yaml` shows the \
+                 finalizers it waits for), then run the command again"
+            )
+        }
         kube::Error::Api(status) if status.code == 403 => {
             "the user lacks permission: ask a cluster admin for the RBAC rules the install needs \
              (the preflight report lists each one)"
@@ -160,6 +169,31 @@ pub fn api_hint(err: &kube::Error) -> String {
             }
         }
     }
+}
+
+/// True for the API server's refusal of new content in a namespace being deleted: a 403 whose
+/// `details.causes` carry the reason `NamespaceTerminating` (the NamespaceLifecycle admission
+/// plugin's `v1.NamespaceTerminatingCause`).
+fn namespace_terminating(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}
+
+/// The namespace named in the server's "unable to create new content in namespace NAME because
+/// it is being terminated", when it is a valid namespace name (a DNS label, so nothing from the
+/// server that is not one is printed).
+fn terminating_namespace_name(message: &str) -> Option<&str> {
+    let name = message.split("in namespace ").nth(1)?.split(' ').next()?;
+    let label = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    label.then_some(name)
 }
 
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -310,6 +344,43 @@ fn load_kubeconfig(explicit: Option<&Path>) -> Result<(Kubeconfig, String), Conn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forbidden(body: serde_json::Value) -> kube::Error {
+        kube::Error::Api(Box::new(serde_json::from_value(body).unwrap()))
+    }
+
+    #[test]
+    fn a_namespace_being_deleted_is_not_called_a_permission_problem() {
+        // The NamespaceLifecycle admission plugin's answer, as a real API server sends it.
+        let terminating = forbidden(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+            "reason": "Forbidden",
+            "message": "persistentvolumeclaims \"data\" is forbidden: unable to create new content in namespace shop-1 because it is being terminated",
+            "details": {"name": "data", "kind": "persistentvolumeclaims",
+                "causes": [{"reason": "NamespaceTerminating",
+                    "message": "namespace shop-1 is being terminated",
+                    "field": "metadata.namespace"}]}
+        }));
+        let hint = api_hint(&terminating);
+        assert!(hint.contains("being deleted"), "{hint}");
+        assert!(hint.contains("kubectl get namespace shop-1"), "{hint}");
+        assert!(!hint.contains("permission"), "{hint}");
+
+        // A name that is not a namespace name is not printed.
+        let odd = forbidden(serde_json::json!({
+            "code": 403, "message": "unable to create new content in namespace \u{1b}[2Jx because it is being terminated",
+            "details": {"causes": [{"reason": "NamespaceTerminating"}]}
+        }));
+        let hint = api_hint(&odd);
+        assert!(hint.contains("kubectl get namespace NAMESPACE"), "{hint}");
+
+        // Any other 403 is RBAC.
+        let rbac = forbidden(serde_json::json!({
+            "code": 403, "reason": "Forbidden",
+            "message": "secrets is forbidden: User \"ci\" cannot create resource \"secrets\" in API group \"\" in the namespace \"shop-1\""
+        }));
+        assert!(api_hint(&rbac).contains("lacks permission"));
+    }
 
     const TWO_CONTEXTS: &str = r#"
 apiVersion: v1
