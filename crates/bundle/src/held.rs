@@ -230,8 +230,9 @@ impl HeldBundle {
 
     /// Once the bundle is complete and on disk: points every blob of `blobs` (digest, offset,
     /// size; all verified in it) at this bundle, each with a proof of its range as the file is
-    /// now, then prunes held bundles nothing points at any more. Blobs the store keeps as files
-    /// of their own are left as they are.
+    /// now (and without the proof of the range it pointed at before, so proofs do not pile up
+    /// build after build), then prunes held bundles nothing points at any more. Blobs the store
+    /// keeps as files of their own are left as they are.
     pub fn settle(&self, blobs: &[(Digest, u64, u64)]) -> Result<(), StoreError> {
         let file = File::open(&self.path).map_err(io_err(&self.path))?;
         for (digest, offset, size) in blobs {
@@ -240,6 +241,15 @@ impl HeldBundle {
             }
             // A proof that cannot be recorded only costs a hash later.
             if let Some(proofs) = self.store.proof_store() {
+                let before =
+                    read_entry(self.store.root(), digest).filter(|o| o.bundle != self.path);
+                if let Some(old) = before {
+                    let old_key = File::open(&old.bundle)
+                        .and_then(|f| proofs.key_for_range(&f, old.offset, old.size, digest));
+                    if let Ok(old_key) = old_key {
+                        proofs.forget(&old_key);
+                    }
+                }
                 if let Ok(key) = proofs.key_for_range(&file, *offset, *size, digest) {
                     let _ = proofs.record(&key, digest);
                 }

@@ -246,6 +246,11 @@ impl ProofStore {
         Ok(Some(sha))
     }
 
+    /// Removes the proof recorded for `key`, if any (one for a file that is no longer used).
+    pub fn forget(&self, key: &ProofKey) {
+        let _ = std::fs::remove_file(self.file_of(key));
+    }
+
     /// True when an authenticated proof for exactly `key` was recorded.
     pub fn contains(&self, key: &ProofKey) -> bool {
         matches!(self.lookup(key), Ok(Some(_)))

@@ -124,6 +124,14 @@ fn inode(p: &Path) -> (u64, u64, u64) {
     (m.dev(), m.ino(), m.nlink())
 }
 
+/// How many proofs the cache has recorded.
+fn proof_files(cache: &Path) -> usize {
+    std::fs::read_dir(cache.join("proofs"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "proof.key")
+        .count()
+}
+
 fn held_bundles(cache: &Path) -> Vec<std::path::PathBuf> {
     match std::fs::read_dir(cache.join("bundles")) {
         Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
@@ -203,7 +211,10 @@ fn a_downloaded_blob_is_held_in_the_bundle_not_copied_and_proven_once_settled() 
     }
     let ranges2 = file.blob_ranges();
     file.finish().unwrap();
+    let proofs_before = proof_files(&cache_dir);
     held2.settle(&ranges2).unwrap();
+    // Each blob's proof moved to the new bundle: as many proofs as before, none piling up.
+    assert_eq!(proof_files(&cache_dir), proofs_before);
     assert!(std::fs::read(&out1).unwrap() == std::fs::read(&out2).unwrap());
     // The first bundle is still linked as one.airlift: holding it costs nothing, it stays.
     assert_eq!(held_bundles(&cache_dir).len(), 2);
