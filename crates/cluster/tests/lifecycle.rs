@@ -644,3 +644,89 @@ async fn install_into_a_namespace_being_deleted_waits_and_starts_afresh() {
         cleanup(&cluster, &ns, "demo").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reinstall_right_after_an_uninstall_waits_for_every_namespace_the_bundle_made() {
+    // A bundle with a namespace of its own besides the release's: the uninstall deletes both,
+    // and an install at once must wait for both to go before it creates them again.
+    let options_2s = ClusterOptions::default().with_ready_delay(std::time::Duration::from_secs(2));
+    for env in envs(options_2s) {
+        let cluster = env.connect().await;
+        let engine = Engine::new(&cluster, &NoProgress);
+        let ns = unique("multi");
+        let extra = format!("{ns}-mon");
+        let mut objects = demo_objects(&ns, 1, GOOD_IMAGE_V1, "pw");
+        objects.push(obj(
+            "base",
+            1,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": extra}}),
+        ));
+        objects.push(obj(
+            "web",
+            2,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "dashboards", "namespace": extra}, "data": {"a": "b"}}),
+        ));
+        let request = demo_request("demo", &ns, "1.0.0", objects);
+        engine.install(&request, &options()).await.unwrap();
+        // Something holds the extra namespace a while longer than the release's (a finalizer
+        // another controller removes when it is done): the install must wait for it too.
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+            Api::all(cluster.client().clone());
+        let finalizers =
+            |list: Vec<&str>| kube::api::Patch::Merge(json!({"metadata": {"finalizers": list}}));
+        namespaces
+            .patch(
+                &extra,
+                &Default::default(),
+                &finalizers(vec!["example.com/hold"]),
+            )
+            .await
+            .unwrap();
+        let out = engine.uninstall(&ns, "demo", true).await.unwrap();
+        assert!(
+            out.deleted
+                .iter()
+                .any(|o| o.kind == "Namespace" && o.name == extra),
+            "[{}] {:?}",
+            env.tier,
+            out.deleted
+        );
+        if env.test.is_some() {
+            let gone = live(&cluster, "v1", "Namespace", None, &extra).await;
+            let terminating = gone.expect("the extra namespace is still terminating");
+            assert!(!terminating["metadata"]["deletionTimestamp"].is_null());
+        }
+
+        let release = {
+            let namespaces = namespaces.clone();
+            let extra = extra.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+                namespaces
+                    .patch(&extra, &Default::default(), &finalizers(vec![]))
+                    .await
+                    .unwrap();
+            })
+        };
+        let report = engine.install(&request, &options()).await.unwrap();
+        release.await.unwrap();
+        assert_eq!(report.revision, 1, "[{}]", env.tier);
+        let extra_obj = live(&cluster, "v1", "Namespace", None, &extra)
+            .await
+            .unwrap();
+        assert!(
+            extra_obj["metadata"]["deletionTimestamp"].is_null(),
+            "[{}] {extra_obj}",
+            env.tier
+        );
+        assert!(
+            live(&cluster, "v1", "ConfigMap", Some(&extra), "dashboards")
+                .await
+                .is_some(),
+            "[{}]",
+            env.tier
+        );
+        cleanup(&cluster, &ns, "demo").await;
+    }
+}

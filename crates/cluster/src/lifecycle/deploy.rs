@@ -1,7 +1,7 @@
 //! The deploy flow shared by install and upgrade, and the restore step shared by the automatic
 //! and the manual rollback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
@@ -34,7 +34,7 @@ impl Engine<'_> {
         // A release namespace being deleted (an uninstall a moment ago) is waited out before
         // anything is read from it or checked against it: its records and objects are going,
         // and a dry run of an object that went meanwhile would be refused as new content.
-        self.settle_namespace(&owner).await?;
+        self.settle_namespace(&owner.namespace).await?;
         let store = self.store(&request.namespace, &request.release);
         let history = store.history().await?;
         let previous = history
@@ -45,6 +45,11 @@ impl Engine<'_> {
         let leftovers = inventory_since_deployed(&history);
         let known = known_inventory(&history);
         let prepared = self.prepare(request).await?;
+        // So may the other namespaces the bundle creates or puts objects in (an uninstall
+        // deletes those the release owned): each is waited out too, never created here.
+        for namespace in other_namespaces(&prepared, &request.namespace) {
+            self.settle_namespace(&namespace).await?;
+        }
         self.progress.message(&format!(
             "{action}: checking {} objects against the cluster (read, dry-run apply)",
             prepared.len()
@@ -404,7 +409,7 @@ impl Engine<'_> {
     /// part of the inventory unless the bundle itself declares it). An existing namespace is
     /// left as it is.
     pub async fn ensure_namespace(&self, owner: &Owner) -> Result<(), LifecycleError> {
-        if !self.settle_namespace(owner).await? {
+        if !self.settle_namespace(&owner.namespace).await? {
             let mut ns = json!({"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": owner.namespace}});
             stamp_value(&mut ns, owner);
@@ -413,29 +418,41 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Waits while the release namespace is being deleted (it refuses new objects until it is
-    /// gone; see [`crate::namespace::settle`]); returns whether it exists.
-    async fn settle_namespace(&self, owner: &Owner) -> Result<bool, LifecycleError> {
+    /// Waits while `namespace` is being deleted (it refuses new objects until it is gone; see
+    /// [`crate::namespace::settle`]); returns whether it exists.
+    async fn settle_namespace(&self, namespace: &str) -> Result<bool, LifecycleError> {
         let id = ObjectRef {
             group: String::new(),
             version: "v1".into(),
             kind: "Namespace".into(),
             namespace: None,
-            name: owner.namespace.clone(),
+            name: namespace.to_string(),
         };
-        crate::namespace::settle(
-            &owner.namespace,
-            crate::namespace::DELETION_WAIT,
-            || async {
-                Ok::<_, LifecycleError>(crate::namespace::Found::of(
-                    get_live(&self.resolver, &id)
-                        .await?
-                        .map(|ns| !ns["metadata"]["deletionTimestamp"].is_null()),
-                ))
-            },
-        )
+        crate::namespace::settle(namespace, crate::namespace::DELETION_WAIT, || async {
+            Ok::<_, LifecycleError>(crate::namespace::Found::of(
+                get_live(&self.resolver, &id)
+                    .await?
+                    .map(|ns| !ns["metadata"]["deletionTimestamp"].is_null()),
+            ))
+        })
         .await
     }
+}
+
+/// The namespaces `objects` are created in, or are, other than `release_namespace`.
+fn other_namespaces(objects: &[ManagedObject], release_namespace: &str) -> BTreeSet<String> {
+    objects
+        .iter()
+        .filter_map(ManagedObject::id)
+        .filter_map(|id| {
+            if id.group.is_empty() && id.kind == "Namespace" {
+                Some(id.name)
+            } else {
+                id.namespace
+            }
+        })
+        .filter(|ns| ns != release_namespace)
+        .collect()
 }
 
 /// After a new revision is deployed: the previously deployed one becomes `replaced_as`, and a

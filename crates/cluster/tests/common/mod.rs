@@ -118,7 +118,8 @@ pub fn options() -> DeployOptions {
     }
 }
 
-fn obj(component: &str, order: i32, v: Value) -> ManagedObject {
+/// A managed object of `component`, applied in phase `order`.
+pub fn obj(component: &str, order: i32, v: Value) -> ManagedObject {
     ManagedObject::new(component, order, 0, v).expect("a valid object")
 }
 
