@@ -203,7 +203,7 @@ impl DirBlobStore {
 
     /// True when the store holds `digest` as a range of a held bundle (not as a file of its own).
     pub fn is_held(&self, digest: &Digest) -> bool {
-        self.holds_bundles() && !self.path_of(digest).is_file() && self.held_range(digest).is_some()
+        !self.path_of(digest).is_file() && self.held_range(digest).is_some()
     }
 }
 

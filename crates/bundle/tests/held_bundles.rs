@@ -12,6 +12,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Mutex;
 
+use airlift_bundle::held::HeldBundle;
 use airlift_bundle::proof::ProofKey;
 use airlift_bundle::{
     plan_bundle, BlobSource, BundleContents, BundleFile, Digest, DirBlobStore, NoProgress,
@@ -106,11 +107,13 @@ fn layers(f: &common::Fixture) -> BTreeSet<Digest> {
 }
 
 /// Writes `layer` into its slot as a download would, and has `held` keep it.
-fn download(file: &BundleFile, f: &common::Fixture, layer: &Digest) {
+fn download(file: &BundleFile, held: &HeldBundle, f: &common::Fixture, layer: &Digest) {
     let bytes = std::fs::read(f.store.path_of(layer)).unwrap();
     let mut w = file.slot_writer(layer).unwrap();
     w.write_chunk(&bytes).unwrap();
     w.finish().unwrap();
+    let (_, offset, size) = file.blob_range(layer).unwrap();
+    held.keep(layer, offset, size).unwrap();
 }
 
 fn read_blob(store: &DirBlobStore, d: &Digest) -> Vec<u8> {
@@ -150,9 +153,7 @@ fn a_downloaded_blob_is_held_in_the_bundle_not_copied_and_proven_once_settled() 
     let file = create(&f, &out1);
     let held = file.hold_in(&cache).unwrap();
     for layer in &layers {
-        download(&file, &f, layer);
-        let (_, offset, size) = file.blob_range(layer).unwrap();
-        held.keep(layer, offset, size).unwrap();
+        download(&file, &held, &f, layer);
     }
     // Held before the bundle is complete: read back as the blob, up to its end and no further,
     // but not proven (the file is still being written) and never copied into a file of its own.
@@ -273,9 +274,7 @@ fn a_stopped_build_keeps_what_it_downloaded_until_the_cache_forgets_it() {
     std::fs::create_dir(&out).unwrap();
     let file = create(&f, &out.join("b.airlift"));
     let held = file.hold_in(&cache).unwrap();
-    download(&file, &f, &layer);
-    let (_, offset, size) = file.blob_range(&layer).unwrap();
-    held.keep(&layer, offset, size).unwrap();
+    download(&file, &held, &f, &layer);
     drop(file);
     // The build's partial file is gone; the cache's link keeps the downloaded layer.
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
@@ -307,9 +306,7 @@ fn a_cache_that_cannot_link_refuses_to_hold_and_a_plain_store_ignores_held_blobs
 
     let cache_dir = dir.path().join("cache");
     let held = file.hold_in(&cache_at(&cache_dir)).unwrap();
-    download(&file, &f, &layer);
-    let (_, offset, size) = file.blob_range(&layer).unwrap();
-    held.keep(&layer, offset, size).unwrap();
+    download(&file, &held, &f, &layer);
     assert!(cache_at(&cache_dir).contains(&layer));
     // A store that does not hold bundles (an OCI layout's blobs) never looks for held blobs.
     let plain = DirBlobStore::open(&cache_dir).unwrap().with_proofs();
@@ -318,6 +315,7 @@ fn a_cache_that_cannot_link_refuses_to_hold_and_a_plain_store_ignores_held_blobs
     // An entry pointing past the end of the held file is no blob.
     let entry = cache_dir.join("held").join(layer.hex());
     let text = std::fs::read_to_string(&entry).unwrap();
+    let (_, offset, _) = file.blob_range(&layer).unwrap();
     let bundle_len = std::fs::metadata(held.path()).unwrap().len();
     std::fs::write(
         &entry,

@@ -569,23 +569,15 @@ async fn install_right_after_an_uninstall_waits_for_the_namespace_to_go() {
             env.tier,
             out.deleted
         );
-        let terminating = live(&cluster, "v1", "Namespace", None, &ns).await;
         if env.test.is_some() {
-            let ns_obj = terminating.expect("the namespace is still terminating");
-            assert!(
-                !ns_obj["metadata"]["deletionTimestamp"].is_null(),
-                "{ns_obj}"
-            );
+            let deleting = namespace_deleting(&cluster, &ns).await;
+            assert_eq!(deleting, Some(true), "the namespace is still terminating");
         }
 
         let report = engine.install(&v1, &options()).await.unwrap();
         assert_eq!(report.revision, 1, "[{}]", env.tier);
-        let ns_obj = live(&cluster, "v1", "Namespace", None, &ns).await.unwrap();
-        assert!(
-            ns_obj["metadata"]["deletionTimestamp"].is_null(),
-            "[{}] {ns_obj}",
-            env.tier
-        );
+        let deleting = namespace_deleting(&cluster, &ns).await;
+        assert_eq!(deleting, Some(false), "[{}]", env.tier);
         assert!(live(&cluster, "apps/v1", "Deployment", Some(&ns), "web")
             .await
             .is_some());
@@ -622,12 +614,8 @@ async fn install_into_a_namespace_being_deleted_waits_and_starts_afresh() {
 
         let report = engine.install(&v1, &options()).await.unwrap();
         assert_eq!(report.revision, 1, "[{}]", env.tier);
-        let ns_obj = live(&cluster, "v1", "Namespace", None, &ns).await.unwrap();
-        assert!(
-            ns_obj["metadata"]["deletionTimestamp"].is_null(),
-            "[{}] {ns_obj}",
-            env.tier
-        );
+        let deleting = namespace_deleting(&cluster, &ns).await;
+        assert_eq!(deleting, Some(false), "[{}]", env.tier);
         // A release recorded in the new namespace, with its objects: not an "unchanged
         // reinstall" of the records that went with the old one.
         let revisions: Vec<(u32, ReleaseStatus)> = engine
@@ -693,9 +681,12 @@ async fn reinstall_right_after_an_uninstall_waits_for_every_namespace_the_bundle
             out.deleted
         );
         if env.test.is_some() {
-            let gone = live(&cluster, "v1", "Namespace", None, &extra).await;
-            let terminating = gone.expect("the extra namespace is still terminating");
-            assert!(!terminating["metadata"]["deletionTimestamp"].is_null());
+            let deleting = namespace_deleting(&cluster, &extra).await;
+            assert_eq!(
+                deleting,
+                Some(true),
+                "the extra namespace is still terminating"
+            );
         }
 
         let release = {
@@ -712,14 +703,8 @@ async fn reinstall_right_after_an_uninstall_waits_for_every_namespace_the_bundle
         let report = engine.install(&request, &options()).await.unwrap();
         release.await.unwrap();
         assert_eq!(report.revision, 1, "[{}]", env.tier);
-        let extra_obj = live(&cluster, "v1", "Namespace", None, &extra)
-            .await
-            .unwrap();
-        assert!(
-            extra_obj["metadata"]["deletionTimestamp"].is_null(),
-            "[{}] {extra_obj}",
-            env.tier
-        );
+        let deleting = namespace_deleting(&cluster, &extra).await;
+        assert_eq!(deleting, Some(false), "[{}]", env.tier);
         assert!(
             live(&cluster, "v1", "ConfigMap", Some(&extra), "dashboards")
                 .await

@@ -229,6 +229,14 @@ pub fn demo_request(
     }
 }
 
+/// Whether the namespace `name` is being deleted (it has a deletion timestamp); `None` when it
+/// does not exist.
+pub async fn namespace_deleting(cluster: &Cluster, name: &str) -> Option<bool> {
+    live(cluster, "v1", "Namespace", None, name)
+        .await
+        .map(|ns| !ns["metadata"]["deletionTimestamp"].is_null())
+}
+
 /// Reads a live object as JSON through the API (works on both tiers).
 pub async fn live(
     cluster: &Cluster,
