@@ -466,6 +466,7 @@ mod tests {
             target,
             status: 503,
             message: "down".into(),
+            codes: Vec::new(),
             retry_after: None,
         });
         let e = source_failure(

@@ -216,6 +216,7 @@ impl RegistryClient {
                 target,
                 status: 404,
                 message: "the server has no /v2/ API".to_string(),
+                codes: Vec::new(),
                 retry_after: None,
             });
         }

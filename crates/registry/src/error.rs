@@ -107,6 +107,9 @@ pub enum RegistryError {
         status: u16,
         /// The registry's error message (the body's first error, trimmed).
         message: String,
+        /// The error codes of the registry's answer (`MANIFEST_BLOB_UNKNOWN`, …), in order;
+        /// empty when the body carried none.
+        codes: Vec<String>,
         /// The `Retry-After` the registry asked for, when it sent one (503 often does).
         retry_after: Option<Duration>,
     },
@@ -215,6 +218,15 @@ impl RegistryError {
         }
     }
 
+    /// True when the registry answered with an error body naming `code` (an OCI error code such
+    /// as `MANIFEST_BLOB_UNKNOWN`, compared without regard to case).
+    pub fn has_code(&self, code: &str) -> bool {
+        match self {
+            Self::Status { codes, .. } => codes.iter().any(|c| c.eq_ignore_ascii_case(code)),
+            _ => false,
+        }
+    }
+
     /// True for failures worth retrying: 5xx, 408, 429, resets, timeouts.
     pub fn is_transient(&self) -> bool {
         self.retry() != Retry::Never
@@ -229,7 +241,7 @@ impl RegistryError {
         had_credentials: bool,
         retry_after: Option<Duration>,
     ) -> Self {
-        let message = error_message(body);
+        let (message, codes) = error_message(body);
         match status {
             401 | 403 => Self::AuthRefused {
                 target,
@@ -248,6 +260,7 @@ impl RegistryError {
                 target,
                 status,
                 message,
+                codes,
                 retry_after,
             },
         }
@@ -344,6 +357,7 @@ impl RegistryError {
                         target,
                         status: 400,
                         message,
+                        codes: Vec::new(),
                         retry_after: None,
                     }
                 }
@@ -406,9 +420,10 @@ fn not_found_what(message: &str) -> String {
     }
 }
 
-/// Extracts a short message from an OCI error body (`{"errors":[{"code":…,"message":…}]}`) or
-/// falls back to the first 200 characters of the text.
-fn error_message(body: &[u8]) -> String {
+/// Extracts a short message and the error codes from an OCI error body
+/// (`{"errors":[{"code":…,"message":…}]}`), or falls back to the first 200 characters of the
+/// text and no code.
+fn error_message(body: &[u8]) -> (String, Vec<String>) {
     #[derive(serde::Deserialize)]
     struct Envelope {
         errors: Vec<Item>,
@@ -421,15 +436,17 @@ fn error_message(body: &[u8]) -> String {
         message: String,
     }
     if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
-        return env
+        let message = env
             .errors
             .iter()
             .map(|e| format!("{}: {}", e.code, e.message))
             .collect::<Vec<_>>()
             .join("; ");
+        let codes = env.errors.into_iter().map(|e| e.code).collect();
+        return (message, codes);
     }
     let text = String::from_utf8_lossy(body);
-    text.trim().chars().take(200).collect()
+    (text.trim().chars().take(200).collect(), Vec::new())
 }
 
 #[cfg(test)]
@@ -460,6 +477,27 @@ mod tests {
         let e = RegistryError::from_status(t(), 503, b"busy", false, None);
         assert!(e.is_transient());
         assert!(e.to_string().contains("503"));
+    }
+
+    #[test]
+    fn the_error_codes_of_a_refusal_are_kept() {
+        let body = br#"{"errors":[{"code":"DIGEST_INVALID","message":"invalid digest"},
+            {"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:ab"}]}"#;
+        let e = RegistryError::from_status(t(), 400, body, false, None);
+        assert!(e.has_code("MANIFEST_BLOB_UNKNOWN") && e.has_code("digest_invalid"));
+        assert!(!e.has_code("BLOB_UNKNOWN"));
+        assert!(
+            !e.is_transient(),
+            "a refusal is not retried by the transport"
+        );
+        assert!(
+            e.to_string()
+                .contains("MANIFEST_BLOB_UNKNOWN: blob unknown"),
+            "{e}"
+        );
+        // A body that is not an OCI error carries no code.
+        let e = RegistryError::from_status(t(), 400, b"MANIFEST_BLOB_UNKNOWN", false, None);
+        assert!(!e.has_code("MANIFEST_BLOB_UNKNOWN"));
     }
 
     #[test]

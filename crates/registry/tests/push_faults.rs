@@ -155,3 +155,116 @@ async fn push_killed_by_a_reset_without_retries_fails_named_and_resumes() {
     assert!(again.bytes_pushed < unique_blob_bytes(&s), "{again:?}");
     verify_with_skopeo(&reg, &again, tmp.path());
 }
+
+/// The refusal CNCF distribution 2.8 gives a manifest when it reads the repository's link to one
+/// of its blobs while another push rewrites that link in place.
+fn blob_link_race() -> Fault {
+    Fault::Refuse {
+        status: 400,
+        codes: vec!["DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN"],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_refused_for_a_blob_the_registry_holds_is_written_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = sample(tmp.path(), 640, 256 << 10);
+    let reg = TestRegistry::plain();
+    let proxy = FaultProxy::start(
+        upstream(&reg),
+        vec![Rule::new(blob_link_race(), Schedule::FirstN(3))
+            .method("PUT")
+            .path_contains("/manifests/")],
+    )
+    .await;
+    let report = s
+        .push(&via_proxy(&proxy), &proxy.host())
+        .await
+        .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
+    assert_eq!(proxy.injected(), 3, "{:?}", proxy.fault_log());
+    verify_with_skopeo(&reg, &report, tmp.path());
+    // The blobs were there all along: none was sent twice.
+    assert_eq!(report.bytes_pushed, unique_blob_bytes(&s), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_the_registry_lost_before_its_manifest_is_sent_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = sample(tmp.path(), 650, 256 << 10);
+    let config = s.set.api.config.clone();
+    let reg = TestRegistry::plain();
+    // The api manifest is refused once; from then on the registry says it lacks the config
+    // (the 2nd and 3rd HEAD of it: the check after the refusal, and the push's own check).
+    let proxy = FaultProxy::start(
+        upstream(&reg),
+        vec![
+            Rule::new(blob_link_race(), Schedule::FirstN(1))
+                .method("PUT")
+                .path_contains("/acme/api/manifests/"),
+            Rule::new(Fault::Status(404), Schedule::Nth(vec![2, 3]))
+                .method("HEAD")
+                .path_contains(&format!("/acme/api/blobs/{}", config.digest)),
+        ],
+    )
+    .await;
+    let report = s
+        .push(&via_proxy(&proxy), &proxy.host())
+        .await
+        .unwrap_or_else(|e| panic!("push failed: {e:?}\nfaults: {:?}", proxy.fault_log()));
+    assert_eq!(proxy.injected(), 3, "{:?}", proxy.fault_log());
+    verify_with_skopeo(&reg, &report, tmp.path());
+    assert_eq!(
+        report.bytes_pushed,
+        unique_blob_bytes(&s) + config.size,
+        "the config was sent again: {report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_refused_for_a_blob_the_registry_never_finds_fails_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = sample(tmp.path(), 660, 128 << 10);
+    let reg = TestRegistry::plain();
+    let proxy = FaultProxy::start(
+        upstream(&reg),
+        vec![Rule::new(blob_link_race(), Schedule::Always)
+            .method("PUT")
+            .path_contains("/acme/worker/manifests/")],
+    )
+    .await;
+    let opts = via_proxy(&proxy).with_retry(RetryPolicy {
+        max_attempts: 3,
+        ..fast_retry()
+    });
+    let err = s.push(&opts, &proxy.host()).await.unwrap_err();
+    // Three attempts, then the registry's own words.
+    assert_eq!(proxy.injected(), 3, "{:?}", proxy.fault_log());
+    match &err {
+        PushError::Registry { image, source, .. } => {
+            assert_eq!(image, "ghcr.io/acme/worker:1.0");
+            assert!(source.has_code("MANIFEST_BLOB_UNKNOWN"), "{source:?}");
+            assert!(source.to_string().contains("400"), "{source}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_of_the_same_images_into_one_registry_both_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = sample(tmp.path(), 670, 64 << 10);
+    let reg = TestRegistry::plain();
+    let opts = options_for(&reg);
+    // Each round pushes the same images twice at once into fresh repositories, so both pushes
+    // upload the same blobs and write the same links at the same moment.
+    for round in 0..6 {
+        let target = format!("{}/round{round}", reg.host());
+        let (a, b) = tokio::join!(s.push(&opts, &target), s.push(&opts, &target));
+        let a = a.unwrap_or_else(|e| panic!("round {round}, first push: {e:?}"));
+        let b = b.unwrap_or_else(|e| panic!("round {round}, second push: {e:?}"));
+        assert_eq!(a.relocation_map, b.relocation_map);
+        let scratch = tmp.path().join(format!("r{round}"));
+        std::fs::create_dir(&scratch).unwrap();
+        verify_with_skopeo(&reg, &a, &scratch);
+    }
+}

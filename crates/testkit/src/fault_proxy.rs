@@ -47,6 +47,16 @@ type Body = UnsyncBoxBody<Bytes, BoxError>;
 pub enum Fault {
     /// Answer with this status (and an OCI error body) without forwarding.
     Status(u16),
+    /// Answer with this status and an OCI error body carrying these error codes, in order,
+    /// without forwarding: a registry's refusal, e.g. `400` with `DIGEST_INVALID` and
+    /// `MANIFEST_BLOB_UNKNOWN` as CNCF distribution 2.8 answers a manifest whose blob link it
+    /// read while another push rewrote it.
+    Refuse {
+        /// The HTTP status.
+        status: u16,
+        /// The error codes of the body.
+        codes: Vec<&'static str>,
+    },
     /// Forward the request, but cut the connection once `after` bytes of the request body have
     /// gone through (an upload dies mid-body).
     ResetRequestBody {
@@ -360,9 +370,15 @@ fn full(b: Bytes) -> Body {
 }
 
 fn status_response(status: u16) -> Response<Body> {
-    let body = format!(
-        r#"{{"errors":[{{"code":"UNKNOWN","message":"fault proxy: injected {status}"}}]}}"#
-    );
+    refusal(status, &["UNKNOWN"])
+}
+
+fn refusal(status: u16, codes: &[&str]) -> Response<Body> {
+    let errors: Vec<String> = codes
+        .iter()
+        .map(|c| format!(r#"{{"code":"{c}","message":"fault proxy: injected {status} {c}"}}"#))
+        .collect();
+    let body = format!(r#"{{"errors":[{}]}}"#, errors.join(","));
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -396,6 +412,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
     let (req_delay, req_cut, resp_cut) = match &fault {
         Some(Fault::Status(s)) => return Ok(status_response(*s)),
+        Some(Fault::Refuse { status, codes }) => return Ok(refusal(*status, codes)),
         Some(Fault::ResetRequestBody { after }) => (None, Some(*after), None),
         Some(Fault::ResetResponseBody { after }) => (None, None, Some(*after)),
         Some(Fault::Slow { delay }) => (Some(*delay), None, None),

@@ -26,22 +26,20 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use airlift_bundle::walk::{
-    read_small, walk_image, ImageGraph, SmallReadError, WalkError, MAX_MANIFEST_SIZE,
-};
+use airlift_bundle::walk::{walk_image, ImageGraph, SmallReadError, WalkError};
 use airlift_bundle::{BlobSource, Digest, Progress};
-use bytes::Bytes;
 use futures::future::{try_join_all, BoxFuture};
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::client::{ManifestHead, RegistryClient};
+use crate::client::RegistryClient;
 use crate::error::RegistryError;
 use crate::mapping::{Destination, MappingError, Relocated, RelocationMap};
 use crate::upload::BlobPush;
 use airlift_bundle::reference::ImageRef;
 
+mod manifests;
 mod stage;
 
 /// The progress label of the overall byte count.
@@ -455,6 +453,12 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Forgets that the image's repository holds `digest` (the registry lost it), so the next
+    /// [`Ctx::ensure_blob`] checks and sends it again.
+    async fn forget_held(&self, p: &Planned, digest: &Digest) {
+        self.holder(digest).lock().await.remove(&p.repository);
+    }
+
     /// Marks every blob under `node` as held by the image's repository (the registry holds the
     /// manifest, so it holds them), counting newly known ones as skipped.
     async fn mark_present(&self, p: &Planned, node: usize) {
@@ -469,53 +473,6 @@ impl Ctx<'_> {
             }
             self.account(&p.image.reference, &digest, size);
         }
-    }
-
-    async fn manifest_head(
-        &self,
-        p: &Planned,
-        reference: &str,
-    ) -> Result<Option<ManifestHead>, PushError> {
-        let _permit = self.permits.acquire().await.ok();
-        self.client
-            .manifest_head(&p.repository, reference)
-            .await
-            .map_err(|e| self.registry_err(p, e))
-    }
-
-    async fn put_manifest(
-        &self,
-        p: &Planned,
-        node: usize,
-        reference: &str,
-    ) -> Result<(), PushError> {
-        let desc = &p.graph.manifests[node].descriptor;
-        let bytes = {
-            let source = self.source.clone();
-            let digest = desc.digest.clone();
-            tokio::task::spawn_blocking(move || read_small(&*source, &digest, MAX_MANIFEST_SIZE))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-                .map_err(|source| PushError::ReadManifest {
-                    image: p.image.reference.clone(),
-                    digest: desc.digest.clone(),
-                    source,
-                })?
-        };
-        let _permit = self.permits.acquire().await.ok();
-        self.client
-            .put_manifest(
-                &p.repository,
-                reference,
-                &desc.media_type,
-                Bytes::from(bytes),
-            )
-            .await
-            .map_err(|e| self.registry_err(p, e))?;
-        self.counters
-            .manifests_pushed
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Pushes manifest `node` and everything under it, children first, and `PUT`s it by digest.
