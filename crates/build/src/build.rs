@@ -24,7 +24,7 @@ use airlift_bundle::schema::manifest::{
 use airlift_bundle::schema::API_VERSION;
 use airlift_bundle::sign::PrivateKey;
 use airlift_bundle::writer::{
-    plan_bundle, BundleContents, ComponentFile, WriteError, WrittenBundle,
+    plan_bundle, BundleContents, ComponentFile, Reuse, WriteError, WrittenBundle,
 };
 use airlift_bundle::{BlobSource, Digest, DirBlobStore, Progress};
 use airlift_registry::pull::{
@@ -113,6 +113,10 @@ pub struct BuildSummary {
     pub downloaded_bytes: u64,
     /// Seconds the build took.
     pub seconds: f64,
+    /// Set when nothing was written: the cache held a bundle with exactly these bytes (a
+    /// rebuild of unchanged inputs), which is the output as it was or is now linked to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused: Option<Reuse>,
 }
 
 /// An image once it is resolved: its manifests in the cache, its blobs known.
@@ -227,6 +231,21 @@ pub async fn build(
         req.key.as_ref(),
     )
     .map_err(write_err)?;
+    // A rebuild of unchanged inputs: the bundle the cache holds is exactly this one.
+    if fetches.is_empty() && req.keep_layers == KeepLayers::InCache {
+        let reused = {
+            let (plan, out, cache) = (plan.clone(), out.clone(), req.cache.clone());
+            tokio::task::spawn_blocking(move || plan.reuse_held(&out, &cache))
+                .await
+                .map_err(|_| BuildError::Worker("bundle writer"))?
+                .map_err(write_err)?
+        };
+        if let Some((written, how)) = reused {
+            let mut summary = summarize(&written, &acquired, req.key.is_some(), started.elapsed());
+            summary.reused = Some(how);
+            return Ok(summary);
+        }
+    }
     // Largest first, both the copies and the downloads: a large blob started last would finish
     // alone, long after the others.
     let mut cached: Vec<(&Digest, &u64)> = plan
@@ -580,5 +599,6 @@ fn summarize(
         dedup_saved_bytes: referenced.saturating_sub(unique_bytes),
         downloaded_bytes: acquired.iter().map(|a| a.downloaded).sum(),
         seconds: elapsed.as_secs_f64(),
+        reused: None,
     }
 }

@@ -117,7 +117,7 @@ pub(crate) fn remove_entry(root: &Path, digest: &Digest) {
 }
 
 /// True when `a` and `b` are the same file (device and inode).
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+pub(crate) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     a.dev() == b.dev() && a.ino() == b.ino()
 }
 

@@ -324,3 +324,76 @@ fn a_cache_that_cannot_link_refuses_to_hold_and_a_plain_store_ignores_held_blobs
     .unwrap();
     assert!(!cache_at(&cache_dir).contains(&layer));
 }
+
+#[test]
+fn a_plan_the_held_bundle_already_is_is_delivered_without_a_write_and_a_changed_byte_is_found() {
+    use airlift_bundle::writer::Reuse;
+    let f = common::fixture_with(1 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let cache = cache_at(&cache_dir);
+    let out1 = dir.path().join("one.airlift");
+    let file = create(&f, &out1);
+    let held = file.hold_in(&cache).unwrap();
+    let all: Vec<Digest> = plan_bundle(contents(&f), &f.store, None)
+        .unwrap()
+        .blobs()
+        .keys()
+        .cloned()
+        .collect();
+    // Nothing is held before the bundle is complete and settled.
+    let plan = || plan_bundle(contents(&f), &f.store, None).unwrap();
+    assert!(plan().reuse_held(&out1, &cache).unwrap().is_none());
+    file.fill_from(&all, &f.store, &NoProgress, "write", 1)
+        .unwrap();
+    let ranges = file.blob_ranges();
+    file.finish().unwrap();
+    held.settle(&ranges).unwrap();
+    let bytes = std::fs::read(&out1).unwrap();
+
+    let (written, how) = plan().reuse_held(&out1, &cache).unwrap().unwrap();
+    assert_eq!(how, Reuse::Unchanged);
+    assert_eq!(
+        (written.path.as_path(), written.size),
+        (out1.as_path(), bytes.len() as u64)
+    );
+    // Another output while the first exists: written, not shared.
+    let out2 = dir.path().join("two.airlift");
+    assert!(plan().reuse_held(&out2, &cache).unwrap().is_none());
+    assert!(!out2.exists());
+    // The first deleted: linked into place.
+    std::fs::remove_file(&out1).unwrap();
+    let (_, how) = plan().reuse_held(&out2, &cache).unwrap().unwrap();
+    assert_eq!(how, Reuse::Linked);
+    assert_eq!(inode(&out2).2, 2);
+    assert_eq!(std::fs::read(&out2).unwrap(), bytes);
+    // A plan of other contents (a component file changed) is not this bundle.
+    let mut changed = contents(&f);
+    changed.files[0].data.push(b'\n');
+    let other = plan_bundle(changed, &f.store, None).unwrap();
+    assert!(other.reuse_held(&out2, &cache).unwrap().is_none());
+
+    // One byte of the manifest changed, the time put back: every layer's proof still holds, the
+    // byte comparison finds it.
+    std::fs::remove_file(&out2).unwrap();
+    let linked = held_bundles(&cache_dir);
+    assert_eq!(linked.len(), 1);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&linked[0])
+        .unwrap();
+    let modified = file.metadata().unwrap().modified().unwrap();
+    let at = bytes.windows(4).position(|w| w == b"kind").unwrap() as u64;
+    file.write_all_at(b"K", at).unwrap();
+    file.set_modified(modified).unwrap();
+    drop(file);
+    for layer in layers(&f) {
+        assert!(
+            cache.proven_range(&layer).is_some(),
+            "the layer's proof holds"
+        );
+    }
+    let out3 = dir.path().join("three.airlift");
+    assert!(plan().reuse_held(&out3, &cache).unwrap().is_none());
+    assert!(!out3.exists());
+}

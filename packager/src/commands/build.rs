@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use airlift_bundle::sign::PrivateKey;
+use airlift_bundle::writer::Reuse;
 use airlift_cli::output::human_bytes;
 use airlift_cli::{
     progress_with_total, CommandError, ExitKind, OutputFormat, RegistryFlags, ResultExt,
@@ -218,6 +219,15 @@ fn print_summary(s: &BuildSummary) -> std::io::Result<()> {
         s.seconds,
         if s.signed { "signed" } else { "UNSIGNED" }
     )?;
+    match s.reused {
+        Some(Reuse::Unchanged) => outln!(
+            "  unchanged: the file there already has exactly these bytes; nothing was written"
+        )?,
+        Some(Reuse::Linked) => {
+            outln!("  the cache held exactly this bundle: linked into place, nothing was written")?
+        }
+        None => {}
+    }
     for img in &s.images {
         outln!(
             "  {:<50} {} [{}]{}",

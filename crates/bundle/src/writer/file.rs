@@ -11,27 +11,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
+use super::layout::Slot;
 use super::{io_at, BundlePlan, WriteError, WrittenBundle};
-use crate::canonical;
 use crate::digest::{Digest, Hasher};
 use crate::held::HeldBundle;
 use crate::progress::Progress;
-use crate::reader::{blob_member_path, INDEX_PATH, OCI_LAYOUT_PATH};
-use crate::schema::manifest::{BundleManifest, MANIFEST_PATH, SIGNATURE_PATH};
+use crate::schema::manifest::BundleManifest;
 use crate::source::{BlobSource, BlobSourceReader, DirBlobStore, StoreError};
-
-/// Where a blob's bytes go in the bundle file.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    offset: u64,
-    size: u64,
-}
 
 /// A bundle laid out in a temporary file next to its output, its blobs being written. Cheap to
 /// clone (all clones are the same file); [`BundleFile::finish`] needs the last one. Dropped
@@ -86,79 +78,30 @@ impl BundlePlan {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        let layout = self.layout(out)?;
         let tmp = tempfile::Builder::new()
             .prefix(".airlift-partial-")
             .tempfile_in(&dir)
             .map_err(io_at(&dir))?;
         let err = io_at(out);
-        let mut w = BufWriter::with_capacity(BUF, tmp.as_file());
-        let mut pos = 0u64;
-        let mut member = |w: &mut BufWriter<&File>, path: &str, data: &[u8]| {
-            let size = data.len() as u64;
-            let h = canonical::member_header(path, size, self.mtime)?;
-            w.write_all(&h)?;
-            w.write_all(data)?;
-            w.write_all(&[0u8; 512][..canonical::padding(size) as usize])?;
-            pos += canonical::BLOCK + size + canonical::padding(size);
-            io::Result::Ok(())
-        };
-        member(&mut w, MANIFEST_PATH, &self.manifest_bytes).map_err(&err)?;
-        if let Some(sig) = &self.signature {
-            member(&mut w, SIGNATURE_PATH, sig).map_err(&err)?;
-        }
-        member(
-            &mut w,
-            OCI_LAYOUT_PATH,
-            crate::oci::OCI_LAYOUT_CONTENT.as_bytes(),
-        )
-        .map_err(&err)?;
-        member(&mut w, INDEX_PATH, &self.index_bytes).map_err(&err)?;
-        for f in &self.files {
-            member(&mut w, &f.path, &f.data).map_err(&err)?;
-        }
-        w.flush().map_err(&err)?;
-        drop(w);
-        let mut slots = BTreeMap::new();
-        for (digest, &size) in &self.blobs {
-            // A blob's content starts at a multiple of 4096, so a filesystem that shares
-            // extents can take it from the cache, or into it, without copying.
-            let path = blob_member_path(digest);
-            if canonical::is_aligned(&path, size) {
-                if let Some(record) = canonical::alignment_record(pos, self.mtime).map_err(&err)? {
-                    tmp.as_file().write_all_at(&record, pos).map_err(&err)?;
-                    pos += record.len() as u64;
-                }
-            }
-            // Sizes come from image manifests: a hostile one may declare any number.
-            let end = member_end(pos, size).ok_or_else(|| WriteError::TooLarge {
-                digest: digest.clone(),
-                size,
-            })?;
-            let h = canonical::member_header(&path, size, self.mtime).map_err(&err)?;
-            tmp.as_file().write_all_at(&h, pos).map_err(&err)?;
-            slots.insert(
-                digest.clone(),
-                Slot {
-                    offset: pos + canonical::BLOCK,
-                    size,
-                },
-            );
-            pos = end;
-        }
-        // Padding, the unwritten blob bytes and the trailer read as zeros until written.
-        pos += canonical::TRAILER.len() as u64;
+        let pos = layout.size;
         // Refuse at once, not after writing gigabytes, when the bundle cannot fit.
         if let Ok(fs) = rustix::fs::statvfs(&dir) {
             if let Some(e) = short_of_space(&dir, pos, fs.f_bavail.saturating_mul(fs.f_frsize)) {
                 return Err(e);
             }
         }
+        tmp.as_file().write_all_at(&layout.head, 0).map_err(&err)?;
+        for (offset, bytes) in &layout.headers {
+            tmp.as_file().write_all_at(bytes, *offset).map_err(&err)?;
+        }
+        // Padding, the unwritten blob bytes and the trailer read as zeros until written.
         tmp.as_file().set_len(pos).map_err(&err)?;
         let flusher = Flusher::start(tmp.as_file()).map_err(&err)?;
         Ok(BundleFile {
             inner: Arc::new(Inner {
                 out: out.to_path_buf(),
-                slots,
+                slots: layout.slots,
                 filled: Mutex::default(),
                 manifest_digest: Digest::of_bytes(&self.manifest_bytes),
                 manifest: self.manifest,
@@ -560,16 +503,6 @@ fn short_of_space(dir: &Path, need: u64, free: u64) -> Option<WriteError> {
     })
 }
 
-/// Where a member of `size` bytes starting at `pos` ends (header, content, padding), if that is
-/// within what a file can hold with the trailer after it.
-fn member_end(pos: u64, size: u64) -> Option<u64> {
-    let end = pos
-        .checked_add(canonical::BLOCK)?
-        .checked_add(size)?
-        .checked_add(canonical::padding(size))?;
-    (end <= i64::MAX as u64 - canonical::TRAILER.len() as u64).then_some(end)
-}
-
 fn ended_early(left: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
@@ -677,15 +610,6 @@ mod tests {
         );
         let text = e.to_string();
         assert!(text.contains("/srv/out") && text.contains("101"), "{text}");
-    }
-
-    #[test]
-    fn member_ends_are_checked_against_overflow() {
-        assert_eq!(member_end(0, 1), Some(1024));
-        assert_eq!(member_end(512, 512), Some(1536));
-        assert_eq!(member_end(0, u64::MAX), None);
-        assert_eq!(member_end(u64::MAX - 100, 1), None);
-        assert_eq!(member_end(0, i64::MAX as u64), None);
     }
 
     #[test]

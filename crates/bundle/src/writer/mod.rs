@@ -16,9 +16,12 @@
 //! it from one source.
 
 mod file;
+mod layout;
+mod reuse;
 
 pub(crate) use file::copy_range;
 pub use file::{BundleFile, SlotWriter};
+pub use reuse::Reuse;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
