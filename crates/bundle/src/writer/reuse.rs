@@ -62,17 +62,18 @@ impl BundlePlan {
         let Ok(meta) = file.metadata() else {
             return Ok(None);
         };
+        // What it would take, decided first: checking the bytes costs reads.
+        let how = match std::fs::metadata(out) {
+            Ok(there) if same_file(&there, &meta) => Reuse::Unchanged,
+            _ if meta.nlink() == 1 => Reuse::Linked,
+            _ => return Ok(None),
+        };
         if meta.len() != layout.size || !is_exactly(&file, &meta, &layout, store) {
             return Ok(None);
         }
-        let how = match std::fs::metadata(out) {
-            Ok(there) if same_file(&there, &meta) => Reuse::Unchanged,
-            _ if meta.nlink() == 1 => {
-                link_into_place(&held, out)?;
-                Reuse::Linked
-            }
-            _ => return Ok(None),
-        };
+        if how == Reuse::Linked {
+            link_into_place(&held, out)?;
+        }
         let written = WrittenBundle {
             path: out.to_path_buf(),
             size: meta.len(),
