@@ -6,8 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-
-use common::*;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,6 +13,7 @@ use airlift_testkit::fault_proxy::{Fault, FaultProxy, Rule, Schedule};
 use airlift_testkit::files::{copy_tree, files_under, names_in};
 use airlift_testkit::images::sample_set;
 use airlift_testkit::registry::TestRegistry;
+use common::*;
 
 #[test]
 fn demo_builds_offline_and_reproducibly() {
@@ -244,13 +243,13 @@ fn a_plain_http_registry_is_refused_unless_named_insecure() {
 #[test]
 fn a_corrupt_cache_entry_is_refused_removed_and_fetched_again() {
     let dir = tempfile::tempdir().unwrap();
-    let reg = TestRegistry::plain();
-    let set = sample_set(&dir.path().join("layout"), 13, 64 << 10).unwrap();
-    reg.seed(&set.dir, "api", "acme/api:1");
-    reg.seed(&set.dir, "multi", "acme/multi:1");
-    let host = reg.host();
-    let def = registry_definition(dir.path(), &host, &["linux/amd64"]);
-    let key = keygen(dir.path());
+    let RegistrySite {
+        reg: _reg,
+        set: _,
+        host,
+        def,
+        key,
+    } = registry_site(dir.path(), 13, 64 << 10);
     let cache = dir.path().join("cache");
     let build = |out: &str| {
         run_build(
@@ -347,13 +346,13 @@ fn an_endless_key_file_is_refused_by_name() {
 #[test]
 fn no_cache_writes_layers_into_the_bundle_only() {
     let dir = tempfile::tempdir().unwrap();
-    let reg = TestRegistry::plain();
-    let set = sample_set(&dir.path().join("layout"), 14, 256 << 10).unwrap();
-    reg.seed(&set.dir, "api", "acme/api:1");
-    reg.seed(&set.dir, "multi", "acme/multi:1");
-    let host = reg.host();
-    let def = registry_definition(dir.path(), &host, &["linux/amd64"]);
-    let key = keygen(dir.path());
+    let RegistrySite {
+        reg: _reg,
+        set: _,
+        host,
+        def,
+        key,
+    } = registry_site(dir.path(), 14, 256 << 10);
     let flags = ["--insecure-registry", &host, "--output", "json"];
     let cached = json(&run_build(dir.path(), &def, &key, "a", "cache", &flags));
     let mut no_cache = flags.to_vec();
@@ -379,13 +378,13 @@ fn no_cache_writes_layers_into_the_bundle_only() {
 #[test]
 fn a_blob_the_registry_serves_corrupt_is_refused_and_kept_nowhere() {
     let dir = tempfile::tempdir().unwrap();
-    let reg = TestRegistry::plain();
-    let set = sample_set(&dir.path().join("layout"), 15, 256 << 10).unwrap();
-    reg.seed(&set.dir, "api", "acme/api:1");
-    reg.seed(&set.dir, "multi", "acme/multi:1");
-    let host = reg.host();
-    let def = registry_definition(dir.path(), &host, &["linux/amd64"]);
-    let key = keygen(dir.path());
+    let RegistrySite {
+        reg,
+        set: _,
+        host,
+        def,
+        key,
+    } = registry_site(dir.path(), 15, 256 << 10);
     // The largest blob the registry stores (a layer), one byte flipped: same size, other bytes.
     let blobs = reg.storage_dir().join("docker/registry/v2/blobs/sha256");
     let mut data: Vec<PathBuf> = std::fs::read_dir(&blobs)

@@ -9,8 +9,6 @@ mod common;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use airlift_testkit::images::sample_set;
-use airlift_testkit::registry::TestRegistry;
 use common::*;
 
 /// `(device, inode, mtime in ns)` of `path`.
@@ -35,13 +33,13 @@ fn verify(bundle: &Path, key: &Path) {
 #[test]
 fn a_rebuild_of_unchanged_inputs_writes_nothing_unless_the_held_bundle_differs() {
     let dir = tempfile::tempdir().unwrap();
-    let reg = TestRegistry::plain();
-    let set = sample_set(&dir.path().join("layout"), 21, 256 << 10).unwrap();
-    reg.seed(&set.dir, "api", "acme/api:1");
-    reg.seed(&set.dir, "multi", "acme/multi:1");
-    let host = reg.host();
-    let def = registry_definition(dir.path(), &host, &["linux/amd64"]);
-    let key = keygen(dir.path());
+    let RegistrySite {
+        reg: _reg,
+        set: _,
+        host,
+        def,
+        key,
+    } = registry_site(dir.path(), 21, 256 << 10);
     let cache = dir.path().join("cache");
     let build = |out: &str| {
         let o = run_build(

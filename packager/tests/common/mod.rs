@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use airlift_testkit::definitions::write_definition;
 use airlift_testkit::files::names_in;
+use airlift_testkit::images::{sample_set, SampleSet};
+use airlift_testkit::registry::TestRegistry;
 
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -124,4 +126,38 @@ pub fn largest_held_blob(cache: &Path) -> (PathBuf, PathBuf, u64) {
     }
     let (_, entry, bundle, offset) = best.expect("the cache holds no blob in a bundle");
     (entry, bundle, offset)
+}
+
+/// A real docker-registry serving the sample set's `api` and `multi` images as `acme/api:1` and
+/// `acme/multi:1`, the definition `DIR/def` of bundle `reg` deploying both for linux/amd64, and a
+/// signing key `DIR/vendor.key`.
+pub struct RegistrySite {
+    /// The registry (stopped on drop).
+    pub reg: TestRegistry,
+    /// The images seeded into it.
+    pub set: SampleSet,
+    /// Its `host:port`.
+    pub host: String,
+    /// The definition folder.
+    pub def: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+/// Starts a [`RegistrySite`] in `dir`; `seed` and `size` make the sample set.
+pub fn registry_site(dir: &Path, seed: u64, size: u64) -> RegistrySite {
+    let reg = TestRegistry::plain();
+    let set = sample_set(&dir.join("layout"), seed, size).unwrap();
+    reg.seed(&set.dir, "api", "acme/api:1");
+    reg.seed(&set.dir, "multi", "acme/multi:1");
+    let host = reg.host();
+    let def = registry_definition(dir, &host, &["linux/amd64"]);
+    let key = keygen(dir);
+    RegistrySite {
+        reg,
+        set,
+        host,
+        def,
+        key,
+    }
 }
