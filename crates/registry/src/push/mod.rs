@@ -10,7 +10,9 @@
 //!    and is skipped; otherwise every blob is ensured: skipped when a `HEAD` finds it, mounted
 //!    from another repository of this push that holds it, or streamed from the source;
 //! 3. a manifest is `PUT` by digest only after all its blobs, an index only after all its
-//!    manifests, with the exact original bytes and media type;
+//!    manifests, with the exact original bytes and media type; a registry that then answers that
+//!    one of them is unknown (another push rewriting the same blob's link) has them checked,
+//!    restored and the manifest written again (`manifests`);
 //! 4. the tag is set last, so a tag never points at something incomplete.
 //!
 //! [`push_verifying`] also hashes every blob while it streams, so an unverified bundle is read
